@@ -1,0 +1,14 @@
+// Package gemm is the one place where infonce multiplies matrices.
+//
+// Every matrix product of the model and the objectives is a general matrix
+// multiply in row-major order,
+//
+//	C = alpha * op(A) * op(B) + beta * C,   op(X) = X or Xᵀ,
+//
+// with op(A) of shape m×k, op(B) of shape k×n and C of shape m×n. The
+// generic Gemm serves both element types: float32 for training and float64
+// for the exact test path. The float32 kernel is swappable through Use, so a
+// faster kernel (hand-written assembly, or a cgo BLAS) plugs in without any
+// change to the callers. The default kernel is gonum's pure-Go BLAS, which
+// keeps the binary static.
+package gemm
