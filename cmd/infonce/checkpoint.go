@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/infonce/infonce/checkpoint"
+)
+
+func init() {
+	register("checkpoint", command{summary: "verify or inspect a checkpoint: checkpoint verify|inspect PATH", run: runCheckpoint})
+}
+
+func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{errors.New("usage: infonce checkpoint verify|inspect PATH")}
+	}
+	fs := flag.NewFlagSet("checkpoint "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() != 1 {
+		return usageError{fmt.Errorf("usage: infonce checkpoint %s PATH", args[0])}
+	}
+	path := fs.Arg(0)
+	switch args[0] {
+	case "verify":
+		problems := checkpoint.Verify(path)
+		if len(problems) == 0 {
+			fmt.Fprintf(stdout, "%s: good\n", path)
+			return nil
+		}
+		for _, p := range problems {
+			fmt.Fprintf(stdout, "%s: %v\n", path, p)
+		}
+		return fmt.Errorf("%s: %d problem(s); a run resuming from its directory falls back to the previous good checkpoint", path, len(problems))
+	case "inspect":
+		m, err := checkpoint.Inspect(path)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(m)
+	}
+	return usageError{fmt.Errorf("unknown checkpoint action %q: use verify or inspect", args[0])}
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/worker"
+)
+
+func init() {
+	register("train", command{summary: "train a contrastive model (CLIP, SimCLR or MoCo)", run: runTrain})
+}
+
+// trainFlags binds the flags of a training run to cfg.
+func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
+	fs.StringVar(&cfg.Objective, "objective", cfg.Objective, "objective: clip, simclr or moco")
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "data set: mnist (embedded) or idx:DIR")
+	fs.StringVar(&cfg.Classes, "classes", cfg.Classes, "class names, one per line in label order (default DIR/classes.txt for idx:DIR)")
+	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "epochs to train (when --steps is 0)")
+	fs.Int64Var(&cfg.Steps, "steps", cfg.Steps, "optimizer steps to train; 0 means --epochs whole epochs")
+	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "global batch size B (the same for any number of workers)")
+	fs.StringVar(&cfg.Optimizer, "optimizer", cfg.Optimizer, "optimizer: adamw, sgd or lars")
+	fs.Float64Var(&cfg.LR, "lr", cfg.LR, "peak learning rate")
+	fs.StringVar(&cfg.Schedule, "schedule", cfg.Schedule, "learning-rate schedule after the warm-up: constant or cosine")
+	fs.Float64Var(&cfg.MinLR, "min-lr", cfg.MinLR, "learning rate at the end of the cosine decay")
+	fs.Float64Var(&cfg.WD, "wd", cfg.WD, "decoupled weight decay (not on biases, norm gains or the logit scale)")
+	fs.Int64Var(&cfg.Warmup, "warmup", cfg.Warmup, "linear warm-up steps")
+	fs.Float64Var(&cfg.ClipNorm, "clip-norm", cfg.ClipNorm, "clip the global gradient norm to this value (0: off)")
+	fs.Float64Var(&cfg.Temperature, "temperature", cfg.Temperature, "temperature τ (fixed, or the initial value with --learn-temperature); default 0.07 for clip, 0.2 otherwise")
+	fs.BoolVar(&cfg.LearnTemperature, "learn-temperature", cfg.LearnTemperature, "learn the logit scale t = ln(1/τ) (default true for clip)")
+	fs.IntVar(&cfg.Dim, "dim", cfg.Dim, "embedding dimension d")
+	fs.Var((*intList)(&cfg.ImageHidden), "hidden", "widths of the image tower's hidden layers, comma-separated")
+	fs.IntVar(&cfg.TextHidden, "text-hidden", cfg.TextHidden, "width of the text tower's embedding bag")
+	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation: relu or gelu")
+	fs.BoolVar(&cfg.LayerNorm, "layer-norm", cfg.LayerNorm, "LayerNorm before each hidden activation")
+	fs.BoolVar(&cfg.MaskFalseNegatives, "mask-false-negatives", cfg.MaskFalseNegatives, "clip: pairs with the same caption count as positives, not negatives")
+	fs.Float64Var(&cfg.MoCoMomentum, "moco-momentum", cfg.MoCoMomentum, "moco: momentum m of the key encoder")
+	fs.IntVar(&cfg.MoCoQueue, "moco-queue", cfg.MoCoQueue, "moco: queue size, a multiple of --batch (0: 8 batches)")
+	fs.BoolVar(&cfg.MoCoSymmetric, "moco-symmetric", cfg.MoCoSymmetric, "moco: symmetrised loss ½[ctr(q1,k2)+ctr(q2,k1)] (v3 style)")
+	fs.IntVar(&cfg.Chunk, "chunk", cfg.Chunk, "logit columns per chunk of the streamed loss")
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random source of the run")
+	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "write a metrics line every N steps")
+	fs.StringVar(&cfg.Out, "out", cfg.Out, "run directory: metrics.jsonl, summary.json, checkpoints/")
+}
+
+// objectiveDefaults fills the temperature defaults of the chosen objective
+// for the flags the user did not set.
+func objectiveDefaults(cfg *worker.Config, set map[string]bool) {
+	if cfg.Objective == worker.CLIP {
+		return
+	}
+	if !set["temperature"] {
+		cfg.Temperature = 0.2
+	}
+	if !set["learn-temperature"] {
+		cfg.LearnTemperature = false
+	}
+}
+
+func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := worker.DefaultConfig()
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	trainFlags(fs, &cfg)
+	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	set, err := parseFlags(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	objectiveDefaults(&cfg, set)
+	logger, err := newLogger(*logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	data, err := dataset.Load(cfg.Data, cfg.Classes)
+	if err != nil {
+		return fmt.Errorf("--data %s: %w", cfg.Data, err)
+	}
+	sum, err := worker.RunLocal(ctx, cfg, data, worker.Options{Progress: stdout, Logger: logger, Evaluate: !*noEval})
+	if err != nil {
+		return err
+	}
+	printSummary(stdout, sum)
+	return nil
+}
+
+func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: use text or json", format)}
+}
+
+func pct(p *float64) string {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f%%", 100**p)
+}
+
+func printSummary(w io.Writer, s *worker.Summary) {
+	fmt.Fprintf(w, "\n%s on %s: %d steps, %d samples, %d worker(s)\n", s.Objective, s.Data, s.Steps, s.Samples, s.Workers)
+	fmt.Fprintf(w, "  final loss        %.4f (logit scale %.2f)\n", s.FinalLoss, s.FinalLogitScale)
+	fmt.Fprintf(w, "  throughput        %.0f samples/s (train %.1f s, eval %.1f s, wall %.1f s)\n", s.SamplesPerSecond, s.TrainSeconds, s.EvalSeconds, s.WallSeconds)
+	fmt.Fprintf(w, "  zero-shot         top-1 %s  top-5 %s\n", pct(s.ZeroShotTop1), pct(s.ZeroShotTop5))
+	fmt.Fprintf(w, "  retrieval R@1     image→text %s  text→image %s\n", pct(s.RecallI2TAt1), pct(s.RecallT2IAt1))
+	fmt.Fprintf(w, "  linear probe      %s (raw pixels %s)\n", pct(&s.LinearProbeAccuracy), pct(&s.PixelProbeAccuracy))
+	fmt.Fprintf(w, "  peak RSS          %.0f MB\n", float64(s.PeakRSSBytes)/1e6)
+	fmt.Fprintf(w, "  param sha256      %s\n", s.ParamSHA256)
+}

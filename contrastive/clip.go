@@ -1,0 +1,273 @@
+package contrastive
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/infonce/infonce/gemm"
+)
+
+// Result is one rank's share of an objective.
+type Result[T gemm.Float] struct {
+	Loss T // this rank's share of the global loss; summed over ranks = the loss
+	DT   T // this rank's share of dL/dt (s = exp(t)); summed over ranks = dL/dt
+}
+
+// CLIP is the symmetric InfoNCE objective of CLIP (Radford et al. 2021):
+// with S = s·U Vᵀ over the global batch,
+//
+//	L = 1/(2B)·Σ_i [lse_j S_ij − S_ii] + 1/(2B)·Σ_j [lse_i S_ij − S_jj].
+//
+// The zero value is ready to use. A CLIP keeps its work buffers between
+// calls and must not be used by two goroutines at once.
+type CLIP[T gemm.Float] struct {
+	// Chunk is the number of columns of S held at once (DefaultChunk if 0).
+	Chunk int
+	// MaskFalseNegatives makes every pair with equal caption ids a
+	// positive: the row loss is lse_j S_ij − lse_{j∈P(i)} S_ij with
+	// P(i) = {j : id_j = id_i}, and likewise for columns.
+	MaskFalseNegatives bool
+
+	ug, vg []T       // gathered U, V: B×d
+	ids    []int32   // gathered caption ids: B
+	tile   []T       // b×chunk logits, then dL/dS
+	stats  []float64 // local statistics: b×ns
+	accM   []float64 // running maxima of the statistics: b×ns
+	accZ   []float64 // running rescaled sums of the statistics: b×ns
+	diag   []float64 // S_ii of the owned rows: b
+	gstats []float64 // gathered statistics: B×ns
+	bc     []int     // byte counts
+}
+
+// CLIPInput holds one rank's part of a CLIP step.
+type CLIPInput[T gemm.Float] struct {
+	U, V   []T     // local rows, b×D each, already L2-normalised
+	D      int     // embedding dimension
+	Counts []int   // rows of every rank, in rank order (the same on every rank)
+	Scale  T       // s = exp(t)
+	IDs    []int32 // local caption ids, used only with MaskFalseNegatives
+	DU, DV []T     // out: dL/dU, dL/dV for the local rows (overwritten)
+}
+
+// Statistics per row, in the order they are gathered.
+const (
+	statRow    = iota // lse_j S_ij of row i
+	statCol           // lse_i S_ij of column j
+	statRowPos        // lse_{j∈P(i)} S_ij (masking only)
+	statColPos        // lse_{i∈P(j)} S_ij (masking only)
+)
+
+// Compute returns this rank's share of the CLIP loss and of dL/dt, and
+// writes the exact gradients of the global loss with respect to the local
+// rows into in.DU and in.DV. Every rank must call it with the same Counts,
+// Scale, D and settings.
+func (c *CLIP[T]) Compute(ctx context.Context, coll Collective, in CLIPInput[T]) (Result[T], error) {
+	var res Result[T]
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	l, err := newLayout(coll, in.Counts)
+	if err != nil {
+		return res, fmt.Errorf("clip: %w", err)
+	}
+	if err := c.check(l, in); err != nil {
+		return res, fmt.Errorf("clip: %w", err)
+	}
+	chunk, err := chunkOf(c.Chunk, l.B)
+	if err != nil {
+		return res, fmt.Errorf("clip: %w", err)
+	}
+	d, b, B := in.D, l.b, l.B
+	ns := 2
+	if c.MaskFalseNegatives {
+		ns = 4
+	}
+	c.ug = grow(c.ug, B*d)
+	c.vg = grow(c.vg, B*d)
+	c.tile = grow(c.tile, b*chunk)
+	c.stats = grow(c.stats, b*ns)
+	c.accM = grow(c.accM, b*ns)
+	c.accZ = grow(c.accZ, b*ns)
+	c.diag = grow(c.diag, b)
+	c.gstats = grow(c.gstats, B*ns)
+
+	// Step 3 of the design: gather U and V (and the caption ids).
+	if err := gatherRows(ctx, coll, in.U, c.ug, in.Counts, d, &c.bc); err != nil {
+		return res, fmt.Errorf("clip: gather U: %w", err)
+	}
+	if err := gatherRows(ctx, coll, in.V, c.vg, in.Counts, d, &c.bc); err != nil {
+		return res, fmt.Errorf("clip: gather V: %w", err)
+	}
+	var ids []int32
+	if c.MaskFalseNegatives {
+		c.ids = grow(c.ids, B)
+		if err := gatherRows(ctx, coll, in.IDs, c.ids, in.Counts, 1, &c.bc); err != nil {
+			return res, fmt.Errorf("clip: gather ids: %w", err)
+		}
+		ids = c.ids
+	}
+
+	// Pass 1: log-sum-exps of the owned rows and owned columns.
+	if err := c.localStats(ctx, l, in, chunk, ns, ids); err != nil {
+		return res, err
+	}
+	var loss float64
+	for il := 0; il < b; il++ {
+		st := c.stats[il*ns : il*ns+ns]
+		if c.MaskFalseNegatives {
+			loss += st[statRow] - st[statRowPos] + st[statCol] - st[statColPos]
+		} else {
+			loss += st[statRow] + st[statCol] - 2*c.diag[il]
+		}
+	}
+	res.Loss = T(loss / float64(2*B))
+
+	if err := gatherRows(ctx, coll, c.stats, c.gstats, in.Counts, ns, &c.bc); err != nil {
+		return res, fmt.Errorf("clip: gather log-sum-exps: %w", err)
+	}
+
+	// Pass 2: G = dL/dS on the owned rows and columns, chunk by chunk.
+	dt, err := c.gradients(ctx, l, in, chunk, ns, ids)
+	if err != nil {
+		return res, err
+	}
+	res.DT = T(dt)
+	return res, nil
+}
+
+func (c *CLIP[T]) check(l layout, in CLIPInput[T]) error {
+	if in.D <= 0 {
+		return fmt.Errorf("contrastive: embedding dimension %d", in.D)
+	}
+	for _, x := range []struct {
+		name string
+		v    []T
+	}{{"U", in.U}, {"V", in.V}, {"DU", in.DU}, {"DV", in.DV}} {
+		if err := checkLen(x.name, x.v, l.b, in.D); err != nil {
+			return err
+		}
+	}
+	if c.MaskFalseNegatives {
+		if err := checkLen("IDs", in.IDs, l.b, 1); err != nil {
+			return err
+		}
+	}
+	return checkScale(in.Scale)
+}
+
+// localStats streams S in column chunks and leaves, for every owned row
+// i, lse_j S_ij (and lse_{j∈P(i)} S_ij), and for every owned column j,
+// lse_i S_ij (and lse_{i∈P(j)} S_ij) in c.stats, and S_ii of the owned
+// rows in c.diag.
+func (c *CLIP[T]) localStats(ctx context.Context, l layout, in CLIPInput[T], chunk, ns int, ids []int32) error {
+	d, b, B, s := in.D, l.b, l.B, in.Scale
+	for i := range c.accM {
+		c.accM[i], c.accZ[i] = math.Inf(-1), 0
+	}
+	for c0 := 0; c0 < B; c0 += chunk {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("clip: %w", err)
+		}
+		w := min(chunk, B-c0)
+		tile := c.tile[:b*w]
+		// Rows: tile[i][jj] = S_{off+i, c0+jj} = s·u_i·v_{c0+jj}.
+		gemm.Gemm(false, true, b, w, d, s, in.U, d, c.vg[c0*d:], d, 0, tile, w)
+		for i := 0; i < b; i++ {
+			row := tile[i*w : i*w+w]
+			k := i*ns + statRow
+			lseAdd(&c.accM[k], &c.accZ[k], row)
+			if ids != nil {
+				k = i*ns + statRowPos
+				lseAddIf(&c.accM[k], &c.accZ[k], row, ids[c0:c0+w], ids[l.off+i])
+			} else if jj := l.off + i - c0; jj >= 0 && jj < w {
+				c.diag[i] = float64(row[jj])
+			}
+		}
+		// Columns: tile[j][ii] = S_{c0+ii, off+j} = s·v_j·u_{c0+ii}.
+		gemm.Gemm(false, true, b, w, d, s, in.V, d, c.ug[c0*d:], d, 0, tile, w)
+		for j := 0; j < b; j++ {
+			col := tile[j*w : j*w+w]
+			k := j*ns + statCol
+			lseAdd(&c.accM[k], &c.accZ[k], col)
+			if ids != nil {
+				k = j*ns + statColPos
+				lseAddIf(&c.accM[k], &c.accZ[k], col, ids[c0:c0+w], ids[l.off+j])
+			}
+		}
+	}
+	for k := range c.stats {
+		c.stats[k] = lseValue(c.accM[k], c.accZ[k])
+	}
+	return nil
+}
+
+// gradients streams S in column chunks once more and writes
+//
+//	dL/du_i = s·Σ_j G_ij v_j,  dL/dv_j = s·Σ_i G_ij u_i   (i, j owned),
+//
+// with G_ij = 1/(2B)·[exp(S_ij − lse_row_i) + exp(S_ij − lse_col_j)
+// − 2·[j = i]] (masking: the last term becomes [id_i = id_j]·[exp(S_ij −
+// lse_pos_row_i) + exp(S_ij − lse_pos_col_j)]). It returns Σ_{i owned, j}
+// G_ij S_ij, this rank's share of dL/dt.
+func (c *CLIP[T]) gradients(ctx context.Context, l layout, in CLIPInput[T], chunk, ns int, ids []int32) (float64, error) {
+	d, b, B, s := in.D, l.b, l.B, in.Scale
+	inv := 1 / float64(2*B)
+	g := c.gstats
+	var dt float64
+	for c0 := 0; c0 < B; c0 += chunk {
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("clip: %w", err)
+		}
+		w := min(chunk, B-c0)
+		tile := c.tile[:b*w]
+		beta := T(1)
+		if c0 == 0 {
+			beta = 0
+		}
+		// Owned rows i against columns c0..c0+w.
+		gemm.Gemm(false, true, b, w, d, s, in.U, d, c.vg[c0*d:], d, 0, tile, w)
+		for i := 0; i < b; i++ {
+			gi := (l.off + i) * ns
+			row := tile[i*w : i*w+w]
+			for jj, x := range row {
+				j := c0 + jj
+				sij := float64(x)
+				gij := math.Exp(sij-g[gi+statRow]) + math.Exp(sij-g[j*ns+statCol])
+				if ids != nil {
+					if ids[j] == ids[l.off+i] {
+						gij -= math.Exp(sij-g[gi+statRowPos]) + math.Exp(sij-g[j*ns+statColPos])
+					}
+				} else if j == l.off+i {
+					gij -= 2
+				}
+				gij *= inv
+				dt += gij * sij
+				row[jj] = T(gij)
+			}
+		}
+		gemm.Gemm(false, false, b, d, w, s, tile, w, c.vg[c0*d:], d, beta, in.DU, d)
+
+		// Owned columns j against rows c0..c0+w: tile[j][ii] = S_{c0+ii, off+j}.
+		gemm.Gemm(false, true, b, w, d, s, in.V, d, c.ug[c0*d:], d, 0, tile, w)
+		for j := 0; j < b; j++ {
+			gj := (l.off + j) * ns
+			col := tile[j*w : j*w+w]
+			for ii, x := range col {
+				i := c0 + ii
+				sij := float64(x)
+				gij := math.Exp(sij-g[i*ns+statRow]) + math.Exp(sij-g[gj+statCol])
+				if ids != nil {
+					if ids[i] == ids[l.off+j] {
+						gij -= math.Exp(sij-g[i*ns+statRowPos]) + math.Exp(sij-g[gj+statColPos])
+					}
+				} else if i == l.off+j {
+					gij -= 2
+				}
+				col[ii] = T(gij * inv)
+			}
+		}
+		gemm.Gemm(false, false, b, d, w, s, tile, w, c.ug[c0*d:], d, beta, in.DV, d)
+	}
+	return dt, nil
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package contrastive
+
+const raceEnabled = false

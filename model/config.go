@@ -1,0 +1,136 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Config describes the towers of a Model.
+type Config struct {
+	ImageIn     int   // input width of the image tower (784 for 28×28 images)
+	ImageHidden []int // widths of the hidden layers of the image tower; at least one
+	TextVocab   int   // vocabulary size; 0 = no text tower (SimCLR and MoCo use only the image tower)
+	TextHidden  int   // width of the text tower's embedding bag
+	Dim         int   // embedding dimension d
+	Activation  string
+	// LayerNorm puts a LayerNorm before each hidden activation.
+	LayerNorm bool
+	// InitLogitScale is t0, the initial value of t (logit scale s = exp t).
+	InitLogitScale float64
+}
+
+// Activation names accepted by Config.Activation ("" means ActReLU).
+const (
+	ActReLU = "relu"
+	ActGELU = "gelu"
+)
+
+// DefaultConfig is a 784→512→256→64 image tower with ReLU, a text tower of
+// width 256 (vocabulary left at 0: set TextVocab to enable it), no LayerNorm,
+// and t0 = ln(1/0.07).
+func DefaultConfig() Config {
+	return Config{
+		ImageIn:        784,
+		ImageHidden:    []int{512, 256},
+		TextHidden:     256,
+		Dim:            64,
+		Activation:     ActReLU,
+		InitLogitScale: math.Log(1 / 0.07),
+	}
+}
+
+// Validate reports every invalid field of c, each error naming the field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ImageIn <= 0 {
+		errs = append(errs, fmt.Errorf("model: Config.ImageIn = %d, want > 0", c.ImageIn))
+	}
+	if len(c.ImageHidden) == 0 {
+		errs = append(errs, errors.New("model: Config.ImageHidden is empty, want at least one hidden width (e.g. {512, 256})"))
+	}
+	for i, h := range c.ImageHidden {
+		if h <= 0 {
+			errs = append(errs, fmt.Errorf("model: Config.ImageHidden[%d] = %d, want > 0", i, h))
+		}
+	}
+	if c.TextVocab < 0 {
+		errs = append(errs, fmt.Errorf("model: Config.TextVocab = %d, want >= 0 (0 disables the text tower)", c.TextVocab))
+	}
+	if c.TextVocab > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("model: Config.TextVocab = %d, want at most %d (ids are int32)", c.TextVocab, math.MaxInt32))
+	}
+	if c.TextVocab > 0 && c.TextHidden <= 0 {
+		errs = append(errs, fmt.Errorf("model: Config.TextHidden = %d, want > 0 when TextVocab > 0", c.TextHidden))
+	}
+	if c.Dim <= 0 {
+		errs = append(errs, fmt.Errorf("model: Config.Dim = %d, want > 0", c.Dim))
+	}
+	switch c.Activation {
+	case "", ActReLU, ActGELU:
+	default:
+		errs = append(errs, fmt.Errorf("model: Config.Activation = %q, want %q or %q", c.Activation, ActReLU, ActGELU))
+	}
+	if math.IsNaN(c.InitLogitScale) || math.IsInf(c.InitLogitScale, 0) {
+		errs = append(errs, fmt.Errorf("model: Config.InitLogitScale = %v, want a finite number (e.g. ln(1/0.07))", c.InitLogitScale))
+	}
+	if len(errs) == 0 {
+		// Guard the buffer size against overflow only once the widths are sane.
+		if n, ok := c.paramCount(); !ok {
+			errs = append(errs, fmt.Errorf("model: Config describes more than %d parameters", n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// paramCount counts the parameters with overflow detection (limit 2^40).
+func (c Config) paramCount() (int, bool) {
+	const limit = 1 << 40
+	n := 0
+	add := func(a, b int) bool {
+		if a > 0 && b > limit/a {
+			return false
+		}
+		n += a * b
+		return n <= limit
+	}
+	in := c.ImageIn
+	for _, h := range c.ImageHidden {
+		if !add(h, in+1) {
+			return limit, false
+		}
+		if c.LayerNorm && !add(2, h) {
+			return limit, false
+		}
+		in = h
+	}
+	if !add(c.Dim, in+1) {
+		return limit, false
+	}
+	if c.TextVocab > 0 {
+		if !add(c.TextVocab, c.TextHidden) || !add(c.Dim, c.TextHidden+1) {
+			return limit, false
+		}
+		if c.LayerNorm && !add(2, c.TextHidden) {
+			return limit, false
+		}
+	}
+	return n + 1, true
+}
+
+// NumParams is the length of the flat parameter buffer of c, logit scale
+// included; 0 for an invalid configuration.
+func (c Config) NumParams() int {
+	if c.Validate() != nil {
+		return 0
+	}
+	return layoutOf(c).n
+}
+
+func (c Config) clone() Config {
+	c.ImageHidden = append([]int(nil), c.ImageHidden...)
+	if c.Activation == "" {
+		c.Activation = ActReLU
+	}
+	return c
+}

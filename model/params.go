@@ -1,0 +1,129 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/infonce/infonce/gemm"
+)
+
+// Segment names one parameter tensor inside the flat buffer: its values are
+// W[Off : Off+Len] and its gradient G[Off : Off+Len].
+type Segment struct {
+	Name     string
+	Off, Len int
+	// NoDecay marks tensors that weight decay must skip: biases, LayerNorm
+	// gains and biases, and the logit scale. Weights and embeddings decay.
+	NoDecay bool
+}
+
+// Params is the flat parameter buffer W, the flat gradient buffer G (same
+// length) and the table of segments that cut them into tensors. G is nil for
+// a parameter-only copy, such as the key encoder of MoCo.
+type Params[T gemm.Float] struct {
+	W, G     []T
+	Segments []Segment
+}
+
+// ZeroGrad sets every gradient to zero (G ← 0); a no-op when G is nil.
+func (p *Params[T]) ZeroGrad() { clear(p.G) }
+
+// Lookup returns the segment with the given name.
+func (p *Params[T]) Lookup(name string) (Segment, bool) {
+	for _, s := range p.Segments {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Segment{}, false
+}
+
+// View returns the values and the gradient (nil without G) of segment s.
+func (p *Params[T]) View(s Segment) (w, g []T) {
+	w = p.W[s.Off : s.Off+s.Len : s.Off+s.Len]
+	if p.G != nil {
+		g = p.G[s.Off : s.Off+s.Len : s.Off+s.Len]
+	}
+	return w, g
+}
+
+// initKind says how a segment is initialised.
+type initKind int
+
+const (
+	initUniform initKind = iota // U(−1/√fanIn, 1/√fanIn): Linear weight and bias
+	initNormal                  // N(0, 1): embeddings
+	initOne                     // 1: LayerNorm gain
+	initZero                    // 0: LayerNorm bias
+	initLogit                   // t0: logit scale
+)
+
+type initSpec struct {
+	kind  initKind
+	fanIn int
+}
+
+// layout is the ordered table of segments of a configuration, with how each
+// one is initialised.
+type layout struct {
+	segs  []Segment
+	inits []initSpec
+	n     int
+}
+
+func (l *layout) add(name string, n int, noDecay bool, in initSpec) {
+	l.segs = append(l.segs, Segment{Name: name, Off: l.n, Len: n, NoDecay: noDecay})
+	l.inits = append(l.inits, in)
+	l.n += n
+}
+
+func (l *layout) linear(name string, in, out int) {
+	l.add(name+".weight", out*in, false, initSpec{initUniform, in})
+	l.add(name+".bias", out, true, initSpec{initUniform, in})
+}
+
+func (l *layout) layerNorm(name string, n int) {
+	l.add(name+".gain", n, true, initSpec{kind: initOne})
+	l.add(name+".bias", n, true, initSpec{kind: initZero})
+}
+
+// LogitScaleName is the segment name of the logit scale t.
+const LogitScaleName = "logit_scale"
+
+// layoutOf lists the segments of a valid configuration in buffer order:
+// the image tower, the text tower (if any), then the logit scale.
+func layoutOf(c Config) *layout {
+	l := &layout{}
+	in := c.ImageIn
+	for i, h := range c.ImageHidden {
+		l.linear(fmt.Sprintf("image.fc%d", i), in, h)
+		if c.LayerNorm {
+			l.layerNorm(fmt.Sprintf("image.ln%d", i), h)
+		}
+		in = h
+	}
+	l.linear("image.proj", in, c.Dim)
+	if c.TextVocab > 0 {
+		l.add("text.embed.weight", c.TextVocab*c.TextHidden, false, initSpec{kind: initNormal})
+		if c.LayerNorm {
+			l.layerNorm("text.ln", c.TextHidden)
+		}
+		l.linear("text.proj", c.TextHidden, c.Dim)
+	}
+	l.add(LogitScaleName, 1, true, initSpec{kind: initLogit})
+	return l
+}
+
+// cursor hands out the views of a layout's segments in order.
+type cursor[T gemm.Float] struct {
+	p *Params[T]
+	i int
+}
+
+func (c *cursor[T]) next(name string) (w, g []T) {
+	s := c.p.Segments[c.i]
+	if s.Name != name {
+		panic(fmt.Sprintf("model: layout out of order: segment %d is %q, want %q", c.i, s.Name, name))
+	}
+	c.i++
+	return c.p.View(s)
+}

@@ -1,0 +1,153 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Objectives accepted by Config.Objective.
+const (
+	CLIP   = "clip"
+	SimCLR = "simclr"
+	MoCo   = "moco"
+)
+
+// Config is everything that defines a training run. Two ranks of one run
+// must agree on every field except Out; Fingerprint summarises the fields
+// that shape the computation.
+type Config struct {
+	Objective string `json:"objective"` // clip, simclr or moco
+	Data      string `json:"data"`      // "mnist" or "idx:DIR"
+	Classes   string `json:"classes,omitempty"`
+
+	Epochs int   `json:"epochs"` // used when Steps is 0
+	Steps  int64 `json:"steps"`  // total optimizer steps; 0 means Epochs whole epochs
+	Batch  int   `json:"batch"`  // global batch B, independent of the number of workers
+
+	Optimizer string  `json:"optimizer"` // adamw, sgd or lars
+	LR        float64 `json:"lr"`
+	Schedule  string  `json:"schedule"` // constant or cosine, after the linear warm-up
+	MinLR     float64 `json:"min_lr"`   // the end of the cosine decay
+	WD        float64 `json:"wd"`
+	Warmup    int64   `json:"warmup"`
+	ClipNorm  float64 `json:"clip_norm"` // global gradient norm bound; 0 disables
+
+	Temperature      float64 `json:"temperature"`       // τ: fixed, or the initial value when learned
+	LearnTemperature bool    `json:"learn_temperature"` // learn t = ln(1/τ) (CLIP's logit scale)
+
+	Dim         int    `json:"dim"`
+	ImageHidden []int  `json:"image_hidden"`
+	TextHidden  int    `json:"text_hidden"`
+	Activation  string `json:"activation"`
+	LayerNorm   bool   `json:"layer_norm"`
+
+	MaskFalseNegatives bool    `json:"mask_false_negatives"`
+	MoCoMomentum       float64 `json:"moco_momentum"`
+	MoCoQueue          int     `json:"moco_queue"`
+	MoCoSymmetric      bool    `json:"moco_symmetric"`
+	Chunk              int     `json:"chunk"` // logit columns per chunk of the streamed loss
+
+	Seed     uint64 `json:"seed"`
+	LogEvery int    `json:"log_every"`
+	Out      string `json:"-"`
+}
+
+// DefaultConfig is the README's main job: CLIP on the embedded MNIST, one
+// epoch, global batch 512, AdamW at 1e-3.
+func DefaultConfig() Config {
+	return Config{
+		Objective:        CLIP,
+		Data:             "mnist",
+		Epochs:           1,
+		Batch:            512,
+		Optimizer:        "adamw",
+		LR:               1e-3,
+		Schedule:         "constant",
+		WD:               0.1,
+		Warmup:           0,
+		Temperature:      0.07,
+		LearnTemperature: true,
+		Dim:              64,
+		ImageHidden:      []int{512, 256},
+		TextHidden:       256,
+		Activation:       "relu",
+		MoCoMomentum:     0.999,
+		MoCoSymmetric:    false,
+		Chunk:            1024,
+		Seed:             1,
+		LogEvery:         10,
+		Out:              "runs/latest",
+	}
+}
+
+// Validate reports the first field that cannot work, naming its flag.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Objective {
+	case CLIP, SimCLR, MoCo:
+	default:
+		errs = append(errs, fmt.Errorf("--objective %q is unknown: use clip, simclr or moco", c.Objective))
+	}
+	switch c.Optimizer {
+	case "adamw", "sgd", "lars":
+	default:
+		errs = append(errs, fmt.Errorf("--optimizer %q is unknown: use adamw, sgd or lars", c.Optimizer))
+	}
+	switch c.Schedule {
+	case "constant", "cosine":
+	default:
+		errs = append(errs, fmt.Errorf("--schedule %q is unknown: use constant or cosine", c.Schedule))
+	}
+	if c.Batch < 1 {
+		errs = append(errs, fmt.Errorf("--batch %d: the global batch must be at least 1", c.Batch))
+	}
+	if c.Steps < 0 || (c.Steps == 0 && c.Epochs < 1) {
+		errs = append(errs, fmt.Errorf("--steps %d / --epochs %d: give a positive number of steps or epochs", c.Steps, c.Epochs))
+	}
+	if !(c.LR > 0) || math.IsInf(c.LR, 0) {
+		errs = append(errs, fmt.Errorf("--lr %g: the learning rate must be a positive number", c.LR))
+	}
+	if c.WD < 0 {
+		errs = append(errs, fmt.Errorf("--wd %g: weight decay must not be negative", c.WD))
+	}
+	if !(c.Temperature > 0) || c.Temperature > 1e3 {
+		errs = append(errs, fmt.Errorf("--temperature %g: τ must be in (0, 1000]", c.Temperature))
+	}
+	if c.Dim < 1 {
+		errs = append(errs, fmt.Errorf("--dim %d: the embedding dimension must be at least 1", c.Dim))
+	}
+	if c.Chunk < 1 {
+		errs = append(errs, fmt.Errorf("--chunk %d: must be at least 1", c.Chunk))
+	}
+	if c.Objective == MoCo {
+		if !(c.MoCoMomentum >= 0 && c.MoCoMomentum < 1) {
+			errs = append(errs, fmt.Errorf("--moco-momentum %g: m must be in [0, 1)", c.MoCoMomentum))
+		}
+		if q := c.moCoQueue(); q%c.Batch != 0 || q <= 0 {
+			errs = append(errs, fmt.Errorf("--moco-queue %d: the queue must hold a positive multiple of --batch %d keys", q, c.Batch))
+		}
+	}
+	if c.LogEvery < 1 {
+		errs = append(errs, fmt.Errorf("--log-every %d: must be at least 1", c.LogEvery))
+	}
+	return errors.Join(errs...)
+}
+
+// moCoQueue is the queue size, defaulting to 8 global batches.
+func (c Config) moCoQueue() int {
+	if c.MoCoQueue == 0 {
+		return 8 * c.Batch
+	}
+	return c.MoCoQueue
+}
+
+// Fingerprint summarises what every rank must agree on: the model's shape,
+// the objective and the batch.
+func (c Config) Fingerprint() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "objective=%s data=%s batch=%d dim=%d hidden=%v text=%d act=%s ln=%v seed=%d opt=%s",
+		c.Objective, c.Data, c.Batch, c.Dim, c.ImageHidden, c.TextHidden, c.Activation, c.LayerNorm, c.Seed, c.Optimizer)
+	return b.String()
+}

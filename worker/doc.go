@@ -1,0 +1,22 @@
+// Package worker is the training loop of one rank, where the other packages
+// meet: it samples the rank's slice of the global batch (dataset), encodes
+// it (model), computes the rank's share of the global contrastive loss and
+// the exact gradient of its embeddings (contrastive), runs backward,
+// sums the gradients over the ranks (a Comm, which is the ring all-reduce
+// in a distributed run and a no-op on one process), and takes an identical
+// optimizer step (optim).
+//
+// One step is DESIGN's data flow:
+//
+//	1 sample   (seed, epoch, step) → global batch → rows R_k of this rank
+//	2 encode   u_i = f(x_i), v_i = g(y_i), L2-normalised, i ∈ R_k
+//	3 gather   U, V of the global batch
+//	4 loss     L on the global batch, dL/du_i, dL/dv_i for i ∈ R_k, dL/dt
+//	5 backward into the flat gradient buffer
+//	6 reduce   Σ over ranks (each share is normalised by the global B)
+//	7 step     the same update on every rank
+//
+// The package also evaluates a trained model (zero-shot accuracy, retrieval,
+// linear probes, alignment and uniformity) and writes the run's
+// metrics.jsonl and summary.json.
+package worker

@@ -1,0 +1,277 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/gemm"
+)
+
+// Summary is the run's summary.json.
+type Summary struct {
+	Objective        string  `json:"objective"`
+	Data             string  `json:"data"`
+	Workers          int     `json:"workers"`
+	Generation       uint64  `json:"generation"`
+	Steps            int64   `json:"steps"`
+	Samples          int64   `json:"samples"`
+	FinalLoss        float64 `json:"final_loss"`
+	FinalLogitScale  float64 `json:"final_logit_scale"`
+	SamplesPerSecond float64 `json:"samples_per_second"` // training throughput, evaluation excluded
+	TrainSeconds     float64 `json:"train_seconds"`
+	EvalSeconds      float64 `json:"eval_seconds"`
+	WallSeconds      float64 `json:"wall_seconds"`
+	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
+	ParamSHA256      string  `json:"param_sha256"`
+	Evaluation
+	Config Config `json:"config"`
+}
+
+// Metric is one line of metrics.jsonl.
+type Metric struct {
+	Step             int64   `json:"step"`
+	Epoch            int     `json:"epoch"`
+	Loss             float64 `json:"loss"`
+	LogitScale       float64 `json:"logit_scale"`
+	LR               float64 `json:"lr"`
+	GradNorm         float64 `json:"grad_norm"`
+	SamplesPerSecond float64 `json:"samples_per_second"`
+	Time             float64 `json:"time"` // Unix seconds
+	Workers          int     `json:"workers"`
+	Generation       uint64  `json:"generation"`
+}
+
+// Options are the parts of a run that are not its configuration.
+type Options struct {
+	Progress   io.Writer     // the human progress line; nil for none
+	Logger     *slog.Logger  // nil for slog.Default()
+	Evaluate   bool          // evaluate at the end (summary fields)
+	ProgressDT time.Duration // at most this long between progress lines
+}
+
+// RunLocal trains cfg on one process, evaluates, and writes metrics.jsonl,
+// summary.json and a final checkpoint into cfg.Out.
+func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*Summary, error) {
+	start := time.Now()
+	log := opt.logger()
+	t, err := NewTrainer[float32](cfg, set)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("--out %s: %w", cfg.Out, err)
+	}
+	if err := startFresh(cfg.Out, log); err != nil {
+		return nil, err
+	}
+	rec, err := newRecorder(cfg, t.TotalSteps(), 1, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer rec.close()
+	log.Info("training", "objective", cfg.Objective, "data", set.Name, "steps", t.TotalSteps(),
+		"batch", cfg.Batch, "params", len(t.Model.P.W), "out", cfg.Out)
+
+	var last StepStats
+	comm := Single[float32]{}
+	trainStart := time.Now()
+	for step := int64(0); step < t.TotalSteps(); step++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("stopped before step %d: %w", step, err)
+		}
+		st, err := t.Step(ctx, comm, step)
+		if err != nil {
+			if errors.Is(err, ErrNonFinite) {
+				return nil, fmt.Errorf("%w; the parameters are those after step %d and were not saved", err, step-1)
+			}
+			return nil, err
+		}
+		last = st
+		if err := rec.step(st, 0); err != nil {
+			return nil, err
+		}
+	}
+	trainSeconds := time.Since(trainStart).Seconds()
+	rec.finish()
+
+	sum := &Summary{
+		Objective: cfg.Objective, Data: cfg.Data, Workers: 1,
+		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(cfg.Batch),
+		FinalLoss: last.Loss, FinalLogitScale: last.LogitScale,
+		SamplesPerSecond: float64(t.TotalSteps()*int64(cfg.Batch)) / trainSeconds,
+		TrainSeconds:     trainSeconds,
+		ParamSHA256:      ParamSHA256(t.Model.P.W),
+		Config:           cfg,
+	}
+	if err := t.SaveFinal(ctx); err != nil {
+		return nil, err
+	}
+	if opt.Evaluate {
+		evalStart := time.Now()
+		log.Info("evaluating", "test", set.Test.N, "train", set.Train.N)
+		ev, err := t.Evaluate(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("evaluation: %w", err)
+		}
+		sum.Evaluation = ev
+		sum.EvalSeconds = time.Since(evalStart).Seconds()
+	}
+	sum.WallSeconds = time.Since(start).Seconds()
+	sum.PeakRSSBytes = PeakRSS()
+	if err := writeJSON(filepath.Join(cfg.Out, "summary.json"), sum); err != nil {
+		return nil, err
+	}
+	return sum, nil
+}
+
+// startFresh prepares the run directory of a run that does not resume:
+// checkpoints of an earlier run there would otherwise be taken for this
+// run's, so they are removed.
+func startFresh(out string, log *slog.Logger) error {
+	dir := CheckpointDir(out)
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	log.Warn("removing the checkpoints of an earlier run in the same --out (use --resume to continue it)", "dir", dir)
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("--out %s: remove old checkpoints: %w", out, err)
+	}
+	return nil
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}
+
+// recorder writes metrics.jsonl and the progress line.
+type recorder struct {
+	cfg        Config
+	total      int64
+	workers    int
+	opt        Options
+	f          *os.File
+	enc        *json.Encoder
+	start      time.Time
+	lastLog    time.Time
+	lastStep   int64
+	lastPrint  time.Time
+	printedEnd bool
+	last       StepStats
+	gen        uint64
+}
+
+func newRecorder(cfg Config, total int64, workers int, opt Options) (*recorder, error) {
+	f, err := os.OpenFile(filepath.Join(cfg.Out, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if opt.ProgressDT == 0 {
+		opt.ProgressDT = 2 * time.Second
+	}
+	now := time.Now()
+	return &recorder{cfg: cfg, total: total, workers: workers, opt: opt, f: f, enc: json.NewEncoder(f),
+		start: now, lastLog: now, lastPrint: now, lastStep: -1}, nil
+}
+
+// step records a completed step: a metrics line every LogEvery steps and
+// on the last one, and a progress line at least every ProgressDT.
+func (r *recorder) step(st StepStats, gen uint64) error {
+	r.last, r.gen = st, gen
+	done := st.Step + 1
+	now := time.Now()
+	if done%int64(r.cfg.LogEvery) == 0 || done == r.total {
+		dt := now.Sub(r.lastLog).Seconds()
+		m := Metric{
+			Step: st.Step, Epoch: st.Epoch, Loss: st.Loss, LogitScale: st.LogitScale, LR: st.LR,
+			GradNorm:         st.GradNorm,
+			SamplesPerSecond: float64((st.Step-r.lastStep)*int64(r.cfg.Batch)) / dt,
+			Time:             float64(now.UnixNano()) / 1e9,
+			Workers:          r.workers, Generation: gen,
+		}
+		if err := r.enc.Encode(m); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		r.lastLog, r.lastStep = now, st.Step
+	}
+	if r.opt.Progress != nil && (now.Sub(r.lastPrint) >= r.opt.ProgressDT || done == r.total || done == 1) {
+		r.print(now)
+	}
+	return nil
+}
+
+func (r *recorder) print(now time.Time) {
+	st := r.last
+	done := st.Step + 1
+	el := now.Sub(r.start).Seconds()
+	rate := float64(done*int64(r.cfg.Batch)) / el
+	eta := time.Duration(float64(r.total-done) * el / float64(done) * float64(time.Second)).Round(time.Second)
+	fmt.Fprintf(r.opt.Progress, "step %*d/%d  epoch %d  loss %.4f  logit scale %6.2f  lr %.2e  %7.0f samples/s  ETA %s\n",
+		len(fmt.Sprint(r.total)), done, r.total, st.Epoch, st.Loss, st.LogitScale, st.LR, rate, eta)
+	r.lastPrint = now
+}
+
+func (r *recorder) finish() {}
+
+func (r *recorder) close() {
+	if r.f != nil {
+		r.f.Close()
+	}
+}
+
+// PeakRSS returns the process's peak resident set size in bytes.
+func PeakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // kilobytes on Linux
+}
+
+// ParamSHA256 is the SHA-256 of the parameter buffer's bytes (little-endian
+// float32 in a training run).
+func ParamSHA256[T gemm.Float](w []T) string {
+	s := sha256.Sum256(floatBytes(w))
+	return hex.EncodeToString(s[:])
+}
+
+// writeJSON writes v to path atomically: a temporary file, fsync, rename.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+	"unsafe"
+
+	"github.com/infonce/infonce/checkpoint"
+	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/gemm"
+)
+
+// Blob names of a training checkpoint.
+const (
+	blobParams    = "params"
+	blobKeyParams = "moco_key_params"
+	blobQueue     = "moco_queue"
+	optimPrefix   = "optim_"
+)
+
+// CheckpointDir is where a run keeps its checkpoints.
+func CheckpointDir(out string) string { return filepath.Join(out, "checkpoints") }
+
+// Snapshot is the full training state after `done` completed steps: the
+// parameters, the optimizer's moments, MoCo's key encoder and queue, and
+// the sampler cursor (the next global step), everything a resumed run
+// needs to continue bit for bit.
+func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifest, []checkpoint.Blob, error) {
+	cfg, err := json.Marshal(t.Cfg)
+	if err != nil {
+		return checkpoint.Manifest{}, nil, fmt.Errorf("encode config: %w", err)
+	}
+	epoch := 0
+	if spe := t.Sampler.StepsPerEpoch(); spe > 0 {
+		epoch = int(done / int64(spe))
+	}
+	m := checkpoint.Manifest{
+		Step:          done,
+		Epoch:         epoch,
+		SamplerCursor: done,
+		Generation:    generation,
+		CreatedUnix:   float64(time.Now().UnixNano()) / 1e9,
+		Config:        cfg,
+		RNG:           map[string]uint64{"seed": t.Cfg.Seed},
+		Extra: map[string]string{
+			"optimizer_steps": fmt.Sprint(t.Opt.StepCount()),
+			"param_sha256":    ParamSHA256(t.Model.P.W),
+		},
+	}
+	blobs := []checkpoint.Blob{{Name: blobParams, Data: floatBytes(t.Model.P.W)}}
+	for _, b := range t.Opt.State() {
+		blobs = append(blobs, checkpoint.Blob{Name: optimPrefix + b.Name, Data: floatBytes(b.Data)})
+	}
+	if t.moco != nil {
+		q := t.moco.Queue
+		blobs = append(blobs,
+			checkpoint.Blob{Name: blobKeyParams, Data: floatBytes(t.keyW)},
+			checkpoint.Blob{Name: blobQueue, Data: floatBytes(q.Data())})
+		m.Extra["moco_queue_ptr"] = fmt.Sprint(q.Ptr())
+	}
+	return m, blobs, nil
+}
+
+// Restore loads a Snapshot into the trainer and returns the next step to
+// run. The checkpoint must come from a run with the same model shape.
+func (t *Trainer[T]) Restore(c *checkpoint.Checkpoint) (int64, error) {
+	var saved Config
+	if err := json.Unmarshal(c.Manifest.Config, &saved); err != nil {
+		return 0, fmt.Errorf("checkpoint %s: config: %w", c.Dir, err)
+	}
+	if saved.Fingerprint() != t.Cfg.Fingerprint() {
+		return 0, fmt.Errorf("checkpoint %s was written by a different run (%s), this run is %s: resume with the same model, objective and batch, or start a new --out", c.Dir, saved.Fingerprint(), t.Cfg.Fingerprint())
+	}
+	if err := loadFloats(c, blobParams, t.Model.P.W); err != nil {
+		return 0, err
+	}
+	for _, b := range t.Opt.State() {
+		if err := loadFloats(c, optimPrefix+b.Name, b.Data); err != nil {
+			return 0, err
+		}
+	}
+	var steps int64
+	if _, err := fmt.Sscan(c.Manifest.Extra["optimizer_steps"], &steps); err != nil {
+		return 0, fmt.Errorf("checkpoint %s: optimizer_steps: %w", c.Dir, err)
+	}
+	t.Opt.SetStep(steps)
+	if t.moco != nil {
+		if err := loadFloats(c, blobKeyParams, t.keyW); err != nil {
+			return 0, err
+		}
+		q := make([]T, len(t.moco.Queue.Data()))
+		if err := loadFloats(c, blobQueue, q); err != nil {
+			return 0, err
+		}
+		var ptr int
+		if _, err := fmt.Sscan(c.Manifest.Extra["moco_queue_ptr"], &ptr); err != nil {
+			return 0, fmt.Errorf("checkpoint %s: moco_queue_ptr: %w", c.Dir, err)
+		}
+		if err := t.moco.Queue.Restore(q, ptr); err != nil {
+			return 0, fmt.Errorf("checkpoint %s: moco queue: %w", c.Dir, err)
+		}
+	}
+	if !allFinite(t.Model.P.W) {
+		return 0, fmt.Errorf("checkpoint %s holds non-finite parameters", c.Dir)
+	}
+	return c.Manifest.SamplerCursor, nil
+}
+
+func loadFloats[T gemm.Float](c *checkpoint.Checkpoint, name string, dst []T) error {
+	b, err := c.Blob(name)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", c.Dir, err)
+	}
+	want := len(floatBytes(dst))
+	if len(b) != want {
+		return fmt.Errorf("checkpoint %s: %s holds %d bytes, this model needs %d: it comes from a model of another shape", c.Dir, name, len(b), want)
+	}
+	copy(floatBytes(dst), b)
+	return nil
+}
+
+// SaveFinal writes the state after the last step into the run's checkpoint
+// directory. Non-finite parameters are never written.
+func (t *Trainer[T]) SaveFinal(ctx context.Context) error {
+	_, err := t.Save(ctx, t.TotalSteps(), 0)
+	return err
+}
+
+// Save writes a checkpoint of the state after `done` steps.
+func (t *Trainer[T]) Save(ctx context.Context, done int64, generation uint64) (string, error) {
+	if !allFinite(t.Model.P.W) {
+		return "", fmt.Errorf("refusing to checkpoint step %d: the parameters are not finite", done)
+	}
+	m, blobs, err := t.Snapshot(done, generation)
+	if err != nil {
+		return "", err
+	}
+	st := &checkpoint.Store{Root: CheckpointDir(t.Cfg.Out), Keep: 3}
+	dir, err := st.Save(ctx, m, blobs)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint step %d: %w", done, err)
+	}
+	return dir, nil
+}
+
+// LoadForEval rebuilds a trainer from a checkpoint (its configuration and
+// parameters) so that it can be evaluated. path is one checkpoint
+// directory, or a directory of checkpoints whose newest good one is taken.
+func LoadForEval(ctx context.Context, path string) (*Trainer[float32], error) {
+	var c *checkpoint.Checkpoint
+	var err error
+	if _, statErr := os.Stat(filepath.Join(path, "manifest.json")); statErr == nil {
+		c, err = checkpoint.Load(ctx, path)
+	} else {
+		c, err = (&checkpoint.Store{Root: path}).LoadLatest(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(c.Manifest.Config, &cfg); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: config: %w", path, err)
+	}
+	set, err := dataset.Load(cfg.Data, cfg.Classes)
+	if err != nil {
+		return nil, err
+	}
+	t, err := NewTrainer[float32](cfg, set)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	if _, err := t.Restore(c); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// floatBytes views a float buffer as its bytes in host order (little-endian
+// on every platform infonce builds for).
+func floatBytes[T gemm.Float](x []T) []byte {
+	if len(x) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), len(x)*int(unsafe.Sizeof(x[0])))
+}

@@ -1,0 +1,351 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/infonce/infonce/contrastive"
+	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/model"
+	"github.com/infonce/infonce/optim"
+)
+
+// Comm is what the training loop needs from the ranks it runs with: the
+// all-gather of the objectives and the SUM all-reduce of the gradients.
+type Comm[T gemm.Float] interface {
+	contrastive.Collective
+	AllReduce(ctx context.Context, buf []T) error
+}
+
+// Single is the Comm of a one-process run.
+type Single[T gemm.Float] struct{ contrastive.Single }
+
+// AllReduce over one rank is the identity.
+func (Single[T]) AllReduce(context.Context, []T) error { return nil }
+
+// maxLogitScale is the clamp of t = ln s: s ∈ [1, 100], as CLIP.
+var maxLogitScale = math.Log(100)
+
+// ErrNonFinite reports a NaN or Inf loss or gradient.
+var ErrNonFinite = errors.New("loss or gradient is not finite")
+
+// Trainer owns one rank's model, optimizer and step buffers.
+type Trainer[T gemm.Float] struct {
+	Cfg     Config
+	Set     *dataset.Set
+	Model   *model.Model[T]
+	Opt     optim.Optimizer[T]
+	Sched   optim.WarmupCosine
+	Sampler dataset.Sampler
+
+	captioner *dataset.Captioner
+	tokenizer *dataset.Tokenizer
+	tokens    [][]int32 // tokens[class*T+tmpl]
+
+	clip *contrastive.CLIP[T]
+	ntx  *contrastive.NTXent[T]
+	moco *contrastive.MoCo[T]
+	key  *model.Model[T] // MoCo's momentum encoder θ_k
+	keyW []T
+
+	// per-step buffers, sized once for the largest local batch
+	idx        []int
+	x, x2      []T // local images (views 1 and 2), b×P
+	ids        []int32
+	offsets    []int32
+	capIDs     []int32
+	du, dv     []T
+	xq, xk     []T // MoCo inputs of query and key encoders
+	dq         []T
+	lossBuf    [1]T
+	mocoK2     []T
+	totalSteps int64
+
+	// faultHook, when set, may corrupt the local gradient before the
+	// reduction: tests inject NaN and Inf through it.
+	faultHook func(step int64, g []T)
+}
+
+// StepStats is what one step reports.
+type StepStats struct {
+	Step       int64
+	Epoch      int
+	Loss       float64 // the global loss (summed shares)
+	LogitScale float64 // s = exp(t) after the step
+	LR         float64
+	GradNorm   float64
+}
+
+// NewTrainer builds the rank's state from the configuration: the data set,
+// the model initialised from the seed, the optimizer and the objective.
+func NewTrainer[T gemm.Float](cfg Config, set *dataset.Set) (*Trainer[T], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Trainer[T]{Cfg: cfg, Set: set}
+	t.Sampler = dataset.Sampler{Seed: cfg.Seed, N: set.Train.N, B: cfg.Batch}
+	if err := t.Sampler.Validate(); err != nil {
+		return nil, fmt.Errorf("--batch %d with data set %s: %w", cfg.Batch, set.Name, err)
+	}
+	t.totalSteps = cfg.Steps
+	if t.totalSteps == 0 {
+		t.totalSteps = int64(cfg.Epochs) * int64(t.Sampler.StepsPerEpoch())
+	}
+
+	mc := t.modelConfig()
+	m, err := model.New[T](mc, cfg.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	t.Model = m
+	groups := make([]optim.Group, len(m.P.Segments))
+	for i, s := range m.P.Segments {
+		groups[i] = optim.Group{Name: s.Name, Off: s.Off, Len: s.Len, NoDecay: s.NoDecay}
+	}
+	t.Opt, err = optim.New[T](cfg.Optimizer, len(m.P.W), groups, cfg.WD)
+	if err != nil {
+		return nil, fmt.Errorf("--optimizer: %w", err)
+	}
+	t.Sched = optim.WarmupCosine{Base: cfg.LR, Min: cfg.MinLR, Warmup: cfg.Warmup, Total: t.totalSteps}
+	if cfg.Schedule == "constant" {
+		t.Sched.Min = cfg.LR
+	}
+
+	switch cfg.Objective {
+	case CLIP:
+		t.clip = &contrastive.CLIP[T]{Chunk: cfg.Chunk, MaskFalseNegatives: cfg.MaskFalseNegatives}
+	case SimCLR:
+		t.ntx = &contrastive.NTXent[T]{Chunk: cfg.Chunk}
+	case MoCo:
+		t.keyW = slices.Clone(m.P.W)
+		t.key, err = model.NewWithParams[T](mc, t.keyW)
+		if err != nil {
+			return nil, fmt.Errorf("moco key encoder: %w", err)
+		}
+		q := contrastive.NewQueue[T](cfg.moCoQueue(), cfg.Dim, cfg.Seed^0x9e3779b97f4a7c15)
+		t.moco = &contrastive.MoCo[T]{Queue: q, Symmetric: cfg.MoCoSymmetric, Chunk: cfg.Chunk}
+	}
+	return t, nil
+}
+
+// modelConfig derives the model's shape from the run's configuration and
+// the data set, and prepares the captions of a CLIP run.
+func (t *Trainer[T]) modelConfig() model.Config {
+	cfg, set := t.Cfg, t.Set
+	mc := model.DefaultConfig()
+	mc.ImageIn = set.Train.H * set.Train.W
+	mc.ImageHidden = slices.Clone(cfg.ImageHidden)
+	mc.Dim = cfg.Dim
+	mc.TextHidden = cfg.TextHidden
+	mc.Activation = cfg.Activation
+	mc.LayerNorm = cfg.LayerNorm
+	mc.InitLogitScale = math.Log(1 / cfg.Temperature)
+	mc.TextVocab = 0
+	if cfg.Objective == CLIP {
+		t.captioner = dataset.NewCaptioner(set)
+		t.tokenizer = dataset.NewTokenizer(t.captioner.Corpus())
+		mc.TextVocab = t.tokenizer.Vocab()
+		nT := t.captioner.NumTemplates()
+		t.tokens = make([][]int32, len(set.Classes)*nT)
+		for c := range set.Classes {
+			for m := 0; m < nT; m++ {
+				t.tokens[c*nT+m] = t.tokenizer.Encode(t.captioner.Text(c, m), nil)
+			}
+		}
+	}
+	return mc
+}
+
+// TotalSteps is the number of optimizer steps of the run.
+func (t *Trainer[T]) TotalSteps() int64 { return t.totalSteps }
+
+// Step runs global step `step` on rank `rank` of `comm`'s ranks (DESIGN's
+// steps 1 to 7) and returns its statistics. A non-finite loss or gradient
+// leaves the parameters untouched and returns ErrNonFinite.
+func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepStats, error) {
+	K, k := comm.Size(), comm.Rank()
+	B := t.Cfg.Batch
+	counts := dataset.Counts(B, K)
+	lo, hi := dataset.Shard(B, K, k)
+	b := hi - lo
+	epoch, idx := t.Sampler.Batch(step, t.idx)
+	t.idx = idx
+	local := idx[lo:hi]
+
+	p := t.Model.P
+	p.ZeroGrad()
+	d := t.Cfg.Dim
+	var res struct {
+		Loss, DT T
+	}
+	s := T(math.Exp(float64(p.W[t.Model.LogitScale])))
+	switch t.Cfg.Objective {
+	case CLIP:
+		t.fillImages(local, b)
+		t.fillCaptions(epoch, local)
+		u, err := t.Model.Image.Forward(t.x[:b*t.pixels()], b)
+		if err != nil {
+			return StepStats{}, fmt.Errorf("step %d: image tower: %w", step, err)
+		}
+		v, err := t.Model.Text.Forward(t.ids, t.offsets, b)
+		if err != nil {
+			return StepStats{}, fmt.Errorf("step %d: text tower: %w", step, err)
+		}
+		t.du = grow(t.du, b*d)
+		t.dv = grow(t.dv, b*d)
+		r, err := t.clip.Compute(ctx, comm, contrastive.CLIPInput[T]{
+			U: u, V: v, D: d, Counts: counts, Scale: s, IDs: t.capIDs, DU: t.du, DV: t.dv,
+		})
+		if err != nil {
+			return StepStats{}, fmt.Errorf("step %d: clip loss: %w", step, err)
+		}
+		res.Loss, res.DT = r.Loss, r.DT
+		if err := t.Model.Image.Backward(t.du); err != nil {
+			return StepStats{}, fmt.Errorf("step %d: image backward: %w", step, err)
+		}
+		if err := t.Model.Text.Backward(t.dv); err != nil {
+			return StepStats{}, fmt.Errorf("step %d: text backward: %w", step, err)
+		}
+	case SimCLR:
+		t.fillViews(step, local, b)
+		z, err := t.Model.Image.Forward(t.x[:2*b*t.pixels()], 2*b)
+		if err != nil {
+			return StepStats{}, fmt.Errorf("step %d: image tower: %w", step, err)
+		}
+		t.du = grow(t.du, 2*b*d)
+		r, err := t.ntx.Compute(ctx, comm, contrastive.NTXentInput[T]{
+			Z1: z[:b*d], Z2: z[b*d : 2*b*d], D: d, Counts: counts, Scale: s, DZ1: t.du[:b*d], DZ2: t.du[b*d : 2*b*d],
+		})
+		if err != nil {
+			return StepStats{}, fmt.Errorf("step %d: nt-xent loss: %w", step, err)
+		}
+		res.Loss, res.DT = r.Loss, r.DT
+		if err := t.Model.Image.Backward(t.du[:2*b*d]); err != nil {
+			return StepStats{}, fmt.Errorf("step %d: image backward: %w", step, err)
+		}
+	case MoCo:
+		r, err := t.mocoForwardBackward(ctx, comm, step, local, b, counts, s)
+		if err != nil {
+			return StepStats{}, err
+		}
+		res.Loss, res.DT = r.Loss, r.DT
+	}
+	if t.Cfg.LearnTemperature {
+		p.G[t.Model.LogitScale] += res.DT
+	} else {
+		p.G[t.Model.LogitScale] = 0
+	}
+
+	if t.faultHook != nil {
+		t.faultHook(step, p.G)
+	}
+
+	// 6. Σ over ranks. The loss share rides in the reduction as well, so
+	// that every rank learns the global loss without another round.
+	loss, err := t.reduce(ctx, comm, res.Loss)
+	if err != nil {
+		return StepStats{}, fmt.Errorf("step %d: all-reduce: %w", step, err)
+	}
+	if !finite(loss) || !allFinite(p.G) {
+		return StepStats{Step: step, Epoch: epoch, Loss: loss}, fmt.Errorf("step %d: %w (loss %g)", step, ErrNonFinite, loss)
+	}
+
+	// 7. The identical update on every rank.
+	norm := optim.ClipGlobalNorm(p.G, t.Cfg.ClipNorm)
+	lr := t.Sched.At(step)
+	if err := t.Opt.Step(p.W, p.G, T(lr)); err != nil {
+		return StepStats{}, fmt.Errorf("step %d: optimizer: %w", step, err)
+	}
+	if !t.Cfg.LearnTemperature {
+		p.W[t.Model.LogitScale] = T(math.Log(1 / t.Cfg.Temperature))
+	}
+	p.W[t.Model.LogitScale] = T(math.Min(math.Max(float64(p.W[t.Model.LogitScale]), 0), maxLogitScale))
+	if t.moco != nil {
+		if err := t.moco.Enqueue(ctx, comm, t.mocoKeys(), d, counts); err != nil {
+			return StepStats{}, fmt.Errorf("step %d: moco enqueue: %w", step, err)
+		}
+	}
+	return StepStats{
+		Step: step, Epoch: epoch, Loss: loss, LR: lr, GradNorm: norm,
+		LogitScale: math.Exp(float64(p.W[t.Model.LogitScale])),
+	}, nil
+}
+
+// reduce sums the gradient buffer and the loss shares over the ranks and
+// returns the global loss.
+func (t *Trainer[T]) reduce(ctx context.Context, comm Comm[T], lossShare T) (float64, error) {
+	if comm.Size() == 1 {
+		return float64(lossShare), nil
+	}
+	if err := comm.AllReduce(ctx, t.Model.P.G); err != nil {
+		return 0, err
+	}
+	t.lossBuf[0] = lossShare
+	if err := comm.AllReduce(ctx, t.lossBuf[:]); err != nil {
+		return 0, err
+	}
+	return float64(t.lossBuf[0]), nil
+}
+
+func (t *Trainer[T]) pixels() int { return t.Set.Train.H * t.Set.Train.W }
+
+func (t *Trainer[T]) fillImages(local []int, b int) {
+	P := t.pixels()
+	t.x = grow(t.x, b*P)
+	for r, i := range local {
+		dataset.Pixels(t.Set.Train.Pixels[i*P:(i+1)*P], t.x[r*P:(r+1)*P])
+	}
+}
+
+// fillViews writes two augmented views of each local sample into t.x:
+// view 1 of all rows, then view 2 of all rows (2b×P).
+func (t *Trainer[T]) fillViews(step int64, local []int, b int) {
+	P := t.pixels()
+	t.x = grow(t.x, 2*b*P)
+	dst := t.x
+	aug := dataset.DefaultAugConfig()
+	H, W := t.Set.Train.H, t.Set.Train.W
+	for r, i := range local {
+		src := t.Set.Train.Pixels[i*P : (i+1)*P]
+		dataset.Augment(aug, t.Cfg.Seed, step, i, 0, src, H, W, dst[r*P:(r+1)*P])
+		dataset.Augment(aug, t.Cfg.Seed, step, i, 1, src, H, W, dst[(b+r)*P:(b+r+1)*P])
+	}
+}
+
+// fillCaptions builds the embedding-bag input of the local captions: one
+// template per sample, a pure function of (seed, epoch, sample).
+func (t *Trainer[T]) fillCaptions(epoch int, local []int) {
+	nT := t.captioner.NumTemplates()
+	t.ids = t.ids[:0]
+	t.offsets = t.offsets[:0]
+	t.capIDs = t.capIDs[:0]
+	for _, i := range local {
+		c := int(t.Set.Train.Labels[i])
+		m := t.captioner.Pick(t.Cfg.Seed, epoch, i)
+		t.offsets = append(t.offsets, int32(len(t.ids)))
+		t.ids = append(t.ids, t.tokens[c*nT+m]...)
+		t.capIDs = append(t.capIDs, t.captioner.ID(c, m))
+	}
+}
+
+func grow[T gemm.Float](x []T, n int) []T {
+	if cap(x) < n {
+		return make([]T, n)
+	}
+	return x[:n]
+}
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+func allFinite[T gemm.Float](x []T) bool {
+	for _, v := range x {
+		if v-v != 0 {
+			return false
+		}
+	}
+	return true
+}
