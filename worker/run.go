@@ -69,6 +69,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	if err != nil {
 		return nil, err
 	}
+	defer t.Close()
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("--out %s: %w", cfg.Out, err)
 	}

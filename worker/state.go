@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -141,6 +142,9 @@ func (t *Trainer[T]) Save(ctx context.Context, done int64, generation uint64) (s
 	}
 	st := &checkpoint.Store{Root: CheckpointDir(t.Cfg.Out), Keep: 3}
 	dir, err := st.Save(ctx, m, blobs)
+	if errors.Is(err, checkpoint.ErrExists) {
+		return dir, nil // a resumed run saving the step it started from
+	}
 	if err != nil {
 		return "", fmt.Errorf("checkpoint step %d: %w", done, err)
 	}

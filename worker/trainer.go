@@ -53,16 +53,21 @@ type Trainer[T gemm.Float] struct {
 	keyW []T
 
 	// per-step buffers, sized once for the largest local batch
-	idx        []int
-	x, x2      []T // local images (views 1 and 2), b×P
-	ids        []int32
-	offsets    []int32
-	capIDs     []int32
-	du, dv     []T
-	xq, xk     []T // MoCo inputs of query and key encoders
-	dq         []T
-	lossBuf    [1]T
-	mocoK2     []T
+	idx     []int
+	x, x2   []T // local images (views 1 and 2), b×P
+	ids     []int32
+	offsets []int32
+	capIDs  []int32
+	du, dv  []T
+	xq, xk  []T // MoCo inputs of query and key encoders
+	dq      []T
+	lossBuf [1]T
+	mocoK2  []T
+
+	aug        dataset.AugConfig
+	augPool    *rowPool
+	augStep    int64
+	augLocal   []int
 	totalSteps int64
 
 	// faultHook, when set, may corrupt the local gradient before the
@@ -86,7 +91,7 @@ func NewTrainer[T gemm.Float](cfg Config, set *dataset.Set) (*Trainer[T], error)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Trainer[T]{Cfg: cfg, Set: set}
+	t := &Trainer[T]{Cfg: cfg, Set: set, aug: dataset.DefaultAugConfig()}
 	t.Sampler = dataset.Sampler{Seed: cfg.Seed, N: set.Train.N, B: cfg.Batch}
 	if err := t.Sampler.Validate(); err != nil {
 		return nil, fmt.Errorf("--batch %d with data set %s: %w", cfg.Batch, set.Name, err)
@@ -302,17 +307,35 @@ func (t *Trainer[T]) fillImages(local []int, b int) {
 }
 
 // fillViews writes two augmented views of each local sample into t.x:
-// view 1 of all rows, then view 2 of all rows (2b×P).
+// view 1 of all rows, then view 2 of all rows (2b×P). Each view is a pure
+// function of (seed, step, sample, view), so the rows can be drawn in
+// parallel and on any rank.
 func (t *Trainer[T]) fillViews(step int64, local []int, b int) {
+	t.x = grow(t.x, 2*b*t.pixels())
+	t.augStep, t.augLocal = step, local
+	if t.augPool == nil {
+		t.augPool = newRowPool(t.augmentRows)
+	}
+	t.augPool.run(len(local))
+}
+
+// augmentRows draws both views of local rows [lo, hi).
+func (t *Trainer[T]) augmentRows(lo, hi int) {
 	P := t.pixels()
-	t.x = grow(t.x, 2*b*P)
-	dst := t.x
-	aug := dataset.DefaultAugConfig()
 	H, W := t.Set.Train.H, t.Set.Train.W
-	for r, i := range local {
+	b := len(t.augLocal)
+	for r := lo; r < hi; r++ {
+		i := t.augLocal[r]
 		src := t.Set.Train.Pixels[i*P : (i+1)*P]
-		dataset.Augment(aug, t.Cfg.Seed, step, i, 0, src, H, W, dst[r*P:(r+1)*P])
-		dataset.Augment(aug, t.Cfg.Seed, step, i, 1, src, H, W, dst[(b+r)*P:(b+r+1)*P])
+		dataset.Augment(t.aug, t.Cfg.Seed, t.augStep, i, 0, src, H, W, t.x[r*P:(r+1)*P])
+		dataset.Augment(t.aug, t.Cfg.Seed, t.augStep, i, 1, src, H, W, t.x[(b+r)*P:(b+r+1)*P])
+	}
+}
+
+// Close stops the trainer's helper goroutines.
+func (t *Trainer[T]) Close() {
+	if t.augPool != nil {
+		t.augPool.close()
 	}
 }
 

@@ -78,6 +78,7 @@ func TestShortCLIPRunLearns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tr.Close()
 	losses := trainSteps(t, tr, 0, cfg.Steps)
 	lnB := math.Log(float64(cfg.Batch))
 	last := mean(losses[len(losses)-5:])
@@ -112,6 +113,7 @@ func TestSimCLRAndMoCoLossesFall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer tr.Close()
 			losses := trainSteps(t, tr, 0, cfg.Steps)
 			// MoCo's loss first rises while real keys replace the queue's
 			// random ones; compare from the first step with a full queue.
@@ -194,6 +196,7 @@ func TestNonFiniteLossLeavesParametersUntouched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tr.Close()
 	trainSteps(t, tr, 0, 2)
 	before := ParamSHA256(tr.Model.P.W)
 	tr.faultHook = func(step int64, g []float32) { g[len(g)/2] = float32(math.NaN()) }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/worker"
@@ -67,9 +69,17 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	trainFlags(fs, &cfg)
 	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	set, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	objectiveDefaults(&cfg, set)
 	logger, err := newLogger(*logFormat, stderr)
@@ -89,6 +99,19 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	printSummary(stdout, sum)
 	return nil
+}
+
+// startCPUProfile profiles the process into path until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func newLogger(format string, w io.Writer) (*slog.Logger, error) {
