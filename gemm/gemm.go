@@ -30,7 +30,15 @@ type holder32 struct{ k Kernel32 }
 
 var current32 atomic.Pointer[holder32]
 
-func init() { current32.Store(&holder32{k: Gonum{}}) }
+// init selects the float32 kernel: the one of a build tag (openblas), else
+// the fastest the CPU supports (see Native).
+func init() {
+	k := buildTagKernel
+	if k == nil {
+		k = Native()
+	}
+	current32.Store(&holder32{k: k})
+}
 
 // Use makes k the float32 kernel for every later call and returns the
 // previous one, so that a test or a benchmark can restore it.

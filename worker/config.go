@@ -49,6 +49,9 @@ type Config struct {
 	MoCoSymmetric      bool    `json:"moco_symmetric"`
 	Chunk              int     `json:"chunk"` // logit columns per chunk of the streamed loss
 
+	CheckpointEvery int64 `json:"checkpoint_every"` // steps between checkpoints (0: only at the end and on a stop)
+	ChecksumEvery   int   `json:"checksum_every"`   // steps between parameter checksums across ranks (0: never)
+
 	Seed     uint64 `json:"seed"`
 	LogEvery int    `json:"log_every"`
 	Out      string `json:"-"`
@@ -76,6 +79,7 @@ func DefaultConfig() Config {
 		MoCoMomentum:     0.999,
 		MoCoSymmetric:    false,
 		Chunk:            1024,
+		ChecksumEvery:    20,
 		Seed:             1,
 		LogEvery:         10,
 		Out:              "runs/latest",

@@ -7,15 +7,14 @@ import (
 	"github.com/infonce/infonce/contrastive"
 )
 
-// mocoForwardBackward runs MoCo's step on the local rows: the momentum
-// update θ_k ← m·θ_k + (1−m)·θ_q, the keys from θ_k (no gradient), the
+// mocoForwardBackward runs MoCo's step on the local rows: the keys from
+// θ_k (no gradient; its momentum update follows the optimizer step), the
 // queries from θ_q, the loss against the queue, and backward through the
 // query encoder only. It leaves the keys to enqueue in the key encoder's
 // output, read by mocoKeys after the optimizer step.
 func (t *Trainer[T]) mocoForwardBackward(ctx context.Context, comm Comm[T], step int64, local []int, b int, counts []int, s T) (contrastive.Result[T], error) {
 	d := t.Cfg.Dim
 	P := t.pixels()
-	contrastive.MomentumUpdate(t.keyW, t.Model.P.W, T(t.Cfg.MoCoMomentum))
 	t.fillViews(step, local, b)
 	views := t.x[:2*b*P] // view 1 rows, then view 2 rows
 	in := contrastive.MoCoInput[T]{D: d, Counts: counts, Scale: s}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/gemm"
 )
@@ -58,7 +59,12 @@ type Options struct {
 	Logger     *slog.Logger  // nil for slog.Default()
 	Evaluate   bool          // evaluate at the end (summary fields)
 	ProgressDT time.Duration // at most this long between progress lines
+	Resume     string        // start from this checkpoint directory ("" : fresh)
 }
+
+// ErrStopped reports a run that stopped on request (SIGINT, SIGTERM) after
+// saving a checkpoint; --resume continues it.
+var ErrStopped = errors.New("stopped on request")
 
 // RunLocal trains cfg on one process, evaluates, and writes metrics.jsonl,
 // summary.json and a final checkpoint into cfg.Out.
@@ -73,10 +79,20 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("--out %s: %w", cfg.Out, err)
 	}
-	if err := startFresh(cfg.Out, log); err != nil {
+	var first int64
+	if opt.Resume != "" {
+		c, err := checkpoint.Load(ctx, opt.Resume)
+		if err != nil {
+			return nil, fmt.Errorf("--resume: %w", err)
+		}
+		if first, err = t.Restore(c); err != nil {
+			return nil, fmt.Errorf("--resume: %w", err)
+		}
+		log.Info("resuming", "checkpoint", c.Dir, "step", first)
+	} else if err := startFresh(cfg.Out, log); err != nil {
 		return nil, err
 	}
-	rec, err := newRecorder(cfg, t.TotalSteps(), 1, opt)
+	rec, err := openRecorder(cfg, t.TotalSteps(), 1, opt, first > 0, first)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +103,17 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	var last StepStats
 	comm := Single[float32]{}
 	trainStart := time.Now()
-	for step := int64(0); step < t.TotalSteps(); step++ {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("stopped before step %d: %w", step, err)
+	work := context.WithoutCancel(ctx) // a stop request ends the run at a step boundary
+	for step := first; step < t.TotalSteps(); step++ {
+		if ctx.Err() != nil {
+			dir, err := t.Save(work, step, 0)
+			if err != nil {
+				return nil, err
+			}
+			log.Info("stopped on request", "completed_steps", step, "checkpoint", dir)
+			return nil, fmt.Errorf("%w after %d steps; checkpoint %s", ErrStopped, step, dir)
 		}
-		st, err := t.Step(ctx, comm, step)
+		st, err := t.Step(work, comm, step)
 		if err != nil {
 			if errors.Is(err, ErrNonFinite) {
 				return nil, fmt.Errorf("%w; the parameters are those after step %d and were not saved", err, step-1)
@@ -110,18 +132,18 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		Objective: cfg.Objective, Data: cfg.Data, Workers: 1,
 		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(cfg.Batch),
 		FinalLoss: last.Loss, FinalLogitScale: last.LogitScale,
-		SamplesPerSecond: float64(t.TotalSteps()*int64(cfg.Batch)) / trainSeconds,
+		SamplesPerSecond: float64((t.TotalSteps()-first)*int64(cfg.Batch)) / trainSeconds,
 		TrainSeconds:     trainSeconds,
 		ParamSHA256:      ParamSHA256(t.Model.P.W),
 		Config:           cfg,
 	}
-	if err := t.SaveFinal(ctx); err != nil {
+	if err := t.SaveFinal(work); err != nil {
 		return nil, err
 	}
 	if opt.Evaluate {
 		evalStart := time.Now()
 		log.Info("evaluating", "test", set.Test.N, "train", set.Train.N)
-		ev, err := t.Evaluate(ctx)
+		ev, err := t.Evaluate(work)
 		if err != nil {
 			return nil, fmt.Errorf("evaluation: %w", err)
 		}
@@ -173,10 +195,26 @@ type recorder struct {
 	printedEnd bool
 	last       StepStats
 	gen        uint64
+	first      int64 // the first step this recorder saw
+}
+
+// samplesPerSecond is the throughput since the recorder opened.
+func (r *recorder) samplesPerSecond() float64 {
+	return float64((r.last.Step+1-r.first)*int64(r.cfg.Batch)) / time.Since(r.start).Seconds()
 }
 
 func newRecorder(cfg Config, total int64, workers int, opt Options) (*recorder, error) {
-	f, err := os.OpenFile(filepath.Join(cfg.Out, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	return openRecorder(cfg, total, workers, opt, false, 0)
+}
+
+// openRecorder opens metrics.jsonl anew, or for appending when a run
+// continues at step next.
+func openRecorder(cfg Config, total int64, workers int, opt Options, appendTo bool, next int64) (*recorder, error) {
+	mode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if appendTo {
+		mode = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	f, err := os.OpenFile(filepath.Join(cfg.Out, "metrics.jsonl"), mode, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
@@ -185,7 +223,7 @@ func newRecorder(cfg Config, total int64, workers int, opt Options) (*recorder, 
 	}
 	now := time.Now()
 	return &recorder{cfg: cfg, total: total, workers: workers, opt: opt, f: f, enc: json.NewEncoder(f),
-		start: now, lastLog: now, lastPrint: now, lastStep: -1}, nil
+		start: now, lastLog: now, lastPrint: now, lastStep: next - 1, first: next}, nil
 }
 
 // step records a completed step: a metrics line every LogEvery steps and
@@ -208,7 +246,7 @@ func (r *recorder) step(st StepStats, gen uint64) error {
 		}
 		r.lastLog, r.lastStep = now, st.Step
 	}
-	if r.opt.Progress != nil && (now.Sub(r.lastPrint) >= r.opt.ProgressDT || done == r.total || done == 1) {
+	if r.opt.Progress != nil && (now.Sub(r.lastPrint) >= r.opt.ProgressDT || done == r.total || done == r.first+1) {
 		r.print(now)
 	}
 	return nil
@@ -218,8 +256,8 @@ func (r *recorder) print(now time.Time) {
 	st := r.last
 	done := st.Step + 1
 	el := now.Sub(r.start).Seconds()
-	rate := float64(done*int64(r.cfg.Batch)) / el
-	eta := time.Duration(float64(r.total-done) * el / float64(done) * float64(time.Second)).Round(time.Second)
+	rate := float64((done-r.first)*int64(r.cfg.Batch)) / el
+	eta := time.Duration(float64(r.total-done) * el / float64(max(1, done-r.first)) * float64(time.Second)).Round(time.Second)
 	fmt.Fprintf(r.opt.Progress, "step %*d/%d  epoch %d  loss %.4f  logit scale %6.2f  lr %.2e  %7.0f samples/s  ETA %s\n",
 		len(fmt.Sprint(r.total)), done, r.total, st.Epoch, st.Loss, st.LogitScale, st.LR, rate, eta)
 	r.lastPrint = now

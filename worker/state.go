@@ -66,59 +66,65 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 	return m, blobs, nil
 }
 
-// Restore loads a Snapshot into the trainer and returns the next step to
+// Restore loads a checkpoint into the trainer and returns the next step to
 // run. The checkpoint must come from a run with the same model shape.
 func (t *Trainer[T]) Restore(c *checkpoint.Checkpoint) (int64, error) {
+	return t.restore(c.Dir, c.Manifest, c.Blob)
+}
+
+// restore loads a Snapshot, given as its manifest and a blob reader, and
+// returns the next step to run. from names the source in errors.
+func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(string) ([]byte, error)) (int64, error) {
 	var saved Config
-	if err := json.Unmarshal(c.Manifest.Config, &saved); err != nil {
-		return 0, fmt.Errorf("checkpoint %s: config: %w", c.Dir, err)
+	if err := json.Unmarshal(m.Config, &saved); err != nil {
+		return 0, fmt.Errorf("state from %s: config: %w", from, err)
 	}
 	if saved.Fingerprint() != t.Cfg.Fingerprint() {
-		return 0, fmt.Errorf("checkpoint %s was written by a different run (%s), this run is %s: resume with the same model, objective and batch, or start a new --out", c.Dir, saved.Fingerprint(), t.Cfg.Fingerprint())
+		return 0, fmt.Errorf("state from %s was written by a different run (%s), this run is %s: resume with the same model, objective and batch, or start a new --out", from, saved.Fingerprint(), t.Cfg.Fingerprint())
 	}
-	if err := loadFloats(c, blobParams, t.Model.P.W); err != nil {
+	if err := loadFloats(from, blob, blobParams, t.Model.P.W); err != nil {
 		return 0, err
 	}
 	for _, b := range t.Opt.State() {
-		if err := loadFloats(c, optimPrefix+b.Name, b.Data); err != nil {
+		if err := loadFloats(from, blob, optimPrefix+b.Name, b.Data); err != nil {
 			return 0, err
 		}
 	}
 	var steps int64
-	if _, err := fmt.Sscan(c.Manifest.Extra["optimizer_steps"], &steps); err != nil {
-		return 0, fmt.Errorf("checkpoint %s: optimizer_steps: %w", c.Dir, err)
+	if _, err := fmt.Sscan(m.Extra["optimizer_steps"], &steps); err != nil {
+		return 0, fmt.Errorf("state from %s: optimizer_steps: %w", from, err)
 	}
 	t.Opt.SetStep(steps)
 	if t.moco != nil {
-		if err := loadFloats(c, blobKeyParams, t.keyW); err != nil {
+		if err := loadFloats(from, blob, blobKeyParams, t.keyW); err != nil {
 			return 0, err
 		}
 		q := make([]T, len(t.moco.Queue.Data()))
-		if err := loadFloats(c, blobQueue, q); err != nil {
+		if err := loadFloats(from, blob, blobQueue, q); err != nil {
 			return 0, err
 		}
 		var ptr int
-		if _, err := fmt.Sscan(c.Manifest.Extra["moco_queue_ptr"], &ptr); err != nil {
-			return 0, fmt.Errorf("checkpoint %s: moco_queue_ptr: %w", c.Dir, err)
+		if _, err := fmt.Sscan(m.Extra["moco_queue_ptr"], &ptr); err != nil {
+			return 0, fmt.Errorf("state from %s: moco_queue_ptr: %w", from, err)
 		}
 		if err := t.moco.Queue.Restore(q, ptr); err != nil {
-			return 0, fmt.Errorf("checkpoint %s: moco queue: %w", c.Dir, err)
+			return 0, fmt.Errorf("state from %s: moco queue: %w", from, err)
 		}
 	}
 	if !allFinite(t.Model.P.W) {
-		return 0, fmt.Errorf("checkpoint %s holds non-finite parameters", c.Dir)
+		return 0, fmt.Errorf("state from %s holds non-finite parameters", from)
 	}
-	return c.Manifest.SamplerCursor, nil
+	return m.SamplerCursor, nil
 }
 
-func loadFloats[T gemm.Float](c *checkpoint.Checkpoint, name string, dst []T) error {
-	b, err := c.Blob(name)
+func loadFloats[T gemm.Float](from string, blob func(string) ([]byte, error), name string, dst []T) error {
+	b, err := blob(name)
 	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w", c.Dir, err)
+		return fmt.Errorf("state from %s: %w", from, err)
 	}
 	want := len(floatBytes(dst))
 	if len(b) != want {
-		return fmt.Errorf("checkpoint %s: %s holds %d bytes, this model needs %d: it comes from a model of another shape", c.Dir, name, len(b), want)
+		return fmt.Errorf("state from %s: %s holds %d bytes, this model needs %d: it comes from a model of another shape", from, name, len(b), want)
 	}
 	copy(floatBytes(dst), b)
 	return nil

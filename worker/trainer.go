@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 
 	"github.com/infonce/infonce/contrastive"
 	"github.com/infonce/infonce/dataset"
@@ -61,7 +62,7 @@ type Trainer[T gemm.Float] struct {
 	du, dv  []T
 	xq, xk  []T // MoCo inputs of query and key encoders
 	dq      []T
-	lossBuf [1]T
+	lossBuf [2]T
 	mocoK2  []T
 
 	aug        dataset.AugConfig
@@ -69,6 +70,10 @@ type Trainer[T gemm.Float] struct {
 	augStep    int64
 	augLocal   []int
 	totalSteps int64
+
+	// StopRequested asks every rank to stop after the current step: the
+	// request travels in the step's reduction, so all ranks stop together.
+	StopRequested atomic.Bool
 
 	// faultHook, when set, may corrupt the local gradient before the
 	// reduction: tests inject NaN and Inf through it.
@@ -83,6 +88,7 @@ type StepStats struct {
 	LogitScale float64 // s = exp(t) after the step
 	LR         float64
 	GradNorm   float64
+	Stop       bool // some rank asked to stop after this step
 }
 
 // NewTrainer builds the rank's state from the configuration: the data set,
@@ -249,11 +255,20 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		t.faultHook(step, p.G)
 	}
 
-	// 6. Σ over ranks. The loss share rides in the reduction as well, so
-	// that every rank learns the global loss without another round.
-	loss, err := t.reduce(ctx, comm, res.Loss)
+	// 6. Σ over ranks, of the gradients and of the loss shares and stop
+	// requests, so that every rank learns the global loss and whether any
+	// rank asked to stop after this step.
+	loss, stop, err := t.reduce(ctx, comm, res.Loss, t.StopRequested.Load())
 	if err != nil {
 		return StepStats{}, fmt.Errorf("step %d: all-reduce: %w", step, err)
+	}
+	// MoCo's queue takes this step's keys of every rank. It is the last
+	// collective of the step: a step that fails anywhere before here
+	// leaves the state as it was, so that it can run again.
+	if t.moco != nil {
+		if err := t.moco.Enqueue(ctx, comm, t.mocoKeys(), d, counts); err != nil {
+			return StepStats{}, fmt.Errorf("step %d: moco enqueue: %w", step, err)
+		}
 	}
 	if !finite(loss) || !allFinite(p.G) {
 		return StepStats{Step: step, Epoch: epoch, Loss: loss}, fmt.Errorf("step %d: %w (loss %g)", step, ErrNonFinite, loss)
@@ -270,30 +285,34 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	}
 	p.W[t.Model.LogitScale] = T(math.Min(math.Max(float64(p.W[t.Model.LogitScale]), 0), maxLogitScale))
 	if t.moco != nil {
-		if err := t.moco.Enqueue(ctx, comm, t.mocoKeys(), d, counts); err != nil {
-			return StepStats{}, fmt.Errorf("step %d: moco enqueue: %w", step, err)
-		}
+		// θ_k ← m·θ_k + (1−m)·θ_q with the updated θ_q: the keys of the
+		// next step come from it, as in MoCo's update before each forward.
+		contrastive.MomentumUpdate(t.keyW, p.W, T(t.Cfg.MoCoMomentum))
 	}
 	return StepStats{
-		Step: step, Epoch: epoch, Loss: loss, LR: lr, GradNorm: norm,
+		Step: step, Epoch: epoch, Loss: loss, LR: lr, GradNorm: norm, Stop: stop,
 		LogitScale: math.Exp(float64(p.W[t.Model.LogitScale])),
 	}, nil
 }
 
-// reduce sums the gradient buffer and the loss shares over the ranks and
-// returns the global loss.
-func (t *Trainer[T]) reduce(ctx context.Context, comm Comm[T], lossShare T) (float64, error) {
+// reduce sums the gradient buffer, the loss shares and the stop requests
+// over the ranks and returns the global loss and whether any rank asked to
+// stop.
+func (t *Trainer[T]) reduce(ctx context.Context, comm Comm[T], lossShare T, stop bool) (float64, bool, error) {
 	if comm.Size() == 1 {
-		return float64(lossShare), nil
+		return float64(lossShare), stop, nil
 	}
 	if err := comm.AllReduce(ctx, t.Model.P.G); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	t.lossBuf[0] = lossShare
+	t.lossBuf[0], t.lossBuf[1] = lossShare, 0
+	if stop {
+		t.lossBuf[1] = 1
+	}
 	if err := comm.AllReduce(ctx, t.lossBuf[:]); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	return float64(t.lossBuf[0]), nil
+	return float64(t.lossBuf[0]), t.lossBuf[1] > 0, nil
 }
 
 func (t *Trainer[T]) pixels() int { return t.Set.Train.H * t.Set.Train.W }

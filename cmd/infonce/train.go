@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -70,6 +71,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	workers := fs.Int("workers", 1, "worker processes on this machine: 1 trains in this process; more start an embedded coordinator and that many workers on loopback")
+	threads := fs.Int("threads-per-worker", 0, "GOMAXPROCS of each worker process (default: cores / workers)")
+	resume := fs.String("resume", "", "continue from a checkpoint: a checkpoint directory, a directory of checkpoints, or 'latest' (in --out)")
+	fs.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "save a checkpoint every N steps (0: only at the end and on a stop)")
+	fs.IntVar(&cfg.ChecksumEvery, "checksum-every", cfg.ChecksumEvery, "compare a checksum of the parameters across workers every N steps (0: never)")
+	var cf coordinatorFlags
+	cf.bindFlags(fs)
 	set, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
@@ -89,11 +97,34 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
+	if *workers < 1 {
+		return usageError{fmt.Errorf("--workers %d: at least one worker is needed", *workers)}
+	}
+	if *workers > 1 || cf.min > 1 || cf.max > 1 {
+		err := launchLocal(ctx, cfg, *workers, *threads, cf, *resume, !*noEval, logger, stdout, stderr)
+		if err != nil && ctx.Err() != nil {
+			fmt.Fprintf(stderr, "infonce train: %v; continue with --resume latest --out %s\n", err, cfg.Out)
+			return nil
+		}
+		return err
+	}
 	data, err := dataset.Load(cfg.Data, cfg.Classes)
 	if err != nil {
 		return fmt.Errorf("--data %s: %w", cfg.Data, err)
 	}
-	sum, err := worker.RunLocal(ctx, cfg, data, worker.Options{Progress: stdout, Logger: logger, Evaluate: !*noEval})
+	opt := worker.Options{Progress: stdout, Logger: logger, Evaluate: !*noEval}
+	if *resume != "" {
+		c, err := resumeFrom(ctx, *resume, cfg.Out)
+		if err != nil {
+			return err
+		}
+		opt.Resume = c.Path
+	}
+	sum, err := worker.RunLocal(ctx, cfg, data, opt)
+	if errors.Is(err, worker.ErrStopped) {
+		fmt.Fprintf(stderr, "infonce train: %v; continue with --resume latest --out %s\n", err, cfg.Out)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

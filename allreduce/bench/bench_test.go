@@ -1,0 +1,129 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const peerEnv = "INFONCE_BENCH_TEST_PEER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(peerEnv) != "" {
+		if err := Peer(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "peer:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func testSpawner(t *testing.T) Spawner {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(ctx context.Context, args []string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, exe, args...)
+		cmd.Env = append(os.Environ(), peerEnv+"=1")
+		return cmd
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		bad  bool
+	}{
+		{"4096", 4096, false},
+		{"4KiB", 4096, false},
+		{"64MiB", 64 << 20, false},
+		{"1GiB", 1 << 30, false},
+		{"16M", 16 << 20, false},
+		{"2KB", 2000, false},
+		{"12B", 12, false},
+		{"-1", 0, true},
+		{"x", 0, true},
+		{"", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := ParseSize(tc.in)
+		if (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d, bad=%v", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}
+
+func TestMainRunsEveryOp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts worker processes; skipped in -short mode")
+	}
+	dir := t.TempDir()
+	for _, op := range []string{"allreduce", "allgather", "reducescatter", "broadcast", "fused", "tcp"} {
+		t.Run(op, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			js := filepath.Join(dir, op+".json")
+			args := []string{"--op", op, "--workers", "1,3", "--sizes", "4KiB,100KiB", "--iters", "10", "--warmup", "1", "--json", js, "--bucket", "32KiB"}
+			if err := Main(context.Background(), args, &out, &errb, testSpawner(t)); err != nil {
+				t.Fatalf("%v\nstderr: %s", err, errb.String())
+			}
+			var rows []Row
+			b, err := os.ReadFile(js)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &rows); err != nil {
+				t.Fatal(err)
+			}
+			wantRows := 4
+			if op == "tcp" {
+				wantRows = 2
+			}
+			if len(rows) != wantRows {
+				t.Fatalf("%d rows, want %d:\n%s", len(rows), wantRows, out.String())
+			}
+			for _, r := range rows {
+				if r.Op != op || r.SecondsMedian <= 0 || r.AlgbwGBps <= 0 || r.Bytes <= 0 {
+					t.Fatalf("bad row %+v", r)
+				}
+				k := float64(r.Workers)
+				want := map[string]float64{"allreduce": 2 * (k - 1) / k, "fused": 2 * (k - 1) / k, "allgather": (k - 1) / k,
+					"reducescatter": (k - 1) / k, "broadcast": 1, "tcp": 1}[op]
+				if got := r.BusbwGBps / r.AlgbwGBps; got < want-1e-9 || got > want+1e-9 {
+					t.Fatalf("busbw/algbw = %v, want %v", got, want)
+				}
+			}
+			if !strings.Contains(out.String(), "busbw") {
+				t.Fatalf("no table header in\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestMainRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"--op", "nope"}, {"--iters", "3"}, {"--sizes", "x"}, {"--workers", "0"}} {
+		err := Main(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}, testSpawner(t))
+		if _, ok := err.(UsageError); !ok {
+			t.Errorf("%v: %v, want a UsageError", args, err)
+		}
+	}
+}
+
+func ExampleParseSize() {
+	for _, s := range []string{"4KiB", "64MiB", "1000"} {
+		n, _ := ParseSize(s)
+		fmt.Println(n)
+	}
+	// Output:
+	// 4096
+	// 67108864
+	// 1000
+}

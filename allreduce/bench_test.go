@@ -1,0 +1,67 @@
+package allreduce
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+)
+
+// BenchmarkAllReduce measures in-process rings over loopback; the
+// multi-process figures come from "infonce bench allreduce".
+func BenchmarkAllReduce(b *testing.B) {
+	for _, kind := range []string{TransportGRPC, TransportTCP} {
+		for _, size := range []int{4 << 10, 16 << 20} {
+			for _, chunk := range []int{64 << 10, 512 << 10, 4 << 20} {
+				b.Run(fmt.Sprintf("%s/K=2/%dB/chunk=%d", kind, size, chunk), func(b *testing.B) {
+					rings := netRings(b, 2, Config{JobID: "b", Transport: kind, ChunkBytes: chunk})
+					bufs := [][]float32{make([]float32, size/4), make([]float32, size/4)}
+					b.SetBytes(int64(size))
+					b.ResetTimer()
+					for range b.N {
+						mustAll(b, onAll(rings, func(r *Ring) error { return r.AllReduce(context.Background(), bufs[r.Rank()]) }))
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkLoopbackTCP is the single-stream loopback TCP copy the data
+// planes are judged against.
+func BenchmarkLoopbackTCP(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	const size = 16 << 20
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		_, err = io.Copy(io.Discard, c)
+		done <- err
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, size)
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.Close()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,141 @@
+package allreduce
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Wire is the element format of float32 payloads on the wire.
+type Wire uint8
+
+const (
+	// Float32 sends IEEE-754 binary32 values unchanged (the default).
+	Float32 Wire = iota
+	// BFloat16 sends the upper 16 bits of each float32 (round to nearest
+	// even) and accumulates in float32. See BFloat16Bound for the error.
+	BFloat16
+)
+
+// String returns "f32" or "bf16".
+func (w Wire) String() string {
+	switch w {
+	case Float32:
+		return "f32"
+	case BFloat16:
+		return "bf16"
+	}
+	return fmt.Sprintf("Wire(%d)", uint8(w))
+}
+
+// ParseWire parses "f32"/"float32" or "bf16"/"bfloat16".
+func ParseWire(s string) (Wire, error) {
+	switch s {
+	case "", "f32", "float32":
+		return Float32, nil
+	case "bf16", "bfloat16":
+		return BFloat16, nil
+	}
+	return 0, fmt.Errorf("allreduce: unknown wire format %q (want f32 or bf16)", s)
+}
+
+// Transport kinds accepted in Config.Transport.
+const (
+	TransportGRPC = "grpc" // HTTP/2 streams through grpc-go (the default)
+	TransportTCP  = "tcp"  // length-prefixed frames on a plain TCP connection
+)
+
+// Defaults, chosen by measurement on loopback (see the benchmark command).
+const (
+	// DefaultChunkBytes is the pipelining unit: a segment is cut into chunks
+	// of this size so that sending, receiving and adding overlap.
+	DefaultChunkBytes = 512 << 10
+	// DefaultBucketBytes is the fusion bucket size of a Fuser.
+	DefaultBucketBytes = 4 << 20
+	// DefaultTimeout is the per-operation deadline when the context has none.
+	DefaultTimeout = 30 * time.Second
+
+	// MaxFrameBytes bounds every data frame a peer may send.
+	MaxFrameBytes = 64 << 20
+	// maxJobID bounds the job id carried in a handshake.
+	maxJobID = 256
+	// maxReason bounds the refusal text carried in a handshake reply.
+	maxReason = 1024
+)
+
+// Config describes one rank of one generation of a ring.
+type Config struct {
+	JobID      string        // all ranks of a ring share it; a peer of another job is refused
+	Generation uint64        // membership epoch; links of another generation are refused
+	Rank       int           // this rank, 0 <= Rank < len(Peers)
+	Peers      []string      // data-plane addresses in ring order (Peers[Rank] is this worker)
+	Timeout    time.Duration // per-operation deadline when ctx has none (DefaultTimeout if 0)
+
+	Wire        Wire   // Float32 or BFloat16 for float32 payloads
+	Compression string // "", "s2" or "zstd": compress each chunk when that makes it smaller
+
+	ChunkBytes  int // pipelining chunk (DefaultChunkBytes if 0)
+	BucketBytes int // Fuser bucket size (DefaultBucketBytes if 0)
+
+	// Transport selects the data plane for NewRing: TransportGRPC (default)
+	// or TransportTCP. Both are served by the same Server listener.
+	Transport string
+
+	Logger *slog.Logger // nil discards
+}
+
+// withDefaults returns c with zero fields replaced by their defaults, or an
+// error naming the first invalid field.
+func (c Config) withDefaults(size int) (Config, error) {
+	if size <= 0 {
+		return c, fmt.Errorf("allreduce: ring of %d ranks", size)
+	}
+	if c.Rank < 0 || c.Rank >= size {
+		return c, fmt.Errorf("allreduce: rank %d outside ring of %d", c.Rank, size)
+	}
+	if len(c.JobID) > maxJobID {
+		return c, fmt.Errorf("allreduce: job id of %d bytes (max %d)", len(c.JobID), maxJobID)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Timeout < 0 {
+		return c, fmt.Errorf("allreduce: negative timeout %v", c.Timeout)
+	}
+	if c.ChunkBytes == 0 {
+		c.ChunkBytes = DefaultChunkBytes
+	}
+	if c.ChunkBytes < 64 || c.ChunkBytes > MaxFrameBytes/2 {
+		return c, fmt.Errorf("allreduce: chunk of %d bytes (want 64..%d)", c.ChunkBytes, MaxFrameBytes/2)
+	}
+	c.ChunkBytes &^= 7 // whole float64 elements
+	if c.BucketBytes == 0 {
+		c.BucketBytes = DefaultBucketBytes
+	}
+	if c.BucketBytes < 0 {
+		return c, fmt.Errorf("allreduce: negative bucket size %d", c.BucketBytes)
+	}
+	switch c.Wire {
+	case Float32, BFloat16:
+	default:
+		return c, fmt.Errorf("allreduce: unknown wire format %v", c.Wire)
+	}
+	switch c.Compression {
+	case "", "none":
+		c.Compression = ""
+	case "s2", "zstd":
+	default:
+		return c, fmt.Errorf("allreduce: unknown compression %q (want \"\", s2 or zstd)", c.Compression)
+	}
+	switch c.Transport {
+	case "":
+		c.Transport = TransportGRPC
+	case TransportGRPC, TransportTCP:
+	default:
+		return c, fmt.Errorf("allreduce: unknown transport %q (want grpc or tcp)", c.Transport)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}

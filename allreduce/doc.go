@@ -1,0 +1,60 @@
+// Package allreduce implements the collectives of data-parallel training
+// over a ring of K ranks: AllReduce (sum), AllGather with uneven
+// contributions, ReduceScatter with uneven segments, Broadcast from any
+// root, and Barrier, plus an asynchronous bucket API (Start, Fuser) that
+// overlaps gradient reduction with the backward pass.
+//
+// # Algorithm
+//
+// Rank r sends only to r+1 and receives only from r-1. AllReduce is a
+// reduce-scatter followed by an all-gather: the buffer is cut into K
+// segments; in K-1 steps every rank adds the segment arriving from its left
+// neighbour and forwards the running sum, so that rank r ends up owning the
+// sum of segment r; K-1 more steps circulate the owned sums. Each rank sends
+// 2(K-1)/K of the buffer, the lower bound for a ring, hence
+// busbw = algbw * 2(K-1)/K. Segments are cut into chunks (Config.ChunkBytes)
+// and one goroutine sends while the caller's goroutine receives and adds,
+// so chunk c of step t leaves as soon as chunk c of step t-1 has arrived:
+// sending, receiving and adding overlap.
+//
+// # Wire formats
+//
+// float32 payloads travel as float32 by default. With Wire = BFloat16 they
+// travel as bfloat16 (half the bytes) and are accumulated in float32; the
+// owner of a segment rounds its final sum to bfloat16 too, so all ranks end
+// with identical values, within BFloat16Bound of the exact sum:
+// |s_hat - s| <= gamma_K * sum_k |x_k| with gamma_K ~ K * 2^-8.
+// Compression "s2" or "zstd" compresses each chunk and sends it compressed
+// only when that saves at least an eighth, so dense data costs one failed
+// compression attempt per chunk and sparse data (mostly zeros) shrinks.
+//
+// # Transports
+//
+// A Transport moves whole tagged messages to the right neighbour and from
+// the left one. Three exist: in memory (NewMemRings, for tests), gRPC (the
+// default: one long-lived bidirectional Link stream per ring edge, defined
+// in allreducepb/ring.proto, whose messages go through a raw codec that
+// neither protobuf-encodes nor allocates per message), and plain TCP
+// (Config.Transport = "tcp": length-prefixed frames written straight from
+// the caller's buffer). One Server per worker listens for both on a single
+// port for its whole life and tells them apart by their first bytes.
+//
+// # Generations and failures
+//
+// Every link opens with a handshake carrying the protocol version, job id,
+// generation and ranks; the server refuses a mismatch with a reason that
+// the dialing side returns as ErrHandshake or ErrGeneration. NewRing for a
+// newer generation breaks the rings of older ones on the same Server, and
+// their late links are refused as stale.
+//
+// Every collective runs under a deadline (the context's, else
+// Config.Timeout) and carries a tag with its sequence number and kind, so
+// ranks that disagree about the operation or its sizes fail with
+// ErrMismatch instead of exchanging garbage. A failure returns a *PeerError
+// naming the operation, generation and peer, wrapping ErrPeerLost,
+// ErrDeadline, ErrGeneration, ErrMismatch, ErrCanceled or ErrClosed. A
+// failed collective closes the ring's links, so its neighbours fail at
+// once, and theirs, around the ring: a dead peer becomes an error on every
+// rank within milliseconds, a stalled one at the deadline. The broken ring
+// stays broken; recovery is a new generation.
+package allreduce

@@ -1,0 +1,8 @@
+//go:build !race
+
+package allreduce
+
+import "unsafe"
+
+func raceRead(unsafe.Pointer, int)  {}
+func raceWrite(unsafe.Pointer, int) {}

@@ -1,0 +1,142 @@
+package allreduce
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// TCP data plane tuning.
+const (
+	tcpReadBuffer = 256 << 10 // bufio in front of frame headers and small frames
+	tcpSockBuffer = 4 << 20   // SO_SNDBUF / SO_RCVBUF
+	tcpCoalesce   = 64 << 10  // frames up to this size go out in one write
+)
+
+// tcpOut is the sending half of a plain TCP link.
+type tcpOut struct {
+	conn  *net.TCPConn
+	hdr   [frameHeader]byte
+	small []byte
+	once  sync.Once
+}
+
+func tuneTCP(c *net.TCPConn) {
+	c.SetNoDelay(true)
+	c.SetReadBuffer(tcpSockBuffer)
+	c.SetWriteBuffer(tcpSockBuffer)
+}
+
+// dialTCP opens the link to addr, retrying refused connections until ctx
+// ends, and completes the handshake.
+func dialTCP(ctx context.Context, addr string, hello handshake) (*tcpOut, error) {
+	var d net.Dialer
+	var conn net.Conn
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 300*time.Millisecond) {
+		var err error
+		conn, err = d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: connecting to %s: %v", ErrDeadline, addr, err)
+			}
+			return nil, fmt.Errorf("%w: connecting to %s: %v", ErrPeerLost, addr, err)
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: connecting to %s: %v", ErrDeadline, addr, err)
+		}
+	}
+	tc := conn.(*net.TCPConn)
+	tuneTCP(tc)
+	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error) (*tcpOut, error) {
+		stop()
+		tc.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: handshake with %s: %v", ErrDeadline, addr, err)
+		}
+		return nil, err
+	}
+	out := &tcpOut{conn: tc}
+	if _, err := tc.Write(tcpPreface[:]); err != nil {
+		return fail(fmt.Errorf("%w: sending preface to %s: %v", ErrPeerLost, addr, err))
+	}
+	if err := out.send(0, hello.encode()); err != nil {
+		return fail(fmt.Errorf("sending handshake to %s: %w", addr, err))
+	}
+	fr := frameReader{r: tc}
+	buf := make([]byte, maxHandshake)
+	_, n, err := fr.next(buf, maxHandshake)
+	if err != nil {
+		return fail(fmt.Errorf("%w: reading handshake reply from %s: %v", ErrPeerLost, addr, err))
+	}
+	if err := checkReply(buf[:n], addr); err != nil {
+		return fail(err)
+	}
+	if !stop() {
+		return fail(fmt.Errorf("%w: connecting to %s", ErrDeadline, addr))
+	}
+	return out, nil
+}
+
+// send writes one frame. Small frames are copied behind their header and
+// written with one write(2); large ones are written as header then payload
+// straight from p (no copy). Plain write(2) rather than writev(2) also lets
+// the race detector see the ordering the network provides.
+func (t *tcpOut) send(tag uint64, p []byte) error {
+	putFrameHeader(&t.hdr, tag, len(p))
+	var err error
+	if len(p) <= tcpCoalesce {
+		t.small = append(append(t.small[:0], t.hdr[:]...), p...)
+		_, err = t.conn.Write(t.small)
+	} else if _, err = t.conn.Write(t.hdr[:]); err == nil {
+		_, err = t.conn.Write(p)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrPeerLost, err)
+	}
+	return nil
+}
+
+// close shuts the connection; the kernel still delivers what was written.
+func (t *tcpOut) close(graceful bool) {
+	t.once.Do(func() {
+		if !graceful {
+			t.conn.SetLinger(0)
+		}
+		t.conn.Close()
+	})
+}
+
+// tcpIn is the receiving half of a plain TCP link.
+type tcpIn struct {
+	conn *net.TCPConn
+	fr   frameReader
+	once sync.Once
+}
+
+func newTCPIn(c *net.TCPConn, r *bufio.Reader) *tcpIn {
+	return &tcpIn{conn: c, fr: frameReader{r: r}}
+}
+
+func (t *tcpIn) recv(ctx context.Context, dst []byte) (uint64, int, error) {
+	tag, n, err := t.fr.next(dst, MaxFrameBytes)
+	if err != nil {
+		if errors.Is(err, errMalformed) {
+			return tag, 0, fmt.Errorf("%w: %v", ErrMismatch, err)
+		}
+		return tag, 0, fmt.Errorf("%w: %v", ErrPeerLost, err)
+	}
+	return tag, n, nil
+}
+
+func (t *tcpIn) close() { t.once.Do(func() { t.conn.Close() }) }

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/infonce/infonce/checkpoint"
+	"github.com/infonce/infonce/coordinator"
+	"github.com/infonce/infonce/worker"
+)
+
+func init() {
+	register("coordinator", command{summary: "run the coordinator of a distributed job", run: runCoordinator})
+	register("worker", command{summary: "run one worker of a distributed job (--coordinator HOST:PORT)", run: runWorker})
+}
+
+// coordinatorFlags binds the coordinator's settings.
+type coordinatorFlags struct {
+	min, max          int
+	bind, advertise   string
+	port, gossipPort  int
+	joinTimeout       time.Duration
+	rendezvousTimeout time.Duration
+	token             string
+	lan               bool
+	jobID             string
+}
+
+func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.min, "min-workers", 0, "least number of workers to train with (default --workers)")
+	fs.IntVar(&c.max, "max-workers", 0, "most number of workers (default --min-workers)")
+	fs.StringVar(&c.bind, "bind", "", "IP the coordinator binds (default 127.0.0.1, or 0.0.0.0 with --lan)")
+	fs.StringVar(&c.advertise, "advertise", "", "IP workers reach the coordinator at (default --bind)")
+	fs.IntVar(&c.port, "port", -1, "gRPC port (default 0: any free port, or 7950 with --lan)")
+	fs.IntVar(&c.gossipPort, "gossip-port", -1, "memberlist port (default 0: any free port, or 7946 with --lan)")
+	fs.DurationVar(&c.joinTimeout, "join-timeout", 0, "wait at most this long for --min-workers at the start (default 1m, or 10m with --lan)")
+	fs.DurationVar(&c.rendezvousTimeout, "rendezvous-timeout", 0, "with fewer than --min-workers left, wait this long for replacements, then checkpoint and stop")
+	fs.StringVar(&c.token, "token", "", "shared secret every worker must present")
+	fs.BoolVar(&c.lan, "lan", false, "settings for workers on other machines (LAN timings, bind all interfaces)")
+	fs.StringVar(&c.jobID, "job-id", "infonce", "name of the run; workers of another job are refused")
+}
+
+func (c *coordinatorFlags) config(workers int, cfg worker.Config, logger *slog.Logger) (coordinator.Config, error) {
+	cc := coordinator.DefaultLocalConfig()
+	if c.lan {
+		cc = coordinator.DefaultLANConfig()
+	}
+	cc.JobID = c.jobID
+	cc.MinWorkers, cc.MaxWorkers = workers, workers
+	if c.min > 0 {
+		cc.MinWorkers = c.min
+	}
+	cc.MaxWorkers = max(cc.MinWorkers, cc.MaxWorkers)
+	if c.max > 0 {
+		cc.MaxWorkers = c.max
+	}
+	if cc.MaxWorkers < cc.MinWorkers {
+		return cc, usageError{fmt.Errorf("--max-workers %d is below --min-workers %d", cc.MaxWorkers, cc.MinWorkers)}
+	}
+	if c.bind != "" {
+		cc.BindAddr = c.bind
+	}
+	cc.AdvertiseAddr = c.advertise
+	if c.port >= 0 {
+		cc.GRPCPort = c.port
+	}
+	if c.gossipPort >= 0 {
+		cc.GossipPort = c.gossipPort
+	}
+	if c.joinTimeout > 0 {
+		cc.JoinTimeout = c.joinTimeout
+	}
+	if c.rendezvousTimeout > 0 {
+		cc.RendezvousTimeout = c.rendezvousTimeout
+	}
+	cc.Token = c.token
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return cc, fmt.Errorf("encode run configuration: %w", err)
+	}
+	cc.RunConfig = raw
+	cc.Logger = logger.With("role", "coordinator")
+	return cc, nil
+}
+
+// resumeFrom resolves --resume into the checkpoint a run starts from.
+func resumeFrom(ctx context.Context, spec, out string) (*coordinator.Checkpoint, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	root := worker.CheckpointDir(out)
+	if spec != "latest" {
+		root = spec
+	}
+	st := &checkpoint.Store{Root: root}
+	var c *checkpoint.Checkpoint
+	var err error
+	if _, statErr := os.Stat(filepath.Join(spec, checkpoint.ManifestName)); statErr == nil {
+		c, err = checkpoint.Load(ctx, spec)
+	} else {
+		c, err = st.LoadLatest(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--resume %s: %w", spec, err)
+	}
+	return &coordinator.Checkpoint{Step: c.Manifest.Step, Path: c.Dir}, nil
+}
+
+func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := worker.DefaultConfig()
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	trainFlags(fs, &cfg)
+	var cf coordinatorFlags
+	cf.bindFlags(fs)
+	workers := fs.Int("workers", 1, "number of workers (sets --min-workers and --max-workers)")
+	resume := fs.String("resume", "", "start from a checkpoint: a directory, or 'latest' in --out")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	set, err := parseFlags(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	objectiveDefaults(&cfg, set)
+	logger, err := newLogger(*logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	cc, err := cf.config(*workers, cfg, logger)
+	if err != nil {
+		return err
+	}
+	if cc.Resume, err = resumeFrom(ctx, *resume, cfg.Out); err != nil {
+		return err
+	}
+	srv, err := coordinator.New(cc)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "coordinator listening on %s (gossip %s)\n", srv.Addr(), srv.GossipAddr())
+	return srv.Serve(ctx)
+}
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	var o worker.MemberOptions
+	fs.StringVar(&o.Coordinator, "coordinator", "", "host:port of the coordinator (required)")
+	fs.StringVar(&o.Token, "token", "", "shared secret of the run")
+	fs.StringVar(&o.Name, "name", "", "label of this worker in logs (default the host name)")
+	fs.StringVar(&o.DataBind, "data-bind", "127.0.0.1:0", "data-plane listen address host:port")
+	fs.StringVar(&o.DataAdvertise, "data-advertise", "", "host other workers dial for the data plane (default the bound host)")
+	fs.StringVar(&o.GossipBind, "gossip-bind", "127.0.0.1", "memberlist bind IP (empty: no gossip)")
+	fs.StringVar(&o.GossipAdvertise, "gossip-advertise", "", "memberlist advertise IP (default --gossip-bind)")
+	fs.IntVar(&o.GossipPort, "gossip-port", 0, "memberlist port (0: any free port)")
+	fs.BoolVar(&o.GossipLAN, "lan", false, "LAN gossip timings (for workers on other machines)")
+	fs.StringVar(&o.Out, "out", "", "run directory (default the coordinator's --out)")
+	fs.DurationVar(&o.OpTimeout, "op-timeout", 10*time.Second, "deadline of one collective operation")
+	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end (rank 0)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	if _, err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if o.Coordinator == "" {
+		return usageError{errors.New("--coordinator HOST:PORT is required")}
+	}
+	if o.Name == "" {
+		o.Name, _ = os.Hostname()
+	}
+	logger, err := newLogger(*logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	o.Logger, o.Progress, o.Evaluate = logger, stdout, !*noEval
+	sum, err := worker.RunMember(ctx, o)
+	if err != nil {
+		return err
+	}
+	if sum != nil {
+		printSummary(stdout, sum)
+	}
+	return nil
+}
+
+// launchLocal runs a whole distributed job on this machine: an embedded
+// coordinator and n worker processes of this binary on loopback, the same
+// code path as on a cluster.
+func launchLocal(ctx context.Context, cfg worker.Config, n, threads int, cf coordinatorFlags, resume string, evaluate bool, logger *slog.Logger, stdout, stderr io.Writer) error {
+	cc, err := cf.config(n, cfg, logger)
+	if err != nil {
+		return err
+	}
+	if cc.Resume, err = resumeFrom(ctx, resume, cfg.Out); err != nil {
+		return err
+	}
+	if resume == "" {
+		if err := os.RemoveAll(worker.CheckpointDir(cfg.Out)); err != nil {
+			return fmt.Errorf("--out %s: remove old checkpoints: %w", cfg.Out, err)
+		}
+	}
+	srv, err := coordinator.New(cc)
+	if err != nil {
+		return err
+	}
+	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServe()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx) }()
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this binary: %w", err)
+	}
+	if threads <= 0 {
+		threads = max(1, runtime.NumCPU()/n)
+	}
+	children := make([]*exec.Cmd, n)
+	for i := range children {
+		args := []string{"worker", "--coordinator", srv.Addr(), "--name", "w" + strconv.Itoa(i), "--out", cfg.Out}
+		if !evaluate {
+			args = append(args, "--no-eval")
+		}
+		if cc.Token != "" {
+			args = append(args, "--token", cc.Token)
+		}
+		c := exec.Command(exe, args...)
+		c.Stdout, c.Stderr = stdout, stderr
+		c.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(threads))
+		if err := c.Start(); err != nil {
+			for _, started := range children[:i] {
+				_ = started.Process.Kill()
+				_ = started.Wait()
+			}
+			return fmt.Errorf("start worker %d: %w", i, err)
+		}
+		children[i] = c
+	}
+	// A stop request (SIGINT, SIGTERM) goes to every worker: they finish
+	// the step, rank 0 saves a checkpoint, and they exit.
+	forward := context.AfterFunc(ctx, func() {
+		for _, c := range children {
+			_ = c.Process.Signal(syscall.SIGTERM)
+		}
+	})
+	defer forward()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, c := range children {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.Wait(); err != nil {
+				errs[i] = fmt.Errorf("worker %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	stopServe()
+	if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
+		logger.Warn("coordinator", "err", err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("stopped: %w", ctx.Err())
+	}
+	return nil
+}

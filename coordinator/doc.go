@@ -1,0 +1,49 @@
+// Package coordinator is the control plane of infonce: membership,
+// rendezvous, generations and checkpoint bookkeeping.
+//
+// The decision logic is a pure state machine, Rendezvous, with no network
+// and no clock: workers join (with their data-plane and gossip addresses and
+// a configuration fingerprint), leave or are declared dead, and report step
+// boundaries, progress, errors and checkpoints; every membership decision
+// stamps a new Generation with a monotonic number, the ring order (survivors
+// keep their relative order, newcomers are appended), the action (run, pause
+// or stop) and the state the generation starts from (fresh, a checkpoint, or
+// a broadcast from the lowest surviving rank).
+//
+// Server wraps the machine in a gRPC service (package coordinatorpb), drives
+// its timeouts with a clock, and listens to memberlist gossip: a node that
+// gossip declares dead or left, or whose Watch stream breaks and does not
+// come back within WatchGrace, is removed. Client is the worker's side: it
+// joins, watches assignments, reports and reconnects with exponential
+// back-off. StartGossip runs the memberlist node a worker shares with the
+// coordinator.
+//
+// The package knows nothing of models or tensors: a run's configuration is
+// opaque bytes, and its fingerprint is a map of named strings.
+//
+// # Protocol of a worker
+//
+//  1. Dial the coordinator and Join; the returned id is also the worker's
+//     memberlist node name (StartGossip with the returned seeds).
+//  2. NextAssignment (or Watch) for the first generation; act on it:
+//     ActionRun trains with the given rank and ring from Start at StartStep,
+//     ActionPause holds the state, ActionStop ends (after a checkpoint when
+//     CheckpointBeforeStop).
+//  3. At each step boundary Report a Boundary; when the reply names a newer
+//     generation, stop before the step and take the new assignment. This is
+//     how waiting workers are admitted without losing a step.
+//  4. Report Progress, CommitCheckpoint after each saved checkpoint, Leave
+//     at the end.
+//
+// A worker the coordinator no longer knows (it was declared dead, or the
+// coordinator restarted) gets ErrUnknownWorker and joins again; it then
+// enters like any newcomer.
+//
+// # Failure detection
+//
+// Three signals remove a worker: memberlist declares its node dead or left
+// (with DefaultLocalConfig's timings about 0.7-1.0 s after a kill on one
+// machine), its Watch stream stays closed for WatchGrace (the server also
+// pings idle connections every Keepalive), or it reports a fatal error.
+// Whatever the signal, the survivors get the same new generation.
+package coordinator

@@ -1,0 +1,731 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Phase is the phase of a run as the rendezvous machine sees it.
+type Phase int
+
+const (
+	// PhaseWaiting: gathering MinWorkers (up to MaxWorkers) before the
+	// first generation.
+	PhaseWaiting Phase = iota + 1
+	// PhaseRunning: a generation is training.
+	PhaseRunning
+	// PhasePaused: fewer than MinWorkers remain; waiting up to
+	// RendezvousTimeout for replacements.
+	PhasePaused
+	// PhaseStopped: the run is over.
+	PhaseStopped
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseWaiting:
+		return "waiting"
+	case PhaseRunning:
+		return "running"
+	case PhasePaused:
+		return "paused"
+	case PhaseStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("Phase(%d)", int(p))
+}
+
+// MemberState is the state of one worker in the run.
+type MemberState int
+
+const (
+	// MemberPending: admitted, waiting for a place in a generation.
+	MemberPending MemberState = iota + 1
+	// MemberActive: holds a rank in the current generation.
+	MemberActive
+	// MemberLeft: left on its own.
+	MemberLeft
+	// MemberDead: declared dead (gossip, broken stream, fatal error).
+	MemberDead
+)
+
+func (s MemberState) String() string {
+	switch s {
+	case MemberPending:
+		return "pending"
+	case MemberActive:
+		return "active"
+	case MemberLeft:
+		return "left"
+	case MemberDead:
+		return "dead"
+	}
+	return fmt.Sprintf("MemberState(%d)", int(s))
+}
+
+// Errors returned by the rendezvous machine. Test with errors.Is.
+var (
+	ErrUnknownWorker = errors.New("unknown worker: it never joined this run or was removed from it; join again")
+	ErrRunStopped    = errors.New("the run is stopped")
+	ErrNotAssigned   = errors.New("worker has no generation yet")
+	ErrBadRequest    = errors.New("malformed request")
+)
+
+// RendezvousConfig configures the rendezvous machine. All durations are
+// measured on the times passed to the machine's methods.
+type RendezvousConfig struct {
+	JobID      string
+	MinWorkers int
+	MaxWorkers int
+	// JoinTimeout bounds the wait for MinWorkers before the first
+	// generation, counted from the machine's creation. Zero waits forever.
+	JoinTimeout time.Duration
+	// JoinSettle is how long the machine keeps collecting workers (up to
+	// MaxWorkers) once MinWorkers have joined, before the first generation.
+	JoinSettle time.Duration
+	// RendezvousTimeout bounds a pause: when no replacements bring the
+	// run back to MinWorkers within it, the run stops. Zero waits forever.
+	RendezvousTimeout time.Duration
+	// RunConfig is handed to every worker in its assignment.
+	RunConfig []byte
+	// Fingerprint is the run's; when empty the first worker's is taken.
+	Fingerprint Fingerprint
+	// Resume, when set, is the checkpoint the run starts from when no
+	// worker holds a newer state.
+	Resume *Checkpoint
+	// HistoryLimit caps the generations and departed members kept for
+	// Status (0: 64).
+	HistoryLimit int
+}
+
+func (c RendezvousConfig) validate() error {
+	if c.MinWorkers < 1 {
+		return fmt.Errorf("MinWorkers = %d: need at least 1", c.MinWorkers)
+	}
+	if c.MaxWorkers < c.MinWorkers {
+		return fmt.Errorf("MaxWorkers = %d is below MinWorkers = %d", c.MaxWorkers, c.MinWorkers)
+	}
+	if c.JoinTimeout < 0 || c.JoinSettle < 0 || c.RendezvousTimeout < 0 {
+		return fmt.Errorf("negative timeout (JoinTimeout %v, JoinSettle %v, RendezvousTimeout %v)",
+			c.JoinTimeout, c.JoinSettle, c.RendezvousTimeout)
+	}
+	return nil
+}
+
+// Generation is one decision of the machine: who is in the run, in which
+// ring order, what to do and from which state.
+type Generation struct {
+	Number uint64
+	Action Action
+	// Members are the worker ids in rank (ring) order.
+	Members []string
+	// Peers are their data-plane addresses in the same order.
+	Peers                []string
+	Start                State
+	StartStep            int64
+	Reason               string
+	CheckpointBeforeStop bool
+	At                   time.Time
+}
+
+// member is the machine's record of one worker.
+type member struct {
+	id          string
+	seq         uint64 // join order
+	req         JoinRequest
+	state       MemberState
+	joinedAt    time.Time
+	leftAt      time.Time
+	reason      string // why it left or died
+	step        int64  // latest completed steps it reported
+	progress    Progress
+	progressGen uint64
+	progressAt  time.Time
+	lastErr     string
+}
+
+// Rendezvous is the pure decision logic of the coordinator: membership,
+// ranks, ring order, generations and the state each generation starts
+// from. It does no I/O and reads no clock; every method takes the current
+// time. It is not safe for concurrent use.
+type Rendezvous struct {
+	cfg     RendezvousConfig
+	created time.Time
+	phase   Phase
+	fp      Fingerprint
+
+	members map[string]*member
+	nextSeq uint64
+	// ring is the current generation's member ids in rank order.
+	ring []string
+	// pending are admitted workers without a rank, in join order.
+	pending []string
+
+	gens    []Generation // most recent last, capped
+	current Generation   // the latest decision (Number 0: none yet)
+
+	settleAt  time.Time // PhaseWaiting: when MinWorkers reached
+	pausedAt  time.Time // PhasePaused
+	departed  []*member // left or dead, most recent last, capped
+	latestCkp *Checkpoint
+}
+
+// NewRendezvous returns a machine in PhaseWaiting, created at now.
+func NewRendezvous(cfg RendezvousConfig, now time.Time) (*Rendezvous, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("rendezvous config: %w", err)
+	}
+	if cfg.HistoryLimit <= 0 {
+		cfg.HistoryLimit = 64
+	}
+	r := &Rendezvous{
+		cfg:     cfg,
+		created: now,
+		phase:   PhaseWaiting,
+		fp:      cfg.Fingerprint.clone(),
+		members: make(map[string]*member),
+	}
+	if cfg.Resume != nil {
+		c := *cfg.Resume
+		r.latestCkp = &c
+	}
+	return r, nil
+}
+
+// Phase returns the current phase.
+func (r *Rendezvous) Phase() Phase { return r.phase }
+
+// Current returns the latest generation; ok is false before the first.
+func (r *Rendezvous) Current() (g Generation, ok bool) {
+	return r.current.clone(), r.current.Number != 0
+}
+
+// LatestCheckpoint returns the newest committed checkpoint, if any.
+func (r *Rendezvous) LatestCheckpoint() (Checkpoint, bool) {
+	if r.latestCkp == nil {
+		return Checkpoint{}, false
+	}
+	return *r.latestCkp, true
+}
+
+// Join admits a worker and returns its id. A worker whose fingerprint
+// differs from the run's is refused with a *FingerprintMismatchError. In
+// PhaseWaiting and PhasePaused the join may open a generation at once; in
+// PhaseRunning the worker waits for the next step boundary.
+func (r *Rendezvous) Join(now time.Time, req JoinRequest) (string, error) {
+	if r.phase == PhaseStopped {
+		return "", fmt.Errorf("join refused: %w", ErrRunStopped)
+	}
+	if req.DataAddr == "" {
+		return "", fmt.Errorf("join refused: %w: empty data-plane address", ErrBadRequest)
+	}
+	if len(r.fp) == 0 && len(r.members) == 0 && len(req.Fingerprint) > 0 {
+		r.fp = req.Fingerprint.clone()
+	} else if diffs := r.fp.Diff(req.Fingerprint); len(diffs) > 0 {
+		return "", &FingerprintMismatchError{Diffs: diffs}
+	}
+	r.nextSeq++
+	id := fmt.Sprintf("w%d", r.nextSeq)
+	req.Fingerprint = req.Fingerprint.clone()
+	r.members[id] = &member{id: id, seq: r.nextSeq, req: req, state: MemberPending, joinedAt: now}
+	r.pending = append(r.pending, id)
+
+	switch r.phase {
+	case PhaseWaiting:
+		r.evalWaiting(now)
+	case PhasePaused:
+		r.evalPaused(now)
+	}
+	return id, nil
+}
+
+// Leave removes a worker that leaves on its own.
+func (r *Rendezvous) Leave(now time.Time, id, reason string) error {
+	return r.remove(now, id, MemberLeft, reason)
+}
+
+// Dead removes a worker declared dead (by gossip, a broken stream or a
+// fatal error).
+func (r *Rendezvous) Dead(now time.Time, id, reason string) error {
+	return r.remove(now, id, MemberDead, reason)
+}
+
+func (r *Rendezvous) remove(now time.Time, id string, state MemberState, reason string) error {
+	m, ok := r.members[id]
+	if !ok {
+		return fmt.Errorf("remove %s: %w", id, ErrUnknownWorker)
+	}
+	wasActive := m.state == MemberActive
+	m.state = state
+	m.leftAt = now
+	m.reason = reason
+	delete(r.members, id)
+	r.pending = without(r.pending, id)
+	r.departed = append(r.departed, m)
+	if len(r.departed) > r.cfg.HistoryLimit {
+		r.departed = r.departed[len(r.departed)-r.cfg.HistoryLimit:]
+	}
+	verb := "left"
+	if state == MemberDead {
+		verb = "dead"
+	}
+	why := fmt.Sprintf("%s %s", id, verb)
+	if reason != "" {
+		why += " (" + reason + ")"
+	}
+
+	switch r.phase {
+	case PhaseWaiting:
+		r.evalWaiting(now)
+	case PhaseRunning:
+		if wasActive {
+			r.regroup(now, id, why)
+		}
+	case PhasePaused:
+		if wasActive {
+			r.regroup(now, id, why)
+		}
+	case PhaseStopped:
+		// Draining: nothing to decide.
+		r.ring = without(r.ring, id)
+	}
+	return nil
+}
+
+// Boundary records that worker id of generation gen reached the boundary
+// before step (step optimizer steps completed). Workers waiting for a place
+// are admitted only here, so that the survivors' state is whole.
+func (r *Rendezvous) Boundary(now time.Time, id string, gen uint64, step int64) error {
+	m, err := r.reporter(id, step)
+	if err != nil {
+		return fmt.Errorf("boundary: %w", err)
+	}
+	if gen != r.current.Number || m.state != MemberActive {
+		return nil // stale: decisions only follow the current generation
+	}
+	if step > m.step {
+		m.step = step
+	}
+	if r.phase != PhaseRunning || len(r.pending) == 0 || len(r.ring) >= r.cfg.MaxWorkers {
+		return nil
+	}
+	admitted := r.admit()
+	r.open(now, ActionRun, State{Kind: StartBroadcast, SourceRank: 0}, step,
+		fmt.Sprintf("admitted %s at the boundary before step %d", strings.Join(admitted, ", "), step))
+	return nil
+}
+
+// Progress records a worker's progress report.
+func (r *Rendezvous) Progress(now time.Time, id string, gen uint64, p Progress) error {
+	m, err := r.reporter(id, p.Step)
+	if err != nil {
+		return fmt.Errorf("progress: %w", err)
+	}
+	m.progress = p
+	m.progressGen = gen
+	m.progressAt = now
+	if gen == r.current.Number && m.state == MemberActive && p.Step > m.step {
+		m.step = p.Step
+	}
+	return nil
+}
+
+// Fail records an error reported by a worker. A fatal error removes the
+// worker from the run, as if it had died.
+func (r *Rendezvous) Fail(now time.Time, id string, gen uint64, step int64, msg string, fatal bool) error {
+	m, err := r.reporter(id, step)
+	if err != nil {
+		return fmt.Errorf("error report: %w", err)
+	}
+	m.lastErr = msg
+	if fatal {
+		return r.remove(now, id, MemberDead, "fatal error: "+msg)
+	}
+	return nil
+}
+
+// Finish records that a worker of the current generation completed the
+// training at step; the run stops.
+func (r *Rendezvous) Finish(now time.Time, id string, gen uint64, step int64) error {
+	m, err := r.reporter(id, step)
+	if err != nil {
+		return fmt.Errorf("finish: %w", err)
+	}
+	if gen != r.current.Number || m.state != MemberActive || r.phase != PhaseRunning {
+		return nil
+	}
+	if step > m.step {
+		m.step = step
+	}
+	r.stop(now, fmt.Sprintf("training finished at step %d (reported by %s)", step, id), false)
+	return nil
+}
+
+// CommitCheckpoint records a checkpoint saved by a worker. The newest one
+// (by step) is where a run restarts when no worker holds its state.
+func (r *Rendezvous) CommitCheckpoint(now time.Time, id string, gen uint64, step int64, path string) error {
+	if _, err := r.reporter(id, step); err != nil {
+		return fmt.Errorf("commit checkpoint: %w", err)
+	}
+	if path == "" {
+		return fmt.Errorf("commit checkpoint: %w: empty path", ErrBadRequest)
+	}
+	if r.latestCkp == nil || step >= r.latestCkp.Step {
+		r.latestCkp = &Checkpoint{Step: step, Path: path, Generation: gen, By: id, At: now}
+	}
+	return nil
+}
+
+func (r *Rendezvous) reporter(id string, step int64) (*member, error) {
+	m, ok := r.members[id]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", id, ErrUnknownWorker)
+	}
+	if step < 0 {
+		return nil, fmt.Errorf("%w: negative step %d", ErrBadRequest, step)
+	}
+	return m, nil
+}
+
+// Tick applies the timeouts that have expired at now.
+func (r *Rendezvous) Tick(now time.Time) {
+	switch r.phase {
+	case PhaseWaiting:
+		r.evalWaiting(now)
+	case PhasePaused:
+		r.evalPaused(now)
+	}
+}
+
+// NextDeadline returns the next time at which Tick may decide something.
+func (r *Rendezvous) NextDeadline() (time.Time, bool) {
+	switch r.phase {
+	case PhaseWaiting:
+		var d time.Time
+		if !r.settleAt.IsZero() {
+			d = r.settleAt.Add(r.cfg.JoinSettle)
+		}
+		if r.cfg.JoinTimeout > 0 {
+			t := r.created.Add(r.cfg.JoinTimeout)
+			if d.IsZero() || t.Before(d) {
+				d = t
+			}
+		}
+		return d, !d.IsZero()
+	case PhasePaused:
+		if r.cfg.RendezvousTimeout > 0 {
+			return r.pausedAt.Add(r.cfg.RendezvousTimeout), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// evalWaiting opens the first generation when enough workers have joined,
+// or stops the run when JoinTimeout expired first.
+func (r *Rendezvous) evalWaiting(now time.Time) {
+	n := len(r.pending)
+	if n < r.cfg.MinWorkers {
+		r.settleAt = time.Time{}
+		if r.cfg.JoinTimeout > 0 && !now.Before(r.created.Add(r.cfg.JoinTimeout)) {
+			r.stop(now, fmt.Sprintf("only %d of MinWorkers=%d workers joined within JoinTimeout %v",
+				n, r.cfg.MinWorkers, r.cfg.JoinTimeout), false)
+		}
+		return
+	}
+	if r.settleAt.IsZero() {
+		r.settleAt = now
+	}
+	if n < r.cfg.MaxWorkers && now.Before(r.settleAt.Add(r.cfg.JoinSettle)) {
+		return
+	}
+	r.admit()
+	start, step := r.restartState()
+	r.open(now, ActionRun, start, step, fmt.Sprintf("first generation with %d workers", len(r.ring)))
+}
+
+// evalPaused resumes the run when replacements brought it back to
+// MinWorkers, or stops it when RendezvousTimeout expired.
+func (r *Rendezvous) evalPaused(now time.Time) {
+	if len(r.ring)+len(r.pending) >= r.cfg.MinWorkers {
+		start, step := r.survivorState()
+		admitted := r.admit()
+		r.open(now, ActionRun, start, step, "resumed with "+strings.Join(admitted, ", "))
+		return
+	}
+	if r.cfg.RendezvousTimeout > 0 && !now.Before(r.pausedAt.Add(r.cfg.RendezvousTimeout)) {
+		r.stop(now, fmt.Sprintf("only %d of MinWorkers=%d workers within RendezvousTimeout %v: checkpoint and stop",
+			len(r.ring), r.cfg.MinWorkers, r.cfg.RendezvousTimeout), len(r.ring) > 0)
+	}
+}
+
+// regroup follows the loss of an active member: the survivors keep their
+// relative order, waiting workers are appended, and the lowest surviving
+// rank (new rank 0) broadcasts its state. Too few workers pause the run.
+func (r *Rendezvous) regroup(now time.Time, gone, why string) {
+	r.ring = without(r.ring, gone)
+	if len(r.ring)+len(r.pending) < r.cfg.MinWorkers {
+		if r.phase != PhasePaused {
+			r.pausedAt = now
+			r.phase = PhasePaused
+		}
+		start, step := r.survivorState()
+		r.open(now, ActionPause, start, step,
+			fmt.Sprintf("%s: %d of MinWorkers=%d workers remain, waiting up to %v for replacements",
+				why, len(r.ring), r.cfg.MinWorkers, r.cfg.RendezvousTimeout))
+		return
+	}
+	start, step := r.survivorState()
+	admitted := r.admit()
+	reason := why
+	if len(admitted) > 0 {
+		reason += "; admitted " + strings.Join(admitted, ", ")
+	}
+	r.open(now, ActionRun, start, step, reason)
+}
+
+// survivorState is the state a new generation starts from: a broadcast
+// from the lowest surviving rank when one survives (rank 0 of the new
+// ring, since survivors come first in their old order), else the latest
+// checkpoint, else fresh. It must be called before admit.
+func (r *Rendezvous) survivorState() (State, int64) {
+	if len(r.ring) == 0 {
+		return r.restartState()
+	}
+	src := r.members[r.ring[0]]
+	step := r.current.StartStep
+	if src.step > step {
+		step = src.step
+	}
+	return State{Kind: StartBroadcast, SourceRank: 0}, step
+}
+
+// restartState is the state when no worker holds one in memory.
+func (r *Rendezvous) restartState() (State, int64) {
+	if r.latestCkp != nil {
+		return State{Kind: StartCheckpoint, CheckpointPath: r.latestCkp.Path}, r.latestCkp.Step
+	}
+	return State{Kind: StartFresh}, 0
+}
+
+// admit moves waiting workers into the ring, in join order, up to
+// MaxWorkers, and returns their ids.
+func (r *Rendezvous) admit() []string {
+	room := r.cfg.MaxWorkers - len(r.ring)
+	if room > len(r.pending) {
+		room = len(r.pending)
+	}
+	if room <= 0 {
+		return nil
+	}
+	admitted := append([]string(nil), r.pending[:room]...)
+	r.pending = append([]string(nil), r.pending[room:]...)
+	r.ring = append(r.ring, admitted...)
+	return admitted
+}
+
+// open stamps a new generation over the current ring.
+func (r *Rendezvous) open(now time.Time, action Action, start State, step int64, reason string) {
+	g := Generation{
+		Number:    r.current.Number + 1,
+		Action:    action,
+		Members:   append([]string(nil), r.ring...),
+		Peers:     make([]string, len(r.ring)),
+		Start:     start,
+		StartStep: step,
+		Reason:    reason,
+		At:        now,
+	}
+	for i, id := range r.ring {
+		m := r.members[id]
+		m.state = MemberActive
+		if action == ActionRun {
+			m.step = step
+		}
+		g.Peers[i] = m.req.DataAddr
+	}
+	switch action {
+	case ActionRun:
+		r.phase = PhaseRunning
+		r.pausedAt = time.Time{}
+	case ActionPause:
+		r.phase = PhasePaused
+	case ActionStop:
+		r.phase = PhaseStopped
+	}
+	r.settleAt = time.Time{}
+	r.record(g)
+}
+
+// stop ends the run with a final generation.
+func (r *Rendezvous) stop(now time.Time, reason string, checkpoint bool) {
+	start, step := r.restartState()
+	if len(r.ring) > 0 {
+		start, step = r.survivorState()
+	}
+	r.open(now, ActionStop, start, step, reason)
+	r.current.CheckpointBeforeStop = checkpoint
+	r.gens[len(r.gens)-1].CheckpointBeforeStop = checkpoint
+}
+
+func (r *Rendezvous) record(g Generation) {
+	r.current = g
+	r.gens = append(r.gens, g)
+	if len(r.gens) > r.cfg.HistoryLimit {
+		r.gens = r.gens[len(r.gens)-r.cfg.HistoryLimit:]
+	}
+}
+
+// Assignment returns the latest assignment of worker id. A worker waiting
+// for a place gets ErrNotAssigned (or, once the run stopped, a stop order
+// with rank -1); a removed or unknown worker gets ErrUnknownWorker.
+func (r *Rendezvous) Assignment(id string) (Assignment, error) {
+	m, ok := r.members[id]
+	if !ok {
+		for i := len(r.departed) - 1; i >= 0; i-- {
+			if d := r.departed[i]; d.id == id {
+				return Assignment{}, fmt.Errorf("%s was removed from the run (%s: %s): %w", id, d.state, d.reason, ErrUnknownWorker)
+			}
+		}
+		return Assignment{}, fmt.Errorf("%s: %w", id, ErrUnknownWorker)
+	}
+	g := r.current
+	a := Assignment{
+		Generation: g.Number,
+		Action:     g.Action,
+		Rank:       -1,
+		World:      len(g.Members),
+		Peers:      append([]string(nil), g.Peers...),
+		PeerIDs:    append([]string(nil), g.Members...),
+		JobID:      r.cfg.JobID,
+		Config:     r.cfg.RunConfig,
+		Start:      g.Start,
+		StartStep:  g.StartStep,
+		Reason:     g.Reason,
+	}
+	if m.state == MemberActive {
+		for i, mid := range g.Members {
+			if mid == id {
+				a.Rank = i
+			}
+		}
+		a.CheckpointBeforeStop = g.CheckpointBeforeStop
+		return a, nil
+	}
+	if r.phase == PhaseStopped && g.Number != 0 {
+		return a, nil // a waiting worker is told to stop, holding no rank
+	}
+	return Assignment{}, fmt.Errorf("%s is waiting for a place: %w", id, ErrNotAssigned)
+}
+
+// Generations returns the recorded generations, oldest first (at most
+// HistoryLimit).
+func (r *Rendezvous) Generations() []Generation {
+	out := make([]Generation, len(r.gens))
+	for i, g := range r.gens {
+		out[i] = g.clone()
+	}
+	return out
+}
+
+// MemberStatus is one row of the members table.
+type MemberStatus struct {
+	ID          string
+	Name        string
+	State       MemberState
+	Rank        int // -1 when holding no rank
+	DataAddr    string
+	GossipAddr  string
+	JoinedAt    time.Time
+	LeftAt      time.Time // departed members only
+	Reason      string    // why it departed
+	Step        int64
+	Progress    Progress
+	ProgressGen uint64
+	ProgressAt  time.Time
+	LastError   string
+}
+
+// Members returns the present members in rank order then join order,
+// followed by the departed ones (most recent last).
+func (r *Rendezvous) Members() []MemberStatus {
+	row := func(m *member, rank int) MemberStatus {
+		return MemberStatus{
+			ID: m.id, Name: m.req.Name, State: m.state, Rank: rank,
+			DataAddr: m.req.DataAddr, GossipAddr: m.req.GossipAddr,
+			JoinedAt: m.joinedAt, LeftAt: m.leftAt, Reason: m.reason,
+			Step: m.step, Progress: m.progress, ProgressGen: m.progressGen,
+			ProgressAt: m.progressAt, LastError: m.lastErr,
+		}
+	}
+	var out []MemberStatus
+	for i, id := range r.ring {
+		out = append(out, row(r.members[id], i))
+	}
+	for _, id := range r.pending {
+		out = append(out, row(r.members[id], -1))
+	}
+	for _, m := range r.departed {
+		out = append(out, row(m, -1))
+	}
+	return out
+}
+
+// Aggregate summarises the latest progress of the current generation.
+func (r *Rendezvous) Aggregate() Aggregate {
+	a := Aggregate{Generation: r.current.Number}
+	for _, id := range r.ring {
+		m := r.members[id]
+		if m.progressGen != r.current.Number || m.progressAt.IsZero() {
+			continue
+		}
+		if a.Workers == 0 || m.progress.Step < a.MinStep {
+			a.MinStep = m.progress.Step
+		}
+		if m.progress.Step > a.MaxStep {
+			a.MaxStep = m.progress.Step
+		}
+		a.Workers++
+		a.Loss += m.progress.Loss
+		a.SamplesPerSec += m.progress.SamplesPerSec
+		if m.progressAt.After(a.At) {
+			a.At = m.progressAt
+		}
+	}
+	if a.Workers > 0 {
+		a.Loss /= float64(a.Workers)
+	}
+	return a
+}
+
+// IsActive reports whether id holds a rank in the current generation.
+func (r *Rendezvous) IsActive(id string) bool {
+	m, ok := r.members[id]
+	return ok && m.state == MemberActive
+}
+
+// Size returns the number of workers holding a rank and waiting for one.
+func (r *Rendezvous) Size() (active, pending int) { return len(r.ring), len(r.pending) }
+
+// Present reports whether id is a member (active or waiting).
+func (r *Rendezvous) Present(id string) bool {
+	_, ok := r.members[id]
+	return ok
+}
+
+func (g Generation) clone() Generation {
+	g.Members = append([]string(nil), g.Members...)
+	g.Peers = append([]string(nil), g.Peers...)
+	return g
+}
+
+func without(s []string, x string) []string {
+	out := s[:0:0]
+	for _, v := range s {
+		if v != x {
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,121 @@
+package vec
+
+import "math"
+
+// portable is the implementation in Go, for every CPU.
+var portable = kernels{
+	name:         "go",
+	max:          maxGo,
+	expSum:       expSumGo,
+	expScale:     expScaleGo,
+	expPairScale: expPairScaleGo,
+	adamW:        adamWGo,
+	relu:         reluGo,
+	reluGrad:     reluGradGo,
+	add:          addGo,
+}
+
+// Constants of exp32 (see the package documentation).
+const (
+	log2e = math.Log2E
+	ln2Hi = 0.693359375 // 9 significant bits: n·ln2Hi is exact for |n| < 2¹⁵
+	ln2Lo = math.Ln2 - ln2Hi
+	expLo = -104 // exp t rounds to 0 below
+	expHi = 89   // exp t is +Inf above
+)
+
+// exp32 is the float32 exponential of the package documentation, written
+// with the same steps as the assembly.
+func exp32(t float32) float32 {
+	if t != t {
+		return t
+	}
+	t = min(max(t, expLo), expHi)
+	nf := float32(math.RoundToEven(float64(t * log2e)))
+	r := t - nf*ln2Hi
+	r -= nf * ln2Lo
+	p := float32(1.0 / 5040)
+	p = p*r + 1.0/720
+	p = p*r + 1.0/120
+	p = p*r + 1.0/24
+	p = p*r + 1.0/6
+	p = p*r + 0.5
+	p = p*r + 1
+	p = p*r + 1
+	n := int32(nf)
+	n1 := n >> 1
+	n2 := n - n1
+	return p * math.Float32frombits(uint32(n1+127)<<23) * math.Float32frombits(uint32(n2+127)<<23)
+}
+
+func maxGo(x []float32) float32 {
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		if v > m {
+			m = v
+		}
+	}
+	return m
+}
+
+func expSumGo(x []float32, shift float32) float32 {
+	var s float32
+	for _, v := range x {
+		s += exp32(v - shift)
+	}
+	return s
+}
+
+func expScaleGo(dst, x []float32, shift, scale float32) float32 {
+	var dot float32
+	for i, v := range x {
+		e := scale * exp32(v-shift)
+		dst[i] = e
+		dot += e * v
+	}
+	return dot
+}
+
+func expPairScaleGo(dst, x []float32, a float32, b []float32, scale float32) float32 {
+	var dot float32
+	for i, v := range x {
+		e := scale * (exp32(v-a) + exp32(v-b[i]))
+		dst[i] = e
+		dot += e * v
+	}
+	return dot
+}
+
+func adamWGo(w, g, m, v []float32, c *adamWConsts) {
+	b1, omb1, b2, omb2, ibc1, ibc2, eps, lr, decay := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+	for i, gi := range g {
+		mi := b1*m[i] + omb1*gi
+		vi := b2*v[i] + omb2*(gi*gi)
+		m[i], v[i] = mi, vi
+		u := (mi * ibc1) / (float32(math.Sqrt(float64(vi*ibc2))) + eps)
+		u += decay * w[i]
+		w[i] -= lr * u
+	}
+}
+
+func reluGo(dst, x []float32) {
+	for i, v := range x {
+		dst[i] = max(v, 0)
+	}
+}
+
+func reluGradGo(dx, dy, y []float32) {
+	for i, v := range y {
+		if v > 0 {
+			dx[i] = dy[i]
+		} else {
+			dx[i] = 0
+		}
+	}
+}
+
+func addGo(dst, x []float32) {
+	for i, v := range x {
+		dst[i] += v
+	}
+}

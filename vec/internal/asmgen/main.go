@@ -1,0 +1,375 @@
+// Command asmgen writes the AVX2+FMA float32 kernels of package vec in Go
+// assembly, using avo. It is run by go generate from the vec folder:
+//
+//	go run ./internal/asmgen -out vec_amd64.s -stubs vec_stub_amd64.go -pkg vec
+//
+// Every kernel works on n elements with n a multiple of 8 (one YMM vector);
+// the Go wrappers in package vec handle the last n mod 8 elements. The
+// exponential is the one described in the package documentation:
+//
+//	t ← min(max(t, −104), 89)                (NaN passes through)
+//	n = round(t·log₂e),  r = t − n·ln2_hi − n·ln2_lo
+//	p = Σ_{k≤7} r^k/k!                       (Horner, fused multiply-adds)
+//	exp t = p · 2^⌊n/2⌋ · 2^(n−⌊n/2⌋)
+//
+// Splitting 2ⁿ in two halves keeps both factors normal floats for every n
+// in [−150, 128], so a result in the subnormal range is rounded once and a
+// result above the largest float32 overflows to +Inf.
+package main
+
+import (
+	"fmt"
+	"math"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// The constants of the exponential, each stored as a vector of 8 equal
+// lanes so that it can be a memory operand of a YMM instruction.
+var (
+	cLog2e  Mem // log₂e
+	cLn2Hi  Mem // ln 2 rounded to 9 significant bits: n·ln2_hi is exact
+	cLn2Lo  Mem // ln 2 − ln2_hi
+	cPoly   [8]Mem
+	cBias   Mem // 127, the exponent bias, as int32 lanes
+	cLo     Mem // −104: exp below it rounds to 0
+	cHi     Mem // 89: exp above it is +Inf
+	cNegInf Mem
+	cZero   Mem
+)
+
+// vconst declares an 8-lane vector constant of the 32-bit pattern bits.
+func vconst(name string, bits uint32) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := 0; i < 8; i++ {
+		DATA(4*i, U32(bits))
+	}
+	return m
+}
+
+func fconst(name string, v float64) Mem { return vconst(name, math.Float32bits(float32(v))) }
+
+func main() {
+	ConstraintExpr("!purego")
+	cLog2e = fconst("expLog2e", math.Log2E)
+	cLn2Hi = fconst("expLn2Hi", 0.693359375)
+	cLn2Lo = fconst("expLn2Lo", math.Ln2-0.693359375)
+	fact := 1.0
+	for k := 0; k < 8; k++ {
+		if k > 0 {
+			fact *= float64(k)
+		}
+		cPoly[k] = fconst(fmt.Sprintf("expC%d", k), 1/fact)
+	}
+	cBias = vconst("expBias", 127)
+	cLo = fconst("expLo", -104)
+	cHi = fconst("expHi", 89)
+	cNegInf = vconst("negInf", 0xff800000)
+	cZero = vconst("zero", 0)
+
+	maxKernel()
+	expSumKernel()
+	expScaleKernel()
+	expPairScaleKernel()
+	adamWKernel()
+	reluKernel()
+	reluGradKernel()
+	addKernel()
+	Generate()
+}
+
+// expClamp holds the clamp bounds in registers: a NaN in t must be the
+// second source of VMAXPS/VMINPS to pass through, so the bounds cannot be
+// memory operands.
+type expClamp struct{ lo, hi VecVirtual }
+
+func newExpClamp() expClamp {
+	c := expClamp{YMM(), YMM()}
+	VMOVUPS(cLo, c.lo)
+	VMOVUPS(cHi, c.hi)
+	return c
+}
+
+// exp overwrites t with exp t, lane by lane.
+func (c expClamp) exp(t VecVirtual) {
+	VMAXPS(t, c.lo, t) // t = lo > t ? lo : t  (NaN t stays)
+	VMINPS(t, c.hi, t) // t = hi < t ? hi : t
+	n, nf, p := YMM(), YMM(), YMM()
+	VMULPS(cLog2e, t, nf)
+	VCVTPS2DQ(nf, n) // round to nearest even (MXCSR default)
+	VCVTDQ2PS(n, nf)
+	VFNMADD231PS(cLn2Hi, nf, t) // r = t − n·ln2_hi
+	VFNMADD231PS(cLn2Lo, nf, t) // r −= n·ln2_lo
+	VMOVUPS(cPoly[7], p)
+	for k := 6; k >= 0; k-- {
+		VFMADD213PS(cPoly[k], t, p) // p = p·r + 1/k!
+	}
+	// 2^⌊n/2⌋ and 2^(n−⌊n/2⌋) as float bit patterns.
+	VPSRAD(Imm(1), n, nf)
+	VPSUBD(nf, n, n)
+	VPADDD(cBias, nf, nf)
+	VPADDD(cBias, n, n)
+	VPSLLD(Imm(23), nf, nf)
+	VPSLLD(Imm(23), n, n)
+	VMULPS(nf, p, p)
+	VMULPS(n, p, t)
+}
+
+// loop emits a loop over n elements (n a multiple of 8, counted down in
+// cnt): first blocks of unroll vectors, then single vectors. body(i) emits
+// the work on the i-th vector of the block, at byte offset 32·i from every
+// pointer; the pointers advance after each block.
+func loop(cnt GPVirtual, ptrs []GPVirtual, unroll int, body func(i int)) {
+	step := func(k int, label string) {
+		Label(label + "Loop")
+		CMPQ(cnt, Imm(uint64(8*k)))
+		JL(LabelRef(label + "Done"))
+		for i := 0; i < k; i++ {
+			body(i)
+		}
+		for _, p := range ptrs {
+			ADDQ(Imm(uint64(32*k)), p)
+		}
+		SUBQ(Imm(uint64(8*k)), cnt)
+		JMP(LabelRef(label + "Loop"))
+		Label(label + "Done")
+	}
+	if unroll > 1 {
+		step(unroll, "block")
+	}
+	step(1, "single")
+}
+
+func ptr(name string) GPVirtual {
+	r := GP64()
+	Load(Param(name), r)
+	return r
+}
+
+func at(p GPVirtual, i int) Mem { return Mem{Base: p, Disp: 32 * i} }
+
+func broadcast(name string) VecVirtual {
+	x := XMM()
+	Load(Param(name), x)
+	y := YMM()
+	VBROADCASTSS(x, y)
+	return y
+}
+
+// hsum reduces the 8 lanes of acc to one float32 in lane 0 of the result.
+func hsum(acc VecVirtual, op func(a, b, dst Op)) Register {
+	hi := XMM()
+	VEXTRACTF128(Imm(1), acc, hi)
+	lo := acc.AsX()
+	op(hi, lo, lo)
+	VMOVHLPS(lo, hi, hi)
+	op(hi, lo, lo)
+	VSHUFPS(Imm(1), lo, lo, hi)
+	op(hi, lo, lo)
+	return lo
+}
+
+func addps(a, b, dst Op) { VADDPS(a, b, dst) }
+func maxps(a, b, dst Op) { VMAXPS(a, b, dst) }
+
+func maxKernel() {
+	TEXT("maxAVX2", NOSPLIT, "func(x *float32, n int) float32")
+	Doc("maxAVX2 returns the largest non-NaN x[i], i < n (−Inf if none), n a multiple of 8.",
+		"It needs AVX2.")
+	Pragma("noescape")
+	x, cnt := ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for _, a := range acc {
+		VMOVUPS(cNegInf, a)
+	}
+	loop(cnt, []GPVirtual{x}, 4, func(i int) {
+		t := YMM()
+		VMOVUPS(at(x, i), t)
+		VMAXPS(acc[i], t, acc[i]) // t > acc ? t : acc — a NaN t is skipped
+	})
+	VMAXPS(acc[1], acc[0], acc[0])
+	VMAXPS(acc[3], acc[2], acc[2])
+	VMAXPS(acc[2], acc[0], acc[0])
+	r := hsum(acc[0], maxps)
+	VZEROUPPER()
+	Store(r, ReturnIndex(0))
+	RET()
+}
+
+func expSumKernel() {
+	TEXT("expSumAVX2", NOSPLIT, "func(x *float32, n int, shift float32) float32")
+	Doc("expSumAVX2 returns Σ_{i<n} exp(x[i] − shift), n a multiple of 8. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	x, cnt := ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	shift := broadcast("shift")
+	c := newExpClamp()
+	acc := []VecVirtual{YMM(), YMM()}
+	for _, a := range acc {
+		VXORPS(a, a, a)
+	}
+	loop(cnt, []GPVirtual{x}, 2, func(i int) {
+		t := YMM()
+		VMOVUPS(at(x, i), t)
+		VSUBPS(shift, t, t)
+		c.exp(t)
+		VADDPS(t, acc[i], acc[i])
+	})
+	VADDPS(acc[1], acc[0], acc[0])
+	r := hsum(acc[0], addps)
+	VZEROUPPER()
+	Store(r, ReturnIndex(0))
+	RET()
+}
+
+func expScaleKernel() {
+	TEXT("expScaleAVX2", NOSPLIT, "func(dst, x *float32, n int, shift, scale float32) float32")
+	Doc("expScaleAVX2 sets dst[i] = scale·exp(x[i] − shift) for i < n, n a multiple of 8,",
+		"and returns Σ dst[i]·x[i]. dst may be x. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	dst, x, cnt := ptr("dst"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	shift, scale := broadcast("shift"), broadcast("scale")
+	c := newExpClamp()
+	acc := []VecVirtual{YMM(), YMM()}
+	for _, a := range acc {
+		VXORPS(a, a, a)
+	}
+	loop(cnt, []GPVirtual{dst, x}, 2, func(i int) {
+		xv, t := YMM(), YMM()
+		VMOVUPS(at(x, i), xv)
+		VSUBPS(shift, xv, t)
+		c.exp(t)
+		VMULPS(scale, t, t)
+		VMOVUPS(t, at(dst, i))
+		VFMADD231PS(xv, t, acc[i]) // acc += dst·x
+	})
+	VADDPS(acc[1], acc[0], acc[0])
+	r := hsum(acc[0], addps)
+	VZEROUPPER()
+	Store(r, ReturnIndex(0))
+	RET()
+}
+
+func expPairScaleKernel() {
+	TEXT("expPairScaleAVX2", NOSPLIT, "func(dst, x, b *float32, n int, a, scale float32) float32")
+	Doc("expPairScaleAVX2 sets dst[i] = scale·(exp(x[i] − a) + exp(x[i] − b[i])) for i < n,",
+		"n a multiple of 8, and returns Σ dst[i]·x[i]. dst may be x. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	dst, x, b, cnt := ptr("dst"), ptr("x"), ptr("b"), GP64()
+	Load(Param("n"), cnt)
+	a, scale := broadcast("a"), broadcast("scale")
+	c := newExpClamp()
+	acc := YMM()
+	VXORPS(acc, acc, acc)
+	loop(cnt, []GPVirtual{dst, x, b}, 1, func(i int) {
+		xv, t1, t2 := YMM(), YMM(), YMM()
+		VMOVUPS(at(x, i), xv)
+		VSUBPS(a, xv, t1)
+		VSUBPS(at(b, i), xv, t2)
+		c.exp(t1)
+		c.exp(t2)
+		VADDPS(t2, t1, t1)
+		VMULPS(scale, t1, t1)
+		VMOVUPS(t1, at(dst, i))
+		VFMADD231PS(xv, t1, acc)
+	})
+	r := hsum(acc, addps)
+	VZEROUPPER()
+	Store(r, ReturnIndex(0))
+	RET()
+}
+
+func adamWKernel() {
+	TEXT("adamWAVX2", NOSPLIT, "func(w, grad, m, v *float32, n int, c *[9]float32)")
+	Doc("adamWAVX2 applies one AdamW step to the n elements (n a multiple of 8) of w, with",
+		"gradient grad and moments m, v, using the scalars in c (see adamWConsts). It needs AVX2 and FMA.")
+	Pragma("noescape")
+	w, g, m, v, cnt := ptr("w"), ptr("grad"), ptr("m"), ptr("v"), GP64()
+	Load(Param("n"), cnt)
+	cp := ptr("c")
+	k := make([]VecVirtual, 9)
+	for i := range k {
+		k[i] = YMM()
+		VBROADCASTSS(Mem{Base: cp, Disp: 4 * i}, k[i])
+	}
+	b1, omb1, b2, omb2, ibc1, ibc2, eps, lr, decay := k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]
+	loop(cnt, []GPVirtual{w, g, m, v}, 1, func(i int) {
+		gv, mv, vv, wv := YMM(), YMM(), YMM(), YMM()
+		VMOVUPS(at(g, i), gv)
+		VMULPS(at(m, i), b1, mv)
+		VFMADD231PS(gv, omb1, mv) // m = β₁m + (1−β₁)g
+		VMOVUPS(mv, at(m, i))
+		VMULPS(gv, gv, gv)
+		VMULPS(at(v, i), b2, vv)
+		VFMADD231PS(gv, omb2, vv) // v = β₂v + (1−β₂)g²
+		VMOVUPS(vv, at(v, i))
+		VMULPS(ibc2, vv, vv) // v̂
+		VSQRTPS(vv, vv)
+		VADDPS(eps, vv, vv)  // √v̂ + ε
+		VMULPS(ibc1, mv, mv) // m̂
+		VDIVPS(vv, mv, mv)   // u = m̂/(√v̂ + ε)
+		VMOVUPS(at(w, i), wv)
+		VFMADD231PS(wv, decay, mv) // u += λw
+		VFNMADD231PS(mv, lr, wv)   // w −= η·u
+		VMOVUPS(wv, at(w, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func reluKernel() {
+	TEXT("reluAVX2", NOSPLIT, "func(dst, x *float32, n int)")
+	Doc("reluAVX2 sets dst[i] = max(x[i], 0) for i < n, n a multiple of 8; a NaN stays NaN.",
+		"It needs AVX.")
+	Pragma("noescape")
+	dst, x, cnt := ptr("dst"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	zero := YMM()
+	VXORPS(zero, zero, zero)
+	loop(cnt, []GPVirtual{dst, x}, 4, func(i int) {
+		t := YMM()
+		VMAXPS(at(x, i), zero, t) // 0 > x ? 0 : x
+		VMOVUPS(t, at(dst, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func reluGradKernel() {
+	TEXT("reluGradAVX2", NOSPLIT, "func(dx, dy, y *float32, n int)")
+	Doc("reluGradAVX2 sets dx[i] = dy[i] if y[i] > 0 and 0 otherwise, for i < n, n a multiple",
+		"of 8. It needs AVX.")
+	Pragma("noescape")
+	dx, dy, y, cnt := ptr("dx"), ptr("dy"), ptr("y"), GP64()
+	Load(Param("n"), cnt)
+	zero := YMM()
+	VXORPS(zero, zero, zero)
+	loop(cnt, []GPVirtual{dx, dy, y}, 4, func(i int) {
+		t := YMM()
+		VCMPPS(Imm(0x11), at(y, i), zero, t) // 0 < y, ordered, quiet (NaN: false)
+		VANDPS(at(dy, i), t, t)
+		VMOVUPS(t, at(dx, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func addKernel() {
+	TEXT("addAVX2", NOSPLIT, "func(dst, x *float32, n int)")
+	Doc("addAVX2 sets dst[i] += x[i] for i < n, n a multiple of 8. It needs AVX.")
+	Pragma("noescape")
+	dst, x, cnt := ptr("dst"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	loop(cnt, []GPVirtual{dst, x}, 4, func(i int) {
+		t := YMM()
+		VMOVUPS(at(dst, i), t)
+		VADDPS(at(x, i), t, t)
+		VMOVUPS(t, at(dst, i))
+	})
+	VZEROUPPER()
+	RET()
+}

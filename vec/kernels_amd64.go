@@ -1,0 +1,83 @@
+//go:build !purego
+
+package vec
+
+import "golang.org/x/sys/cpu"
+
+//go:generate go run ./internal/asmgen -out vec_amd64.s -stubs vec_stub_amd64.go -pkg vec
+
+// avx2 is the assembly implementation; the kernels work on the largest
+// multiple of 8 elements and the portable code finishes the rest.
+var avx2 = kernels{
+	name: "avx2",
+	max: func(x []float32) float32 {
+		n := len(x) &^ 7
+		m := maxGo(x[n:])
+		if n > 0 {
+			if a := maxAVX2(&x[0], n); a > m {
+				m = a
+			}
+		}
+		return m
+	},
+	expSum: func(x []float32, shift float32) float32 {
+		n := len(x) &^ 7
+		var s float32
+		if n > 0 {
+			s = expSumAVX2(&x[0], n, shift)
+		}
+		return s + expSumGo(x[n:], shift)
+	},
+	expScale: func(dst, x []float32, shift, scale float32) float32 {
+		n := len(x) &^ 7
+		var dot float32
+		if n > 0 {
+			dot = expScaleAVX2(&dst[0], &x[0], n, shift, scale)
+		}
+		return dot + expScaleGo(dst[n:], x[n:], shift, scale)
+	},
+	expPairScale: func(dst, x []float32, a float32, b []float32, scale float32) float32 {
+		n := len(x) &^ 7
+		var dot float32
+		if n > 0 {
+			dot = expPairScaleAVX2(&dst[0], &x[0], &b[0], n, a, scale)
+		}
+		return dot + expPairScaleGo(dst[n:], x[n:], a, b[n:], scale)
+	},
+	adamW: func(w, g, m, v []float32, c *adamWConsts) {
+		n := len(w) &^ 7
+		if n > 0 {
+			adamWAVX2(&w[0], &g[0], &m[0], &v[0], n, c)
+		}
+		adamWGo(w[n:], g[n:], m[n:], v[n:], c)
+	},
+	relu: func(dst, x []float32) {
+		n := len(x) &^ 7
+		if n > 0 {
+			reluAVX2(&dst[0], &x[0], n)
+		}
+		reluGo(dst[n:], x[n:])
+	},
+	reluGrad: func(dx, dy, y []float32) {
+		n := len(y) &^ 7
+		if n > 0 {
+			reluGradAVX2(&dx[0], &dy[0], &y[0], n)
+		}
+		reluGradGo(dx[n:], dy[n:], y[n:])
+	},
+	add: func(dst, x []float32) {
+		n := len(x) &^ 7
+		if n > 0 {
+			addAVX2(&dst[0], &x[0], n)
+		}
+		addGo(dst[n:], x[n:])
+	},
+}
+
+// accelerated returns the assembly kernels if the CPU has AVX2 and FMA.
+func accelerated() *kernels {
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		return &avx2
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+package vec
+
+import "fmt"
+
+// kernels is one implementation of every kernel. Each function works on
+// whole slices whose lengths the exported wrappers have checked.
+type kernels struct {
+	name         string
+	max          func(x []float32) float32
+	expSum       func(x []float32, shift float32) float32
+	expScale     func(dst, x []float32, shift, scale float32) float32
+	expPairScale func(dst, x []float32, a float32, b []float32, scale float32) float32
+	adamW        func(w, g, m, v []float32, c *adamWConsts)
+	relu         func(dst, x []float32)
+	reluGrad     func(dx, dy, y []float32)
+	add          func(dst, x []float32)
+}
+
+// impl is the implementation in use, chosen once at start-up.
+var impl = best()
+
+// implementations lists every implementation usable on this CPU, the
+// portable one first; the tests run each of them.
+func implementations() []*kernels {
+	if a := accelerated(); a != nil {
+		return []*kernels{&portable, a}
+	}
+	return []*kernels{&portable}
+}
+
+func best() *kernels {
+	if a := accelerated(); a != nil {
+		return a
+	}
+	return &portable
+}
+
+// Impl names the implementation in use: "avx2" (AVX2+FMA assembly) or "go".
+func Impl() string { return impl.name }
+
+func sameLen(kernel string, n int, names string, lens ...int) {
+	for _, l := range lens {
+		if l != n {
+			panic(fmt.Sprintf("vec: %s: lengths of %s differ: %d and %v", kernel, names, n, lens))
+		}
+	}
+}
+
+// Max returns the largest entry of x, skipping NaNs; it is −Inf if x is
+// empty or holds only NaNs.
+func Max(x []float32) float32 { return impl.max(x) }
+
+// ExpSum returns Σ_i exp(x_i − shift): with shift = max_i x_i it is the
+// sum z of the log-sum-exp m + log z, whose terms all lie in (0, 1]. The
+// terms are summed in float32 over 16 interleaved partial sums.
+func ExpSum(x []float32, shift float32) float32 { return impl.expSum(x, shift) }
+
+// ExpScale sets dst_i = scale·exp(x_i − shift), a row of softmax
+// probabilities when shift is the row's log-sum-exp, and returns
+// Σ_i dst_i·x_i. dst and x must have the same length; dst may be x.
+func ExpScale(dst, x []float32, shift, scale float32) float32 {
+	sameLen("ExpScale", len(dst), "dst and x", len(x))
+	return impl.expScale(dst, x, shift, scale)
+}
+
+// ExpPairScale sets dst_i = scale·(exp(x_i − a) + exp(x_i − b_i)): for a
+// row i of logits x_j = S_ij, a = lse_j S_ij and b_j = lse_i S_ij, it is
+// scale times the sum of the row and column softmaxes P_ij + Q_ij of the
+// symmetric InfoNCE gradient. It returns Σ_i dst_i·x_i. dst, x and b must
+// have the same length; dst may be x.
+func ExpPairScale(dst, x []float32, a float32, b []float32, scale float32) float32 {
+	sameLen("ExpPairScale", len(x), "x, dst and b", len(dst), len(b))
+	return impl.expPairScale(dst, x, a, b, scale)
+}
+
+// AdamWStep holds the scalars of one AdamW step at step t (Loshchilov &
+// Hutter 2019, Algorithm 2, the schedule multiplier folded into LR).
+type AdamWStep struct {
+	Beta1, Beta2 float32 // β₁, β₂ in [0, 1)
+	Bias1, Bias2 float32 // bias corrections 1−β₁ᵗ and 1−β₂ᵗ, in (0, 1]
+	Eps          float32 // ε > 0
+	LR           float32 // η
+	Decay        float32 // λ, the decoupled weight decay
+}
+
+// adamWConsts is the layout the assembly reads: β₁, 1−β₁, β₂, 1−β₂,
+// 1/(1−β₁ᵗ), 1/(1−β₂ᵗ), ε, η, λ.
+type adamWConsts = [9]float32
+
+// AdamW applies one AdamW step element by element:
+//
+//	m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,
+//	m̂ = m/(1−β₁ᵗ),  v̂ = v/(1−β₂ᵗ),
+//	w ← w − η·(m̂/(√v̂ + ε) + λw),
+//
+// in float32, with a correctly rounded square root and division (the
+// bias corrections are applied as multiplications by their reciprocals).
+// w, g, m and v must have the same length.
+func AdamW(w, g, m, v []float32, s AdamWStep) {
+	sameLen("AdamW", len(w), "w, g, m and v", len(g), len(m), len(v))
+	c := adamWConsts{s.Beta1, 1 - s.Beta1, s.Beta2, 1 - s.Beta2, 1 / s.Bias1, 1 / s.Bias2, s.Eps, s.LR, s.Decay}
+	impl.adamW(w, g, m, v, &c)
+}
+
+// ReLU sets dst_i = max(x_i, 0). A NaN stays NaN; the sign of a zero
+// result is not specified. dst and x must have the same length; dst may
+// be x.
+func ReLU(dst, x []float32) {
+	sameLen("ReLU", len(dst), "dst and x", len(x))
+	impl.relu(dst, x)
+}
+
+// ReLUGrad sets dx_i = dy_i where y_i > 0 and 0 elsewhere (also where y_i
+// is NaN): the gradient of y = max(x, 0) given y. The slices must have the
+// same length; dx may be dy.
+func ReLUGrad(dx, dy, y []float32) {
+	sameLen("ReLUGrad", len(dx), "dx, dy and y", len(dy), len(y))
+	impl.reluGrad(dx, dy, y)
+}
+
+// Add sets dst_i += x_i. dst and x must have the same length.
+func Add(dst, x []float32) {
+	sameLen("Add", len(dst), "dst and x", len(x))
+	impl.add(dst, x)
+}
