@@ -469,8 +469,8 @@ func (g *Blocked) packB(o *operands, dst []float32, jc, pc, nb, kb, nr, t0, t1 i
 	}
 }
 
-// barrier blocks until all n workers have called wait. A waiter first
-// spins briefly, yielding the processor, since the other workers usually
+// barrier makes n workers wait for each other. A waiter first spins
+// briefly, yielding the processor, since the other workers usually
 // arrive within microseconds; then it sleeps on a condition variable.
 type barrier struct {
 	mu    sync.Mutex

@@ -86,7 +86,7 @@ func expPairScaleGo(dst, x []float32, a float32, b []float32, scale float32) flo
 	return dot
 }
 
-func adamWGo(w, g, m, v []float32, c *adamWConsts) {
+func adamWGo(w, g, m, v []float32, c adamWConsts) {
 	b1, omb1, b2, omb2, ibc1, ibc2, eps, lr, decay := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
 	for i, gi := range g {
 		mi := b1*m[i] + omb1*gi

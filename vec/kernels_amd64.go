@@ -44,10 +44,10 @@ var avx2 = kernels{
 		}
 		return dot + expPairScaleGo(dst[n:], x[n:], a, b[n:], scale)
 	},
-	adamW: func(w, g, m, v []float32, c *adamWConsts) {
+	adamW: func(w, g, m, v []float32, c adamWConsts) {
 		n := len(w) &^ 7
 		if n > 0 {
-			adamWAVX2(&w[0], &g[0], &m[0], &v[0], n, c)
+			adamWAVX2(&w[0], &g[0], &m[0], &v[0], n, &c)
 		}
 		adamWGo(w[n:], g[n:], m[n:], v[n:], c)
 	},

@@ -38,11 +38,11 @@ func best() *kernels {
 // Impl names the implementation in use: "avx2" (AVX2+FMA assembly) or "go".
 func Impl() string { return impl.name }
 
-func sameLen(kernel string, n int, names string, lens ...int) {
-	for _, l := range lens {
-		if l != n {
-			panic(fmt.Sprintf("vec: %s: lengths of %s differ: %d and %v", kernel, names, n, lens))
-		}
+// sameLen panics if a kernel's slices differ in length, a programming
+// error of the caller.
+func sameLen(kernel string, a, b int) {
+	if a != b {
+		panic(fmt.Sprintf("vec: %s: slice lengths differ: %d and %d", kernel, a, b))
 	}
 }
 
@@ -59,7 +59,7 @@ func ExpSum(x []float32, shift float32) float32 { return impl.expSum(x, shift) }
 // probabilities when shift is the row's log-sum-exp, and returns
 // Σ_i dst_i·x_i. dst and x must have the same length; dst may be x.
 func ExpScale(dst, x []float32, shift, scale float32) float32 {
-	sameLen("ExpScale", len(dst), "dst and x", len(x))
+	sameLen("ExpScale", len(dst), len(x))
 	return impl.expScale(dst, x, shift, scale)
 }
 
@@ -69,7 +69,8 @@ func ExpScale(dst, x []float32, shift, scale float32) float32 {
 // symmetric InfoNCE gradient. It returns Σ_i dst_i·x_i. dst, x and b must
 // have the same length; dst may be x.
 func ExpPairScale(dst, x []float32, a float32, b []float32, scale float32) float32 {
-	sameLen("ExpPairScale", len(x), "x, dst and b", len(dst), len(b))
+	sameLen("ExpPairScale", len(x), len(dst))
+	sameLen("ExpPairScale", len(x), len(b))
 	return impl.expPairScale(dst, x, a, b, scale)
 }
 
@@ -97,16 +98,18 @@ type adamWConsts = [9]float32
 // bias corrections are applied as multiplications by their reciprocals).
 // w, g, m and v must have the same length.
 func AdamW(w, g, m, v []float32, s AdamWStep) {
-	sameLen("AdamW", len(w), "w, g, m and v", len(g), len(m), len(v))
+	sameLen("AdamW", len(w), len(g))
+	sameLen("AdamW", len(w), len(m))
+	sameLen("AdamW", len(w), len(v))
 	c := adamWConsts{s.Beta1, 1 - s.Beta1, s.Beta2, 1 - s.Beta2, 1 / s.Bias1, 1 / s.Bias2, s.Eps, s.LR, s.Decay}
-	impl.adamW(w, g, m, v, &c)
+	impl.adamW(w, g, m, v, c)
 }
 
 // ReLU sets dst_i = max(x_i, 0). A NaN stays NaN; the sign of a zero
 // result is not specified. dst and x must have the same length; dst may
 // be x.
 func ReLU(dst, x []float32) {
-	sameLen("ReLU", len(dst), "dst and x", len(x))
+	sameLen("ReLU", len(dst), len(x))
 	impl.relu(dst, x)
 }
 
@@ -114,12 +117,13 @@ func ReLU(dst, x []float32) {
 // is NaN): the gradient of y = max(x, 0) given y. The slices must have the
 // same length; dx may be dy.
 func ReLUGrad(dx, dy, y []float32) {
-	sameLen("ReLUGrad", len(dx), "dx, dy and y", len(dy), len(y))
+	sameLen("ReLUGrad", len(dx), len(dy))
+	sameLen("ReLUGrad", len(dx), len(y))
 	impl.reluGrad(dx, dy, y)
 }
 
 // Add sets dst_i += x_i. dst and x must have the same length.
 func Add(dst, x []float32) {
-	sameLen("Add", len(dst), "dst and x", len(x))
+	sameLen("Add", len(dst), len(x))
 	impl.add(dst, x)
 }

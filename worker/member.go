@@ -42,6 +42,7 @@ type MemberOptions struct {
 	Logger    *slog.Logger  // nil: slog.Default()
 	Evaluate  bool          // rank 0 evaluates at the end
 	OpTimeout time.Duration // deadline of one collective (0: allreduce's default)
+	Observer  Observer      // nil for none
 }
 
 // RunMember joins the run of the coordinator and trains until the run ends:
@@ -98,6 +99,9 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 			return nil, fmt.Errorf("gossip: %w", err)
 		}
 		defer g.Close(context.Background(), time.Second)
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 	m := &member{o: o, log: log, client: client, srv: srv, stop: ctx}
 	sum, err := m.run(ctl)
@@ -212,6 +216,7 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 	if err := m.startState(genCtx, ring, a); err != nil {
 		return nil, false, err
 	}
+	m.o.Observer.GenerationStarted(gen, ring.Rank(), ring.Size())
 	return m.train(genCtx, ctl, ring, a)
 }
 
@@ -350,6 +355,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 			return nil, false, err
 		}
 		m.next = step + 1
+		m.o.Observer.StepDone(st, gen, rank, ring.Size())
 		if m.rec != nil && rank == 0 {
 			m.rec.workers = ring.Size()
 			if err := m.rec.step(st, gen); err != nil {
@@ -397,6 +403,7 @@ func (m *member) save(ctl context.Context, gen uint64) (string, error) {
 		m.log.Warn("checkpoint not announced", "dir", dir, "err", err)
 	}
 	m.log.Info("checkpoint", "step", m.next, "dir", dir)
+	m.o.Observer.CheckpointSaved(m.next, dir)
 	return dir, nil
 }
 
@@ -423,6 +430,7 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 		SamplesPerSecond: m.rec.samplesPerSecond(),
 		TrainSeconds:     trainSeconds,
 		ParamSHA256:      ParamSHA256(t.Model.P.W),
+		StepTime:         m.rec.meanStepTime(),
 		Config:           m.cfg,
 	}
 	if m.o.Evaluate {

@@ -12,10 +12,11 @@ import (
 // queries from θ_q, the loss against the queue, and backward through the
 // query encoder only. It leaves the keys to enqueue in the key encoder's
 // output, read by mocoKeys after the optimizer step.
-func (t *Trainer[T]) mocoForwardBackward(ctx context.Context, comm Comm[T], step int64, local []int, b int, counts []int, s T) (contrastive.Result[T], error) {
+func (t *Trainer[T]) mocoForwardBackward(ctx context.Context, comm Comm[T], step int64, local []int, b int, counts []int, s T, sw *stopwatch, times *StepTimes) (contrastive.Result[T], error) {
 	d := t.Cfg.Dim
 	P := t.pixels()
 	t.fillViews(step, local, b)
+	times.Data = sw.lap()
 	views := t.x[:2*b*P] // view 1 rows, then view 2 rows
 	in := contrastive.MoCoInput[T]{D: d, Counts: counts, Scale: s}
 	t.dq = grow(t.dq, 2*b*d)
@@ -48,7 +49,9 @@ func (t *Trainer[T]) mocoForwardBackward(ctx context.Context, comm Comm[T], step
 		in.Q1, in.K2, in.DQ1 = q, k, t.dq[:b*d]
 		t.mocoK2 = k
 	}
+	times.Forward = sw.lap()
 	r, err := t.moco.Compute(ctx, comm, in)
+	times.Loss = sw.lap()
 	if err != nil {
 		return r, fmt.Errorf("step %d: moco loss: %w", step, err)
 	}

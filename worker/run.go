@@ -35,6 +35,8 @@ type Summary struct {
 	WallSeconds      float64 `json:"wall_seconds"`
 	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
 	ParamSHA256      string  `json:"param_sha256"`
+	// StepTime is the mean step-time breakdown of rank 0 over the run.
+	StepTime Breakdown `json:"step_time"`
 	Evaluation
 	Config Config `json:"config"`
 }
@@ -51,6 +53,8 @@ type Metric struct {
 	Time             float64 `json:"time"` // Unix seconds
 	Workers          int     `json:"workers"`
 	Generation       uint64  `json:"generation"`
+	// StepTime is the mean breakdown of the steps since the last line.
+	StepTime Breakdown `json:"step_time"`
 }
 
 // Options are the parts of a run that are not its configuration.
@@ -60,6 +64,7 @@ type Options struct {
 	Evaluate   bool          // evaluate at the end (summary fields)
 	ProgressDT time.Duration // at most this long between progress lines
 	Resume     string        // start from this checkpoint directory ("" : fresh)
+	Observer   Observer      // nil for none
 }
 
 // ErrStopped reports a run that stopped on request (SIGINT, SIGTERM) after
@@ -121,6 +126,9 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 			return nil, err
 		}
 		last = st
+		if opt.Observer != nil {
+			opt.Observer.StepDone(st, 0, 0, 1)
+		}
 		if err := rec.step(st, 0); err != nil {
 			return nil, err
 		}
@@ -135,6 +143,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		SamplesPerSecond: float64((t.TotalSteps()-first)*int64(cfg.Batch)) / trainSeconds,
 		TrainSeconds:     trainSeconds,
 		ParamSHA256:      ParamSHA256(t.Model.P.W),
+		StepTime:         rec.meanStepTime(),
 		Config:           cfg,
 	}
 	if err := t.SaveFinal(work); err != nil {
@@ -196,6 +205,18 @@ type recorder struct {
 	last       StepStats
 	gen        uint64
 	first      int64 // the first step this recorder saw
+	window     Breakdown
+	windowN    int
+	sum        Breakdown
+	sumN       int
+}
+
+// meanStepTime is the mean breakdown of every step recorded.
+func (r *recorder) meanStepTime() Breakdown {
+	if r.sumN == 0 {
+		return Breakdown{}
+	}
+	return r.sum.scale(1 / float64(r.sumN))
 }
 
 // samplesPerSecond is the throughput since the recorder opened.
@@ -230,6 +251,10 @@ func openRecorder(cfg Config, total int64, workers int, opt Options, appendTo bo
 // on the last one, and a progress line at least every ProgressDT.
 func (r *recorder) step(st StepStats, gen uint64) error {
 	r.last, r.gen = st, gen
+	r.window.add(st.Times)
+	r.windowN++
+	r.sum.add(st.Times)
+	r.sumN++
 	done := st.Step + 1
 	now := time.Now()
 	if done%int64(r.cfg.LogEvery) == 0 || done == r.total {
@@ -240,7 +265,9 @@ func (r *recorder) step(st StepStats, gen uint64) error {
 			SamplesPerSecond: float64((st.Step-r.lastStep)*int64(r.cfg.Batch)) / dt,
 			Time:             float64(now.UnixNano()) / 1e9,
 			Workers:          r.workers, Generation: gen,
+			StepTime: r.window.scale(1 / float64(r.windowN)),
 		}
+		r.window, r.windowN = Breakdown{}, 0
 		if err := r.enc.Encode(m); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}

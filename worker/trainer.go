@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/infonce/infonce/contrastive"
 	"github.com/infonce/infonce/dataset"
@@ -60,9 +61,10 @@ type Trainer[T gemm.Float] struct {
 	offsets []int32
 	capIDs  []int32
 	du, dv  []T
-	xq, xk  []T // MoCo inputs of query and key encoders
 	dq      []T
 	lossBuf [2]T
+	counts  []int
+	timed   timedComm[T]
 	mocoK2  []T
 
 	aug        dataset.AugConfig
@@ -80,6 +82,79 @@ type Trainer[T gemm.Float] struct {
 	faultHook func(step int64, g []T)
 }
 
+// StepTimes is the wall-time breakdown of one step.
+type StepTimes struct {
+	Data      time.Duration // sampling, augmentation, captions
+	Forward   time.Duration // the towers' forward passes
+	Gather    time.Duration // all-gathers of embeddings, log-sum-exps and keys
+	Loss      time.Duration // the objective's own computation, gathers excluded
+	Backward  time.Duration // the towers' backward passes
+	Reduce    time.Duration // the gradient all-reduce, waiting included
+	Optimizer time.Duration // clipping, the update, the momentum encoder
+}
+
+// Breakdown is a step-time breakdown in milliseconds, as the run files
+// report it.
+type Breakdown struct {
+	DataMS      float64 `json:"data_ms"`
+	ForwardMS   float64 `json:"forward_ms"`
+	GatherMS    float64 `json:"gather_ms"`
+	LossMS      float64 `json:"loss_ms"`
+	BackwardMS  float64 `json:"backward_ms"`
+	ReduceMS    float64 `json:"reduce_ms"`
+	OptimizerMS float64 `json:"optimizer_ms"`
+	TotalMS     float64 `json:"total_ms"`
+}
+
+// add accumulates s into b.
+func (b *Breakdown) add(s StepTimes) {
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	b.DataMS += ms(s.Data)
+	b.ForwardMS += ms(s.Forward)
+	b.GatherMS += ms(s.Gather)
+	b.LossMS += ms(s.Loss)
+	b.BackwardMS += ms(s.Backward)
+	b.ReduceMS += ms(s.Reduce)
+	b.OptimizerMS += ms(s.Optimizer)
+	b.TotalMS += ms(s.Total())
+}
+
+// scale multiplies every field by f (to turn sums into means).
+func (b Breakdown) scale(f float64) Breakdown {
+	return Breakdown{b.DataMS * f, b.ForwardMS * f, b.GatherMS * f, b.LossMS * f, b.BackwardMS * f, b.ReduceMS * f, b.OptimizerMS * f, b.TotalMS * f}
+}
+
+// Total is the step's wall time.
+func (s StepTimes) Total() time.Duration {
+	return s.Data + s.Forward + s.Gather + s.Loss + s.Backward + s.Reduce + s.Optimizer
+}
+
+// stopwatch measures consecutive phases.
+type stopwatch struct{ last time.Time }
+
+func (w *stopwatch) start() { w.last = time.Now() }
+
+// lap returns the time since the last lap (or start).
+func (w *stopwatch) lap() time.Duration {
+	now := time.Now()
+	d := now.Sub(w.last)
+	w.last = now
+	return d
+}
+
+// timedComm is a Comm that accumulates the time spent in AllGather.
+type timedComm[T gemm.Float] struct {
+	Comm[T]
+	gather time.Duration
+}
+
+func (c *timedComm[T]) AllGather(ctx context.Context, send, recv []byte, counts []int) error {
+	start := time.Now()
+	err := c.Comm.AllGather(ctx, send, recv, counts)
+	c.gather += time.Since(start)
+	return err
+}
+
 // StepStats is what one step reports.
 type StepStats struct {
 	Step       int64
@@ -89,6 +164,7 @@ type StepStats struct {
 	LR         float64
 	GradNorm   float64
 	Stop       bool // some rank asked to stop after this step
+	Times      StepTimes
 }
 
 // NewTrainer builds the rank's state from the configuration: the data set,
@@ -178,9 +254,17 @@ func (t *Trainer[T]) TotalSteps() int64 { return t.totalSteps }
 // steps 1 to 7) and returns its statistics. A non-finite loss or gradient
 // leaves the parameters untouched and returns ErrNonFinite.
 func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepStats, error) {
+	var sw stopwatch
+	sw.start()
+	var times StepTimes
+	t.timed.Comm, t.timed.gather = comm, 0
+	comm = &t.timed
 	K, k := comm.Size(), comm.Rank()
 	B := t.Cfg.Batch
-	counts := dataset.Counts(B, K)
+	if len(t.counts) != K {
+		t.counts = dataset.Counts(B, K)
+	}
+	counts := t.counts
 	lo, hi := dataset.Shard(B, K, k)
 	b := hi - lo
 	epoch, idx := t.Sampler.Batch(step, t.idx)
@@ -198,6 +282,7 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	case CLIP:
 		t.fillImages(local, b)
 		t.fillCaptions(epoch, local)
+		times.Data = sw.lap()
 		u, err := t.Model.Image.Forward(t.x[:b*t.pixels()], b)
 		if err != nil {
 			return StepStats{}, fmt.Errorf("step %d: image tower: %w", step, err)
@@ -208,6 +293,7 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		}
 		t.du = grow(t.du, b*d)
 		t.dv = grow(t.dv, b*d)
+		times.Forward = sw.lap()
 		r, err := t.clip.Compute(ctx, comm, contrastive.CLIPInput[T]{
 			U: u, V: v, D: d, Counts: counts, Scale: s, IDs: t.capIDs, DU: t.du, DV: t.dv,
 		})
@@ -215,6 +301,7 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 			return StepStats{}, fmt.Errorf("step %d: clip loss: %w", step, err)
 		}
 		res.Loss, res.DT = r.Loss, r.DT
+		times.Loss = sw.lap()
 		if err := t.Model.Image.Backward(t.du); err != nil {
 			return StepStats{}, fmt.Errorf("step %d: image backward: %w", step, err)
 		}
@@ -223,11 +310,13 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		}
 	case SimCLR:
 		t.fillViews(step, local, b)
+		times.Data = sw.lap()
 		z, err := t.Model.Image.Forward(t.x[:2*b*t.pixels()], 2*b)
 		if err != nil {
 			return StepStats{}, fmt.Errorf("step %d: image tower: %w", step, err)
 		}
 		t.du = grow(t.du, 2*b*d)
+		times.Forward = sw.lap()
 		r, err := t.ntx.Compute(ctx, comm, contrastive.NTXentInput[T]{
 			Z1: z[:b*d], Z2: z[b*d : 2*b*d], D: d, Counts: counts, Scale: s, DZ1: t.du[:b*d], DZ2: t.du[b*d : 2*b*d],
 		})
@@ -235,16 +324,18 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 			return StepStats{}, fmt.Errorf("step %d: nt-xent loss: %w", step, err)
 		}
 		res.Loss, res.DT = r.Loss, r.DT
+		times.Loss = sw.lap()
 		if err := t.Model.Image.Backward(t.du[:2*b*d]); err != nil {
 			return StepStats{}, fmt.Errorf("step %d: image backward: %w", step, err)
 		}
 	case MoCo:
-		r, err := t.mocoForwardBackward(ctx, comm, step, local, b, counts, s)
+		r, err := t.mocoForwardBackward(ctx, comm, step, local, b, counts, s, &sw, &times)
 		if err != nil {
 			return StepStats{}, err
 		}
 		res.Loss, res.DT = r.Loss, r.DT
 	}
+	times.Backward = sw.lap()
 	if t.Cfg.LearnTemperature {
 		p.G[t.Model.LogitScale] += res.DT
 	} else {
@@ -270,6 +361,7 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 			return StepStats{}, fmt.Errorf("step %d: moco enqueue: %w", step, err)
 		}
 	}
+	times.Reduce = sw.lap()
 	if !finite(loss) || !allFinite(p.G) {
 		return StepStats{Step: step, Epoch: epoch, Loss: loss}, fmt.Errorf("step %d: %w (loss %g)", step, ErrNonFinite, loss)
 	}
@@ -289,8 +381,12 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		// next step come from it, as in MoCo's update before each forward.
 		contrastive.MomentumUpdate(t.keyW, p.W, T(t.Cfg.MoCoMomentum))
 	}
+	times.Optimizer = sw.lap()
+	// The gathers ran inside the loss and the reduction phases.
+	times.Gather = t.timed.gather
+	times.Loss -= min(times.Loss, t.timed.gather)
 	return StepStats{
-		Step: step, Epoch: epoch, Loss: loss, LR: lr, GradNorm: norm, Stop: stop,
+		Step: step, Epoch: epoch, Loss: loss, LR: lr, GradNorm: norm, Stop: stop, Times: times,
 		LogitScale: math.Exp(float64(p.W[t.Model.LogitScale])),
 	}, nil
 }
