@@ -159,15 +159,10 @@ type frameReader struct {
 // longer than len(dst) or than max is an error (the stream is then
 // unusable); so is a stream that ends inside a frame.
 func (f *frameReader) next(dst []byte, max int) (tag uint64, n int, err error) {
-	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
-		return 0, 0, err // io.EOF between frames: the peer closed cleanly
+	tag, n, err = f.header(len(dst), max)
+	if err != nil {
+		return tag, 0, err
 	}
-	tag = binary.LittleEndian.Uint64(f.hdr[0:])
-	n64 := uint64(binary.LittleEndian.Uint32(f.hdr[8:]))
-	if n64 > uint64(max) || n64 > uint64(len(dst)) {
-		return tag, 0, fmt.Errorf("frame of %d bytes exceeds %d: %w", n64, min(max, len(dst)), errMalformed)
-	}
-	n = int(n64)
 	if _, err := io.ReadFull(f.r, dst[:n]); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -175,4 +170,17 @@ func (f *frameReader) next(dst []byte, max int) (tag uint64, n int, err error) {
 		return tag, 0, err
 	}
 	return tag, n, nil
+}
+
+// header reads a frame header and checks its length against room and max.
+func (f *frameReader) header(room, max int) (tag uint64, n int, err error) {
+	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
+		return 0, 0, err // io.EOF between frames: the peer closed cleanly
+	}
+	tag = binary.LittleEndian.Uint64(f.hdr[0:])
+	n64 := uint64(binary.LittleEndian.Uint32(f.hdr[8:]))
+	if n64 > uint64(max) || n64 > uint64(room) {
+		return tag, 0, fmt.Errorf("frame of %d bytes exceeds %d: %w", n64, min(max, room), errMalformed)
+	}
+	return tag, int(n64), nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 // runChild is one worker process: it prints "ADDR a", reads "PEERS
-// rank transport a,b,c", then all-reduces until an error, printing "ITER i"
+// rank transport timeout-ns a,b,c", then all-reduces until an error, printing "ITER i"
 // after each success and finally "ERR <kind> <seconds> <message>".
 func runChild() error {
 	srv, err := Listen("127.0.0.1:0")
@@ -38,11 +39,12 @@ func runChild() error {
 	fmt.Printf("ADDR %s\n", srv.Addr())
 	var rank int
 	var transport, list string
-	if _, err := fmt.Fscanf(bufio.NewReader(os.Stdin), "PEERS %d %s %s\n", &rank, &transport, &list); err != nil {
+	var timeout time.Duration
+	if _, err := fmt.Fscanf(bufio.NewReader(os.Stdin), "PEERS %d %s %d %s\n", &rank, &transport, &timeout, &list); err != nil {
 		return fmt.Errorf("reading peers: %w", err)
 	}
 	cfg := Config{JobID: "proc", Generation: 4, Rank: rank, Peers: strings.Split(list, ","), Transport: transport,
-		Timeout: 5 * time.Second, ChunkBytes: 64 << 10}
+		Timeout: timeout, ChunkBytes: 64 << 10}
 	ctx := context.Background()
 	r, err := NewRing(ctx, srv, cfg)
 	if err != nil {
@@ -71,7 +73,11 @@ func runChild() error {
 	}
 }
 
-func TestPeerProcessKilled(t *testing.T) {
+// TestPeerProcessFailure runs three worker processes and either kills one
+// (SIGKILL: its neighbours see the connection drop, everyone fails with
+// ErrPeerLost within milliseconds) or stops one (SIGSTOP: nothing arrives,
+// everyone fails by the deadline).
+func TestPeerProcessFailure(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts worker processes; skipped in -short mode")
 	}
@@ -79,8 +85,20 @@ func TestPeerProcessKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, transport := range []string{TransportGRPC, TransportTCP} {
-		t.Run(transport, func(t *testing.T) {
+	tests := []struct {
+		transport string
+		signal    syscall.Signal
+		timeout   time.Duration
+		kinds     string // acceptable error kinds
+	}{
+		{TransportGRPC, syscall.SIGKILL, 5 * time.Second, "peerlost"},
+		{TransportTCP, syscall.SIGKILL, 5 * time.Second, "peerlost"},
+		{TransportGRPC, syscall.SIGSTOP, time.Second, "deadline peerlost"},
+		{TransportTCP, syscall.SIGSTOP, time.Second, "deadline peerlost"},
+	}
+	for _, tc := range tests {
+		transport := tc.transport
+		t.Run(transport+"/"+tc.signal.String(), func(t *testing.T) {
 			const k, victim = 3, 1
 			type child struct {
 				cmd   *exec.Cmd
@@ -116,7 +134,12 @@ func TestPeerProcessKilled(t *testing.T) {
 					close(c.lines)
 				}()
 				kids[i] = c
-				t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); pw.Close() })
+				t.Cleanup(func() {
+					cmd.Process.Signal(syscall.SIGCONT)
+					cmd.Process.Kill()
+					cmd.Wait()
+					pw.Close()
+				})
 				select {
 				case l := <-c.lines:
 					addrs[i] = strings.TrimPrefix(l, "ADDR ")
@@ -125,7 +148,7 @@ func TestPeerProcessKilled(t *testing.T) {
 				}
 			}
 			for i, w := range stdins {
-				fmt.Fprintf(w, "PEERS %d %s %s\n", i, transport, strings.Join(addrs, ","))
+				fmt.Fprintf(w, "PEERS %d %s %d %s\n", i, transport, tc.timeout, strings.Join(addrs, ","))
 			}
 			// wait until every worker has completed a few all-reduces
 			for i, c := range kids {
@@ -143,7 +166,7 @@ func TestPeerProcessKilled(t *testing.T) {
 				}
 			}
 			kill := time.Now()
-			kids[victim].cmd.Process.Kill()
+			kids[victim].cmd.Process.Signal(tc.signal)
 			for i, c := range kids {
 				if i == victim {
 					continue
@@ -158,10 +181,12 @@ func TestPeerProcessKilled(t *testing.T) {
 					t.Fatalf("child %d ended with %q", i, last)
 				}
 				took := time.Unix(0, at).Sub(kill)
-				if kind != "peerlost" || took > 5*time.Second {
-					t.Fatalf("child %d: %q after %v, want a peer-lost *PeerError before the 5s deadline", i, last, took)
+				// the deadline of the operation in progress at the signal
+				// can end at most one timeout after it
+				if !strings.Contains(tc.kinds, kind) || took > tc.timeout+500*time.Millisecond {
+					t.Fatalf("child %d: %q after %v, want a %s *PeerError within the %v deadline", i, last, took, tc.kinds, tc.timeout)
 				}
-				t.Logf("child %d failed %v after the kill: %s", i, took, last)
+				t.Logf("child %d failed %v after the signal: %s", i, took, last)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -95,10 +96,10 @@ func (t *tcpOut) send(tag uint64, p []byte) error {
 	putFrameHeader(&t.hdr, tag, len(p))
 	t.bufs = append(t.bufs[:0], t.hdr[:], p)
 	bufs := t.bufs // WriteTo consumes its receiver
-	_, err := bufs.WriteTo(t.conn)
-	// writev is invisible to the race detector; tell it that what was
+	// writev is invisible to the race detector; tell it that what is
 	// written happens before what is read from the network afterwards.
 	raceReleaseMerge(unsafe.Pointer(&netSync))
+	_, err := bufs.WriteTo(t.conn)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrPeerLost, err)
 	}
@@ -122,17 +123,56 @@ func (t *tcpOut) close(graceful bool) {
 
 // tcpIn is the receiving half of a plain TCP link.
 type tcpIn struct {
-	conn *net.TCPConn
-	fr   frameReader
-	once sync.Once
+	conn  *net.TCPConn
+	br    *bufio.Reader
+	fr    frameReader
+	raw   syscall.RawConn
+	lowat int // current SO_RCVLOWAT
+	once  sync.Once
 }
 
 func newTCPIn(c *net.TCPConn, r *bufio.Reader) *tcpIn {
-	return &tcpIn{conn: c, fr: frameReader{r: r}}
+	t := &tcpIn{conn: c, br: r, fr: frameReader{r: r}, lowat: 1}
+	t.raw, _ = c.SyscallConn()
+	return t
+}
+
+// Large payloads are read straight into dst, asking the kernel (via
+// SO_RCVLOWAT) not to wake the reader before a good part of the rest has
+// arrived: one wake-up per 256 KiB instead of one per loopback segment.
+const (
+	lowatMin = 64 << 10
+	lowatMax = 256 << 10
+)
+
+func (t *tcpIn) setLowat(v int) {
+	if v == t.lowat || t.raw == nil {
+		return
+	}
+	t.lowat = v
+	t.raw.Control(func(fd uintptr) { setRcvLowat(fd, v) })
 }
 
 func (t *tcpIn) recv(ctx context.Context, dst []byte) (uint64, int, error) {
-	tag, n, err := t.fr.next(dst, MaxFrameBytes)
+	t.setLowat(1)
+	tag, n, err := t.fr.header(len(dst), MaxFrameBytes)
+	if err == nil {
+		got, _ := t.br.Read(dst[:min(n, t.br.Buffered())])
+		for got < n && err == nil {
+			var m int
+			if rest := n - got; rest >= lowatMin {
+				t.setLowat(min(rest, lowatMax))
+				m, err = t.conn.Read(dst[got:n])
+			} else {
+				t.setLowat(1)
+				m, err = io.ReadFull(t.br, dst[got:n])
+			}
+			got += m
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	}
 	raceAcquire(unsafe.Pointer(&netSync))
 	if err != nil {
 		if errors.Is(err, errMalformed) {

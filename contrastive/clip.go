@@ -37,6 +37,8 @@ type CLIP[T gemm.Float] struct {
 	accZ   []float64 // running rescaled sums of the statistics: b×ns
 	diag   []float64 // S_ii of the owned rows: b
 	gstats []float64 // gathered statistics: B×ns
+	lse32  []float32 // float32 only: the gathered statistics, ns×B (statistic-major)
+	buf32  []float32 // float32 only: one row of G
 	bc     []int     // byte counts
 }
 
@@ -213,7 +215,7 @@ func (c *CLIP[T]) localStats(ctx context.Context, l layout, in CLIPInput[T], chu
 func (c *CLIP[T]) gradients(ctx context.Context, l layout, in CLIPInput[T], chunk, ns int, ids []int32) (float64, error) {
 	d, b, B, s := in.D, l.b, l.B, in.Scale
 	inv := 1 / float64(2*B)
-	g := c.gstats
+	c.prepare32(B, ns, chunk)
 	var dt float64
 	for c0 := 0; c0 < B; c0 += chunk {
 		if err := ctx.Err(); err != nil {
@@ -227,47 +229,63 @@ func (c *CLIP[T]) gradients(ctx context.Context, l layout, in CLIPInput[T], chun
 		}
 		// Owned rows i against columns c0..c0+w.
 		gemm.Gemm(false, true, b, w, d, s, in.U, d, c.vg[c0*d:], d, 0, tile, w)
-		for i := 0; i < b; i++ {
-			gi := (l.off + i) * ns
-			row := tile[i*w : i*w+w]
-			for jj, x := range row {
-				j := c0 + jj
-				sij := float64(x)
-				gij := math.Exp(sij-g[gi+statRow]) + math.Exp(sij-g[j*ns+statCol])
-				if ids != nil {
-					if ids[j] == ids[l.off+i] {
-						gij -= math.Exp(sij-g[gi+statRowPos]) + math.Exp(sij-g[j*ns+statColPos])
-					}
-				} else if j == l.off+i {
-					gij -= 2
-				}
-				gij *= inv
-				dt += gij * sij
-				row[jj] = T(gij)
-			}
-		}
+		dt += c.rowsG(tile, l, c0, w, ns, ids, inv)
 		gemm.Gemm(false, false, b, d, w, s, tile, w, c.vg[c0*d:], d, beta, in.DU, d)
 
 		// Owned columns j against rows c0..c0+w: tile[j][ii] = S_{c0+ii, off+j}.
 		gemm.Gemm(false, true, b, w, d, s, in.V, d, c.ug[c0*d:], d, 0, tile, w)
-		for j := 0; j < b; j++ {
-			gj := (l.off + j) * ns
-			col := tile[j*w : j*w+w]
-			for ii, x := range col {
-				i := c0 + ii
-				sij := float64(x)
-				gij := math.Exp(sij-g[i*ns+statRow]) + math.Exp(sij-g[gj+statCol])
-				if ids != nil {
-					if ids[i] == ids[l.off+j] {
-						gij -= math.Exp(sij-g[i*ns+statRowPos]) + math.Exp(sij-g[gj+statColPos])
-					}
-				} else if i == l.off+j {
-					gij -= 2
-				}
-				col[ii] = T(gij * inv)
-			}
-		}
+		c.colsG(tile, l, c0, w, ns, ids, inv)
 		gemm.Gemm(false, false, b, d, w, s, tile, w, c.ug[c0*d:], d, beta, in.DV, d)
 	}
 	return dt, nil
+}
+
+// gij is G_ij·2B of the CLIP gradient in float64 for i, j global, from the
+// gathered statistics: exp(S_ij − lse_row_i) + exp(S_ij − lse_col_j) minus
+// the positive terms.
+func (c *CLIP[T]) gij(sij float64, i, j, ns int, ids []int32) float64 {
+	g := c.gstats
+	gij := math.Exp(sij-g[i*ns+statRow]) + math.Exp(sij-g[j*ns+statCol])
+	if ids != nil {
+		if ids[i] == ids[j] {
+			gij -= math.Exp(sij-g[i*ns+statRowPos]) + math.Exp(sij-g[j*ns+statColPos])
+		}
+	} else if i == j {
+		gij -= 2
+	}
+	return gij
+}
+
+// rowsG overwrites the b×w tile of logits S_{off+i, c0+jj} with G and
+// returns Σ G_ij S_ij over the tile.
+func (c *CLIP[T]) rowsG(tile []T, l layout, c0, w, ns int, ids []int32, inv float64) float64 {
+	if t, ok := any(tile).([]float32); ok {
+		return c.rowsG32(t, l, c0, w, ns, ids, inv)
+	}
+	var dt float64
+	for i := 0; i < l.b; i++ {
+		row := tile[i*w : i*w+w]
+		for jj, x := range row {
+			sij := float64(x)
+			gij := c.gij(sij, l.off+i, c0+jj, ns, ids) * inv
+			dt += gij * sij
+			row[jj] = T(gij)
+		}
+	}
+	return dt
+}
+
+// colsG overwrites the b×w tile of logits S_{c0+ii, off+j} (owned column j
+// in tile row j) with G.
+func (c *CLIP[T]) colsG(tile []T, l layout, c0, w, ns int, ids []int32, inv float64) {
+	if t, ok := any(tile).([]float32); ok {
+		c.colsG32(t, l, c0, w, ns, ids, inv)
+		return
+	}
+	for j := 0; j < l.b; j++ {
+		col := tile[j*w : j*w+w]
+		for ii, x := range col {
+			col[ii] = T(c.gij(float64(x), c0+ii, l.off+j, ns, ids) * inv)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/vec"
 )
 
 // LogSumExp returns log Σ_i exp(x_i), computed as m + log Σ_i exp(x_i − m)
@@ -28,7 +29,15 @@ func LogSumExp[T gemm.Float](x []T) T {
 // lseAdd folds the entries of row into the running log-sum-exp (m, z) of
 // all entries seen so far, lse = m + log z: the running maximum m and the
 // sum z = Σ exp(x − m). A new maximum rescales z once per call.
+//
+// A float32 row goes through the vectorised kernels of package vec (float32
+// exponentials, summed in float32 within the row); a float64 row keeps
+// math.Exp and float64 sums.
 func lseAdd[T gemm.Float](m, z *float64, row []T) {
+	if r, ok := any(row).([]float32); ok {
+		lseAdd32(m, z, r)
+		return
+	}
 	cm := math.Inf(-1)
 	for _, x := range row {
 		if float64(x) > cm {
@@ -45,6 +54,19 @@ func lseAdd[T gemm.Float](m, z *float64, row []T) {
 		sum += math.Exp(float64(x) - *m)
 	}
 	*z += sum
+}
+
+// lseAdd32 is lseAdd on a float32 row: the maximum and Σ exp(x − m) of
+// the row by the vec kernels. The running maximum m is always a float32
+// value (an entry of some row, or −Inf), so the shift is exact.
+func lseAdd32(m, z *float64, row []float32) {
+	cm := vec.Max(row) // skips NaNs, like the loop of lseAdd
+	if math.IsInf(float64(cm), -1) {
+		lseNaN(z, row)
+		return
+	}
+	lseShift(m, z, float64(cm))
+	*z += float64(vec.ExpSum(row, float32(*m)))
 }
 
 // lseNaN poisons z when row holds a NaN that the maximum search skipped.

@@ -217,12 +217,16 @@ func (m *MoCo[T]) contrast(ctx context.Context, q, k, dq []T, d, b, chunk int, s
 		w := min(chunk, K-c0)
 		tile := m.tile[:b*w]
 		gemm.Gemm(false, true, b, w, d, s, q, d, qd[c0*d:], d, 0, tile, w)
-		for i := 0; i < b; i++ {
-			row := tile[i*w : i*w+w]
-			for j, x := range row {
-				p := weight * math.Exp(float64(x)-m.lse[i])
-				dt += p * float64(x)
-				row[j] = T(p)
+		if t32, ok := any(tile).([]float32); ok {
+			dt += m.probabilities32(t32, b, w, weight)
+		} else {
+			for i := 0; i < b; i++ {
+				row := tile[i*w : i*w+w]
+				for j, x := range row {
+					p := weight * math.Exp(float64(x)-m.lse[i])
+					dt += p * float64(x)
+					row[j] = T(p)
+				}
 			}
 		}
 		beta := T(1)

@@ -31,6 +31,8 @@ type NTXent[T gemm.Float] struct {
 	accM   []float64 // running maxima: b×2
 	accZ   []float64 // running sums: b×2
 	pos    []float64 // positive logits of the local anchors: b×2
+	lse32  []float32 // float32 only: lse of every view m in view order: 2B
+	buf32  []float32 // float32 only: one row of coefficients
 	bc     []int
 }
 
@@ -159,6 +161,14 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 	// Pass 2: C_am = G_am + G_ma = 1/(2B)·[exp(S_am − lse_a) + exp(S_am −
 	// lse_m) − 2·[m = p(a)]] for m ≠ a, 0 for m = a; dL/dz_a = s·Σ_m C_am z_m.
 	var dt float64
+	f32 := isFloat32[T]()
+	if f32 {
+		n.lse32 = grow(n.lse32, N)
+		for m := range n.lse32 {
+			n.lse32[m] = float32(n.gstats[slot(m)])
+		}
+		n.buf32 = grow(n.buf32, min(chunk, N))
+	}
 	for c0 := 0; c0 < N; c0 += chunk {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("ntxent: %w", err)
@@ -170,6 +180,10 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 			la := n.gstats[slot(a)]
 			p := partner(a)
 			row := tile[al*w : al*w+w]
+			if f32 {
+				dt += n.coefficients32(any(row).([]float32), c0, a, p, la, n.gstats[slot(p)], inv)
+				continue
+			}
 			for jj, x := range row {
 				m := c0 + jj
 				if m == a {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +31,7 @@ type Backoff struct {
 
 // DefaultBackoff suits a coordinator that restarts within seconds.
 func DefaultBackoff() Backoff {
-	return Backoff{Base: 50 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+	return Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}
 }
 
 // ClientOption changes a Client's settings.
@@ -348,15 +349,27 @@ func (c *Client) wait(attempt int) time.Duration {
 	return time.Duration(float64(d) * f)
 }
 
+type noRetryKey struct{}
+
+// NoRetry returns a context under which the Client's calls make one attempt
+// and return the coordinator's unavailability as an error instead of
+// retrying with back-off. A training loop uses it for the reports it makes
+// between steps, so that a coordinator that is down or restarting does not
+// hold up the data plane.
+func NoRetry(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noRetryKey{}, true)
+}
+
 // retry calls f until it succeeds, fails with something other than
-// Unavailable, or ctx ends.
+// Unavailable, or ctx ends (or once, under NoRetry).
 func (c *Client) retry(ctx context.Context, what string, f func(context.Context) error) error {
+	once := ctx.Value(noRetryKey{}) != nil
 	for attempt := 0; ; attempt++ {
 		err := f(ctx)
 		if err == nil {
 			return nil
 		}
-		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil || once {
 			return c.wrap(what, err)
 		}
 		wait := c.wait(attempt)
@@ -382,6 +395,11 @@ func (c *Client) wrap(what string, err error) error {
 		return fmt.Errorf("%s: %w (%s)", what, ErrUnknownWorker, st.Message())
 	case codes.InvalidArgument:
 		return fmt.Errorf("%s: %w (%s)", what, ErrBadRequest, st.Message())
+	case codes.FailedPrecondition:
+		if strings.Contains(st.Message(), ErrRunStopped.Error()) {
+			return fmt.Errorf("%s: %w (%s)", what, ErrRunStopped, st.Message())
+		}
+		return fmt.Errorf("%s: %s", what, st.Message())
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -431,6 +449,15 @@ func (c *Client) Boundary(ctx context.Context, gen uint64, step int64) (uint64, 
 func (c *Client) ReportError(ctx context.Context, gen uint64, step int64, msg string, fatal bool) error {
 	_, err := c.report(ctx, "report error", &pb.ReportRequest{Generation: gen,
 		Report: &pb.ReportRequest_Error{Error: &pb.WorkerError{Step: step, Message: msg, Fatal: fatal}}})
+	return err
+}
+
+// Abort reports an error of the run itself, met by every rank at step (for
+// example too many non-finite steps in a row): the coordinator stops the
+// run.
+func (c *Client) Abort(ctx context.Context, gen uint64, step int64, msg string) error {
+	_, err := c.report(ctx, "report abort", &pb.ReportRequest{Generation: gen,
+		Report: &pb.ReportRequest_Error{Error: &pb.WorkerError{Step: step, Message: msg, Fatal: true, AbortRun: true}}})
 	return err
 }
 

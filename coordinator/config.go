@@ -68,6 +68,10 @@ type Config struct {
 	// Resume, when set, is the checkpoint a run starts from when no worker
 	// holds a newer state.
 	Resume *Checkpoint
+	// WorkerIDPrefix starts every worker id (empty: "w" and a tag of the
+	// coordinator's start time, so that a restarted coordinator never
+	// reuses the ids, which are also gossip node names, of the last one).
+	WorkerIDPrefix string
 
 	// Logger receives the coordinator's logs (nil: slog.Default()).
 	Logger *slog.Logger
@@ -127,6 +131,7 @@ func (c Config) rendezvous() RendezvousConfig {
 		RunConfig:         c.RunConfig,
 		Fingerprint:       c.Fingerprint,
 		Resume:            c.Resume,
+		IDPrefix:          c.WorkerIDPrefix,
 	}
 }
 

@@ -37,17 +37,28 @@ func joinFromPB(m *pb.JoinRequest) (JoinRequest, error) {
 			fp[k] = v
 		}
 	}
-	return JoinRequest{Name: m.GetName(), DataAddr: m.GetDataAddr(), GossipAddr: m.GetGossipAddr(), Fingerprint: fp}, nil
+	req := JoinRequest{Name: m.GetName(), DataAddr: m.GetDataAddr(), GossipAddr: m.GetGossipAddr(), Fingerprint: fp}
+	if h := m.GetHeld(); h != nil {
+		if len(h.GetJobId()) > maxStringLen {
+			return JoinRequest{}, fmt.Errorf("%w: held state's job id is %d bytes long (at most %d)", ErrBadRequest, len(h.GetJobId()), maxStringLen)
+		}
+		req.Held = &HeldState{Step: h.GetStep(), Generation: h.GetGeneration(), JobID: h.GetJobId()}
+	}
+	return req, nil
 }
 
 func joinToPB(r JoinRequest) *pb.JoinRequest {
-	return &pb.JoinRequest{
+	m := &pb.JoinRequest{
 		ProtocolVersion: ProtocolVersion,
 		Name:            r.Name,
 		DataAddr:        r.DataAddr,
 		GossipAddr:      r.GossipAddr,
 		Fingerprint:     r.Fingerprint,
 	}
+	if h := r.Held; h != nil {
+		m.Held = &pb.HeldState{Step: h.Step, Generation: h.Generation, JobId: h.JobID}
+	}
+	return m
 }
 
 func assignmentToPB(a Assignment) *pb.Assignment {

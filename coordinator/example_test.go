@@ -18,6 +18,9 @@ func Example() {
 	cfg.MinWorkers, cfg.MaxWorkers = 1, 1
 	cfg.DisableGossip = true
 	cfg.Token = "example-token"
+	// Fixed worker ids for the output below; by default they carry a tag
+	// of the coordinator's start time.
+	cfg.WorkerIDPrefix = "w"
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := coordinator.New(cfg)
 	if err != nil {

@@ -40,20 +40,23 @@ func LANGossipTimings() GossipTimings {
 	return timingsOf(c)
 }
 
-// LocalGossipTimings are fast timings for nodes on one machine: a killed
-// node is declared dead in about a second.
+// LocalGossipTimings are timings for nodes on one machine: a killed node
+// is declared dead in two to three seconds. They stay patient enough that
+// a machine whose cores are oversubscribed (several workers training on two
+// cores) does not take a slow answer for a death: a killed worker is
+// noticed sooner anyway, through its broken connections.
 func LocalGossipTimings() GossipTimings {
 	return GossipTimings{
-		ProbeInterval:       200 * time.Millisecond,
-		ProbeTimeout:        100 * time.Millisecond,
-		SuspicionMult:       2,
-		GossipInterval:      50 * time.Millisecond,
+		ProbeInterval:       500 * time.Millisecond,
+		ProbeTimeout:        400 * time.Millisecond,
+		SuspicionMult:       4,
+		GossipInterval:      100 * time.Millisecond,
 		GossipNodes:         3,
 		PushPullInterval:    5 * time.Second,
-		TCPTimeout:          500 * time.Millisecond,
+		TCPTimeout:          time.Second,
 		GossipToTheDeadTime: 5 * time.Second,
-		IndirectChecks:      1,
-		RetransmitMult:      2,
+		IndirectChecks:      2,
+		RetransmitMult:      3,
 	}
 }
 

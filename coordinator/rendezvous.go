@@ -98,6 +98,11 @@ type RendezvousConfig struct {
 	// HistoryLimit caps the generations and departed members kept for
 	// Status (0: 64).
 	HistoryLimit int
+	// IDPrefix starts every worker id, followed by the join number (empty:
+	// "w"). A coordinator that may restart gives each incarnation its own
+	// prefix, so that ids (which are also gossip node names) of one
+	// incarnation never collide with those of the last.
+	IDPrefix string
 }
 
 func (c RendezvousConfig) validate() error {
@@ -139,7 +144,8 @@ type member struct {
 	joinedAt    time.Time
 	leftAt      time.Time
 	reason      string // why it left or died
-	step        int64  // latest completed steps it reported
+	held        *HeldState
+	step        int64 // latest completed steps it reported
 	progress    Progress
 	progressGen uint64
 	progressAt  time.Time
@@ -170,6 +176,10 @@ type Rendezvous struct {
 	pausedAt  time.Time // PhasePaused
 	departed  []*member // left or dead, most recent last, capped
 	latestCkp *Checkpoint
+	// genFloor is the newest generation any worker reported having run
+	// (HeldState); new generations are numbered above it, because a
+	// worker's data plane refuses a generation older than one it ran.
+	genFloor uint64
 }
 
 // NewRendezvous returns a machine in PhaseWaiting, created at now.
@@ -179,6 +189,9 @@ func NewRendezvous(cfg RendezvousConfig, now time.Time) (*Rendezvous, error) {
 	}
 	if cfg.HistoryLimit <= 0 {
 		cfg.HistoryLimit = 64
+	}
+	if cfg.IDPrefix == "" {
+		cfg.IDPrefix = "w"
 	}
 	r := &Rendezvous{
 		cfg:     cfg,
@@ -211,9 +224,11 @@ func (r *Rendezvous) LatestCheckpoint() (Checkpoint, bool) {
 }
 
 // Join admits a worker and returns its id. A worker whose fingerprint
-// differs from the run's is refused with a *FingerprintMismatchError. In
-// PhaseWaiting and PhasePaused the join may open a generation at once; in
-// PhaseRunning the worker waits for the next step boundary.
+// differs from the run's is refused with a *FingerprintMismatchError; a
+// worker without a fingerprint takes the run's configuration. A worker that
+// holds state of another job is refused. In PhaseWaiting and PhasePaused
+// the join may open a generation at once; in PhaseRunning the worker waits
+// for the next step boundary.
 func (r *Rendezvous) Join(now time.Time, req JoinRequest) (string, error) {
 	if r.phase == PhaseStopped {
 		return "", fmt.Errorf("join refused: %w", ErrRunStopped)
@@ -221,15 +236,36 @@ func (r *Rendezvous) Join(now time.Time, req JoinRequest) (string, error) {
 	if req.DataAddr == "" {
 		return "", fmt.Errorf("join refused: %w: empty data-plane address", ErrBadRequest)
 	}
-	if len(r.fp) == 0 && len(r.members) == 0 && len(req.Fingerprint) > 0 {
+	if h := req.Held; h != nil {
+		if h.Step < 0 {
+			return "", fmt.Errorf("join refused: %w: held state at negative step %d", ErrBadRequest, h.Step)
+		}
+		if h.JobID != r.cfg.JobID {
+			return "", fmt.Errorf("join refused: %w: the worker holds the state of job %q, this is job %q: restart the worker to join this job",
+				ErrBadRequest, h.JobID, r.cfg.JobID)
+		}
+	}
+	switch {
+	case len(req.Fingerprint) == 0:
+		// No configuration of its own: the worker trains the run's.
+	case len(r.fp) == 0:
 		r.fp = req.Fingerprint.clone()
-	} else if diffs := r.fp.Diff(req.Fingerprint); len(diffs) > 0 {
-		return "", &FingerprintMismatchError{Diffs: diffs}
+	default:
+		if diffs := r.fp.Diff(req.Fingerprint); len(diffs) > 0 {
+			return "", &FingerprintMismatchError{Diffs: diffs}
+		}
 	}
 	r.nextSeq++
-	id := fmt.Sprintf("w%d", r.nextSeq)
+	id := fmt.Sprintf("%s%d", r.cfg.IDPrefix, r.nextSeq)
 	req.Fingerprint = req.Fingerprint.clone()
-	r.members[id] = &member{id: id, seq: r.nextSeq, req: req, state: MemberPending, joinedAt: now}
+	m := &member{id: id, seq: r.nextSeq, req: req, state: MemberPending, joinedAt: now}
+	if req.Held != nil {
+		h := *req.Held
+		m.held, m.req.Held = &h, &h
+		m.step = h.Step
+		r.genFloor = max(r.genFloor, h.Generation)
+	}
+	r.members[id] = m
 	r.pending = append(r.pending, id)
 
 	switch r.phase {
@@ -333,13 +369,22 @@ func (r *Rendezvous) Progress(now time.Time, id string, gen uint64, p Progress) 
 }
 
 // Fail records an error reported by a worker. A fatal error removes the
-// worker from the run, as if it had died.
-func (r *Rendezvous) Fail(now time.Time, id string, gen uint64, step int64, msg string, fatal bool) error {
+// worker from the run, as if it had died. An abort is an error of the run
+// itself, which every rank meets at the same step (for example too many
+// non-finite steps in a row): the run stops, without a checkpoint (the
+// reporting rank saves one before it reports, when it can).
+func (r *Rendezvous) Fail(now time.Time, id string, gen uint64, step int64, msg string, fatal, abort bool) error {
 	m, err := r.reporter(id, step)
 	if err != nil {
 		return fmt.Errorf("error report: %w", err)
 	}
 	m.lastErr = msg
+	if abort {
+		if r.phase != PhaseStopped {
+			r.stop(now, fmt.Sprintf("run aborted by %s at step %d: %s", id, step, msg), false)
+		}
+		return nil
+	}
 	if fatal {
 		return r.remove(now, id, MemberDead, "fatal error: "+msg)
 	}
@@ -449,8 +494,7 @@ func (r *Rendezvous) evalWaiting(now time.Time) {
 // MinWorkers, or stops it when RendezvousTimeout expired.
 func (r *Rendezvous) evalPaused(now time.Time) {
 	if len(r.ring)+len(r.pending) >= r.cfg.MinWorkers {
-		start, step := r.survivorState()
-		admitted := r.admit()
+		start, step, admitted := r.regroupState()
 		r.open(now, ActionRun, start, step, "resumed with "+strings.Join(admitted, ", "))
 		return
 	}
@@ -476,13 +520,25 @@ func (r *Rendezvous) regroup(now time.Time, gone, why string) {
 				why, len(r.ring), r.cfg.MinWorkers, r.cfg.RendezvousTimeout))
 		return
 	}
-	start, step := r.survivorState()
-	admitted := r.admit()
+	start, step, admitted := r.regroupState()
 	reason := why
 	if len(admitted) > 0 {
 		reason += "; admitted " + strings.Join(admitted, ", ")
 	}
 	r.open(now, ActionRun, start, step, reason)
+}
+
+// regroupState admits the waiting workers and returns the state the next
+// generation starts from: the survivors' (survivorState) when the ring
+// still holds any, else what restartState finds among the new ring.
+func (r *Rendezvous) regroupState() (State, int64, []string) {
+	if len(r.ring) > 0 {
+		start, step := r.survivorState()
+		return start, step, r.admit()
+	}
+	admitted := r.admit()
+	start, step := r.restartState()
+	return start, step, admitted
 }
 
 // survivorState is the state a new generation starts from: a broadcast
@@ -501,8 +557,23 @@ func (r *Rendezvous) survivorState() (State, int64) {
 	return State{Kind: StartBroadcast, SourceRank: 0}, step
 }
 
-// restartState is the state when no worker holds one in memory.
+// restartState is the state when no member of the ring holds one from the
+// last generation: the most advanced state a re-joined worker holds (it
+// becomes the broadcast source), else the latest checkpoint, else fresh.
+// It must be called after admit, with the new ring in place.
 func (r *Rendezvous) restartState() (State, int64) {
+	best := -1
+	for i, id := range r.ring {
+		if h := r.members[id].held; h != nil && h.Step > 0 && (best < 0 || h.Step > r.members[r.ring[best]].held.Step) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		h := r.members[r.ring[best]].held
+		if r.latestCkp == nil || h.Step >= r.latestCkp.Step {
+			return State{Kind: StartBroadcast, SourceRank: best}, h.Step
+		}
+	}
 	if r.latestCkp != nil {
 		return State{Kind: StartCheckpoint, CheckpointPath: r.latestCkp.Path}, r.latestCkp.Step
 	}
@@ -528,7 +599,7 @@ func (r *Rendezvous) admit() []string {
 // open stamps a new generation over the current ring.
 func (r *Rendezvous) open(now time.Time, action Action, start State, step int64, reason string) {
 	g := Generation{
-		Number:    r.current.Number + 1,
+		Number:    max(r.current.Number, r.genFloor) + 1,
 		Action:    action,
 		Members:   append([]string(nil), r.ring...),
 		Peers:     make([]string, len(r.ring)),
@@ -542,6 +613,8 @@ func (r *Rendezvous) open(now time.Time, action Action, start State, step int64,
 		m.state = MemberActive
 		if action == ActionRun {
 			m.step = step
+			// From now on the member's state is this generation's.
+			m.held = nil
 		}
 		g.Peers[i] = m.req.DataAddr
 	}

@@ -92,7 +92,7 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 		case "commit":
 			lastErr = r.CommitCheckpoint(now, f[1], uint64(num(f[2])), num(f[3]), f[4])
 		case "fatal":
-			lastErr = r.Fail(now, f[1], uint64(num(f[2])), num(f[3]), strings.Join(f[4:], " "), true)
+			lastErr = r.Fail(now, f[1], uint64(num(f[2])), num(f[3]), strings.Join(f[4:], " "), true, false)
 		case "err":
 			want := strings.Join(f[1:], " ")
 			if lastErr == nil || !strings.Contains(lastErr.Error(), want) {

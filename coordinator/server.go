@@ -76,7 +76,11 @@ func New(cfg Config) (*Server, error) {
 		quit:      make(chan struct{}),
 	}
 	s.startedAt = s.now()
-	rv, err := NewRendezvous(cfg.rendezvous(), s.startedAt)
+	rc := cfg.rendezvous()
+	if rc.IDPrefix == "" {
+		rc.IDPrefix = incarnationPrefix(s.startedAt)
+	}
+	rv, err := NewRendezvous(rc, s.startedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +116,15 @@ func New(cfg Config) (*Server, error) {
 	s.grpc = grpc.NewServer(opts...)
 	pb.RegisterCoordinatorServer(s.grpc, &service{s: s})
 	return s, nil
+}
+
+// incarnationPrefix is the worker-id prefix of a coordinator started at t:
+// "w", four base-36 digits of the start time in milliseconds, and "-". A
+// restarted coordinator thus hands out ids (and gossip node names) that
+// differ from its previous incarnation's.
+func incarnationPrefix(t time.Time) string {
+	const span = 36 * 36 * 36 * 36
+	return fmt.Sprintf("w%04s-", strconv.FormatInt(t.UnixMilli()%span, 36))
 }
 
 // Addr returns the host:port workers dial.
@@ -476,7 +489,7 @@ func (v *service) Report(_ context.Context, in *pb.ReportRequest) (*pb.ReportRes
 	case *pb.ReportRequest_Error:
 		s.log.Warn("worker error", "worker", id, "generation", gen, "step", r.Error.GetStep(),
 			"fatal", r.Error.GetFatal(), "err", r.Error.GetMessage())
-		err = s.rv.Fail(now, id, gen, r.Error.GetStep(), r.Error.GetMessage(), r.Error.GetFatal())
+		err = s.rv.Fail(now, id, gen, r.Error.GetStep(), r.Error.GetMessage(), r.Error.GetFatal(), r.Error.GetAbortRun())
 	case *pb.ReportRequest_Finished:
 		err = s.rv.Finish(now, id, gen, r.Finished.GetStep())
 	default:

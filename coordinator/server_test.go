@@ -63,6 +63,7 @@ func TestServiceRendezvousAndFailure(t *testing.T) {
 	cfg.Token = "s3cret"
 	cfg.RunConfig = []byte(`{"batch":96}`)
 	cfg.Fingerprint = fpA
+	cfg.WorkerIDPrefix = "w"
 	s, stop := testServer(t, cfg)
 
 	// A wrong token is refused before anything else.

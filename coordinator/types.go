@@ -115,8 +115,23 @@ type JoinRequest struct {
 	GossipAddr string
 	// Fingerprint names the parts of the configuration that must agree
 	// across the run, for example {"model": "vit-t/16 d=256",
-	// "objective": "infonce", "batch": "1024"}.
+	// "objective": "infonce", "batch": "1024"}. An empty fingerprint means
+	// the worker has no configuration of its own and takes the run's.
 	Fingerprint Fingerprint
+	// Held, when set, is the training state the worker still holds in
+	// memory: it joins again after its coordinator restarted, or after it
+	// was removed from the run (a partition, a stall).
+	Held *HeldState
+}
+
+// HeldState describes the training state a re-joining worker holds.
+type HeldState struct {
+	// Step is the number of optimizer steps the state completed.
+	Step int64
+	// Generation is the newest generation the worker ran in.
+	Generation uint64
+	// JobID is the run the state belongs to.
+	JobID string
 }
 
 // Progress is a worker's report after a step.

@@ -2,6 +2,7 @@ package gemm
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -271,7 +272,7 @@ func (j *job) run(w int) {
 	// worker, so that one that the OS delays does not hold up the others.
 	sharedRows := !j.splitN && j.nw > 1
 	if sharedRows {
-		mcb = min(mcb, roundUp(ceilDiv(o.m, 8*j.nw), mr))
+		mcb = min(mcb, roundUp(ceilDiv(o.m, rowChunksPerWorker*j.nw), mr))
 	}
 	for jc := c0; jc < c1; jc += ncb {
 		nb := min(ncb, c1-jc)
@@ -572,4 +573,52 @@ func microGo(mr, nr int) microKernel {
 			}
 		}
 	}
+}
+
+// rowChunksPerWorker is about how many chunks of rows each worker takes
+// per kc block when the rows are shared.
+const rowChunksPerWorker = 8
+
+// selfCheck runs g's micro-kernel once against the portable one on a small
+// deterministic tile (an odd kc, a padded C, beta ≠ 0 and beta = 0 over a
+// NaN), and returns an error if they disagree. A kernel selected from the
+// CPU's features goes through it before first use.
+func selfCheck(g *Blocked) error {
+	const kc = 37
+	mr, nr, ldc := g.mr, g.nr, g.nr+3
+	a, b := make([]float32, mr*kc), make([]float32, nr*kc)
+	for i := range a {
+		a[i] = float32(i%7) - 3
+	}
+	for i := range b {
+		b[i] = float32(i%5)*0.5 - 1
+	}
+	ref := microGo(mr, nr)
+	for _, beta := range []float32{0.5, 0} {
+		init := make([]float32, mr*ldc)
+		for i := range init {
+			init[i] = float32(i%3) - 1
+			if beta == 0 {
+				init[i] = float32(math.NaN())
+			}
+		}
+		got, want := append([]float32(nil), init...), append([]float32(nil), init...)
+		g.micro(kc, &a[0], &b[0], &got[0], ldc, 1.5, beta)
+		ref(kc, &a[0], &b[0], &want[0], ldc, 1.5, beta)
+		for i := 0; i < mr; i++ {
+			for j := 0; j < ldc; j++ {
+				x, y := got[i*ldc+j], want[i*ldc+j]
+				if j >= nr {
+					if math.Float32bits(x) != math.Float32bits(init[i*ldc+j]) {
+						return fmt.Errorf("%s: wrote C[%d,%d] outside its %d×%d tile", g.name, i, j, mr, nr)
+					}
+					continue
+				}
+				if !(math.Abs(float64(x-y)) <= 1e-3*(1+math.Abs(float64(y)))) {
+					return fmt.Errorf("%s: C[%d,%d] = %g, want %g (beta %g)", g.name, i, j, x, y, beta)
+				}
+			}
+		}
+	}
+	return nil
 }

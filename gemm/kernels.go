@@ -5,7 +5,9 @@ import "fmt"
 // Native returns the fastest float32 kernel this CPU and build can run: the
 // AVX-512 kernel, else the AVX2+FMA kernel, else the pure-Go Gonum kernel
 // (other architectures, CPUs without AVX2 and FMA, and the purego build
-// tag). Package gemm starts with this kernel, except under the build tag
+// tag). Each assembly micro-kernel is checked once at start-up against the
+// portable one on a small tile, and is not offered if they disagree. Package
+// gemm starts with this kernel, except under the build tag
 // openblas, where it starts with OpenBLAS (package gemm/openblas).
 func Native() Kernel32 {
 	if k, err := AVX512(); err == nil {

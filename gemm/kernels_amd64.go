@@ -15,14 +15,22 @@ func newAVX2() (*Blocked, string) {
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
 		return nil, "this CPU lacks AVX2 or FMA"
 	}
-	return &Blocked{name: "avx2-6x16", mr: 6, nr: 16, mc: 120, kc: 256, nc: 3072, micro: sgemmKernel6x16AVX2, transpose8: transposePack8, transpose6: transposePack6, copyA: copyRows6, copyB: copyRows16}, ""
+	g := &Blocked{name: "avx2-6x16", mr: 6, nr: 16, mc: 120, kc: 256, nc: 3072, micro: sgemmKernel6x16AVX2, transpose8: transposePack8, transpose6: transposePack6, copyA: copyRows6, copyB: copyRows16}
+	if err := selfCheck(g); err != nil {
+		return nil, "failed its start-up check: " + err.Error()
+	}
+	return g, ""
 }
 
 func newAVX512() (*Blocked, string) {
 	if !cpu.X86.HasAVX512F {
 		return nil, "this CPU (or its OS) lacks AVX-512F"
 	}
-	return &Blocked{name: "avx512-14x32", mr: 14, nr: 32, mc: 168, kc: 192, nc: 3072, micro: sgemmKernel14x32AVX512, transpose8: transposePack8, transpose6: transposePack6, copyA: copyRows14, copyB: copyRows32}, ""
+	g := &Blocked{name: "avx512-14x32", mr: 14, nr: 32, mc: 168, kc: 192, nc: 3072, micro: sgemmKernel14x32AVX512, transpose8: transposePack8, transpose6: transposePack6, copyA: copyRows14, copyB: copyRows32}
+	if err := selfCheck(g); err != nil {
+		return nil, "failed its start-up check: " + err.Error()
+	}
+	return g, ""
 }
 
 // withAsmPacking gives g the assembly packers of the tile mr×nr when the

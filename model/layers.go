@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/vec"
 )
 
 // Layer is a map from a batch of b rows to a batch of b rows with an explicit
@@ -104,9 +105,16 @@ func (l *Linear[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: %s: %w", linearName{l.In, l.Out}, errNoGrad)
 	}
 	gemm.Gemm(true, false, l.Out, l.In, l.b, 1, dy, l.Out, l.x, l.In, 1, l.DW, l.In)
-	for i := 0; i < l.b; i++ {
-		for j, g := range dy[i*l.Out : (i+1)*l.Out] {
-			l.DB[j] += g
+	if db, ok := any(l.DB).([]float32); ok {
+		dy32 := any(dy).([]float32)
+		for i := 0; i < l.b; i++ {
+			vec.Add(db, dy32[i*l.Out:(i+1)*l.Out])
+		}
+	} else {
+		for i := 0; i < l.b; i++ {
+			for j, g := range dy[i*l.Out : (i+1)*l.Out] {
+				l.DB[j] += g
+			}
 		}
 	}
 	if l.NoInputGrad {
@@ -132,8 +140,12 @@ func (r *ReLU[T]) Forward(x []T, b int) ([]T, error) {
 		return nil, fmt.Errorf("model: relu: %w", err)
 	}
 	r.y = grow(r.y, len(x))
-	for i, v := range x {
-		r.y[i] = max(v, 0)
+	if x32, ok := any(x).([]float32); ok {
+		vec.ReLU(any(r.y).([]float32), x32)
+	} else {
+		for i, v := range x {
+			r.y[i] = max(v, 0)
+		}
 	}
 	r.ready = true
 	return r.y, nil
@@ -148,11 +160,15 @@ func (r *ReLU[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: relu: %w", err)
 	}
 	r.dx = grow(r.dx, len(dy))
-	for i, y := range r.y {
-		if y > 0 {
-			r.dx[i] = dy[i]
-		} else {
-			r.dx[i] = 0
+	if y32, ok := any(r.y).([]float32); ok {
+		vec.ReLUGrad(any(r.dx).([]float32), any(dy).([]float32), y32)
+	} else {
+		for i, y := range r.y {
+			if y > 0 {
+				r.dx[i] = dy[i]
+			} else {
+				r.dx[i] = 0
+			}
 		}
 	}
 	return r.dx, nil

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/vec"
 )
 
 // AdamWConfig configures AdamW.
@@ -47,7 +48,9 @@ func (c AdamWConfig) validate() error {
 //	m̂ = m/(1−β₁ᵗ),  v̂ = v/(1−β₂ᵗ),
 //	w ← w − lr·(m̂/(√v̂ + ε) + λw),
 //
-// with λ = 0 for NoDecay tensors.
+// with λ = 0 for NoDecay tensors. Float64 buffers are updated in float64
+// arithmetic; float32 buffers in float32 arithmetic by the vectorised
+// vec.AdamW (correctly rounded square root and division).
 type AdamW[T gemm.Float] struct {
 	cfg  AdamWConfig
 	n    int
@@ -84,10 +87,19 @@ func (o *AdamW[T]) Step(w, g []T, lr T) error {
 	bc1 := 1 - math.Pow(b1, t) // bias corrections 1−β₁ᵗ, 1−β₂ᵗ
 	bc2 := 1 - math.Pow(b2, t)
 	eta := float64(lr)
+	w32, is32 := any(w).([]float32)
 	for _, s := range o.segs {
 		lambda := 0.0
 		if s.decay {
 			lambda = o.cfg.WeightDecay
+		}
+		if is32 {
+			// float32: the same update in float32 arithmetic, vectorised.
+			seg := func(x []T) []float32 { return any(x).([]float32)[s.off : s.off+s.len] }
+			vec.AdamW(w32[s.off:s.off+s.len], seg(g), seg(o.m), seg(o.v), vec.AdamWStep{
+				Beta1: float32(b1), Beta2: float32(b2), Bias1: float32(bc1), Bias2: float32(bc2),
+				Eps: float32(eps), LR: float32(eta), Decay: float32(lambda)})
+			continue
 		}
 		ws, gs := w[s.off:s.off+s.len], g[s.off:s.off+s.len]
 		ms, vs := o.m[s.off:s.off+s.len], o.v[s.off:s.off+s.len]

@@ -10,7 +10,7 @@ type kernels struct {
 	expSum       func(x []float32, shift float32) float32
 	expScale     func(dst, x []float32, shift, scale float32) float32
 	expPairScale func(dst, x []float32, a float32, b []float32, scale float32) float32
-	adamW        func(w, g, m, v []float32, c *adamWConsts)
+	adamW        func(w, g, m, v []float32, c adamWConsts)
 	relu         func(dst, x []float32)
 	reluGrad     func(dx, dy, y []float32)
 	add          func(dst, x []float32)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/infonce/infonce/allreduce"
@@ -37,22 +37,39 @@ type MemberOptions struct {
 	GossipLAN       bool   // LAN timings instead of the fast local ones
 	GossipKey       []byte // gossip encryption key (16, 24 or 32 bytes), if any
 
+	// Fingerprint, when set, is the worker's own configuration's
+	// (Config.FingerprintFields): the coordinator refuses the worker when
+	// it differs from the run's. Without it the worker trains whatever
+	// configuration the coordinator hands out.
+	Fingerprint map[string]string
+
 	Out       string        // overrides the run configuration's output directory
 	Progress  io.Writer     // rank 0's progress line; nil for none
 	Logger    *slog.Logger  // nil: slog.Default()
 	Evaluate  bool          // rank 0 evaluates at the end
 	OpTimeout time.Duration // deadline of one collective (0: allreduce's default)
 	Observer  Observer      // nil for none
+	// Backoff is the reconnection back-off towards the coordinator (zero:
+	// coordinator.DefaultBackoff).
+	Backoff coordinator.Backoff
 }
+
+// ErrAborted reports a run that stopped because every rank met the same
+// error, for example too many non-finite steps in a row.
+var ErrAborted = errors.New("run aborted")
 
 // RunMember joins the run of the coordinator and trains until the run ends:
 // it takes every generation the coordinator assigns (rank, ring, start
 // state), builds the ring over one long-lived data-plane listener, and runs
 // the steps. A failed collective or a newer generation ends the current
-// generation; the worker then waits for the next one. When ctx ends, the
-// worker asks every rank to stop after the current step; rank 0 saves a
-// checkpoint, and the worker leaves. Rank 0 writes metrics.jsonl and, at
-// the end, the final checkpoint, the evaluation and summary.json.
+// generation; the worker then waits for the next one, keeping its state.
+// When the coordinator forgets the worker (it restarted, or it declared the
+// worker dead during a partition or a stall), the worker joins again,
+// announcing the state it holds, and carries on as the coordinator decides.
+// When ctx ends, the worker asks every rank to stop after the current step;
+// rank 0 saves a checkpoint, and the worker leaves. Rank 0 writes
+// metrics.jsonl and, at the end, the final checkpoint, the evaluation and
+// summary.json.
 func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	log := o.Logger
 	if log == nil {
@@ -72,38 +89,32 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	// reports and leaves after ctx ends.
 	ctl, cancelCtl := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelCtl()
-	client, err := coordinator.Dial(ctl, o.Coordinator, o.Token, coordinator.WithClientLogger(log))
+	opts := []coordinator.ClientOption{coordinator.WithClientLogger(log)}
+	if o.Backoff.Base > 0 {
+		opts = append(opts, coordinator.WithBackoff(o.Backoff))
+	}
+	client, err := coordinator.Dial(ctl, o.Coordinator, o.Token, opts...)
 	if err != nil {
 		return nil, err
 	}
 	defer client.Close()
-	joinCtx, cancelJoin := context.WithCancel(ctl)
-	stopJoin := context.AfterFunc(ctx, cancelJoin)
-	id, err := client.Join(joinCtx, coordinator.JoinRequest{Name: o.Name, DataAddr: dataAddr})
-	stopJoin()
-	cancelJoin()
-	if err != nil {
-		return nil, fmt.Errorf("join %s: %w", o.Coordinator, err)
-	}
-	log = log.With("worker", id)
-	log.Info("joined", "coordinator", o.Coordinator, "data", dataAddr)
-	if o.GossipBind != "" {
-		gc := coordinator.DefaultLocalGossipConfig(id)
-		if o.GossipLAN {
-			gc = coordinator.DefaultLANGossipConfig(id)
-		}
-		gc.BindAddr, gc.BindPort, gc.AdvertiseAddr = o.GossipBind, o.GossipPort, o.GossipAdvertise
-		gc.Seeds, gc.SecretKey, gc.Logger = client.GossipSeeds(), o.GossipKey, log
-		g, err := coordinator.StartGossip(gc)
-		if err != nil {
-			return nil, fmt.Errorf("gossip: %w", err)
-		}
-		defer g.Close(context.Background(), time.Second)
-	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
-	m := &member{o: o, log: log, client: client, srv: srv, stop: ctx}
+	m := &member{o: o, log: log, client: client, srv: srv, stop: ctx, changed: make(chan struct{}),
+		joinReq: coordinator.JoinRequest{Name: o.Name, DataAddr: dataAddr, Fingerprint: o.Fingerprint}}
+	joinCtx, cancelJoin := context.WithCancel(ctl)
+	stopJoin := context.AfterFunc(ctx, cancelJoin)
+	err = m.join(joinCtx)
+	stopJoin()
+	cancelJoin()
+	if err != nil {
+		return nil, err
+	}
+	defer m.closeGossip()
+	controlled := make(chan struct{})
+	go func() { defer close(controlled); m.control(ctl) }()
+
 	sum, err := m.run(ctl)
 	if m.t != nil {
 		m.t.Close()
@@ -111,9 +122,12 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	if m.rec != nil {
 		m.rec.close()
 	}
+	m.samples.close()
 	leaveCtx, cancel := context.WithTimeout(ctl, 2*time.Second)
 	defer cancel()
 	_ = client.Leave(leaveCtx, "done")
+	cancelCtl()
+	<-controlled
 	return sum, err
 }
 
@@ -125,20 +139,165 @@ type member struct {
 	srv    *allreduce.Server
 	stop   context.Context // ends when the worker is asked to stop
 
+	joinReq coordinator.JoinRequest
+	gossip  *coordinator.Gossip // owned by join and control
+
+	// The latest assignment, published by control for the training loop.
+	mu        sync.Mutex
+	latest    coordinator.Assignment
+	latestErr error
+	changed   chan struct{} // closed and replaced on every publish
+	jobID     string
+
+	// What the worker holds, for a re-join: read by control, written by
+	// the training loop.
+	heldStep atomic.Int64
+	heldGen  atomic.Uint64
+	hasState atomic.Bool
+
+	spec    RunSpec
 	cfg     Config
 	rank    int // this worker's rank in the current generation
+	world   int // and the generation's number of ranks
 	t       *Trainer[float32]
 	next    int64 // the next step to run with the state in t
+	bad     int   // non-finite steps in a row, as every rank counts them
 	rec     *recorder
 	lastLog time.Time
 	started time.Time
+
+	faults  faults
+	samples *sampleLog
+	stepNow int64     // the step being run, for the injected faults
+	ctlDown time.Time // when a report between steps last failed
+}
+
+// join joins the run (again, when the worker already holds state) and
+// starts the gossip node under the new id.
+func (m *member) join(ctx context.Context) error {
+	req := m.joinReq
+	if gen := m.heldGen.Load(); gen > 0 {
+		req.Held = &coordinator.HeldState{Step: m.heldStep.Load(), Generation: gen, JobID: m.jobIDNow()}
+		if !m.hasState.Load() {
+			req.Held.Step = 0
+		}
+	}
+	id, err := m.client.Join(ctx, req)
+	if err != nil {
+		return fmt.Errorf("join %s: %w", m.o.Coordinator, err)
+	}
+	m.log.Info("joined", "worker", id, "coordinator", m.o.Coordinator, "data", req.DataAddr, "held", req.Held != nil)
+	m.closeGossip()
+	if m.o.GossipBind != "" {
+		gc := coordinator.DefaultLocalGossipConfig(id)
+		if m.o.GossipLAN {
+			gc = coordinator.DefaultLANGossipConfig(id)
+		}
+		gc.BindAddr, gc.BindPort, gc.AdvertiseAddr = m.o.GossipBind, m.o.GossipPort, m.o.GossipAdvertise
+		gc.Seeds, gc.SecretKey, gc.Logger = m.client.GossipSeeds(), m.o.GossipKey, m.log
+		g, err := coordinator.StartGossip(gc)
+		if err != nil {
+			return fmt.Errorf("gossip: %w", err)
+		}
+		m.gossip = g
+	}
+	return nil
+}
+
+func (m *member) closeGossip() {
+	if m.gossip != nil {
+		_ = m.gossip.Close(context.Background(), 200*time.Millisecond)
+		m.gossip = nil
+	}
+}
+
+func (m *member) jobIDNow() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.jobID
+}
+
+// control follows the coordinator: it publishes every assignment, and when
+// the coordinator no longer knows the worker it joins again, announcing
+// the state the worker holds. It returns when the run stopped, ctx ended or
+// the coordinator refused the worker.
+func (m *member) control(ctx context.Context) {
+	var after uint64
+	for {
+		a, err := m.client.NextAssignment(ctx, after)
+		switch {
+		case err == nil:
+			after = a.Generation
+			m.publish(a, nil)
+			if a.Action == coordinator.ActionStop {
+				return
+			}
+			continue
+		case ctx.Err() != nil:
+			m.publish(coordinator.Assignment{}, ctx.Err())
+			return
+		case errors.Is(err, coordinator.ErrUnknownWorker):
+			m.log.Warn("the coordinator no longer knows this worker (it restarted, or declared the worker dead); joining again",
+				"err", err, "held_step", m.heldStep.Load(), "held_gen", m.heldGen.Load())
+			if err := m.join(ctx); err != nil {
+				m.publish(coordinator.Assignment{}, err)
+				return
+			}
+			after = 0
+			continue
+		}
+		m.publish(coordinator.Assignment{}, err)
+		return
+	}
+}
+
+// publish hands an assignment (newer than any before) or the control
+// plane's final error to the training loop.
+func (m *member) publish(a coordinator.Assignment, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.latestErr = err
+	} else if a.Generation > m.latest.Generation {
+		m.latest = a
+		if a.JobID != "" {
+			m.jobID = a.JobID
+		}
+	} else {
+		return
+	}
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// nextAssignment waits for an assignment newer than after.
+func (m *member) nextAssignment(ctx context.Context, after uint64) (coordinator.Assignment, error) {
+	for {
+		m.mu.Lock()
+		a, err, changed := m.latest, m.latestErr, m.changed
+		m.mu.Unlock()
+		if a.Generation > after {
+			return a, nil
+		}
+		if a.Action == coordinator.ActionStop && a.Generation != 0 {
+			return coordinator.Assignment{}, fmt.Errorf("after generation %d: %w", after, coordinator.ErrRunStopped)
+		}
+		if err != nil {
+			return coordinator.Assignment{}, err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return coordinator.Assignment{}, ctx.Err()
+		}
+	}
 }
 
 func (m *member) run(ctl context.Context) (*Summary, error) {
 	m.started = time.Now()
 	var gen uint64
 	for {
-		a, err := m.client.NextAssignment(ctl, gen)
+		a, err := m.nextAssignment(ctl, gen)
 		if err != nil {
 			if errors.Is(err, coordinator.ErrRunStopped) {
 				m.log.Info("run stopped by the coordinator")
@@ -151,7 +310,8 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 			"start", a.Start, "step", a.StartStep, "reason", a.Reason)
 		switch a.Action {
 		case coordinator.ActionStop:
-			if a.CheckpointBeforeStop && m.t != nil {
+			if a.CheckpointBeforeStop && m.t != nil && a.Rank == 0 {
+				m.rank = 0
 				if _, err := m.save(ctl, gen); err != nil {
 					return nil, err
 				}
@@ -168,8 +328,12 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 			if errors.Is(err, ErrStopped) {
 				return nil, err
 			}
-			if errors.Is(err, ErrNonFinite) || errors.Is(err, errFatal) {
-				_ = m.client.ReportError(ctl, gen, m.next, err.Error(), true)
+			if errors.Is(err, ErrAborted) {
+				_ = m.client.Abort(coordinator.NoRetry(ctl), gen, m.next, err.Error())
+				return nil, err
+			}
+			if errors.Is(err, errFatal) {
+				_ = m.client.ReportError(coordinator.NoRetry(ctl), gen, m.next, err.Error(), true)
 				return nil, err
 			}
 			m.log.Warn("generation ended", "gen", gen, "err", err)
@@ -195,7 +359,7 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 	watch.Add(1)
 	go func() {
 		defer watch.Done()
-		if _, err := m.client.NextAssignment(genCtx, gen); err == nil || !errors.Is(err, context.Canceled) {
+		if _, err := m.nextAssignment(genCtx, gen); err == nil || !errors.Is(err, context.Canceled) {
 			cancel()
 		}
 	}()
@@ -205,6 +369,7 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 	if err := m.configure(a); err != nil {
 		return nil, false, fmt.Errorf("%w: %w", errFatal, err)
 	}
+	m.heldGen.Store(gen)
 	ring, err := allreduce.NewRing(genCtx, m.srv, allreduce.Config{
 		JobID: a.JobID, Generation: gen, Rank: a.Rank, Peers: a.Peers, Timeout: m.o.OpTimeout,
 		Logger: m.log,
@@ -216,6 +381,8 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 	if err := m.startState(genCtx, ring, a); err != nil {
 		return nil, false, err
 	}
+	m.hasState.Store(true)
+	m.heldStep.Store(m.next)
 	m.o.Observer.GenerationStarted(gen, ring.Rank(), ring.Size())
 	return m.train(genCtx, ctl, ring, a)
 }
@@ -225,10 +392,11 @@ func (m *member) configure(a coordinator.Assignment) error {
 	if m.t != nil {
 		return nil
 	}
-	var cfg Config
-	if err := json.Unmarshal(a.Config, &cfg); err != nil {
-		return fmt.Errorf("run configuration from the coordinator: %w", err)
+	spec, err := DecodeRunSpec(a.Config)
+	if err != nil {
+		return err
 	}
+	cfg := spec.Config
 	if m.o.Out != "" {
 		cfg.Out = m.o.Out
 	}
@@ -236,12 +404,33 @@ func (m *member) configure(a coordinator.Assignment) error {
 	if err != nil {
 		return fmt.Errorf("--data %s: %w", cfg.Data, err)
 	}
+	f, err := faultsFromEnv()
+	if err != nil {
+		return err
+	}
+	if path := os.Getenv(EnvSampleLog); path != "" && m.samples == nil {
+		if m.samples, err = openSampleLog(path); err != nil {
+			return err
+		}
+	}
 	t, err := NewTrainer[float32](cfg, set)
 	if err != nil {
 		return err
 	}
-	m.cfg, m.t, m.next = cfg, t, 0
+	m.spec, m.cfg, m.t, m.next, m.faults = spec, cfg, t, 0, f
+	m.hook(t)
 	return nil
+}
+
+// hook installs the injected faults and the sample log on a trainer.
+func (m *member) hook(t *Trainer[float32]) {
+	t.faultHook = m.faults.nanHook()
+	if m.samples != nil {
+		t.sampleHook = func(step int64, epoch int, local []int) {
+			m.samples.write(SampleRecord{Event: "contribute", Worker: m.o.Name, Generation: m.heldGen.Load(),
+				World: m.world, Rank: m.rank, Step: step, Epoch: epoch, Indices: local})
+		}
+	}
 }
 
 // startState brings the trainer to the generation's start state: fresh
@@ -256,7 +445,8 @@ func (m *member) startState(ctx context.Context, ring *allreduce.Ring, a coordin
 				return err
 			}
 			m.t.Close()
-			m.t, m.next = t, 0
+			m.t, m.next, m.bad = t, 0, 0
+			m.hook(t)
 		}
 		return nil
 	case coordinator.StartCheckpoint:
@@ -268,7 +458,7 @@ func (m *member) startState(ctx context.Context, ring *allreduce.Ring, a coordin
 		if err != nil {
 			return fmt.Errorf("%w: start state: %w", errFatal, err)
 		}
-		m.next = next
+		m.next, m.bad = next, 0
 		return nil
 	case coordinator.StartBroadcast:
 		return m.broadcastState(ctx, ring, a.Start.SourceRank)
@@ -286,6 +476,9 @@ func (m *member) broadcastState(ctx context.Context, ring *allreduce.Ring, root 
 		if err != nil {
 			return err
 		}
+		// The count of non-finite steps in a row travels with the state,
+		// so that every rank stops at the same step.
+		mf.Extra[extraBadSteps] = fmt.Sprint(m.bad)
 		if payload, err = encodeState(mf, blobs); err != nil {
 			return err
 		}
@@ -321,40 +514,76 @@ func (m *member) broadcastState(ctx context.Context, ring *allreduce.Ring, root 
 	if err != nil {
 		return fmt.Errorf("%w: %w", errFatal, err)
 	}
-	m.next = next
+	m.next, m.bad = next, 0
+	if v, ok := mf.Extra[extraBadSteps]; ok {
+		if _, err := fmt.Sscan(v, &m.bad); err != nil {
+			return fmt.Errorf("%w: state from rank %d: %s %q: %w", errFatal, root, extraBadSteps, v, err)
+		}
+	}
 	return nil
 }
+
+// extraBadSteps is the manifest entry of a broadcast state that carries
+// the count of non-finite steps in a row.
+const extraBadSteps = "bad_steps_in_a_row"
 
 // train runs steps until the end of the run, a graceful stop, or the end of
 // the generation.
 func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordinator.Assignment) (*Summary, bool, error) {
 	t, gen, rank := m.t, a.Generation, ring.Rank()
-	m.rank = rank
+	m.rank, m.world = rank, ring.Size()
 	total := t.TotalSteps()
 	if rank == 0 {
 		if err := m.openRecorder(ring.Size()); err != nil {
 			return nil, false, fmt.Errorf("%w: %w", errFatal, err)
 		}
 	}
+	var comm Comm[float32] = ring
+	if m.faults.killAllReduce >= 0 {
+		comm = killComm{Comm: ring, step: &m.stepNow, atStep: m.faults.killAllReduce, delay: 200 * time.Microsecond}
+	}
 	local := func() int { lo, hi := dataset.Shard(m.cfg.Batch, ring.Size(), rank); return hi - lo }()
 	stepStart := time.Now()
 	for step := m.next; step < total; step++ {
 		// Joiners are admitted at step boundaries: a newer generation
 		// means this step must not start.
-		bctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		newer, err := m.client.Boundary(bctx, gen, step)
-		cancel()
-		if err == nil && newer > gen {
+		if newer := m.boundary(ctx, gen, step); newer > gen {
 			return nil, false, fmt.Errorf("generation %d is newer", newer)
 		}
 		if m.stop.Err() != nil {
 			t.StopRequested.Store(true)
 		}
-		st, err := t.Step(ctx, ring, step)
+		m.stepNow = step
+		st, err := t.Step(ctx, comm, step)
+		if errors.Is(err, ErrNonFinite) {
+			// Every rank summed the same non-finite values: all skip
+			// this step alike, and all count it.
+			m.bad++
+			m.next = step + 1
+			m.heldStep.Store(m.next)
+			m.samples.write(SampleRecord{Event: "skipped", Worker: m.o.Name, Generation: gen, World: ring.Size(), Rank: rank, Step: step, Epoch: st.Epoch})
+			m.log.Warn("step skipped: the summed loss or gradient is not finite; the parameters are unchanged",
+				"step", step, "loss", st.Loss, "bad_in_a_row", m.bad, "max_bad_steps", m.spec.MaxBadSteps)
+			if m.bad >= m.spec.MaxBadSteps {
+				if _, err := m.save(ctl, gen); err != nil {
+					m.log.Warn("no checkpoint of the last finite state", "err", err)
+				}
+				return nil, false, fmt.Errorf("%w: %d non-finite steps in a row (steps %d to %d, --max-bad-steps %d): the loss or the gradients are NaN or Inf; "+
+					"the parameters were never updated with them; lower --lr or --clip-norm, check the data, or resume from the last checkpoint",
+					ErrAborted, m.bad, step-int64(m.bad)+1, step, m.spec.MaxBadSteps)
+			}
+			if st.Stop {
+				return m.stopOnRequest(ctl, gen)
+			}
+			continue
+		}
 		if err != nil {
 			return nil, false, err
 		}
+		m.bad = 0
 		m.next = step + 1
+		m.heldStep.Store(m.next)
+		m.samples.write(SampleRecord{Event: "done", Worker: m.o.Name, Generation: gen, World: ring.Size(), Rank: rank, Step: step, Epoch: st.Epoch})
 		m.o.Observer.StepDone(st, gen, rank, ring.Size())
 		if m.rec != nil && rank == 0 {
 			m.rec.workers = ring.Size()
@@ -364,7 +593,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 		}
 		if time.Since(m.lastLog) > time.Second || m.next == total {
 			rate := float64(local) * float64(m.next-step) / time.Since(stepStart).Seconds()
-			_ = m.client.Report(ctx, gen, coordinator.Progress{Step: m.next, Loss: st.Loss, SamplesPerSec: rate})
+			m.report(ctx, gen, coordinator.Progress{Step: m.next, Loss: st.Loss, SamplesPerSec: rate})
 			m.lastLog = time.Now()
 		}
 		stepStart = time.Now()
@@ -379,27 +608,68 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 			}
 		}
 		if st.Stop {
-			m.log.Info("stopping on request", "after_step", m.next)
-			if _, err := m.save(ctl, gen); err != nil {
-				return nil, false, err
-			}
-			return nil, false, ErrStopped
+			return m.stopOnRequest(ctl, gen)
 		}
 	}
 	return m.finish(ctl, ring, gen)
 }
 
+// stopOnRequest ends the run after a stop request: rank 0 saves.
+func (m *member) stopOnRequest(ctl context.Context, gen uint64) (*Summary, bool, error) {
+	m.log.Info("stopping on request", "after_step", m.next)
+	if _, err := m.save(ctl, gen); err != nil {
+		return nil, false, err
+	}
+	return nil, false, ErrStopped
+}
+
+// ctlRetry is how long the training loop goes without asking the
+// coordinator at step boundaries after a report failed: a coordinator that
+// is down or restarting must not slow the data plane down.
+const ctlRetry = 2 * time.Second
+
+// boundary reports the step boundary and returns the newest generation the
+// coordinator names (0 when it could not be asked). It makes one attempt,
+// bounded in time, and none at all for ctlRetry after a failure.
+func (m *member) boundary(ctx context.Context, gen uint64, step int64) uint64 {
+	if time.Since(m.ctlDown) < ctlRetry {
+		return 0
+	}
+	bctx, cancel := context.WithTimeout(coordinator.NoRetry(ctx), 500*time.Millisecond)
+	defer cancel()
+	newer, err := m.client.Boundary(bctx, gen, step)
+	if err != nil {
+		m.ctlDown = time.Now()
+		return 0
+	}
+	return newer
+}
+
+// report sends progress under the same rules as boundary.
+func (m *member) report(ctx context.Context, gen uint64, p coordinator.Progress) {
+	if time.Since(m.ctlDown) < ctlRetry {
+		return
+	}
+	rctx, cancel := context.WithTimeout(coordinator.NoRetry(ctx), 500*time.Millisecond)
+	defer cancel()
+	if err := m.client.Report(rctx, gen, p); err != nil {
+		m.ctlDown = time.Now()
+	}
+}
+
 // save writes a checkpoint of the completed steps on rank 0 of the last
 // generation and announces it to the coordinator.
 func (m *member) save(ctl context.Context, gen uint64) (string, error) {
-	if m.rank != 0 || m.rec == nil { // only rank 0, which records, saves
+	if m.rank != 0 || m.t == nil { // only rank 0 saves
 		return "", nil
 	}
 	dir, err := m.t.Save(ctl, m.next, gen)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", errFatal, err)
 	}
-	if err := m.client.CommitCheckpoint(ctl, gen, m.next, dir); err != nil {
+	cctx, cancel := context.WithTimeout(ctl, 5*time.Second)
+	defer cancel()
+	if err := m.client.CommitCheckpoint(cctx, gen, m.next, dir); err != nil {
 		m.log.Warn("checkpoint not announced", "dir", dir, "err", err)
 	}
 	m.log.Info("checkpoint", "step", m.next, "dir", dir)

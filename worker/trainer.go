@@ -80,6 +80,9 @@ type Trainer[T gemm.Float] struct {
 	// faultHook, when set, may corrupt the local gradient before the
 	// reduction: tests inject NaN and Inf through it.
 	faultHook func(step int64, g []T)
+	// sampleHook, when set, learns the sample indices this rank
+	// contributes to a step, just before the reduction.
+	sampleHook func(step int64, epoch int, local []int)
 }
 
 // StepTimes is the wall-time breakdown of one step.
@@ -252,7 +255,10 @@ func (t *Trainer[T]) TotalSteps() int64 { return t.totalSteps }
 
 // Step runs global step `step` on rank `rank` of `comm`'s ranks (DESIGN's
 // steps 1 to 7) and returns its statistics. A non-finite loss or gradient
-// leaves the parameters untouched and returns ErrNonFinite.
+// leaves the whole training state untouched (parameters, optimizer, MoCo's
+// queue) and returns ErrNonFinite with the step's statistics, Stop
+// included; every rank of the ring sees the same summed values and so
+// returns the same.
 func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepStats, error) {
 	var sw stopwatch
 	sw.start()
@@ -342,6 +348,9 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		p.G[t.Model.LogitScale] = 0
 	}
 
+	if t.sampleHook != nil {
+		t.sampleHook(step, epoch, local)
+	}
 	if t.faultHook != nil {
 		t.faultHook(step, p.G)
 	}
@@ -353,6 +362,13 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	if err != nil {
 		return StepStats{}, fmt.Errorf("step %d: all-reduce: %w", step, err)
 	}
+	// The summed loss and gradient are identical on every rank, so every
+	// rank takes the same decision here: a non-finite step is skipped
+	// whole (no update, no enqueue), and the caller moves on to the next
+	// step or stops the run.
+	if !finite(loss) || !allFinite(p.G) {
+		return StepStats{Step: step, Epoch: epoch, Loss: loss, Stop: stop}, fmt.Errorf("step %d: %w (loss %g)", step, ErrNonFinite, loss)
+	}
 	// MoCo's queue takes this step's keys of every rank. It is the last
 	// collective of the step: a step that fails anywhere before here
 	// leaves the state as it was, so that it can run again.
@@ -362,9 +378,6 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		}
 	}
 	times.Reduce = sw.lap()
-	if !finite(loss) || !allFinite(p.G) {
-		return StepStats{Step: step, Epoch: epoch, Loss: loss}, fmt.Errorf("step %d: %w (loss %g)", step, ErrNonFinite, loss)
-	}
 
 	// 7. The identical update on every rank.
 	norm := optim.ClipGlobalNorm(p.G, t.Cfg.ClipNorm)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -37,6 +38,8 @@ type coordinatorFlags struct {
 	token             string
 	lan               bool
 	jobID             string
+	http              string // --http, served by http.go
+	maxBadSteps       int
 }
 
 func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
@@ -51,6 +54,8 @@ func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "shared secret every worker must present")
 	fs.BoolVar(&c.lan, "lan", false, "settings for workers on other machines (LAN timings, bind all interfaces)")
 	fs.StringVar(&c.jobID, "job-id", "infonce", "name of the run; workers of another job are refused")
+	fs.IntVar(&c.maxBadSteps, "max-bad-steps", worker.DefaultMaxBadSteps, "distributed runs: skip steps whose loss or gradient is NaN or Inf, and stop after this many in a row")
+	c.bindHTTP(fs) // --http (http.go)
 }
 
 func (c *coordinatorFlags) config(workers int, cfg worker.Config, logger *slog.Logger) (coordinator.Config, error) {
@@ -87,22 +92,57 @@ func (c *coordinatorFlags) config(workers int, cfg worker.Config, logger *slog.L
 		cc.RendezvousTimeout = c.rendezvousTimeout
 	}
 	cc.Token = c.token
-	raw, err := json.Marshal(cfg)
+	if c.maxBadSteps < 1 {
+		return cc, usageError{fmt.Errorf("--max-bad-steps %d: must be at least 1", c.maxBadSteps)}
+	}
+	raw, err := worker.EncodeRunSpec(worker.RunSpec{Config: cfg, MaxBadSteps: c.maxBadSteps})
 	if err != nil {
-		return cc, fmt.Errorf("encode run configuration: %w", err)
+		return cc, err
 	}
 	cc.RunConfig = raw
+	cc.Fingerprint = cfg.FingerprintFields()
 	cc.Logger = logger.With("role", "coordinator")
 	return cc, nil
 }
 
-// resumeFrom resolves --resume into the checkpoint a run starts from.
+// resumeFrom resolves --resume into the checkpoint a run starts from:
+// "latest" (the newest good checkpoint in --out), a checkpoint directory or
+// a directory of checkpoints.
 func resumeFrom(ctx context.Context, spec, out string) (*coordinator.Checkpoint, error) {
+	c, _, err := loadResume(ctx, spec, out)
+	if c == nil || err != nil {
+		return nil, err
+	}
+	return &coordinator.Checkpoint{Step: c.Manifest.Step, Path: c.Dir}, nil
+}
+
+// resumeChecked is resumeFrom for a distributed run: it also accepts
+// "auto" (the latest checkpoint in --out, or none when there is none: how
+// a restarted coordinator picks up its run), and refuses a checkpoint of
+// another run's shape before any worker starts.
+func resumeChecked(ctx context.Context, spec, out string, cfg worker.Config) (*coordinator.Checkpoint, error) {
+	c, _, err := loadResume(ctx, spec, out)
+	if c == nil || err != nil {
+		return nil, err
+	}
+	var saved worker.Config
+	if err := json.Unmarshal(c.Manifest.Config, &saved); err != nil {
+		return nil, fmt.Errorf("--resume %s: checkpoint %s: config: %w", spec, c.Dir, err)
+	}
+	if saved.Fingerprint() != cfg.Fingerprint() {
+		return nil, usageError{fmt.Errorf("--resume %s: checkpoint %s comes from a model of another shape or another run (%s); this run is %s: resume with the flags of that run, or start afresh in another --out",
+			spec, c.Dir, saved.Fingerprint(), cfg.Fingerprint())}
+	}
+	return &coordinator.Checkpoint{Step: c.Manifest.Step, Path: c.Dir}, nil
+}
+
+// loadResume loads the checkpoint --resume names (nil for none).
+func loadResume(ctx context.Context, spec, out string) (*checkpoint.Checkpoint, string, error) {
 	if spec == "" {
-		return nil, nil
+		return nil, "", nil
 	}
 	root := worker.CheckpointDir(out)
-	if spec != "latest" {
+	if spec != "latest" && spec != "auto" {
 		root = spec
 	}
 	st := &checkpoint.Store{Root: root}
@@ -113,10 +153,13 @@ func resumeFrom(ctx context.Context, spec, out string) (*coordinator.Checkpoint,
 	} else {
 		c, err = st.LoadLatest(ctx)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("--resume %s: %w", spec, err)
+	if spec == "auto" && errors.Is(err, checkpoint.ErrNoCheckpoint) {
+		return nil, "", nil
 	}
-	return &coordinator.Checkpoint{Step: c.Manifest.Step, Path: c.Dir}, nil
+	if err != nil {
+		return nil, "", fmt.Errorf("--resume %s: %w", spec, err)
+	}
+	return c, c.Dir, nil
 }
 
 func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -126,7 +169,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	var cf coordinatorFlags
 	cf.bindFlags(fs)
 	workers := fs.Int("workers", 1, "number of workers (sets --min-workers and --max-workers)")
-	resume := fs.String("resume", "", "start from a checkpoint: a directory, or 'latest' in --out")
+	resume := fs.String("resume", "", "start from a checkpoint: a directory, 'latest' in --out, or 'auto' (latest if --out holds one: how a restarted coordinator continues its run)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	set, err := parseFlags(fs, args, stderr)
 	if err != nil {
@@ -144,20 +187,36 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if cc.Resume, err = resumeFrom(ctx, *resume, cfg.Out); err != nil {
+	if cc.Resume, err = resumeChecked(ctx, *resume, cfg.Out, cfg); err != nil {
 		return err
 	}
 	srv, err := coordinator.New(cc)
 	if err != nil {
 		return err
 	}
+	stopHTTP, err := cf.serveCoordinator(ctx, srv, cfg, logger) // --http (http.go)
+	if err != nil {
+		return errors.Join(err, srv.Close())
+	}
+	defer stopHTTP()
 	fmt.Fprintf(stdout, "coordinator listening on %s (gossip %s)\n", srv.Addr(), srv.GossipAddr())
-	return srv.Serve(ctx)
+	if err := srv.Serve(ctx); err != nil {
+		return err
+	}
+	if g := srv.Status().Current; strings.HasPrefix(g.Reason, "run aborted") {
+		return fmt.Errorf("generation %d: %s", g.Number, g.Reason)
+	}
+	return nil
 }
 
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	var o worker.MemberOptions
+	// A worker may be given the run's training flags: they are then checked
+	// against the run's (model shape, objective, data, batch, seed,
+	// optimizer) when it joins, and a worker that differs is refused.
+	own := worker.DefaultConfig()
+	trainFlags(fs, &own)
 	fs.StringVar(&o.Coordinator, "coordinator", "", "host:port of the coordinator (required)")
 	fs.StringVar(&o.Token, "token", "", "shared secret of the run")
 	fs.StringVar(&o.Name, "name", "", "label of this worker in logs (default the host name)")
@@ -167,12 +226,20 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&o.GossipAdvertise, "gossip-advertise", "", "memberlist advertise IP (default --gossip-bind)")
 	fs.IntVar(&o.GossipPort, "gossip-port", 0, "memberlist port (0: any free port)")
 	fs.BoolVar(&o.GossipLAN, "lan", false, "LAN gossip timings (for workers on other machines)")
-	fs.StringVar(&o.Out, "out", "", "run directory (default the coordinator's --out)")
 	fs.DurationVar(&o.OpTimeout, "op-timeout", 10*time.Second, "deadline of one collective operation")
 	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end (rank 0)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	if _, err := parseFlags(fs, args, stderr); err != nil {
+	httpAddr := httpFlag(fs) // --http (http.go)
+	set, err := parseFlags(fs, args, stderr)
+	if err != nil {
 		return err
+	}
+	if set["out"] {
+		o.Out = own.Out
+	}
+	if trainFlagsSet(set) {
+		objectiveDefaults(&own, set)
+		o.Fingerprint = own.FingerprintFields()
 	}
 	if o.Coordinator == "" {
 		return usageError{errors.New("--coordinator HOST:PORT is required")}
@@ -185,6 +252,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	o.Logger, o.Progress, o.Evaluate = logger, stdout, !*noEval
+	stopHTTP, err := serveWorker(ctx, *httpAddr, &o, logger) // --http (http.go)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	sum, err := worker.RunMember(ctx, o)
 	if err != nil {
 		return err
@@ -195,6 +267,21 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// trainFlagsSet reports whether any flag of a training configuration other
+// than the run directory and the logging period was set.
+func trainFlagsSet(set map[string]bool) bool {
+	probe := flag.NewFlagSet("probe", flag.ContinueOnError)
+	var cfg worker.Config
+	trainFlags(probe, &cfg)
+	found := false
+	probe.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] && f.Name != "out" && f.Name != "log-every" {
+			found = true
+		}
+	})
+	return found
+}
+
 // launchLocal runs a whole distributed job on this machine: an embedded
 // coordinator and n worker processes of this binary on loopback, the same
 // code path as on a cluster.
@@ -203,7 +290,7 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads int, cf coor
 	if err != nil {
 		return err
 	}
-	if cc.Resume, err = resumeFrom(ctx, resume, cfg.Out); err != nil {
+	if cc.Resume, err = resumeChecked(ctx, resume, cfg.Out, cfg); err != nil {
 		return err
 	}
 	if resume == "" {
@@ -215,10 +302,16 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads int, cf coor
 	if err != nil {
 		return err
 	}
+	stopHTTP, err := cf.serveCoordinator(ctx, srv, cfg, logger) // --http (http.go)
+	if err != nil {
+		return errors.Join(err, srv.Close())
+	}
+	defer stopHTTP()
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServe()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(serveCtx) }()
+	logger.Info("coordinator listening", "addr", srv.Addr(), "gossip", srv.GossipAddr())
 
 	exe, err := os.Executable()
 	if err != nil {

@@ -113,6 +113,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--data %s: %w", cfg.Data, err)
 	}
 	opt := worker.Options{Progress: stdout, Logger: logger, Evaluate: !*noEval}
+	stopHTTP, err := cf.serveTrain(ctx, cfg, &opt, logger) // --http (http.go)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	if *resume != "" {
 		c, err := resumeFrom(ctx, *resume, cfg.Out)
 		if err != nil {

@@ -144,7 +144,10 @@ type JoinRequest struct {
 	GossipAddr string `protobuf:"bytes,4,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
 	// Parts of the run configuration that must agree between all workers,
 	// for example "model", "objective", "batch".
-	Fingerprint   map[string]string `protobuf:"bytes,5,rep,name=fingerprint,proto3" json:"fingerprint,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Fingerprint map[string]string `protobuf:"bytes,5,rep,name=fingerprint,proto3" json:"fingerprint,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The training state the worker already holds, when it joins again after
+	// its coordinator restarted or after it was removed from the run.
+	Held          *HeldState `protobuf:"bytes,6,opt,name=held,proto3" json:"held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -214,6 +217,78 @@ func (x *JoinRequest) GetFingerprint() map[string]string {
 	return nil
 }
 
+func (x *JoinRequest) GetHeld() *HeldState {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+// HeldState is what a worker that re-joins still holds in memory.
+type HeldState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optimizer steps completed by the state (the next step it would run).
+	Step int64 `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	// The newest generation the worker ran in; a coordinator numbers its next
+	// generation above every generation its workers have seen.
+	Generation uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The job the state belongs to.
+	JobId         string `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldState) Reset() {
+	*x = HeldState{}
+	mi := &file_coordinator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldState) ProtoMessage() {}
+
+func (x *HeldState) ProtoReflect() protoreflect.Message {
+	mi := &file_coordinator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldState.ProtoReflect.Descriptor instead.
+func (*HeldState) Descriptor() ([]byte, []int) {
+	return file_coordinator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HeldState) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *HeldState) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *HeldState) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
 type JoinResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -227,7 +302,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_coordinator_proto_msgTypes[1]
+	mi := &file_coordinator_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -239,7 +314,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[1]
+	mi := &file_coordinator_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -252,7 +327,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{1}
+	return file_coordinator_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *JoinResponse) GetWorkerId() string {
@@ -286,7 +361,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_coordinator_proto_msgTypes[2]
+	mi := &file_coordinator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +373,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[2]
+	mi := &file_coordinator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +386,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{2}
+	return file_coordinator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WatchRequest) GetWorkerId() string {
@@ -339,7 +414,7 @@ type StartState struct {
 
 func (x *StartState) Reset() {
 	*x = StartState{}
-	mi := &file_coordinator_proto_msgTypes[3]
+	mi := &file_coordinator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +426,7 @@ func (x *StartState) String() string {
 func (*StartState) ProtoMessage() {}
 
 func (x *StartState) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[3]
+	mi := &file_coordinator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +439,7 @@ func (x *StartState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartState.ProtoReflect.Descriptor instead.
 func (*StartState) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_coordinator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StartState) GetKind() StartKind {
@@ -410,7 +485,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_coordinator_proto_msgTypes[4]
+	mi := &file_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +497,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[4]
+	mi := &file_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +510,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Assignment) GetGeneration() uint64 {
@@ -533,7 +608,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_coordinator_proto_msgTypes[5]
+	mi := &file_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +620,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[5]
+	mi := &file_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +633,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Progress) GetStep() int64 {
@@ -591,7 +666,7 @@ type Boundary struct {
 
 func (x *Boundary) Reset() {
 	*x = Boundary{}
-	mi := &file_coordinator_proto_msgTypes[6]
+	mi := &file_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +678,7 @@ func (x *Boundary) String() string {
 func (*Boundary) ProtoMessage() {}
 
 func (x *Boundary) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[6]
+	mi := &file_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +691,7 @@ func (x *Boundary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Boundary.ProtoReflect.Descriptor instead.
 func (*Boundary) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Boundary) GetStep() int64 {
@@ -627,17 +702,20 @@ func (x *Boundary) GetStep() int64 {
 }
 
 type WorkerError struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Step          int64                  `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Fatal         bool                   `protobuf:"varint,3,opt,name=fatal,proto3" json:"fatal,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Step    int64                  `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Fatal   bool                   `protobuf:"varint,3,opt,name=fatal,proto3" json:"fatal,omitempty"`
+	// The error concerns the run, not this worker (every rank reaches it, for
+	// example too many non-finite steps in a row): the run stops.
+	AbortRun      bool `protobuf:"varint,4,opt,name=abort_run,json=abortRun,proto3" json:"abort_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerError) Reset() {
 	*x = WorkerError{}
-	mi := &file_coordinator_proto_msgTypes[7]
+	mi := &file_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +727,7 @@ func (x *WorkerError) String() string {
 func (*WorkerError) ProtoMessage() {}
 
 func (x *WorkerError) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[7]
+	mi := &file_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +740,7 @@ func (x *WorkerError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerError.ProtoReflect.Descriptor instead.
 func (*WorkerError) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WorkerError) GetStep() int64 {
@@ -686,6 +764,13 @@ func (x *WorkerError) GetFatal() bool {
 	return false
 }
 
+func (x *WorkerError) GetAbortRun() bool {
+	if x != nil {
+		return x.AbortRun
+	}
+	return false
+}
+
 type Finished struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Step          int64                  `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
@@ -695,7 +780,7 @@ type Finished struct {
 
 func (x *Finished) Reset() {
 	*x = Finished{}
-	mi := &file_coordinator_proto_msgTypes[8]
+	mi := &file_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +792,7 @@ func (x *Finished) String() string {
 func (*Finished) ProtoMessage() {}
 
 func (x *Finished) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[8]
+	mi := &file_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +805,7 @@ func (x *Finished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finished.ProtoReflect.Descriptor instead.
 func (*Finished) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Finished) GetStep() int64 {
@@ -747,7 +832,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_coordinator_proto_msgTypes[9]
+	mi := &file_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +844,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[9]
+	mi := &file_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +857,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReportRequest) GetWorkerId() string {
@@ -872,7 +957,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_coordinator_proto_msgTypes[10]
+	mi := &file_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +969,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[10]
+	mi := &file_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +982,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReportResponse) GetGeneration() uint64 {
@@ -919,7 +1004,7 @@ type CommitCheckpointRequest struct {
 
 func (x *CommitCheckpointRequest) Reset() {
 	*x = CommitCheckpointRequest{}
-	mi := &file_coordinator_proto_msgTypes[11]
+	mi := &file_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1016,7 @@ func (x *CommitCheckpointRequest) String() string {
 func (*CommitCheckpointRequest) ProtoMessage() {}
 
 func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[11]
+	mi := &file_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1029,7 @@ func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CommitCheckpointRequest) GetWorkerId() string {
@@ -983,7 +1068,7 @@ type CommitCheckpointResponse struct {
 
 func (x *CommitCheckpointResponse) Reset() {
 	*x = CommitCheckpointResponse{}
-	mi := &file_coordinator_proto_msgTypes[12]
+	mi := &file_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1080,7 @@ func (x *CommitCheckpointResponse) String() string {
 func (*CommitCheckpointResponse) ProtoMessage() {}
 
 func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[12]
+	mi := &file_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1093,7 @@ func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 type LeaveRequest struct {
@@ -1021,7 +1106,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_coordinator_proto_msgTypes[13]
+	mi := &file_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1118,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[13]
+	mi := &file_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1131,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LeaveRequest) GetWorkerId() string {
@@ -1071,7 +1156,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_coordinator_proto_msgTypes[14]
+	mi := &file_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1168,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coordinator_proto_msgTypes[14]
+	mi := &file_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,24 +1181,31 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 var File_coordinator_proto protoreflect.FileDescriptor
 
 const file_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"\x11coordinator.proto\x12\x16infonce.coordinator.v1\"\xa2\x02\n" +
+	"\x11coordinator.proto\x12\x16infonce.coordinator.v1\"\xd9\x02\n" +
 	"\vJoinRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
 	"\tdata_addr\x18\x03 \x01(\tR\bdataAddr\x12\x1f\n" +
 	"\vgossip_addr\x18\x04 \x01(\tR\n" +
 	"gossipAddr\x12V\n" +
-	"\vfingerprint\x18\x05 \x03(\v24.infonce.coordinator.v1.JoinRequest.FingerprintEntryR\vfingerprint\x1a>\n" +
+	"\vfingerprint\x18\x05 \x03(\v24.infonce.coordinator.v1.JoinRequest.FingerprintEntryR\vfingerprint\x125\n" +
+	"\x04held\x18\x06 \x01(\v2!.infonce.coordinator.v1.HeldStateR\x04held\x1a>\n" +
 	"\x10FingerprintEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"e\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
+	"\tHeldState\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x15\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\"e\n" +
 	"\fJoinResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12!\n" +
@@ -1152,11 +1244,12 @@ const file_coordinator_proto_rawDesc = "" +
 	"\x04loss\x18\x02 \x01(\x01R\x04loss\x12&\n" +
 	"\x0fsamples_per_sec\x18\x03 \x01(\x01R\rsamplesPerSec\"\x1e\n" +
 	"\bBoundary\x12\x12\n" +
-	"\x04step\x18\x01 \x01(\x03R\x04step\"Q\n" +
+	"\x04step\x18\x01 \x01(\x03R\x04step\"n\n" +
 	"\vWorkerError\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
-	"\x05fatal\x18\x03 \x01(\bR\x05fatal\"\x1e\n" +
+	"\x05fatal\x18\x03 \x01(\bR\x05fatal\x12\x1b\n" +
+	"\tabort_run\x18\x04 \x01(\bR\babortRun\"\x1e\n" +
 	"\bFinished\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\"\xd3\x02\n" +
 	"\rReportRequest\x12\x1b\n" +
@@ -1216,51 +1309,53 @@ func file_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_coordinator_proto_goTypes = []any{
 	(Action)(0),                      // 0: infonce.coordinator.v1.Action
 	(StartKind)(0),                   // 1: infonce.coordinator.v1.StartKind
 	(*JoinRequest)(nil),              // 2: infonce.coordinator.v1.JoinRequest
-	(*JoinResponse)(nil),             // 3: infonce.coordinator.v1.JoinResponse
-	(*WatchRequest)(nil),             // 4: infonce.coordinator.v1.WatchRequest
-	(*StartState)(nil),               // 5: infonce.coordinator.v1.StartState
-	(*Assignment)(nil),               // 6: infonce.coordinator.v1.Assignment
-	(*Progress)(nil),                 // 7: infonce.coordinator.v1.Progress
-	(*Boundary)(nil),                 // 8: infonce.coordinator.v1.Boundary
-	(*WorkerError)(nil),              // 9: infonce.coordinator.v1.WorkerError
-	(*Finished)(nil),                 // 10: infonce.coordinator.v1.Finished
-	(*ReportRequest)(nil),            // 11: infonce.coordinator.v1.ReportRequest
-	(*ReportResponse)(nil),           // 12: infonce.coordinator.v1.ReportResponse
-	(*CommitCheckpointRequest)(nil),  // 13: infonce.coordinator.v1.CommitCheckpointRequest
-	(*CommitCheckpointResponse)(nil), // 14: infonce.coordinator.v1.CommitCheckpointResponse
-	(*LeaveRequest)(nil),             // 15: infonce.coordinator.v1.LeaveRequest
-	(*LeaveResponse)(nil),            // 16: infonce.coordinator.v1.LeaveResponse
-	nil,                              // 17: infonce.coordinator.v1.JoinRequest.FingerprintEntry
+	(*HeldState)(nil),                // 3: infonce.coordinator.v1.HeldState
+	(*JoinResponse)(nil),             // 4: infonce.coordinator.v1.JoinResponse
+	(*WatchRequest)(nil),             // 5: infonce.coordinator.v1.WatchRequest
+	(*StartState)(nil),               // 6: infonce.coordinator.v1.StartState
+	(*Assignment)(nil),               // 7: infonce.coordinator.v1.Assignment
+	(*Progress)(nil),                 // 8: infonce.coordinator.v1.Progress
+	(*Boundary)(nil),                 // 9: infonce.coordinator.v1.Boundary
+	(*WorkerError)(nil),              // 10: infonce.coordinator.v1.WorkerError
+	(*Finished)(nil),                 // 11: infonce.coordinator.v1.Finished
+	(*ReportRequest)(nil),            // 12: infonce.coordinator.v1.ReportRequest
+	(*ReportResponse)(nil),           // 13: infonce.coordinator.v1.ReportResponse
+	(*CommitCheckpointRequest)(nil),  // 14: infonce.coordinator.v1.CommitCheckpointRequest
+	(*CommitCheckpointResponse)(nil), // 15: infonce.coordinator.v1.CommitCheckpointResponse
+	(*LeaveRequest)(nil),             // 16: infonce.coordinator.v1.LeaveRequest
+	(*LeaveResponse)(nil),            // 17: infonce.coordinator.v1.LeaveResponse
+	nil,                              // 18: infonce.coordinator.v1.JoinRequest.FingerprintEntry
 }
 var file_coordinator_proto_depIdxs = []int32{
-	17, // 0: infonce.coordinator.v1.JoinRequest.fingerprint:type_name -> infonce.coordinator.v1.JoinRequest.FingerprintEntry
-	1,  // 1: infonce.coordinator.v1.StartState.kind:type_name -> infonce.coordinator.v1.StartKind
-	0,  // 2: infonce.coordinator.v1.Assignment.action:type_name -> infonce.coordinator.v1.Action
-	5,  // 3: infonce.coordinator.v1.Assignment.start:type_name -> infonce.coordinator.v1.StartState
-	7,  // 4: infonce.coordinator.v1.ReportRequest.progress:type_name -> infonce.coordinator.v1.Progress
-	8,  // 5: infonce.coordinator.v1.ReportRequest.boundary:type_name -> infonce.coordinator.v1.Boundary
-	9,  // 6: infonce.coordinator.v1.ReportRequest.error:type_name -> infonce.coordinator.v1.WorkerError
-	10, // 7: infonce.coordinator.v1.ReportRequest.finished:type_name -> infonce.coordinator.v1.Finished
-	2,  // 8: infonce.coordinator.v1.Coordinator.Join:input_type -> infonce.coordinator.v1.JoinRequest
-	4,  // 9: infonce.coordinator.v1.Coordinator.Watch:input_type -> infonce.coordinator.v1.WatchRequest
-	11, // 10: infonce.coordinator.v1.Coordinator.Report:input_type -> infonce.coordinator.v1.ReportRequest
-	13, // 11: infonce.coordinator.v1.Coordinator.CommitCheckpoint:input_type -> infonce.coordinator.v1.CommitCheckpointRequest
-	15, // 12: infonce.coordinator.v1.Coordinator.Leave:input_type -> infonce.coordinator.v1.LeaveRequest
-	3,  // 13: infonce.coordinator.v1.Coordinator.Join:output_type -> infonce.coordinator.v1.JoinResponse
-	6,  // 14: infonce.coordinator.v1.Coordinator.Watch:output_type -> infonce.coordinator.v1.Assignment
-	12, // 15: infonce.coordinator.v1.Coordinator.Report:output_type -> infonce.coordinator.v1.ReportResponse
-	14, // 16: infonce.coordinator.v1.Coordinator.CommitCheckpoint:output_type -> infonce.coordinator.v1.CommitCheckpointResponse
-	16, // 17: infonce.coordinator.v1.Coordinator.Leave:output_type -> infonce.coordinator.v1.LeaveResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	18, // 0: infonce.coordinator.v1.JoinRequest.fingerprint:type_name -> infonce.coordinator.v1.JoinRequest.FingerprintEntry
+	3,  // 1: infonce.coordinator.v1.JoinRequest.held:type_name -> infonce.coordinator.v1.HeldState
+	1,  // 2: infonce.coordinator.v1.StartState.kind:type_name -> infonce.coordinator.v1.StartKind
+	0,  // 3: infonce.coordinator.v1.Assignment.action:type_name -> infonce.coordinator.v1.Action
+	6,  // 4: infonce.coordinator.v1.Assignment.start:type_name -> infonce.coordinator.v1.StartState
+	8,  // 5: infonce.coordinator.v1.ReportRequest.progress:type_name -> infonce.coordinator.v1.Progress
+	9,  // 6: infonce.coordinator.v1.ReportRequest.boundary:type_name -> infonce.coordinator.v1.Boundary
+	10, // 7: infonce.coordinator.v1.ReportRequest.error:type_name -> infonce.coordinator.v1.WorkerError
+	11, // 8: infonce.coordinator.v1.ReportRequest.finished:type_name -> infonce.coordinator.v1.Finished
+	2,  // 9: infonce.coordinator.v1.Coordinator.Join:input_type -> infonce.coordinator.v1.JoinRequest
+	5,  // 10: infonce.coordinator.v1.Coordinator.Watch:input_type -> infonce.coordinator.v1.WatchRequest
+	12, // 11: infonce.coordinator.v1.Coordinator.Report:input_type -> infonce.coordinator.v1.ReportRequest
+	14, // 12: infonce.coordinator.v1.Coordinator.CommitCheckpoint:input_type -> infonce.coordinator.v1.CommitCheckpointRequest
+	16, // 13: infonce.coordinator.v1.Coordinator.Leave:input_type -> infonce.coordinator.v1.LeaveRequest
+	4,  // 14: infonce.coordinator.v1.Coordinator.Join:output_type -> infonce.coordinator.v1.JoinResponse
+	7,  // 15: infonce.coordinator.v1.Coordinator.Watch:output_type -> infonce.coordinator.v1.Assignment
+	13, // 16: infonce.coordinator.v1.Coordinator.Report:output_type -> infonce.coordinator.v1.ReportResponse
+	15, // 17: infonce.coordinator.v1.Coordinator.CommitCheckpoint:output_type -> infonce.coordinator.v1.CommitCheckpointResponse
+	17, // 18: infonce.coordinator.v1.Coordinator.Leave:output_type -> infonce.coordinator.v1.LeaveResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_coordinator_proto_init() }
@@ -1268,7 +1363,7 @@ func file_coordinator_proto_init() {
 	if File_coordinator_proto != nil {
 		return
 	}
-	file_coordinator_proto_msgTypes[9].OneofWrappers = []any{
+	file_coordinator_proto_msgTypes[10].OneofWrappers = []any{
 		(*ReportRequest_Progress)(nil),
 		(*ReportRequest_Boundary)(nil),
 		(*ReportRequest_Error)(nil),
@@ -1280,7 +1375,7 @@ func file_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coordinator_proto_rawDesc), len(file_coordinator_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package allreduce
+
+func setRcvLowat(uintptr, int) {}

@@ -1,0 +1,82 @@
+package scaling
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Job is one training run of the benchmark.
+type Job struct {
+	Workers   int
+	Threads   int // GOMAXPROCS of each worker; 0: the launcher's default
+	Steps     int64
+	Out       string // the run directory: summary.json, metrics.jsonl, checkpoints/
+	TrainArgs []string
+}
+
+// Usage is what a launched job cost.
+type Usage struct {
+	WallSeconds float64 // from start to the exit of the last process
+	CPUSeconds  float64 // user + system time of every process of the job
+}
+
+// ExecLauncher runs a job on loopback by re-executing the infonce binary:
+// 'infonce train --workers N --steps S --no-eval --out DIR'. With one
+// worker the job trains in the binary's own process, so the thread limit
+// is set through the GOMAXPROCS environment variable.
+type ExecLauncher struct {
+	Binary         string
+	Stdout, Stderr io.Writer // the jobs' output; nil discards it
+}
+
+// Args is the command line of j.
+func (l ExecLauncher) Args(j Job) []string {
+	args := []string{"train", "--workers", strconv.Itoa(j.Workers), "--steps", strconv.FormatInt(j.Steps, 10), "--no-eval", "--out", j.Out}
+	if j.Threads > 0 && j.Workers > 1 {
+		args = append(args, "--threads-per-worker", strconv.Itoa(j.Threads))
+	}
+	return append(args, j.TrainArgs...)
+}
+
+// Launch runs j to completion.
+func (l ExecLauncher) Launch(ctx context.Context, j Job) (Usage, error) {
+	cmd := exec.CommandContext(ctx, l.Binary, l.Args(j)...)
+	cmd.Stdout, cmd.Stderr = orDiscard(l.Stdout), orDiscard(l.Stderr)
+	cmd.Env = os.Environ()
+	if j.Threads > 0 && j.Workers == 1 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(j.Threads))
+	}
+	// SIGTERM lets the job stop its workers; a job that ignores it is
+	// killed after the grace period.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	u := Usage{WallSeconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds(cmd.ProcessState)}
+	if err != nil {
+		return u, fmt.Errorf("%s %v: %w", l.Binary, cmd.Args[1:], err)
+	}
+	return u, nil
+}
+
+// cpuSeconds is the user and system time of a finished process and of the
+// descendants it waited for (Linux reports both in wait4's rusage).
+func cpuSeconds(ps *os.ProcessState) float64 {
+	if ps == nil {
+		return 0
+	}
+	return (ps.UserTime() + ps.SystemTime()).Seconds()
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary stand in for the infonce binary: the
+// workers that `train --workers N` starts are os.Executable() with
+// INFONCE_TEST_AS_BINARY set.
+func TestMain(m *testing.M) {
+	if os.Getenv("INFONCE_TEST_AS_BINARY") == "1" {
+		ctx, stop := signalContext()
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Setenv("INFONCE_TEST_AS_BINARY", "1")
+	os.Exit(m.Run())
+}
+
+// tiny is a model and run small enough for multi-process tests.
+func tiny(out string, steps int, extra ...string) []string {
+	return append([]string{"train", "--no-eval", "--steps", itoa(steps), "--batch", "64", "--hidden", "32",
+		"--text-hidden", "16", "--dim", "8", "--log-every", "1", "--out", out, "--checksum-every", "5"}, extra...)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// binary runs the test binary as infonce and returns its combined output.
+func binary(t *testing.T, ctx context.Context, args ...string) (string, error) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	return out.String(), err
+}
+
+// losses reads metrics.jsonl: the loss of every step, the last line of a
+// step winning (a step that ran again after a failure logs twice).
+func losses(t *testing.T, dir string) map[int64]float64 {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[int64]float64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m struct {
+			Step int64   `json:"step"`
+			Loss float64 `json:"loss"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("metrics line %q: %v", sc.Text(), err)
+		}
+		out[m.Step] = m.Loss
+	}
+	return out
+}
+
+func summarySHA(t *testing.T, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		SHA     string `json:"param_sha256"`
+		Workers int    `json:"workers"`
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.SHA
+}
+
+// TestWholeRunOneVersusFourWorkers: 50 steps with one worker (in process)
+// and with four worker processes, same seed and global batch, give
+// per-step losses within 1e-4 relative; and the same four-worker run twice
+// gives bit-identical parameters.
+func TestWholeRunOneVersusFourWorkers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several worker processes; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	one, four, again := t.TempDir(), t.TempDir(), t.TempDir()
+	if out, err := binary(t, ctx, tiny(one, 50)...); err != nil {
+		t.Fatalf("--workers 1: %v\n%s", err, out)
+	}
+	if out, err := binary(t, ctx, tiny(four, 50, "--workers", "4")...); err != nil {
+		t.Fatalf("--workers 4: %v\n%s", err, out)
+	}
+	a, b := losses(t, one), losses(t, four)
+	if len(a) != 50 || len(b) != 50 {
+		t.Fatalf("%d and %d logged steps, want 50", len(a), len(b))
+	}
+	var worst float64
+	for s, la := range a {
+		worst = math.Max(worst, math.Abs(b[s]-la)/math.Abs(la))
+	}
+	if worst > 1e-4 {
+		t.Fatalf("per-step losses differ by %.2g relative between 1 and 4 workers", worst)
+	}
+	t.Logf("1 vs 4 workers over 50 steps: worst relative loss difference %.2g", worst)
+	if out, err := binary(t, ctx, tiny(again, 50, "--workers", "4")...); err != nil {
+		t.Fatalf("--workers 4 again: %v\n%s", err, out)
+	}
+	if x, y := summarySHA(t, four), summarySHA(t, again); x != y || x == "" {
+		t.Fatalf("two 4-worker runs gave parameters %s and %s, want bit-identical", x, y)
+	}
+}
+
+// TestResumeAfterSIGTERM stops a run with SIGTERM, resumes it, and gets the
+// per-step losses and the final parameters of the uninterrupted run, bit
+// for bit with the same number of workers.
+func TestResumeAfterSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several worker processes; skipped with -short")
+	}
+	for _, workers := range []string{"1", "2"} {
+		t.Run("workers="+workers, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			whole, parted := t.TempDir(), t.TempDir()
+			if out, err := binary(t, ctx, tiny(whole, 40, "--workers", workers)...); err != nil {
+				t.Fatalf("uninterrupted: %v\n%s", err, out)
+			}
+			exe, _ := os.Executable()
+			cmd := exec.CommandContext(ctx, exe, tiny(parted, 40, "--workers", workers)...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Stop once some steps are logged.
+			deadline := time.Now().Add(time.Minute)
+			for time.Now().Before(deadline) {
+				data, _ := os.ReadFile(filepath.Join(parted, "metrics.jsonl"))
+				if bytes.Count(data, []byte("\n")) >= 8 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("the stopped run exited with %v\n%s", err, out.String())
+			}
+			stopped := len(losses(t, parted))
+			if stopped >= 40 {
+				t.Skipf("the run finished (%d steps) before the stop arrived; nothing to resume", stopped)
+			}
+			if o, err := binary(t, ctx, append(tiny(parted, 40, "--workers", workers), "--resume", "latest")...); err != nil {
+				t.Fatalf("resume: %v\n%s", err, o)
+			}
+			a, b := losses(t, whole), losses(t, parted)
+			for s, la := range a {
+				if b[s] != la {
+					t.Fatalf("step %d: loss %v after stop at %d and resume, %v uninterrupted", s, b[s], stopped, la)
+				}
+			}
+			if x, y := summarySHA(t, whole), summarySHA(t, parted); x != y {
+				t.Fatalf("final parameters differ after resume: %s vs %s", y, x)
+			}
+			t.Logf("stopped after %d logged steps, resumed, identical to the uninterrupted run", stopped)
+		})
+	}
+}

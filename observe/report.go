@@ -1,0 +1,361 @@
+package observe
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"image/color"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/infonce/infonce/worker"
+)
+
+// MaxMetricLine bounds one line of metrics.jsonl.
+const MaxMetricLine = 1 << 20
+
+// ReadMetrics decodes metrics.jsonl: one worker.Metric per line, blank
+// lines ignored. A last line without its newline that does not decode (a
+// run killed while writing it) is dropped and counted in truncated; any
+// other line that does not decode is an error naming its line number.
+func ReadMetrics(r io.Reader) (ms []worker.Metric, truncated int, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for line := 1; ; line++ {
+		b, err := readLine(br)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, 0, fmt.Errorf("metrics.jsonl line %d: %w", line, err)
+		}
+		last := errors.Is(err, io.EOF)
+		complete := len(b) > 0 && b[len(b)-1] == '\n'
+		if t := bytes.TrimSpace(b); len(t) > 0 {
+			var m worker.Metric
+			if derr := json.Unmarshal(t, &m); derr != nil {
+				if last && !complete {
+					return ms, 1, nil
+				}
+				return nil, 0, fmt.Errorf("metrics.jsonl line %d: %w", line, derr)
+			}
+			ms = append(ms, m)
+		}
+		if last {
+			return ms, 0, nil
+		}
+	}
+}
+
+// readLine reads one line, newline included, of at most MaxMetricLine bytes.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var out []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		out = append(out, chunk...)
+		if len(out) > MaxMetricLine {
+			return nil, fmt.Errorf("line longer than %d bytes", MaxMetricLine)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return out, err
+	}
+}
+
+// History orders metrics by step and keeps, for a step recorded more than
+// once (a run resumed from a checkpoint older than its last metrics line),
+// the line written last.
+func History(ms []worker.Metric) []worker.Metric {
+	last := map[int64]int{}
+	for i, m := range ms {
+		last[m.Step] = i
+	}
+	out := make([]worker.Metric, 0, len(last))
+	for i, m := range ms {
+		if last[m.Step] == i {
+			out = append(out, m)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Step < out[j].Step })
+	return out
+}
+
+// Report lists what WriteReport wrote.
+type Report struct {
+	Dir       string   // the report's directory
+	HTML      string   // the one-page summary
+	Plots     []string // PNG files, in the order of the page
+	Lines     int      // metrics lines plotted (after History)
+	Truncated int      // a torn last line that was dropped
+}
+
+// plotSpec is one PNG of the report.
+type plotSpec struct {
+	file, title, y string
+	lines          []plotLine
+}
+
+type plotLine struct {
+	name  string
+	color color.Color
+	value func(worker.Metric) float64
+}
+
+// phaseColors follow Phases.
+var phaseColors = []color.Color{
+	color.RGBA{0x4c, 0x72, 0xb0, 0xff}, color.RGBA{0xdd, 0x84, 0x52, 0xff}, color.RGBA{0x55, 0xa8, 0x68, 0xff},
+	color.RGBA{0xc4, 0x4e, 0x52, 0xff}, color.RGBA{0x81, 0x72, 0xb3, 0xff}, color.RGBA{0x93, 0x78, 0x60, 0xff},
+	color.RGBA{0xda, 0x8b, 0xc3, 0xff}, color.RGBA{0x33, 0x33, 0x33, 0xff},
+}
+
+var blue = color.RGBA{0x1f, 0x6f, 0xb2, 0xff}
+
+func reportPlots() []plotSpec {
+	one := func(file, title, y string, f func(worker.Metric) float64) plotSpec {
+		return plotSpec{file: file, title: title, y: y, lines: []plotLine{{name: y, color: blue, value: f}}}
+	}
+	bd := func(f func(worker.Breakdown) float64) func(worker.Metric) float64 {
+		return func(m worker.Metric) float64 { return f(m.StepTime) }
+	}
+	return []plotSpec{
+		one("loss.png", "Training loss", "loss", func(m worker.Metric) float64 { return m.Loss }),
+		one("logit_scale.png", "Logit scale s = exp(t)", "logit scale", func(m worker.Metric) float64 { return m.LogitScale }),
+		one("lr.png", "Learning rate", "learning rate", func(m worker.Metric) float64 { return m.LR }),
+		one("throughput.png", "Throughput", "samples/s", func(m worker.Metric) float64 { return m.SamplesPerSecond }),
+		one("grad_norm.png", "Global gradient norm", "gradient norm", func(m worker.Metric) float64 { return m.GradNorm }),
+		{file: "step_time.png", title: "Step-time breakdown (mean per logged window)", y: "ms per step", lines: []plotLine{
+			{"data", phaseColors[0], bd(func(b worker.Breakdown) float64 { return b.DataMS })},
+			{"forward", phaseColors[1], bd(func(b worker.Breakdown) float64 { return b.ForwardMS })},
+			{"gather", phaseColors[2], bd(func(b worker.Breakdown) float64 { return b.GatherMS })},
+			{"loss", phaseColors[3], bd(func(b worker.Breakdown) float64 { return b.LossMS })},
+			{"backward", phaseColors[4], bd(func(b worker.Breakdown) float64 { return b.BackwardMS })},
+			{"reduce", phaseColors[5], bd(func(b worker.Breakdown) float64 { return b.ReduceMS })},
+			{"optimizer", phaseColors[6], bd(func(b worker.Breakdown) float64 { return b.OptimizerMS })},
+			{"total", phaseColors[7], bd(func(b worker.Breakdown) float64 { return b.TotalMS })},
+		}},
+	}
+}
+
+// WriteReport renders runDir's metrics.jsonl into PNG plots (loss, logit
+// scale, learning rate, samples per second, gradient norm, step-time
+// breakdown) and report.html, a one-page summary with the fields of
+// summary.json (when the run wrote one), into outDir ("" : runDir/report).
+func WriteReport(runDir, outDir string) (*Report, error) {
+	if outDir == "" {
+		outDir = filepath.Join(runDir, "report")
+	}
+	f, err := os.Open(filepath.Join(runDir, "metrics.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("report: %w (is %s a run directory?)", err, runDir)
+	}
+	raw, truncated, err := ReadMetrics(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("report: %s: %w", runDir, err)
+	}
+	ms := History(raw)
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("report: %s: metrics.jsonl has no lines yet", runDir)
+	}
+	var summary map[string]any
+	if b, err := os.ReadFile(filepath.Join(runDir, "summary.json")); err == nil {
+		if err := json.Unmarshal(b, &summary); err != nil {
+			return nil, fmt.Errorf("report: %s: summary.json: %w", runDir, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	rep := &Report{Dir: outDir, Lines: len(ms), Truncated: truncated}
+	for _, spec := range reportPlots() {
+		if err := drawPlot(spec, ms, filepath.Join(outDir, spec.file)); err != nil {
+			return nil, fmt.Errorf("report: %s: %w", spec.file, err)
+		}
+		rep.Plots = append(rep.Plots, spec.file)
+	}
+	rep.HTML = filepath.Join(outDir, "report.html")
+	if err := writeReportHTML(rep.HTML, runDir, summary, rep, ms); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// drawPlot draws one plot of the metrics against the step.
+func drawPlot(spec plotSpec, ms []worker.Metric, path string) error {
+	p := plot.New()
+	p.Title.Text = spec.title
+	p.X.Label.Text = "step"
+	p.Y.Label.Text = spec.y
+	p.Add(plotter.NewGrid())
+	drawn := 0
+	for _, l := range spec.lines {
+		xys := make(plotter.XYs, 0, len(ms))
+		for _, m := range ms {
+			v := l.value(m)
+			if finite(v) {
+				xys = append(xys, plotter.XY{X: float64(m.Step + 1), Y: v})
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		line, points, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return err
+		}
+		line.Color, line.Width = l.color, vg.Points(1.5)
+		points.Color, points.Radius = l.color, vg.Points(1.5)
+		p.Add(line)
+		if len(xys) <= 60 {
+			p.Add(points) // few lines: show where the measurements are
+		}
+		if len(spec.lines) > 1 {
+			p.Legend.Add(l.name, line)
+		}
+		drawn++
+	}
+	if drawn == 0 {
+		p.Title.Text += " (no finite values)"
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	return p.Save(7*vg.Inch, 3.6*vg.Inch, path)
+}
+
+// field is one row of the summary table.
+type field struct{ Key, Value string }
+
+// flatten lists a decoded JSON object's fields with dotted keys for nested
+// objects, in key order.
+func flatten(prefix string, v any, out *[]field) {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			key := k
+			if prefix != "" {
+				key = prefix + "." + k
+			}
+			flatten(key, x[k], out)
+		}
+	case float64:
+		*out = append(*out, field{prefix, strconv.FormatFloat(x, 'g', 6, 64)})
+	case nil:
+		*out = append(*out, field{prefix, "–"})
+	default:
+		b, _ := json.Marshal(x)
+		s := string(b)
+		if str, ok := x.(string); ok {
+			s = str
+		}
+		*out = append(*out, field{prefix, s})
+	}
+}
+
+type reportView struct {
+	RunDir    string
+	Generated string
+	Headline  []field
+	Fields    []field
+	Config    []field
+	Plots     []string
+	Lines     int
+	Truncated int
+	FirstStep int64
+	LastStep  int64
+}
+
+// headline are the summary fields shown first, in this order.
+var headline = []string{"objective", "data", "workers", "steps", "samples", "final_loss", "final_logit_scale",
+	"samples_per_second", "train_seconds", "wall_seconds", "zero_shot_top1", "linear_probe_accuracy"}
+
+func writeReportHTML(path, runDir string, summary map[string]any, rep *Report, ms []worker.Metric) error {
+	v := reportView{RunDir: runDir, Generated: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Plots: rep.Plots,
+		Lines: rep.Lines, Truncated: rep.Truncated, FirstStep: ms[0].Step + 1, LastStep: ms[len(ms)-1].Step + 1}
+	if summary != nil {
+		cfg := summary["config"]
+		rest := map[string]any{}
+		for k, val := range summary {
+			if k != "config" {
+				rest[k] = val
+			}
+		}
+		var all []field
+		flatten("", rest, &all)
+		shown := map[string]bool{}
+		for _, k := range headline {
+			for _, f := range all {
+				if f.Key == k {
+					v.Headline = append(v.Headline, f)
+					shown[k] = true
+				}
+			}
+		}
+		for _, f := range all {
+			if !shown[f.Key] {
+				v.Fields = append(v.Fields, f)
+			}
+		}
+		if cfg != nil {
+			flatten("", cfg, &v.Config)
+		}
+	}
+	var b bytes.Buffer
+	if err := reportTemplate.Execute(&b, v); err != nil {
+		return fmt.Errorf("report: html: %w", err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+var reportTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>infonce report · {{.RunDir}}</title>
+<style>
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 20px 28px; color: #1d232a; max-width: 1500px; }
+h1 { font-size: 20px; margin: 0 0 4px; }
+h2 { font-size: 15px; margin: 22px 0 8px; }
+.sub { color: #5b6670; margin-bottom: 12px; }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; }
+.card { border: 1px solid #dde2e7; border-radius: 6px; padding: 8px 14px; }
+.card .k { color: #5b6670; font-size: 12px; }
+.card .v { font-size: 17px; font-variant-numeric: tabular-nums; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 12px; }
+.plots img { width: 100%; border: 1px solid #dde2e7; border-radius: 6px; }
+table { border-collapse: collapse; }
+td { padding: 2px 12px 2px 0; border-bottom: 1px solid #eceff2; font-variant-numeric: tabular-nums; }
+td.k { color: #5b6670; }
+.cols { display: flex; flex-wrap: wrap; gap: 40px; }
+</style>
+</head>
+<body>
+<h1>infonce run report</h1>
+<div class="sub">{{.RunDir}} · steps {{.FirstStep}}–{{.LastStep}}, {{.Lines}} metrics lines{{if .Truncated}} ({{.Truncated}} torn last line dropped){{end}} · generated {{.Generated}}</div>
+{{if .Headline}}<div class="cards">{{range .Headline}}<div class="card"><div class="k">{{.Key}}</div><div class="v">{{.Value}}</div></div>{{end}}</div>{{else}}<p>No summary.json: the run has not finished.</p>{{end}}
+<h2>Curves</h2>
+<div class="plots">{{range .Plots}}<img src="{{.}}" alt="{{.}}">{{end}}</div>
+<div class="cols">
+{{if .Fields}}<div><h2>Summary</h2><table id="summary">{{range .Fields}}<tr><td class="k">{{.Key}}</td><td>{{.Value}}</td></tr>{{end}}</table></div>{{end}}
+{{if .Config}}<div><h2>Configuration</h2><table id="config">{{range .Config}}<tr><td class="k">{{.Key}}</td><td>{{.Value}}</td></tr>{{end}}</table></div>{{end}}
+</div>
+</body>
+</html>
+`))

@@ -1,0 +1,159 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+
+	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/gemm"
+)
+
+// ring64 is a float64 Comm over an allreduce ring: the exact test path.
+type ring64 struct{ *allreduce.Ring }
+
+func (r ring64) AllReduce(ctx context.Context, buf []float64) error { return r.AllReduce64(ctx, buf) }
+
+// stepOnRanks runs one global step on K in-memory ranks and returns every
+// rank's trainer after it.
+func stepOnRanks[T gemm.Float](t *testing.T, cfg Config, K int, steps int64, comm func(*allreduce.Ring) Comm[T]) ([]*Trainer[T], []float64) {
+	t.Helper()
+	set := smallMNIST(t, 512, 10)
+	rings, err := allreduce.NewMemRings(K, allreduce.Config{JobID: "equivalence"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, r := range rings {
+			r.Close()
+		}
+	}()
+	trainers := make([]*Trainer[T], K)
+	losses := make([][]float64, K)
+	errs := make([]error, K)
+	var wg sync.WaitGroup
+	for k := range K {
+		tr, err := NewTrainer[T](cfg, set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trainers[k] = tr
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range steps {
+				st, err := tr.Step(context.Background(), comm(rings[k]), s)
+				if err != nil {
+					errs[k] = fmt.Errorf("rank %d step %d: %w", k, s, err)
+					return
+				}
+				losses[k] = append(losses[k], st.Loss)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tr := range trainers {
+		tr.Close()
+	}
+	return trainers, losses[0]
+}
+
+// relDiff is max_i |a_i − b_i| / max(max_i |b_i|, tiny): the error relative
+// to the size of the vector.
+func relDiff[T gemm.Float](a, b []T) float64 {
+	var d, s float64
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
+		s = math.Max(s, math.Abs(float64(b[i])))
+	}
+	return d / math.Max(s, 1e-300)
+}
+
+// TestDistributedEqualsSingleProcess is DESIGN's invariant: K ranks with
+// B/K samples each (uneven splits included) produce the loss and the
+// gradient of every parameter, logit scale included, of one process with
+// the whole global batch: 1e-10 relative in float64, 1e-5 in float32.
+func TestDistributedEqualsSingleProcess(t *testing.T) {
+	for _, objective := range []string{CLIP, SimCLR, MoCo} {
+		for _, symmetric := range []bool{false, true} {
+			if symmetric && objective != MoCo {
+				continue
+			}
+			cfg := smallConfig(t, objective)
+			cfg.Batch, cfg.Chunk, cfg.MoCoQueue, cfg.MoCoSymmetric = 10, 3, 20, symmetric
+			cfg.LearnTemperature = true // the logit scale's gradient is compared too
+			cfg.MaskFalseNegatives = objective == CLIP
+			name := objective
+			if symmetric {
+				name += "-symmetric"
+			}
+			t.Run(name+"/float64", func(t *testing.T) {
+				one, wantLoss := stepOnRanks(t, cfg, 1, 2, func(*allreduce.Ring) Comm[float64] { return Single[float64]{} })
+				for K := 1; K <= 4; K++ {
+					got, gotLoss := stepOnRanks(t, cfg, K, 2, func(r *allreduce.Ring) Comm[float64] { return ring64{r} })
+					for s := range wantLoss {
+						if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-10 {
+							t.Errorf("K=%d step %d: loss %v, single process %v (rel %.2g)", K, s, gotLoss[s], wantLoss[s], d)
+						}
+					}
+					for k, tr := range got {
+						if d := relDiff(tr.Model.P.G, one[0].Model.P.G); d > 1e-10 {
+							t.Errorf("K=%d rank %d: gradient differs from the single process by %.2g relative", K, k, d)
+						}
+						ls := tr.Model.LogitScale
+						if g, w := tr.Model.P.G[ls], one[0].Model.P.G[ls]; math.Abs(g-w) > 1e-10*math.Max(math.Abs(w), 1e-12) {
+							t.Errorf("K=%d rank %d: dL/dt %v, single process %v", K, k, g, w)
+						}
+						if d := relDiff(tr.Model.P.W, one[0].Model.P.W); d > 1e-10 {
+							t.Errorf("K=%d rank %d: parameters after 2 steps differ by %.2g relative", K, k, d)
+						}
+					}
+				}
+			})
+			t.Run(name+"/float32", func(t *testing.T) {
+				one, wantLoss := stepOnRanks(t, cfg, 1, 1, func(*allreduce.Ring) Comm[float32] { return Single[float32]{} })
+				got, gotLoss := stepOnRanks(t, cfg, 3, 1, func(r *allreduce.Ring) Comm[float32] { return r })
+				if d := math.Abs(gotLoss[0]-wantLoss[0]) / math.Abs(wantLoss[0]); d > 1e-5 {
+					t.Errorf("loss %v, single process %v", gotLoss[0], wantLoss[0])
+				}
+				for k, tr := range got {
+					if d := relDiff(tr.Model.P.G, one[0].Model.P.G); d > 1e-5 {
+						t.Errorf("rank %d: gradient differs from the single process by %.2g relative", k, d)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestDroppingRemoteGradientIsCaught shows the invariant test can fail: a
+// rank that scales its gradient share (as a local-loss bug would) is found.
+func TestDroppingRemoteGradientIsCaught(t *testing.T) {
+	cfg := smallConfig(t, CLIP)
+	cfg.Batch = 10
+	one, _ := stepOnRanks(t, cfg, 1, 1, func(r *allreduce.Ring) Comm[float64] { return ring64{r} })
+	bad := func(r *allreduce.Ring) Comm[float64] { return halfGrad{ring64{r}} }
+	got, _ := stepOnRanks(t, cfg, 2, 1, bad)
+	if d := relDiff(got[0].Model.P.G, one[0].Model.P.G); d < 1e-3 {
+		t.Fatalf("a wrong gradient passed the comparison (rel diff %.2g)", d)
+	}
+}
+
+// halfGrad halves rank 1's gradient share before the reduction.
+type halfGrad struct{ ring64 }
+
+func (h halfGrad) AllReduce(ctx context.Context, buf []float64) error {
+	if h.Rank() == 1 && len(buf) > 2 {
+		for i := range buf {
+			buf[i] /= 2
+		}
+	}
+	return h.ring64.AllReduce(ctx, buf)
+}
