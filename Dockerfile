@@ -21,7 +21,8 @@ COPY --chown=65532:65532 run/ /run/infonce/
 USER 65532:65532
 ENV INFONCE_OUT=/run/infonce
 WORKDIR /run/infonce
-# coordinator gRPC, worker data plane, gossip (memberlist: TCP and UDP)
-EXPOSE 7950/tcp 7960/tcp 7946/tcp 7946/udp
+# coordinator gRPC, worker data plane, gossip (memberlist: TCP and UDP),
+# and the /healthz and /metrics port the deployments give --http
+EXPOSE 7950/tcp 7960/tcp 7946/tcp 7946/udp 8080/tcp
 ENTRYPOINT ["/infonce"]
 CMD ["train"]

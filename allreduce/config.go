@@ -1,6 +1,7 @@
 package allreduce
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
@@ -81,6 +82,15 @@ type Config struct {
 	// or TransportTCP. Both are served by the same Server listener.
 	Transport string
 
+	// Token, when set, is proved to the right neighbour's Server (see
+	// WithToken) on every connection.
+	Token string
+	// TLS, when set, wraps every connection to a neighbour in TLS: RootCAs
+	// verifies the neighbour's certificate (ServerName defaults to the
+	// peer's host) and Certificates holds this worker's client certificate
+	// for mutual TLS. The plain TCP transport cannot be used with it.
+	TLS *tls.Config
+
 	Logger *slog.Logger // nil discards
 }
 
@@ -133,6 +143,9 @@ func (c Config) withDefaults(size int) (Config, error) {
 	case TransportGRPC, TransportTCP:
 	default:
 		return c, fmt.Errorf("allreduce: unknown transport %q (want grpc or tcp)", c.Transport)
+	}
+	if c.TLS != nil && c.Transport == TransportTCP {
+		return c, fmt.Errorf("allreduce: the %s transport has no TLS: use %s", TransportTCP, TransportGRPC)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -40,10 +40,35 @@ func init() { encoding.RegisterCodecV2(rawCodec{}) }
 // (the data path) and *allreducepb.Frame (for other clients).
 type rawCodec struct{}
 
-// outMsg is a message to send.
+// outMsg is a message to send. With release set, the codec hands data to
+// gRPC by reference and release.Put is called once gRPC has written it out
+// (the sender waits for that before reusing the buffer); otherwise data is
+// copied into a pooled buffer.
 type outMsg struct {
-	tag  uint64
-	data []byte
+	tag     uint64
+	data    []byte
+	hdr     [8]byte
+	release mem.BufferPool
+}
+
+// zeroCopyMin is the smallest payload sent by reference (smaller buffers
+// are below gRPC's pooling threshold and cannot report their release).
+const zeroCopyMin = 32 << 10
+
+// releaseSignal is a BufferPool whose Put reports that gRPC has released a
+// payload sent by reference.
+type releaseSignal chan struct{}
+
+func (r releaseSignal) Get(n int) *[]byte {
+	b := make([]byte, n)
+	return &b
+}
+
+func (r releaseSignal) Put(*[]byte) {
+	select {
+	case r <- struct{}{}:
+	default:
+	}
 }
 
 // inMsg is a received message; data holds a reference to gRPC's buffers
@@ -60,6 +85,10 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	var data []byte
 	switch m := v.(type) {
 	case *outMsg:
+		if m.release != nil && len(m.data) >= zeroCopyMin {
+			binary.LittleEndian.PutUint64(m.hdr[:], m.tag)
+			return mem.BufferSlice{mem.SliceBuffer(m.hdr[:]), mem.NewBuffer(&m.data, m.release)}, nil
+		}
 		tag, data = m.tag, m.data
 	case *allreducepb.Frame:
 		tag, data = m.Tag, m.Data
@@ -120,17 +149,20 @@ var grpcBackoff = grpc.ConnectParams{
 // grpcOut is the sending half of a gRPC link: the client of a Link stream
 // to the right neighbour.
 type grpcOut struct {
-	cc     *grpc.ClientConn
-	stream grpc.ClientStream
-	cancel context.CancelFunc
-	mu     sync.Mutex // serializes Close
-	closed bool
+	cc       *grpc.ClientConn
+	stream   grpc.ClientStream
+	ctx      context.Context // the stream's
+	cancel   context.CancelFunc
+	msg      outMsg
+	released releaseSignal
+	mu       sync.Mutex // serializes Close
+	closed   bool
 }
 
 // dialGRPC opens the link to addr and completes the handshake; it gives up
 // when ctx ends.
-func dialGRPC(ctx context.Context, addr string, hello handshake) (*grpcOut, error) {
-	cc, err := grpc.NewClient("passthrough:///"+addr,
+func dialGRPC(ctx context.Context, addr string, hello handshake, extra ...grpc.DialOption) (*grpcOut, error) {
+	cc, err := grpc.NewClient("passthrough:///"+addr, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpcBackoff),
 		grpc.WithDisableRetry(), // a retry buffer would keep copies of sent messages
@@ -142,7 +174,7 @@ func dialGRPC(ctx context.Context, addr string, hello handshake) (*grpcOut, erro
 		grpc.WithDefaultCallOptions(
 			grpc.CallContentSubtype(rawCodecName),
 			grpc.MaxCallRecvMsgSize(grpcMaxMsg),
-			grpc.MaxCallSendMsgSize(grpcMaxMsg)))
+			grpc.MaxCallSendMsgSize(grpcMaxMsg))}, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("grpc client for %s: %w", addr, err)
 	}
@@ -178,7 +210,7 @@ func dialGRPC(ctx context.Context, addr string, hello handshake) (*grpcOut, erro
 	if !stop() {
 		return fail(fmt.Errorf("%w: connecting to %s", ErrDeadline, addr))
 	}
-	return &grpcOut{cc: cc, stream: stream, cancel: cancel}, nil
+	return &grpcOut{cc: cc, stream: stream, ctx: sctx, cancel: cancel, released: make(releaseSignal, 1)}, nil
 }
 
 // checkReply decodes a handshake reply and turns a refusal into an error.
@@ -199,9 +231,23 @@ func checkReply(b []byte, addr string) error {
 	return fmt.Errorf("%w: reply of kind %d from %s", ErrHandshake, h.Kind, addr)
 }
 
+// send hands p to gRPC. A large p goes by reference and send returns once
+// gRPC has copied it into its write buffer, so p is not kept.
 func (g *grpcOut) send(tag uint64, p []byte) error {
-	if err := g.stream.SendMsg(&outMsg{tag: tag, data: p}); err != nil {
+	g.msg = outMsg{tag: tag, data: p}
+	byRef := len(p) >= zeroCopyMin
+	if byRef {
+		g.msg.release = g.released
+	}
+	if err := g.stream.SendMsg(&g.msg); err != nil {
 		return fmt.Errorf("%w: %v", ErrPeerLost, err)
+	}
+	if byRef {
+		select {
+		case <-g.released:
+		case <-g.ctx.Done():
+			return fmt.Errorf("%w: link closed while sending", ErrPeerLost)
+		}
 	}
 	return nil
 }

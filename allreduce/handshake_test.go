@@ -55,7 +55,7 @@ func listenRegistered(t *testing.T) (*Server, *slot) {
 
 func dialHello(ctx context.Context, kind, addr string, h handshake) error {
 	if kind == TransportTCP {
-		o, err := dialTCP(ctx, addr, h)
+		o, err := dialTCP(ctx, addr, h, Config{}.dialConn)
 		if err == nil {
 			o.close(false)
 		}

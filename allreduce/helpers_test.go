@@ -2,7 +2,6 @@ package allreduce
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -107,5 +106,3 @@ func fill32(rng *rand.Rand, x []float32) {
 		x[i] = float32(rng.NormFloat64())
 	}
 }
-
-func name(parts ...any) string { return fmt.Sprint(parts...) }

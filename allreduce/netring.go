@@ -109,12 +109,12 @@ func NewRing(ctx context.Context, srv *Server, cfg Config) (*Ring, error) {
 		switch c.Transport {
 		case TransportTCP:
 			var o *tcpOut
-			if o, d.err = dialTCP(ctx, c.Peers[right], hello); d.err == nil {
+			if o, d.err = dialTCP(ctx, c.Peers[right], hello, c.dialConn); d.err == nil {
 				d.out = o
 			}
 		default:
 			var o *grpcOut
-			if o, d.err = dialGRPC(ctx, c.Peers[right], hello); d.err == nil {
+			if o, d.err = dialSecureGRPC(ctx, c, c.Peers[right], hello); d.err == nil {
 				d.out = o
 			}
 		}

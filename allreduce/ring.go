@@ -101,7 +101,9 @@ func (r *Ring) fail(reason error) error {
 }
 
 // Close closes the links and stops the fusion worker; pending buckets fail
-// with ErrClosed. Close is idempotent.
+// with ErrClosed. A ring closed while idle lets its right neighbour read
+// everything sent before the link goes away; a collective running
+// concurrently fails. Close is idempotent.
 func (r *Ring) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -110,13 +112,20 @@ func (r *Ring) Close() error {
 	}
 	r.closed = true
 	release := r.release
-	healthy := r.broken == nil
-	if healthy {
-		r.broken = ErrClosed
-	}
 	r.mu.Unlock()
-	if g, ok := r.t.(interface{ closeGracefully() }); ok && healthy {
-		g.closeGracefully()
+	if r.opMu.TryLock() {
+		r.mu.Lock()
+		healthy := r.broken == nil
+		if healthy {
+			r.broken = ErrClosed
+		}
+		r.mu.Unlock()
+		if g, ok := r.t.(interface{ closeGracefully() }); ok && healthy {
+			g.closeGracefully()
+		} else {
+			r.fail(ErrClosed)
+		}
+		r.opMu.Unlock()
 	} else {
 		r.fail(ErrClosed)
 	}

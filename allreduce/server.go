@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -28,6 +27,7 @@ type Server struct {
 	gs          *grpc.Server
 	logger      *slog.Logger
 	parkTimeout time.Duration
+	sec         serverSecurity // token and TLS (secure.go)
 
 	mu      sync.Mutex
 	closed  bool
@@ -129,15 +129,18 @@ func (s *Server) acceptLoop() {
 
 // sniff routes a new connection by its first four bytes.
 func (s *Server) sniff(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var head [4]byte
-	if _, err := io.ReadFull(c, head[:]); err != nil {
-		c.Close()
+	c, head, ok := s.admit(c) // TLS, token, first bytes (secure.go)
+	if !ok {
 		return
 	}
-	c.SetReadDeadline(time.Time{})
 	if head == tcpPreface {
-		s.serveTCP(c.(*net.TCPConn))
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			s.logger.Warn("allreduce: refused a plain TCP link over TLS: use the grpc transport", "remote", c.RemoteAddr().String())
+			c.Close()
+			return
+		}
+		s.serveTCP(tc)
 		return
 	}
 	pc := &prefixConn{Conn: c, prefix: head[:], forget: s.forgetConn}
@@ -419,7 +422,9 @@ func (s *Server) serveTCP(c *net.TCPConn) {
 		c.Close()
 		return
 	}
-	in := &inbound{hello: hello, link: newTCPIn(c, br), decision: make(chan refusal, 1)}
+	tin := newTCPIn(c, br)
+	tin.makeBlocking() // before the ring can see the link
+	in := &inbound{hello: hello, link: tin, decision: make(chan refusal, 1)}
 	r := s.offer(context.Background(), in)
 	if r.code != codeNone {
 		reply(r)

@@ -3,6 +3,7 @@ package allreduce
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -35,14 +36,16 @@ func tuneTCP(c *net.TCPConn) {
 
 // dialTCP opens the link to addr, retrying refused connections until ctx
 // ends, and completes the handshake.
-func dialTCP(ctx context.Context, addr string, hello handshake) (*tcpOut, error) {
-	var d net.Dialer
+func dialTCP(ctx context.Context, addr string, hello handshake, dial func(context.Context, string) (net.Conn, error)) (*tcpOut, error) {
 	var conn net.Conn
 	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 300*time.Millisecond) {
 		var err error
-		conn, err = d.DialContext(ctx, "tcp", addr)
+		conn, err = dial(ctx, addr)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, ErrUnauthenticated) {
+			return nil, err
 		}
 		if !errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
 			if ctx.Err() != nil {
@@ -123,12 +126,13 @@ func (t *tcpOut) close(graceful bool) {
 
 // tcpIn is the receiving half of a plain TCP link.
 type tcpIn struct {
-	conn  *net.TCPConn
-	br    *bufio.Reader
-	fr    frameReader
-	raw   syscall.RawConn
-	lowat int // current SO_RCVLOWAT
-	once  sync.Once
+	conn     *net.TCPConn
+	br       *bufio.Reader
+	fr       frameReader
+	raw      syscall.RawConn
+	lowat    int  // current SO_RCVLOWAT
+	blocking bool // reads go through readFull's blocking recvfrom
+	once     sync.Once
 }
 
 func newTCPIn(c *net.TCPConn, r *bufio.Reader) *tcpIn {
@@ -154,23 +158,19 @@ func (t *tcpIn) setLowat(v int) {
 }
 
 func (t *tcpIn) recv(ctx context.Context, dst []byte) (uint64, int, error) {
-	t.setLowat(1)
-	tag, n, err := t.fr.header(len(dst), MaxFrameBytes)
+	hdr := t.fr.hdr[:]
+	err := t.readFull(hdr)
+	var tag uint64
+	var n int
 	if err == nil {
-		got, _ := t.br.Read(dst[:min(n, t.br.Buffered())])
-		for got < n && err == nil {
-			var m int
-			if rest := n - got; rest >= lowatMin {
-				t.setLowat(min(rest, lowatMax))
-				m, err = t.conn.Read(dst[got:n])
-			} else {
-				t.setLowat(1)
-				m, err = io.ReadFull(t.br, dst[got:n])
+		tag = binary.LittleEndian.Uint64(hdr[0:])
+		n64 := uint64(binary.LittleEndian.Uint32(hdr[8:]))
+		if n64 > uint64(len(dst)) || n64 > MaxFrameBytes {
+			err = fmt.Errorf("frame of %d bytes exceeds %d: %w", n64, min(len(dst), MaxFrameBytes), errMalformed)
+		} else if n = int(n64); n > 0 {
+			if err = t.readFull(dst[:n]); err == io.EOF {
+				err = io.ErrUnexpectedEOF
 			}
-			got += m
-		}
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
 		}
 	}
 	raceAcquire(unsafe.Pointer(&netSync))
@@ -183,4 +183,9 @@ func (t *tcpIn) recv(ctx context.Context, dst []byte) (uint64, int, error) {
 	return tag, n, nil
 }
 
-func (t *tcpIn) close() { t.once.Do(func() { t.conn.Close() }) }
+func (t *tcpIn) close() {
+	t.once.Do(func() {
+		t.shutdown()
+		t.conn.Close()
+	})
+}

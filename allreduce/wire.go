@@ -54,20 +54,23 @@ func toBF16(f float32) uint16 {
 
 func fromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
-// encodeBF16 writes src as bfloat16 into dst (len(dst) >= 2*len(src)) and
-// returns the bytes written.
-func encodeBF16(dst []byte, src []float32) []byte {
-	out := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(dst))), len(src))
+// encodeBF16Go implements out[i] = toBF16(src[i]).
+func encodeBF16Go(out []uint16, src []float32) {
+	out = out[:len(src)]
 	for i, f := range src {
 		out[i] = toBF16(f)
 	}
-	return dst[:2*len(src)]
 }
 
 // roundBF16 rounds x in place to bfloat16 precision.
 func roundBF16(x []float32) {
-	for i, f := range x {
-		x[i] = fromBF16(toBF16(f))
+	var tmp [256]uint16
+	view := unsafe.Slice((*byte)(unsafe.Pointer(&tmp[0])), 2*len(tmp))
+	for len(x) > 0 {
+		n := min(len(x), len(tmp))
+		encodeBF16(view, x[:n])
+		decodeBF16(x[:n], tmp[:n])
+		x = x[n:]
 	}
 }
 
@@ -115,8 +118,8 @@ func addBF16Go(dst []float32, src []uint16) {
 	}
 }
 
-// decodeBF16 implements dst = widen(src).
-func decodeBF16(dst []float32, src []uint16) {
+// decodeBF16Go implements dst = widen(src).
+func decodeBF16Go(dst []float32, src []uint16) {
 	src = src[:len(dst)]
 	for i := range dst {
 		dst[i] = fromBF16(src[i])

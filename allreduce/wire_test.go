@@ -71,3 +71,33 @@ func TestBFloat16Rounding(t *testing.T) {
 		}
 	}
 }
+
+func TestBFloat16KernelsMatchScalar(t *testing.T) {
+	rng := newRand(9)
+	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 1 + 1.0/256, 1 + 3.0/256, float32(math.Inf(1)), float32(math.Inf(-1)),
+		float32(math.NaN()), math.Float32frombits(0x7f800001), math.Float32frombits(0xffffffff), math.MaxFloat32, math.SmallestNonzeroFloat32}
+	for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 100, 1001} {
+		src := make([]float32, n)
+		fill32(rng, src)
+		for i := range src {
+			if i < len(special) {
+				src[i] = special[i]
+			}
+			if i%5 == 1 {
+				src[i] = math.Float32frombits(rng.Uint32())
+			}
+		}
+		b := encodeBF16(make([]byte, 2*n), src)
+		got := bytesU16(b)
+		dec := make([]float32, n)
+		decodeBF16(dec, got)
+		for i := range n {
+			if want := toBF16(src[i]); got[i] != want {
+				t.Fatalf("n=%d elem %d (%#x): encoded %#x, want %#x", n, i, math.Float32bits(src[i]), got[i], want)
+			}
+			if math.Float32bits(dec[i]) != uint32(got[i])<<16 {
+				t.Fatalf("n=%d elem %d: decoded %#x from %#x", n, i, math.Float32bits(dec[i]), got[i])
+			}
+		}
+	}
+}

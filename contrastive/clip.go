@@ -23,6 +23,10 @@ type Result[T gemm.Float] struct {
 // calls and must not be used by two goroutines at once.
 type CLIP[T gemm.Float] struct {
 	// Chunk is the number of columns of S held at once (DefaultChunk if 0).
+	// When the whole global batch fits one chunk (B ≤ Chunk), the two
+	// b×B blocks of S (owned rows, owned columns) are computed once and
+	// kept from the first pass to the second; otherwise both passes stream
+	// the chunks and the second computes them again.
 	Chunk int
 	// MaskFalseNegatives makes every pair with equal caption ids a
 	// positive: the row loss is lse_j S_ij − lse_{j∈P(i)} S_ij with
@@ -31,7 +35,7 @@ type CLIP[T gemm.Float] struct {
 
 	ug, vg []T       // gathered U, V: B×d
 	ids    []int32   // gathered caption ids: B
-	tile   []T       // b×chunk logits, then dL/dS
+	tile   []T       // b×chunk logits, then dL/dS; 2·b×B when the blocks are kept
 	stats  []float64 // local statistics: b×ns
 	accM   []float64 // running maxima of the statistics: b×ns
 	accZ   []float64 // running rescaled sums of the statistics: b×ns
@@ -87,7 +91,14 @@ func (c *CLIP[T]) Compute(ctx context.Context, coll Collective, in CLIPInput[T])
 	}
 	c.ug = grow(c.ug, B*d)
 	c.vg = grow(c.vg, B*d)
-	c.tile = grow(c.tile, b*chunk)
+	// keep: one chunk spans all B columns, so the row block and the
+	// column block of pass 1 are whole and pass 2 reuses them.
+	keep := chunk >= B
+	if keep {
+		c.tile = grow(c.tile, 2*b*B)
+	} else {
+		c.tile = grow(c.tile, b*chunk)
+	}
 	c.stats = grow(c.stats, b*ns)
 	c.accM = grow(c.accM, b*ns)
 	c.accZ = grow(c.accZ, b*ns)
@@ -111,7 +122,7 @@ func (c *CLIP[T]) Compute(ctx context.Context, coll Collective, in CLIPInput[T])
 	}
 
 	// Pass 1: log-sum-exps of the owned rows and owned columns.
-	if err := c.localStats(ctx, l, in, chunk, ns, ids); err != nil {
+	if err := c.localStats(ctx, l, in, chunk, ns, ids, keep); err != nil {
 		return res, err
 	}
 	var loss float64
@@ -130,7 +141,7 @@ func (c *CLIP[T]) Compute(ctx context.Context, coll Collective, in CLIPInput[T])
 	}
 
 	// Pass 2: G = dL/dS on the owned rows and columns, chunk by chunk.
-	dt, err := c.gradients(ctx, l, in, chunk, ns, ids)
+	dt, err := c.gradients(ctx, l, in, chunk, ns, ids, keep)
 	if err != nil {
 		return res, err
 	}
@@ -161,8 +172,9 @@ func (c *CLIP[T]) check(l layout, in CLIPInput[T]) error {
 // localStats streams S in column chunks and leaves, for every owned row
 // i, lse_j S_ij (and lse_{j∈P(i)} S_ij), and for every owned column j,
 // lse_i S_ij (and lse_{i∈P(j)} S_ij) in c.stats, and S_ii of the owned
-// rows in c.diag.
-func (c *CLIP[T]) localStats(ctx context.Context, l layout, in CLIPInput[T], chunk, ns int, ids []int32) error {
+// rows in c.diag. With keep (a single chunk) the row block is left in
+// c.tile[:b·B] and the column block in c.tile[b·B:2·b·B].
+func (c *CLIP[T]) localStats(ctx context.Context, l layout, in CLIPInput[T], chunk, ns int, ids []int32, keep bool) error {
 	d, b, B, s := in.D, l.b, l.B, in.Scale
 	for i := range c.accM {
 		c.accM[i], c.accZ[i] = math.Inf(-1), 0
@@ -187,6 +199,9 @@ func (c *CLIP[T]) localStats(ctx context.Context, l layout, in CLIPInput[T], chu
 			}
 		}
 		// Columns: tile[j][ii] = S_{c0+ii, off+j} = s·v_j·u_{c0+ii}.
+		if keep {
+			tile = c.tile[b*w : 2*b*w]
+		}
 		gemm.Gemm(false, true, b, w, d, s, in.V, d, c.ug[c0*d:], d, 0, tile, w)
 		for j := 0; j < b; j++ {
 			col := tile[j*w : j*w+w]
@@ -211,8 +226,9 @@ func (c *CLIP[T]) localStats(ctx context.Context, l layout, in CLIPInput[T], chu
 // with G_ij = 1/(2B)·[exp(S_ij − lse_row_i) + exp(S_ij − lse_col_j)
 // − 2·[j = i]] (masking: the last term becomes [id_i = id_j]·[exp(S_ij −
 // lse_pos_row_i) + exp(S_ij − lse_pos_col_j)]). It returns Σ_{i owned, j}
-// G_ij S_ij, this rank's share of dL/dt.
-func (c *CLIP[T]) gradients(ctx context.Context, l layout, in CLIPInput[T], chunk, ns int, ids []int32) (float64, error) {
+// G_ij S_ij, this rank's share of dL/dt. With keep, the blocks of S come
+// from pass 1 (see localStats) instead of being computed again.
+func (c *CLIP[T]) gradients(ctx context.Context, l layout, in CLIPInput[T], chunk, ns int, ids []int32, keep bool) (float64, error) {
 	d, b, B, s := in.D, l.b, l.B, in.Scale
 	inv := 1 / float64(2*B)
 	c.prepare32(B, ns, chunk)
@@ -228,12 +244,18 @@ func (c *CLIP[T]) gradients(ctx context.Context, l layout, in CLIPInput[T], chun
 			beta = 0
 		}
 		// Owned rows i against columns c0..c0+w.
-		gemm.Gemm(false, true, b, w, d, s, in.U, d, c.vg[c0*d:], d, 0, tile, w)
+		if !keep {
+			gemm.Gemm(false, true, b, w, d, s, in.U, d, c.vg[c0*d:], d, 0, tile, w)
+		}
 		dt += c.rowsG(tile, l, c0, w, ns, ids, inv)
 		gemm.Gemm(false, false, b, d, w, s, tile, w, c.vg[c0*d:], d, beta, in.DU, d)
 
 		// Owned columns j against rows c0..c0+w: tile[j][ii] = S_{c0+ii, off+j}.
-		gemm.Gemm(false, true, b, w, d, s, in.V, d, c.ug[c0*d:], d, 0, tile, w)
+		if keep {
+			tile = c.tile[b*w : 2*b*w]
+		} else {
+			gemm.Gemm(false, true, b, w, d, s, in.V, d, c.ug[c0*d:], d, 0, tile, w)
+		}
 		c.colsG(tile, l, c0, w, ns, ids, inv)
 		gemm.Gemm(false, false, b, d, w, s, tile, w, c.ug[c0*d:], d, beta, in.DV, d)
 	}

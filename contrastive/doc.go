@@ -36,7 +36,9 @@
 //	dL/du_i = s·Σ_j G_ij v_j  (i ∈ R_k),   dL/dv_j = s·Σ_i G_ij u_i  (j ∈ R_k).
 //
 // At most (local rows × Chunk) logits exist at any time, so the memory is
-// O((b+B)·d + b·Chunk) instead of O(B²). With false-negative masking the
+// O((b+B)·d + b·Chunk) instead of O(B²). When the global batch fits one
+// chunk (B ≤ Chunk), the two b×B blocks of S are kept from the first pass
+// to the second instead of being computed twice. With false-negative masking the
 // positives of row i are all columns with the same caption id, the row loss
 // becomes lse_j S_ij − lse_{j∈P(i)} S_ij, and the positive log-sum-exps are
 // gathered as well.
@@ -47,6 +49,16 @@
 // MoCo's logits of a query involve only its own key and the queue, which is
 // identical on every rank, so its loss needs no communication; Enqueue
 // all-gathers the keys so that every rank pushes the same B keys.
+//
+// # Precision
+//
+// Float64 objectives use math.Exp and float64 sums throughout (the exact
+// gradient checks rely on it). Float32 objectives compute the streamed
+// log-sum-exps and the softmax coefficients with the vectorised float32
+// kernels of package vec (exp within 2 ulp, float32 sums within a chunk
+// row, float64 across rows); the entries that carry an indicator term (the
+// diagonal, the positives, NT-Xent's partner view) are recomputed in
+// float64, since there the indicator cancels most of the probability.
 //
 // Work buffers live in the objective structs and are reused: after the
 // first call with a given shape, Compute allocates nothing.

@@ -8,7 +8,8 @@ import (
 
 // BenchmarkObjectives times one float32 Compute of every objective on one
 // rank at the default training shape (global batch 512, d = 64, the
-// default chunk; MoCo with a queue of 8 batches), and reports samples/s.
+// default chunk; MoCo with a queue of 8 batches), and reports samples/s
+// and the CPU time of the process per step.
 func BenchmarkObjectives(b *testing.B) {
 	const B, d = 512, 64
 	rng := rand.New(rand.NewPCG(61, 0))
@@ -24,12 +25,16 @@ func BenchmarkObjectives(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
+		cpu0, ok := processCPU()
 		for b.Loop() {
 			if err := f(); err != nil {
 				b.Fatal(err)
 			}
 		}
 		b.ReportMetric(float64(B*b.N)/b.Elapsed().Seconds(), "samples/s")
+		if cpu1, ok1 := processCPU(); ok && ok1 {
+			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+		}
 	}
 	for _, mask := range []bool{false, true} {
 		name := "clip"

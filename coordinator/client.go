@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/infonce/infonce/coordinator/coordinatorpb"
@@ -29,9 +31,14 @@ type Backoff struct {
 	Jitter float64
 }
 
+// ClientKeepalive is the idle time after which a Client pings the
+// coordinator, and how long it waits for the answer before it drops the
+// connection. The server accepts pings this frequent.
+const ClientKeepalive = 2 * time.Second
+
 // DefaultBackoff suits a coordinator that restarts within seconds.
 func DefaultBackoff() Backoff {
-	return Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}
+	return Backoff{Base: 50 * time.Millisecond, Max: time.Second, Jitter: 0.2}
 }
 
 // ClientOption changes a Client's settings.
@@ -88,7 +95,18 @@ func Dial(ctx context.Context, addr, token string, opts ...ClientOption) (*Clien
 	for _, o := range opts {
 		o(c)
 	}
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	// Reconnect quickly once the coordinator is back: a connection attempt
+	// whose packets are dropped (a partition) gives up after a second
+	// instead of gRPC's twenty, and the channel's own back-off stays short;
+	// the Client's back-off paces the calls.
+	// The client also pings an idle connection (ClientKeepalive): a
+	// connection that a partition or a restart left half-open, on which a
+	// Watch stream would wait forever, is found broken within a few
+	// seconds and replaced.
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
+			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: ClientKeepalive, Timeout: ClientKeepalive, PermitWithoutStream: true})}
 	if token != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(bearer(token)))
 	}
@@ -224,6 +242,12 @@ func (c *Client) Watch(ctx context.Context) (<-chan Assignment, error) {
 	}()
 	return ch, nil
 }
+
+// StartWatch opens the background Watch stream at once (NextAssignment
+// opens it otherwise): a worker that just joined calls it first, since the
+// coordinator declares a joined worker without a stream dead after
+// WatchGrace.
+func (c *Client) StartWatch() error { return c.startWatch() }
 
 func (c *Client) startWatch() error {
 	c.mu.Lock()
@@ -372,6 +396,9 @@ func (c *Client) retry(ctx context.Context, what string, f func(context.Context)
 		if status.Code(err) != codes.Unavailable || ctx.Err() != nil || once {
 			return c.wrap(what, err)
 		}
+		if tlsErr := tlsRefusal(err); tlsErr != nil { // secure.go
+			return fmt.Errorf("%s: %w", what, tlsErr)
+		}
 		wait := c.wait(attempt)
 		c.log.Debug("coordinator unavailable, retrying", "call", what, "err", err, "in", wait)
 		t := time.NewTimer(wait)
@@ -397,9 +424,8 @@ func (c *Client) wrap(what string, err error) error {
 		return fmt.Errorf("%s: %w (%s)", what, ErrBadRequest, st.Message())
 	case codes.FailedPrecondition:
 		if strings.Contains(st.Message(), ErrRunStopped.Error()) {
-			return fmt.Errorf("%s: %w (%s)", what, ErrRunStopped, st.Message())
+			return fmt.Errorf("%s: %w: %w", what, ErrRunStopped, err)
 		}
-		return fmt.Errorf("%s: %s", what, st.Message())
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -461,7 +487,9 @@ func (c *Client) Abort(ctx context.Context, gen uint64, step int64, msg string) 
 	return err
 }
 
-// Finish reports that training completed at step; the run stops.
+// Finish reports that training completed at step; the run stops. A report
+// from a generation that is no longer the current one is refused: the
+// worker must take the newer assignment.
 func (c *Client) Finish(ctx context.Context, gen uint64, step int64) error {
 	_, err := c.report(ctx, "report finish", &pb.ReportRequest{Generation: gen,
 		Report: &pb.ReportRequest_Finished{Finished: &pb.Finished{Step: step}}})

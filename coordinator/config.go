@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,10 @@ type Config struct {
 	// Token, when set, is the shared secret every request must carry as
 	// "authorization: Bearer <token>".
 	Token string
+	// TLS, when set, serves gRPC over TLS with its certificate; with
+	// ClientAuth tls.RequireAndVerifyClientCert, workers must present a
+	// certificate signed by ClientCAs (mutual TLS).
+	TLS *tls.Config
 
 	// RunConfig is handed to every worker in its assignments.
 	RunConfig []byte

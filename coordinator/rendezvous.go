@@ -70,6 +70,10 @@ var (
 	ErrUnknownWorker = errors.New("unknown worker: it never joined this run or was removed from it; join again")
 	ErrRunStopped    = errors.New("the run is stopped")
 	ErrNotAssigned   = errors.New("worker has no generation yet")
+	// ErrStaleGeneration refuses a report that only the current
+	// generation may make (the end of training) from an older one: the
+	// worker takes the newer assignment and goes on from there.
+	ErrStaleGeneration = errors.New("stale generation")
 	ErrBadRequest    = errors.New("malformed request")
 )
 
@@ -398,8 +402,12 @@ func (r *Rendezvous) Finish(now time.Time, id string, gen uint64, step int64) er
 	if err != nil {
 		return fmt.Errorf("finish: %w", err)
 	}
+	if r.phase == PhaseStopped {
+		return nil // already over
+	}
 	if gen != r.current.Number || m.state != MemberActive || r.phase != PhaseRunning {
-		return nil
+		return fmt.Errorf("finish at step %d: %w: the worker reports generation %d, the run is at generation %d (%s)",
+			step, ErrStaleGeneration, gen, r.current.Number, r.phase)
 	}
 	if step > m.step {
 		m.step = step

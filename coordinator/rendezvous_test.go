@@ -65,9 +65,22 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 			}
 			now = t0.Add(d)
 			r.Tick(now)
+		case "joinheld": // joinheld STEP GEN [JOB]: a worker holding state
+			job := cfgJob(r)
+			if len(f) > 3 {
+				job = f[3]
+			}
+			joins++
+			_, lastErr = r.Join(now, JoinRequest{Name: fmt.Sprintf("host%d", joins),
+				DataAddr: fmt.Sprintf("10.0.0.%d:7000", joins), Fingerprint: fpA,
+				Held: &HeldState{Step: num(f[1]), Generation: uint64(num(f[2])), JobID: job}})
+		case "abort":
+			lastErr = r.Fail(now, f[1], uint64(num(f[2])), num(f[3]), strings.Join(f[4:], " "), true, true)
 		case "join":
 			fp := fpA
-			if len(f) > 1 {
+			if len(f) > 1 && f[1] == "-" {
+				fp = nil
+			} else if len(f) > 1 {
 				fp = Fingerprint{}
 				for _, kv := range strings.Split(f[1], ",") {
 					k, v, _ := strings.Cut(kv, "=")
@@ -181,6 +194,9 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 	return r
 }
 
+// cfgJob is the job id of r's configuration.
+func cfgJob(r *Rendezvous) string { return r.cfg.JobID }
+
 func TestRendezvousScenarios(t *testing.T) {
 	cfg := func(min, max int) RendezvousConfig {
 		return RendezvousConfig{JobID: "job", MinWorkers: min, MaxWorkers: max,
@@ -226,6 +242,32 @@ func TestRendezvousScenarios(t *testing.T) {
 			"join batch=1024", "err model: run has \"vit-t d=256\", worker has (unset); objective: run has \"infonce\", worker has (unset)",
 		}},
 		{"empty data address is refused", cfg(1, 1), []string{}},
+		{"a worker without a fingerprint takes the run's configuration", cfg(2, 2), []string{
+			"join", "join -", "at 1s", "expect running g1 run w1,w2 fresh 0",
+		}},
+		{"a restarted coordinator broadcasts the most advanced held state above every generation", RendezvousConfig{JobID: "job",
+			MinWorkers: 3, MaxWorkers: 3, Resume: &Checkpoint{Step: 30, Path: "/ckpt/30"}}, []string{
+			"joinheld 40 7", "joinheld 42 7", "expect waiting g0", "joinheld 41 6",
+			"expect running g8 run w1,w2,w3 bcast:1 42", "rank w2 1 3",
+			"dead w1", "expect paused g9 pause w2,w3 bcast:0 42",
+		}},
+		{"a checkpoint newer than every held state wins", RendezvousConfig{JobID: "job", MinWorkers: 1, MaxWorkers: 2,
+			Resume: &Checkpoint{Step: 50, Path: "/ckpt/50"}}, []string{
+			"joinheld 40 3", "expect running g4 run w1 ckpt:/ckpt/50 50",
+		}},
+		{"a worker re-joining with held state enters at a boundary like any joiner", cfg(2, 3), []string{
+			"join", "join", "at 1s", "expect running g1 run w1,w2 fresh 0",
+			"joinheld 12 1", "waiting w3", "boundary w1 1 20", "expect running g2 run w1,w2,w3 bcast:0 20",
+		}},
+		{"held state of another job is refused", cfg(1, 1), []string{
+			"joinheld 10 2 other", "err holds the state of job \"other\"",
+		}},
+		{"an abort stops the run at once", cfg(2, 2), []string{
+			"join", "join", "at 1s", "expect running g1 run w1,w2 fresh 0",
+			"abort w1 1 12 3 non-finite steps in a row", "expect stopped g2 stop w1,w2 bcast:0 0",
+			"reason run aborted by w1 at step 12: 3 non-finite steps in a row",
+			"abort w2 1 12 3 non-finite steps in a row", "expect stopped g2",
+		}},
 		{"death of rank 0: survivors keep order, rank 1 broadcasts as new rank 0", cfg(2, 4), []string{
 			"join", "join", "join", "at 1s", "expect running g1 run w1,w2,w3 fresh 0",
 			"progress w1 1 40 2.5 100", "progress w2 1 41 2.5 100", "boundary w2 1 41",

@@ -107,12 +107,15 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("coordinator: %w", err)
 		}
 	}
-	opts := []grpc.ServerOption{grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.Keepalive, Timeout: cfg.Keepalive})}
+	opts := []grpc.ServerOption{grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.Keepalive, Timeout: cfg.Keepalive}),
+		// Workers ping idle connections every ClientKeepalive.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: ClientKeepalive / 2, PermitWithoutStream: true})}
 	if cfg.Token != "" {
 		auth := NewTokenAuth(cfg.Token)
 		opts = append(opts, grpc.ChainUnaryInterceptor(auth.UnaryInterceptor()),
 			grpc.ChainStreamInterceptor(auth.StreamInterceptor()))
 	}
+	opts = append(opts, hardening(cfg)...) // TLS, message and stream bounds (secure.go)
 	s.grpc = grpc.NewServer(opts...)
 	pb.RegisterCoordinatorServer(s.grpc, &service{s: s})
 	return s, nil
@@ -221,7 +224,12 @@ func (s *Server) Close() error {
 			_ = s.lis.Close() // grpc closes it only when it served
 		}
 		if s.gossip != nil {
-			s.closeErr = s.gossip.Close(context.Background(), 200*time.Millisecond)
+			// A leave that no node acknowledges in time (every worker has
+			// gone already) is not a failure of the run.
+			if err := s.gossip.Leave(200 * time.Millisecond); err != nil {
+				s.log.Debug("gossip leave", "err", err)
+			}
+			s.closeErr = s.gossip.Shutdown()
 		}
 	})
 	return s.closeErr
@@ -378,7 +386,7 @@ func statusOf(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrBadRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrRunStopped), errors.Is(err, ErrProtocolVersion), errors.As(err, &fm):
+	case errors.Is(err, ErrRunStopped), errors.Is(err, ErrProtocolVersion), errors.Is(err, ErrStaleGeneration), errors.As(err, &fm):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())

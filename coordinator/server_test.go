@@ -438,3 +438,41 @@ func TestServicePauseThenCheckpointAndStop(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+func TestNoRetryFailsFastWhileTheCoordinatorIsDown(t *testing.T) {
+	defer checkNoLeaks(t)()
+	cfg := DefaultLocalConfig()
+	cfg.DisableGossip = true
+	s, stop := testServer(t, cfg)
+	c := testClient(t, s.Addr(), "")
+	defer c.Close()
+	if _, err := c.Join(ctxT(t, 5*time.Second), JoinRequest{DataAddr: "127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		fast bool
+	}{
+		{"no retry", NoRetry(ctxT(t, 3*time.Second)), true},
+		{"retry until the deadline", ctxT(t, 600*time.Millisecond), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := c.Boundary(tc.ctx, 1, 5)
+			took := time.Since(start)
+			if err == nil {
+				t.Fatal("a boundary report to a stopped coordinator succeeded")
+			}
+			if tc.fast && took > time.Second {
+				t.Errorf("NoRetry took %v", took)
+			}
+			if !tc.fast && took < 500*time.Millisecond {
+				t.Errorf("gave up after %v, before the deadline", took)
+			}
+		})
+	}
+}

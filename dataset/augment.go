@@ -109,10 +109,27 @@ func Pixels[T gemm.Float](src []byte, dst []T) {
 	if len(dst) != len(src) {
 		panic(fmt.Sprintf("dataset: Pixels: len(dst) = %d, len(src) = %d", len(dst), len(src)))
 	}
-	for i, b := range src {
-		dst[i] = T(float64(b) / 255)
+	switch d := any(dst).(type) {
+	case []float32:
+		for i, b := range src {
+			d[i] = pixelScale32[b]
+		}
+	case []float64:
+		for i, b := range src {
+			d[i] = pixelScale64[b]
+		}
 	}
 }
+
+// pixelScale32 and pixelScale64 hold x/255 for every byte x, rounded once
+// from float64, so that Pixels is a table look-up per pixel.
+var pixelScale32, pixelScale64 = func() (t32 [256]float32, t64 [256]float64) {
+	for x := range 256 {
+		t64[x] = float64(x) / 255
+		t32[x] = float32(t64[x])
+	}
+	return t32, t64
+}()
 
 // Augment writes one augmented view of the h×w grey image src into dst
 // (both h·w long), intensities about [0, 1] (noise and brightness may take

@@ -48,8 +48,9 @@ type microKernel func(kc int, a, b, c *float32, ldc int, alpha, beta float32)
 // one barrier per kc block suffices, and a worker delayed by the OS does not
 // hold up the rows the others can take. When m is too small to split, the columns are split instead and
 // each worker packs its own B̃. Products below about 2·128³ flops stay on the
-// calling goroutine. Packing buffers are pooled, so the steady state does not
-// allocate. A product gives the same bits whatever the number of workers:
+// calling goroutine. Packing buffers are kept on a free list that the
+// garbage collector does not empty (unlike a sync.Pool), so the steady
+// state does not allocate. A product gives the same bits whatever the number of workers:
 // each element of C is summed in the same order.
 //
 // A Blocked comes from AVX2 or AVX512; its zero value is not usable. It is
@@ -66,7 +67,7 @@ type Blocked struct {
 	// copyA and copyB, when set, copy a whole sliver from mr (nr)
 	// neighbouring columns of a stored matrix: op(A) = Aᵀ and op(B) = B.
 	copyA, copyB rowCopier
-	jobs         sync.Pool // *job
+	jobs         jobList
 }
 
 // rowCopier sets dst[p·w+j] = src[p·ld+j] for j < w and p < n, w being the
@@ -135,7 +136,7 @@ func (g *Blocked) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 		scale(m, n, beta, c, ldc)
 		return
 	}
-	j, _ := g.jobs.Get().(*job)
+	j := g.jobs.get()
 	if j == nil {
 		j = &job{g: g}
 		j.bar.cond.L = &j.bar.mu
@@ -170,7 +171,35 @@ func (g *Blocked) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 		j.wg.Wait()
 	}
 	j.op = operands{} // do not retain the caller's slices
-	g.jobs.Put(j)
+	g.jobs.put(j)
+}
+
+// jobList is a free list of jobs with their buffers: at most one job per
+// concurrent Sgemm call ever exists, and they live as long as the kernel.
+type jobList struct {
+	mu   sync.Mutex
+	free []*job
+}
+
+// get takes a job off the list, or returns nil if it is empty.
+func (l *jobList) get() *job {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.free)
+	if n == 0 {
+		return nil
+	}
+	j := l.free[n-1]
+	l.free[n-1] = nil
+	l.free = l.free[:n-1]
+	return j
+}
+
+// put returns a job to the list.
+func (l *jobList) put(j *job) {
+	l.mu.Lock()
+	l.free = append(l.free, j)
+	l.mu.Unlock()
 }
 
 // handoff passes a task to a freshly started worker goroutine; passing it

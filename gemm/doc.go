@@ -8,7 +8,10 @@
 // with op(A) of shape m×k, op(B) of shape k×n and C of shape m×n. The
 // generic Gemm serves both element types: float32 for training and float64
 // for the exact test path. The float32 kernel is swappable through Use, so a
-// faster kernel (hand-written assembly, or a cgo BLAS) plugs in without any
-// change to the callers. The default kernel is gonum's pure-Go BLAS, which
-// keeps the binary static.
+// kernel plugs in without any change to the callers. The default is Native():
+// register-blocked AVX-512 or AVX2+FMA micro-kernels in Go assembly with
+// packed, cache-blocked panels, chosen from the CPU's features at start-up;
+// other CPUs and the purego build tag get gonum's pure-Go BLAS. Neither needs
+// cgo, so the binary stays static. The openblas build tag uses OpenBLAS
+// through cgo instead.
 package gemm

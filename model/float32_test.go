@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// The float32 element-wise paths (ReLU and the bias gradient of Linear go
-// through package vec) agree with the float64 layers on the same inputs:
-// ReLU exactly, the bias gradient to the rounding of a float32 sum.
+// The float32 element-wise paths (ReLU, the bias gradient of Linear and
+// L2Normalize go through package vec) agree with the float64 layers on the
+// same inputs: ReLU exactly, the others to float32 rounding.
 func TestFloat32LayersFollowFloat64(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, width := range []int{1, 7, 8, 13, 64, 100} {
@@ -34,6 +34,26 @@ func TestFloat32LayersFollowFloat64(t *testing.T) {
 		for i := range y64 {
 			if float64(y32[i]) != y64[i] || float64(dx32[i]) != dx64[i] {
 				t.Fatalf("width %d, element %d: ReLU float32 (%v, %v), float64 (%v, %v)", width, i, y32[i], dx32[i], y64[i], dx64[i])
+			}
+		}
+
+		n32, n64 := L2Normalize[float32]{N: width}, L2Normalize[float64]{N: width}
+		z32, err := n32.Forward(x32, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z64, _ := n64.Forward(x64, b)
+		dz32, err := n32.Backward(dy32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dz64, _ := n64.Backward(dy64)
+		for i := range z64 {
+			if d := math.Abs(float64(z32[i]) - z64[i]); d > 2e-7 {
+				t.Fatalf("width %d: L2Normalize y[%d] float32 %v, float64 %v", width, i, z32[i], z64[i])
+			}
+			if d := math.Abs(float64(dz32[i]) - dz64[i]); d > 1e-6*(1+math.Abs(dz64[i])) {
+				t.Fatalf("width %d: L2Normalize dx[%d] float32 %v, float64 %v", width, i, dz32[i], dz64[i])
 			}
 		}
 

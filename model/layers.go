@@ -354,8 +354,17 @@ func (l *L2Normalize[T]) Forward(x []T, b int) ([]T, error) {
 		l.nu = make([]float64, b)
 	}
 	l.nu = l.nu[:b]
+	x32, is32 := any(x).([]float32)
 	for i := 0; i < b; i++ {
 		row := x[i*n : (i+1)*n]
+		if is32 {
+			// float32: ‖x‖² in float64 and y = x·(1/ν) rounded in float32.
+			r32, y32 := x32[i*n:(i+1)*n], any(l.y).([]float32)[i*n:(i+1)*n]
+			nu := math.Sqrt(eps*eps + vec.Dot(r32, r32))
+			l.nu[i] = nu
+			vec.Scale(y32, r32, float32(1/nu))
+			continue
+		}
 		s := eps * eps
 		for _, v := range row {
 			s += float64(v) * float64(v)
@@ -381,6 +390,14 @@ func (l *L2Normalize[T]) Backward(dy []T) ([]T, error) {
 	}
 	n := l.N
 	l.dx = grow(l.dx, l.b*n)
+	if y32, ok := any(l.y).([]float32); ok {
+		dy32, dx32 := any(dy).([]float32), any(l.dx).([]float32)
+		for i := 0; i < l.b; i++ {
+			y, g := y32[i*n:(i+1)*n], dy32[i*n:(i+1)*n]
+			vec.ScaleSub(dx32[i*n:(i+1)*n], g, y, float32(vec.Dot(y, g)), float32(1/l.nu[i]))
+		}
+		return l.dx, nil
+	}
 	for i := 0; i < l.b; i++ {
 		y, g, dx := l.y[i*n:(i+1)*n], dy[i*n:(i+1)*n], l.dx[i*n:(i+1)*n]
 		var yg float64
@@ -411,6 +428,7 @@ type EmbeddingBag[T gemm.Float] struct {
 	ids     []int32
 	offsets []int32
 	y       []T
+	gs      []T // Backward: dy_i/n_i of one bag
 	b       int
 	ready   bool
 }
@@ -460,13 +478,22 @@ func (e *EmbeddingBag[T]) Forward(ids, offsets []int32, b int) ([]T, error) {
 			continue
 		}
 		y := e.y[i*d : (i+1)*d]
+		inv := 1 / T(hi-lo)
+		if y32, ok := any(y).([]float32); ok {
+			// The same sums and product as below, vectorised.
+			e32 := any(e.E).([]float32)
+			for _, id := range e.ids[lo:hi] {
+				vec.Add(y32, e32[int(id)*d:(int(id)+1)*d])
+			}
+			vec.Scale(y32, y32, float32(inv))
+			continue
+		}
 		for _, id := range e.ids[lo:hi] {
 			row := e.E[int(id)*d : (int(id)+1)*d]
 			for k, v := range row {
 				y[k] += v
 			}
 		}
-		inv := 1 / T(hi-lo)
 		for k := range y {
 			y[k] *= inv
 		}
@@ -495,6 +522,7 @@ func (e *EmbeddingBag[T]) Backward(dy []T) error {
 		return fmt.Errorf("model: embeddingbag: %w", errNoGrad)
 	}
 	d := e.Dim
+	e.gs = grow(e.gs, d)
 	for i := 0; i < e.b; i++ {
 		lo, hi := e.bag(i)
 		if hi == lo {
@@ -502,6 +530,16 @@ func (e *EmbeddingBag[T]) Backward(dy []T) error {
 		}
 		inv := 1 / T(hi-lo)
 		g := dy[i*d : (i+1)*d]
+		if gs32, ok := any(e.gs).([]float32); ok {
+			// The same products and sums as below, vectorised: dy_i/n_i
+			// once per bag, then added to each row of the bag.
+			de32 := any(e.DE).([]float32)
+			vec.Scale(gs32, any(g).([]float32), float32(inv))
+			for _, id := range e.ids[lo:hi] {
+				vec.Add(de32[int(id)*d:(int(id)+1)*d], gs32)
+			}
+			continue
+		}
 		for _, id := range e.ids[lo:hi] {
 			row := e.DE[int(id)*d : (int(id)+1)*d]
 			for k, v := range g {

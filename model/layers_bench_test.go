@@ -8,6 +8,16 @@ import (
 // BenchmarkLayers times the element-wise layers on a float32 batch of 512
 // rows of width 512 (the first hidden layer of the default image tower).
 func BenchmarkLayers(b *testing.B) {
+	// loop runs f b.N times and reports the process CPU time per call.
+	loop := func(b *testing.B, f func()) {
+		cpu0, ok := processCPU()
+		for b.Loop() {
+			f()
+		}
+		if cpu1, ok1 := processCPU(); ok && ok1 {
+			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+		}
+	}
 	const rows, n = 512, 512
 	rng := rand.New(rand.NewPCG(5, 6))
 	x, dy := make([]float32, rows*n), make([]float32, rows*n)
@@ -16,14 +26,14 @@ func BenchmarkLayers(b *testing.B) {
 	}
 	b.Run("relu", func(b *testing.B) {
 		r := ReLU[float32]{N: n}
-		for b.Loop() {
+		loop(b, func() {
 			if _, err := r.Forward(x, rows); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := r.Backward(dy); err != nil {
 				b.Fatal(err)
 			}
-		}
+		})
 	})
 	b.Run("linear-bias-grad", func(b *testing.B) {
 		// A Linear n→n whose weight gradient is the bulk of Backward;
@@ -34,22 +44,22 @@ func BenchmarkLayers(b *testing.B) {
 		if _, err := l.Forward(in, rows); err != nil {
 			b.Fatal(err)
 		}
-		for b.Loop() {
+		loop(b, func() {
 			if _, err := l.Backward(dy); err != nil {
 				b.Fatal(err)
 			}
-		}
+		})
 	})
 	b.Run("l2normalize", func(b *testing.B) {
 		l := L2Normalize[float32]{N: 64}
 		xs := x[:rows*64]
-		for b.Loop() {
+		loop(b, func() {
 			if _, err := l.Forward(xs, rows); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := l.Backward(dy[:rows*64]); err != nil {
 				b.Fatal(err)
 			}
-		}
+		})
 	})
 }

@@ -26,6 +26,31 @@
 // Coordinator, which reads a fresh snapshot at every scrape and samples the
 // progress aggregate into a bounded history for the curves.
 //
+// The metrics, all prefixed infonce_:
+//
+//	training process (Worker)
+//	  steps_total, samples_total           counters (samples: B per step)
+//	  step, epoch, loss, logit_scale,       gauges of the last step
+//	  learning_rate, grad_norm
+//	  step_phase_seconds{phase}             histogram per phase: data, forward,
+//	                                        gather, loss, backward, reduce, optimizer
+//	  step_seconds                          histogram of whole steps
+//	  allreduce_bytes_total                 S per step with more than one rank
+//	  allreduce_algbw_bytes_per_second,     of the last step's all-reduce
+//	  allreduce_busbw_bytes_per_second
+//	  gradient_bytes, global_batch          S and B, once known
+//	  generation, rank, world_size,         membership as this process sees it
+//	  generations_started_total
+//	  checkpoints_saved_total, checkpoint_step,
+//	  checkpoint_age_seconds                (absent before the first checkpoint)
+//	coordinator (Coordinator)
+//	  generation, world_size, members{state}, run_phase{phase},
+//	  reporting_workers, step, step_min, loss, samples_per_second,
+//	  run_samples (steps · B), checkpoint_step, checkpoint_age_seconds,
+//	  gossip_members, coordinator_uptime_seconds
+//
+// plus the Go runtime's go_* and the process's process_* metrics.
+//
 // After a run, WriteReport renders the run directory's metrics.jsonl into
 // PNG plots (loss, logit scale, learning rate, samples per second, step-time
 // breakdown) and a one-page HTML summary with the fields of summary.json.

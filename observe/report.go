@@ -19,6 +19,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/infonce/infonce/worker"
 )
@@ -102,6 +104,7 @@ type Report struct {
 type plotSpec struct {
 	file, title, y string
 	lines          []plotLine
+	stacked        bool // lines are the parts of a sum, drawn as stacked areas
 }
 
 type plotLine struct {
@@ -132,7 +135,7 @@ func reportPlots() []plotSpec {
 		one("lr.png", "Learning rate", "learning rate", func(m worker.Metric) float64 { return m.LR }),
 		one("throughput.png", "Throughput", "samples/s", func(m worker.Metric) float64 { return m.SamplesPerSecond }),
 		one("grad_norm.png", "Global gradient norm", "gradient norm", func(m worker.Metric) float64 { return m.GradNorm }),
-		{file: "step_time.png", title: "Step-time breakdown (mean per logged window)", y: "ms per step", lines: []plotLine{
+		{file: "step_time.png", title: "Step-time breakdown (mean per logged window)", y: "ms per step", stacked: true, lines: []plotLine{
 			{"data", phaseColors[0], bd(func(b worker.Breakdown) float64 { return b.DataMS })},
 			{"forward", phaseColors[1], bd(func(b worker.Breakdown) float64 { return b.ForwardMS })},
 			{"gather", phaseColors[2], bd(func(b worker.Breakdown) float64 { return b.GatherMS })},
@@ -140,7 +143,6 @@ func reportPlots() []plotSpec {
 			{"backward", phaseColors[4], bd(func(b worker.Breakdown) float64 { return b.BackwardMS })},
 			{"reduce", phaseColors[5], bd(func(b worker.Breakdown) float64 { return b.ReduceMS })},
 			{"optimizer", phaseColors[6], bd(func(b worker.Breakdown) float64 { return b.OptimizerMS })},
-			{"total", phaseColors[7], bd(func(b worker.Breakdown) float64 { return b.TotalMS })},
 		}},
 	}
 }
@@ -191,23 +193,58 @@ func WriteReport(runDir, outDir string) (*Report, error) {
 	return rep, nil
 }
 
-// drawPlot draws one plot of the metrics against the step.
+// Plot size: the PNGs are 7 × 3.6 inches at 96 dpi.
+const (
+	plotW       = 7 * vg.Inch
+	plotH       = 3.6 * vg.Inch
+	legendWidth = 1.1 * vg.Inch
+)
+
+// drawPlot draws one plot of the metrics against the step, with round
+// ticks; the parts of a stacked plot are filled areas with their legend on
+// the right.
 func drawPlot(spec plotSpec, ms []worker.Metric, path string) error {
 	p := plot.New()
 	p.Title.Text = spec.title
 	p.X.Label.Text = "step"
 	p.Y.Label.Text = spec.y
+	p.X.Tick.Marker = plot.TickerFunc(roundTicks)
+	p.Y.Tick.Marker = plot.TickerFunc(roundTicks)
 	p.Add(plotter.NewGrid())
+	legend := plot.NewLegend()
+	legend.Top, legend.Left = true, true
 	drawn := 0
+	below := make([]float64, len(ms)) // the stack so far
 	for _, l := range spec.lines {
 		xys := make(plotter.XYs, 0, len(ms))
-		for _, m := range ms {
+		lower := make(plotter.XYs, 0, len(ms))
+		for i, m := range ms {
 			v := l.value(m)
-			if finite(v) {
-				xys = append(xys, plotter.XY{X: float64(m.Step + 1), Y: v})
+			if !finite(v) {
+				continue
 			}
+			x := float64(m.Step + 1)
+			if spec.stacked {
+				lower = append(lower, plotter.XY{X: x, Y: below[i]})
+				v += below[i]
+				below[i] = v
+			}
+			xys = append(xys, plotter.XY{X: x, Y: v})
 		}
 		if len(xys) == 0 {
+			continue
+		}
+		drawn++
+		if spec.stacked {
+			ring := append(slices.Clone(xys), reversed(lower)...)
+			poly, err := plotter.NewPolygon(ring)
+			if err != nil {
+				return err
+			}
+			poly.Color = l.color
+			poly.LineStyle.Width = 0
+			p.Add(poly)
+			legend.Add(l.name, poly)
 			continue
 		}
 		line, points, err := plotter.NewLinePoints(xys)
@@ -220,16 +257,61 @@ func drawPlot(spec plotSpec, ms []worker.Metric, path string) error {
 		if len(xys) <= 60 {
 			p.Add(points) // few lines: show where the measurements are
 		}
-		if len(spec.lines) > 1 {
-			p.Legend.Add(l.name, line)
-		}
-		drawn++
 	}
 	if drawn == 0 {
 		p.Title.Text += " (no finite values)"
 	}
-	p.Legend.Top, p.Legend.Left = true, true
-	return p.Save(7*vg.Inch, 3.6*vg.Inch, path)
+	roundAxis(&p.Y)
+	if spec.stacked && p.Y.Min > 0 {
+		p.Y.Min = 0
+	}
+	img := vgimg.New(plotW, plotH)
+	dc := draw.New(img)
+	if spec.stacked {
+		p.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
+		legend.Draw(draw.Crop(dc, plotW-legendWidth+vg.Points(8), 0, 0, -vg.Points(30)))
+	} else {
+		p.Draw(dc)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func reversed(xys plotter.XYs) plotter.XYs {
+	out := slices.Clone(xys)
+	slices.Reverse(out)
+	return out
+}
+
+// roundTicks labels round values (1, 2 or 5 · 10^k apart) inside [lo, hi].
+func roundTicks(lo, hi float64) []plot.Tick {
+	ticks, step := niceTicks(lo, hi, 6)
+	var out []plot.Tick
+	for _, t := range ticks {
+		if t >= lo-step*1e-9 && t <= hi+step*1e-9 {
+			out = append(out, plot.Tick{Value: t, Label: tickLabel(t, step)})
+		}
+		if m := t + step/2; m > lo && m < hi {
+			out = append(out, plot.Tick{Value: m}) // a minor tick
+		}
+	}
+	return out
+}
+
+// roundAxis widens an axis to the round ticks around its data.
+func roundAxis(a *plot.Axis) {
+	if !(a.Max >= a.Min) || !finite(a.Min) || !finite(a.Max) {
+		return
+	}
+	ticks, _ := niceTicks(a.Min, a.Max, 6) // a constant is widened by 10 %
+	a.Min, a.Max = ticks[0], ticks[len(ticks)-1]
 }
 
 // field is one row of the summary table.

@@ -126,8 +126,8 @@ type pageView struct {
 // curves draws the loss against the step and the throughput against the
 // time since the coordinator started; a dashed line marks where each
 // generation that ran started. With the global batch B known, the
-// throughput is also measured from the progress itself, B·Δstep/Δt between
-// consecutive points of one generation, which is smoother than the sum of
+// throughput is also measured from the progress itself, B·Δstep/Δt over
+// the last rateWindow of one generation, which is steadier than the sum of
 // the workers' own latest rates.
 func curves(s Snapshot, batch int) (loss, rate template.HTML) {
 	n := len(s.Points)
@@ -161,23 +161,38 @@ func curves(s Snapshot, batch int) (loss, rate template.HTML) {
 	rateSeries := []series{{name: "workers' rates", color: "#c2571a", x: t, y: r}}
 	if batch > 0 && n > 1 {
 		var dx, dy []float64
+		first := 0 // the first point of the current generation
 		for i := 1; i < n; i++ {
-			p, q := s.Points[i-1], s.Points[i]
-			dt := q.At.Sub(p.At).Seconds()
-			if q.Generation != p.Generation || dt <= 0 || q.Step < p.Step {
+			q := s.Points[i]
+			if q.Generation != s.Points[i-1].Generation || q.Step < s.Points[i-1].Step {
+				first = i
 				continue
 			}
-			dx = append(dx, t[i])
-			dy = append(dy, float64(q.Step-p.Step)*float64(batch)/dt)
+			j := first
+			for k := i - 1; k > first; k-- {
+				if q.At.Sub(s.Points[k].At) >= rateWindow {
+					j = k
+					break
+				}
+			}
+			p := s.Points[j]
+			if dt := q.At.Sub(p.At).Seconds(); dt > 0 {
+				dx = append(dx, t[i])
+				dy = append(dy, float64(q.Step-p.Step)*float64(batch)/dt)
+			}
 		}
 		rateSeries = []series{{name: "B·Δstep/Δt", color: "#1b8a5a", x: dx, y: dy}, {name: "workers' rates", color: "#e0a27a", x: t, y: r}}
 	}
 	loss = chart{id: "loss-chart", title: "Loss (mean of the workers' latest)", xLabel: "step", yLabel: "loss",
 		series: []series{{name: "loss", color: "#1f6fb2", x: step, y: l}}, marks: stepMarks}.svg()
-	rate = chart{id: "throughput-chart", title: "Throughput (samples/s, all workers)", xLabel: unit, yLabel: "samples/s",
+	rate = chart{id: "throughput-chart", title: "Throughput (samples/s)", xLabel: unit, yLabel: "samples/s",
 		series: rateSeries, marks: timeMarks}.svg()
 	return loss, rate
 }
+
+// rateWindow is the span over which the status page measures throughput
+// from the progress.
+const rateWindow = 3 * time.Second
 
 // ago formats the time since t, relative to now.
 func ago(now, t time.Time) string {

@@ -83,7 +83,7 @@ func (c chart) svg() template.HTML {
 		fmt.Fprintf(&b, `<line class="mark" x1="%.1f" x2="%.1f" y1="%d" y2="%.1f"/>`, x, x, marginTop, float64(marginTop)+ph)
 		fmt.Fprintf(&b, `<text class="mark-label" x="%.1f" y="%d">%s</text>`, x+3, marginTop+11, html.EscapeString(m.label))
 	}
-	for i, s := range c.series {
+	for _, s := range c.series {
 		var pts strings.Builder
 		n := 0
 		for j := range s.x {
@@ -104,10 +104,15 @@ func (c chart) svg() template.HTML {
 		if n == 1 { // a lone point draws no line
 			fmt.Fprintf(&b, `<circle cx="%s" r="3" fill="%s"/>`, strings.Replace(pts.String(), ",", `" cy="`, 1), html.EscapeString(s.color))
 		}
-		if len(c.series) > 1 {
-			lx, ly := float64(c.w-marginRight)-130, float64(marginTop+14+16*i)
-			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/><text class="legend" x="%.1f" y="%.1f" dominant-baseline="middle">%s</text>`,
-				lx, lx+18, ly, ly, html.EscapeString(s.color), lx+24, ly, html.EscapeString(s.name))
+	}
+	if len(c.series) > 1 { // the legend, right-aligned on the title's line
+		x := float64(c.w - marginRight)
+		for i := len(c.series) - 1; i >= 0; i-- {
+			s := c.series[i]
+			x -= 24 + 6.2*float64(len([]rune(s.name)))
+			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="14" y2="14" stroke="%s" stroke-width="3"/><text class="legend" x="%.1f" y="14" dominant-baseline="middle">%s</text>`,
+				x, x+16, html.EscapeString(s.color), x+20, html.EscapeString(s.name))
+			x -= 10
 		}
 	}
 	b.WriteString(`</svg>`)

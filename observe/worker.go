@@ -145,13 +145,18 @@ func NewWorker(reg prometheus.Registerer, o WorkerOptions) (*Worker, error) {
 
 // RunConfigured tells the observer the run's configuration and the number
 // of parameters of the model (the flat gradient buffer holds as many
-// float32), once the process knows them.
+// float32), once the process knows them; params 0 leaves the gradient size
+// as it was.
 func (w *Worker) RunConfigured(cfg worker.Config, params int) {
 	w.mu.Lock()
-	w.batchN, w.gradN = cfg.Batch, int64(params)*4
+	w.batchN = cfg.Batch
+	if params > 0 {
+		w.gradN = int64(params) * 4
+	}
+	s := w.gradN
 	w.mu.Unlock()
 	w.batch.Set(float64(cfg.Batch))
-	w.gradBytes.Set(float64(params) * 4)
+	w.gradBytes.Set(float64(s))
 }
 
 // StepDone records a completed step (worker.Observer).

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/vec"
 )
 
 // LARSConfig configures LARS.
@@ -124,8 +125,12 @@ func (o *LARS[T]) SetStep(n int64) { o.t = n }
 // StepCount implements Optimizer.
 func (o *LARS[T]) StepCount() int64 { return o.t }
 
-// norm2 is the Euclidean norm, accumulated in float64.
+// norm2 is the Euclidean norm, accumulated in float64 (for float32 by
+// vec.Dot, whose products and sum are float64).
 func norm2[T gemm.Float](x []T) float64 {
+	if x32, ok := any(x).([]float32); ok {
+		return math.Sqrt(vec.Dot(x32, x32))
+	}
 	var s float64
 	for _, v := range x {
 		s += float64(v) * float64(v)

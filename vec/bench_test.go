@@ -82,6 +82,18 @@ func BenchmarkKernels(b *testing.B) {
 				k.reluGrad(dst, x, y)
 			}
 		})
+		b.Run("Dot/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.dot(x, y)
+			}
+		})
+		b.Run("ScaleSub/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.scaleSub(dst, x, y, 0.5, 2)
+			}
+		})
 		b.Run("Add/"+k.name, func(b *testing.B) {
 			b.SetBytes(4 * n)
 			for b.Loop() {

@@ -58,3 +58,61 @@ func FuzzExp(f *testing.F) {
 		}
 	})
 }
+
+// FuzzImplementationsAgree runs the element-wise kernels of every
+// implementation on arbitrary bit patterns and demands the same results as
+// the portable Go: bit for bit where both round once (ReLU, its gradient,
+// Add, Scale, Max), to rounding elsewhere.
+func FuzzImplementationsAgree(f *testing.F) {
+	f.Add([]byte{0, 0, 0x80, 0x7f, 0, 0, 0xc0, 0x7f, 0, 0, 0, 0x80, 1, 0, 0, 0, 0, 0, 0x80, 0x3f}, float32(0.5))
+	f.Add(make([]byte, 4*33), float32(-2))
+	f.Fuzz(func(t *testing.T, data []byte, a float32) {
+		x := floats(data)
+		y := make([]float32, len(x))
+		for i := range y {
+			y[i] = x[len(x)-1-i]
+		}
+		want, got := &portable, implementations()
+		for _, k := range got[1:] {
+			same := func(name string, p, q []float32) {
+				t.Helper()
+				for i := range p {
+					if math.Float32bits(p[i]) != math.Float32bits(q[i]) && !(p[i] != p[i] && q[i] != q[i]) && !(p[i] == 0 && q[i] == 0) {
+						t.Fatalf("%s %s: [%d] = %v, go %v", k.name, name, i, q[i], p[i])
+					}
+				}
+			}
+			p, q := make([]float32, len(x)), make([]float32, len(x))
+			want.relu(p, x)
+			k.relu(q, x)
+			same("ReLU", p, q)
+			want.reluGrad(p, x, y)
+			k.reluGrad(q, x, y)
+			same("ReLUGrad", p, q)
+			want.scale(p, x, a)
+			k.scale(q, x, a)
+			same("Scale", p, q)
+			copy(p, x)
+			copy(q, x)
+			want.add(p, y)
+			k.add(q, y)
+			same("Add", p, q)
+			if m, n := want.max(x), k.max(x); m != n && !(m != m && n != n) {
+				t.Fatalf("%s Max = %v, go %v", k.name, n, m)
+			}
+			dw, dk := want.dot(x, y), k.dot(x, y)
+			if !(dw == dk || dw != dw && dk != dk || math.Abs(dw-dk) <= 1e-12*math.Abs(dw)) {
+				t.Fatalf("%s Dot = %v, go %v", k.name, dk, dw)
+			}
+			want.scaleSub(p, x, y, a, 0.75)
+			k.scaleSub(q, x, y, a, 0.75)
+			for i := range p {
+				// Go rounds g − c·y twice (float64, then float32), the
+				// assembly once: the results may differ by 2 ulp.
+				if ulps(p[i], q[i]) > 2 && math.Abs(float64(p[i]-q[i])) > 1e-44 {
+					t.Fatalf("%s ScaleSub [%d] = %v, go %v", k.name, i, q[i], p[i])
+				}
+			}
+		}
+	})
+}

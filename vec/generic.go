@@ -13,6 +13,9 @@ var portable = kernels{
 	relu:         reluGo,
 	reluGrad:     reluGradGo,
 	add:          addGo,
+	dot:          dotGo,
+	scale:        scaleGo,
+	scaleSub:     scaleSubGo,
 }
 
 // Constants of exp32 (see the package documentation).
@@ -117,5 +120,25 @@ func reluGradGo(dx, dy, y []float32) {
 func addGo(dst, x []float32) {
 	for i, v := range x {
 		dst[i] += v
+	}
+}
+
+func dotGo(x, y []float32) float64 {
+	var s float64
+	for i, v := range x {
+		s += float64(v) * float64(y[i])
+	}
+	return s
+}
+
+func scaleGo(dst, x []float32, a float32) {
+	for i, v := range x {
+		dst[i] = a * v
+	}
+}
+
+func scaleSubGo(dst, g, y []float32, c, a float32) {
+	for i, v := range g {
+		dst[i] = a * float32(float64(v)-float64(c)*float64(y[i]))
 	}
 }

@@ -72,6 +72,28 @@ var avx2 = kernels{
 		}
 		addGo(dst[n:], x[n:])
 	},
+	dot: func(x, y []float32) float64 {
+		n := len(x) &^ 7
+		var s float64
+		if n > 0 {
+			s = dotAVX2(&x[0], &y[0], n)
+		}
+		return s + dotGo(x[n:], y[n:])
+	},
+	scale: func(dst, x []float32, a float32) {
+		n := len(x) &^ 7
+		if n > 0 {
+			scaleAVX2(&dst[0], &x[0], n, a)
+		}
+		scaleGo(dst[n:], x[n:], a)
+	},
+	scaleSub: func(dst, g, y []float32, c, a float32) {
+		n := len(g) &^ 7
+		if n > 0 {
+			scaleSubAVX2(&dst[0], &g[0], &y[0], n, c, a)
+		}
+		scaleSubGo(dst[n:], g[n:], y[n:], c, a)
+	},
 }
 
 // accelerated returns the assembly kernels if the CPU has AVX2 and FMA.

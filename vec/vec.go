@@ -1,6 +1,9 @@
 package vec
 
-import "fmt"
+import (
+	"fmt"
+	"sync/atomic"
+)
 
 // kernels is one implementation of every kernel. Each function works on
 // whole slices whose lengths the exported wrappers have checked.
@@ -14,10 +17,19 @@ type kernels struct {
 	relu         func(dst, x []float32)
 	reluGrad     func(dx, dy, y []float32)
 	add          func(dst, x []float32)
+	dot          func(x, y []float32) float64
+	scale        func(dst, x []float32, a float32)
+	scaleSub     func(dst, g, y []float32, c, a float32)
 }
 
-// impl is the implementation in use, chosen once at start-up.
-var impl = best()
+// current is the implementation in use: the fastest at start-up (best),
+// or the one chosen by Use.
+var current atomic.Pointer[kernels]
+
+func init() { current.Store(best()) }
+
+// kernel returns the implementation in use.
+func kernel() *kernels { return current.Load() }
 
 // implementations lists every implementation usable on this CPU, the
 // portable one first; the tests run each of them.
@@ -36,7 +48,33 @@ func best() *kernels {
 }
 
 // Impl names the implementation in use: "avx2" (AVX2+FMA assembly) or "go".
-func Impl() string { return impl.name }
+func Impl() string { return kernel().name }
+
+// Use makes the named implementation ("go", the portable code, or "avx2",
+// the assembly, where the CPU and the build have it) the one of every later
+// call, and returns the name of the previous one, so that a test can run
+// the same computation on both and restore the default. An unknown or
+// unavailable name is an error and changes nothing.
+func Use(name string) (previous string, err error) {
+	for _, k := range implementations() {
+		if k.name == name {
+			return current.Swap(k).name, nil
+		}
+	}
+	return "", fmt.Errorf("vec: implementation %q is not available here (this build has %s)", name, names())
+}
+
+// names lists the implementations available here.
+func names() string {
+	s := ""
+	for i, k := range implementations() {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%q", k.name)
+	}
+	return s
+}
 
 // sameLen panics if a kernel's slices differ in length, a programming
 // error of the caller.
@@ -48,19 +86,19 @@ func sameLen(kernel string, a, b int) {
 
 // Max returns the largest entry of x, skipping NaNs; it is −Inf if x is
 // empty or holds only NaNs.
-func Max(x []float32) float32 { return impl.max(x) }
+func Max(x []float32) float32 { return kernel().max(x) }
 
 // ExpSum returns Σ_i exp(x_i − shift): with shift = max_i x_i it is the
 // sum z of the log-sum-exp m + log z, whose terms all lie in (0, 1]. The
 // terms are summed in float32 over 16 interleaved partial sums.
-func ExpSum(x []float32, shift float32) float32 { return impl.expSum(x, shift) }
+func ExpSum(x []float32, shift float32) float32 { return kernel().expSum(x, shift) }
 
 // ExpScale sets dst_i = scale·exp(x_i − shift), a row of softmax
 // probabilities when shift is the row's log-sum-exp, and returns
 // Σ_i dst_i·x_i. dst and x must have the same length; dst may be x.
 func ExpScale(dst, x []float32, shift, scale float32) float32 {
 	sameLen("ExpScale", len(dst), len(x))
-	return impl.expScale(dst, x, shift, scale)
+	return kernel().expScale(dst, x, shift, scale)
 }
 
 // ExpPairScale sets dst_i = scale·(exp(x_i − a) + exp(x_i − b_i)): for a
@@ -71,7 +109,7 @@ func ExpScale(dst, x []float32, shift, scale float32) float32 {
 func ExpPairScale(dst, x []float32, a float32, b []float32, scale float32) float32 {
 	sameLen("ExpPairScale", len(x), len(dst))
 	sameLen("ExpPairScale", len(x), len(b))
-	return impl.expPairScale(dst, x, a, b, scale)
+	return kernel().expPairScale(dst, x, a, b, scale)
 }
 
 // AdamWStep holds the scalars of one AdamW step at step t (Loshchilov &
@@ -102,7 +140,7 @@ func AdamW(w, g, m, v []float32, s AdamWStep) {
 	sameLen("AdamW", len(w), len(m))
 	sameLen("AdamW", len(w), len(v))
 	c := adamWConsts{s.Beta1, 1 - s.Beta1, s.Beta2, 1 - s.Beta2, 1 / s.Bias1, 1 / s.Bias2, s.Eps, s.LR, s.Decay}
-	impl.adamW(w, g, m, v, c)
+	kernel().adamW(w, g, m, v, c)
 }
 
 // ReLU sets dst_i = max(x_i, 0). A NaN stays NaN; the sign of a zero
@@ -110,7 +148,7 @@ func AdamW(w, g, m, v []float32, s AdamWStep) {
 // be x.
 func ReLU(dst, x []float32) {
 	sameLen("ReLU", len(dst), len(x))
-	impl.relu(dst, x)
+	kernel().relu(dst, x)
 }
 
 // ReLUGrad sets dx_i = dy_i where y_i > 0 and 0 elsewhere (also where y_i
@@ -119,11 +157,37 @@ func ReLU(dst, x []float32) {
 func ReLUGrad(dx, dy, y []float32) {
 	sameLen("ReLUGrad", len(dx), len(dy))
 	sameLen("ReLUGrad", len(dx), len(y))
-	impl.reluGrad(dx, dy, y)
+	kernel().reluGrad(dx, dy, y)
 }
 
 // Add sets dst_i += x_i. dst and x must have the same length.
 func Add(dst, x []float32) {
 	sameLen("Add", len(dst), len(x))
-	impl.add(dst, x)
+	kernel().add(dst, x)
+}
+
+// Dot returns Σ_i x_i·y_i with the products and the sum in float64 (a
+// float32 product is exact in float64), so that a long sum such as the
+// squared norm of a whole gradient buffer keeps float64 accuracy. x and y
+// must have the same length.
+func Dot(x, y []float32) float64 {
+	sameLen("Dot", len(x), len(y))
+	return kernel().dot(x, y)
+}
+
+// Scale sets dst_i = a·x_i. dst and x must have the same length; dst may
+// be x.
+func Scale(dst, x []float32, a float32) {
+	sameLen("Scale", len(dst), len(x))
+	kernel().scale(dst, x, a)
+}
+
+// ScaleSub sets dst_i = a·(g_i − c·y_i), the backward pass of y = x/ν
+// (dx = (dy − y(y·dy))/ν); g_i − c·y_i is rounded to float32 once (a fused
+// multiply-add) by the assembly, and via float64 by the portable code. The slices must
+// have the same length; dst may be g or y.
+func ScaleSub(dst, g, y []float32, c, a float32) {
+	sameLen("ScaleSub", len(dst), len(g))
+	sameLen("ScaleSub", len(dst), len(y))
+	kernel().scaleSub(dst, g, y, c, a)
 }

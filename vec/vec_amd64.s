@@ -724,3 +724,148 @@ singleLoop:
 singleDone:
 	VZEROUPPER
 	RET
+
+// func dotAVX2(x *float32, y *float32, n int) float64
+// Requires: AVX, FMA3, SSE2
+TEXT ·dotAVX2(SB), NOSPLIT, $0-32
+	MOVQ   x+0(FP), AX
+	MOVQ   y+8(FP), CX
+	MOVQ   n+16(FP), DX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+
+blockLoop:
+	CMPQ        DX, $0x10
+	JL          blockDone
+	VCVTPS2PD   (AX), Y4
+	VCVTPS2PD   (CX), Y5
+	VFMADD231PD Y4, Y5, Y0
+	VCVTPS2PD   16(AX), Y4
+	VCVTPS2PD   16(CX), Y5
+	VFMADD231PD Y4, Y5, Y1
+	VCVTPS2PD   32(AX), Y4
+	VCVTPS2PD   32(CX), Y5
+	VFMADD231PD Y4, Y5, Y2
+	VCVTPS2PD   48(AX), Y4
+	VCVTPS2PD   48(CX), Y5
+	VFMADD231PD Y4, Y5, Y3
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	SUBQ        $0x10, DX
+	JMP         blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ        DX, $0x08
+	JL          singleDone
+	VCVTPS2PD   (AX), Y4
+	VCVTPS2PD   (CX), Y5
+	VFMADD231PD Y4, Y5, Y0
+	VCVTPS2PD   16(AX), Y4
+	VCVTPS2PD   16(CX), Y5
+	VFMADD231PD Y4, Y5, Y1
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, CX
+	SUBQ        $0x08, DX
+	JMP         singleLoop
+
+singleDone:
+	VADDPD       Y1, Y0, Y0
+	VADDPD       Y3, Y2, Y2
+	VADDPD       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPD       X1, X0, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	VZEROUPPER
+	MOVSD        X0, ret+24(FP)
+	RET
+
+// func scaleAVX2(dst *float32, x *float32, n int, a float32)
+// Requires: AVX, AVX2, SSE
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-28
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         n+16(FP), DX
+	MOVSS        a+24(FP), X0
+	VBROADCASTSS X0, Y0
+
+blockLoop:
+	CMPQ    DX, $0x20
+	JL      blockDone
+	VMULPS  (CX), Y0, Y1
+	VMOVUPS Y1, (AX)
+	VMULPS  32(CX), Y0, Y1
+	VMOVUPS Y1, 32(AX)
+	VMULPS  64(CX), Y0, Y1
+	VMOVUPS Y1, 64(AX)
+	VMULPS  96(CX), Y0, Y1
+	VMOVUPS Y1, 96(AX)
+	ADDQ    $0x80, AX
+	ADDQ    $0x80, CX
+	SUBQ    $0x20, DX
+	JMP     blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ    DX, $0x08
+	JL      singleDone
+	VMULPS  (CX), Y0, Y1
+	VMOVUPS Y1, (AX)
+	ADDQ    $0x20, AX
+	ADDQ    $0x20, CX
+	SUBQ    $0x08, DX
+	JMP     singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET
+
+// func scaleSubAVX2(dst *float32, grad *float32, y *float32, n int, c float32, a float32)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·scaleSubAVX2(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), AX
+	MOVQ         grad+8(FP), CX
+	MOVQ         y+16(FP), DX
+	MOVQ         n+24(FP), BX
+	MOVSS        c+32(FP), X0
+	VBROADCASTSS X0, Y0
+	MOVSS        a+36(FP), X1
+	VBROADCASTSS X1, Y1
+
+blockLoop:
+	CMPQ         BX, $0x10
+	JL           blockDone
+	VMOVUPS      (CX), Y2
+	VFNMADD231PS (DX), Y0, Y2
+	VMULPS       Y1, Y2, Y2
+	VMOVUPS      Y2, (AX)
+	VMOVUPS      32(CX), Y2
+	VFNMADD231PS 32(DX), Y0, Y2
+	VMULPS       Y1, Y2, Y2
+	VMOVUPS      Y2, 32(AX)
+	ADDQ         $0x40, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	SUBQ         $0x10, BX
+	JMP          blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ         BX, $0x08
+	JL           singleDone
+	VMOVUPS      (CX), Y2
+	VFNMADD231PS (DX), Y0, Y2
+	VMULPS       Y1, Y2, Y2
+	VMOVUPS      Y2, (AX)
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, CX
+	ADDQ         $0x20, DX
+	SUBQ         $0x08, BX
+	JMP          singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET

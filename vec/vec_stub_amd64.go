@@ -49,3 +49,20 @@ func reluGradAVX2(dx *float32, dy *float32, y *float32, n int)
 //
 //go:noescape
 func addAVX2(dst *float32, x *float32, n int)
+
+// dotAVX2 returns Σ_{i<n} x[i]·y[i], n a multiple of 8, with the products and the sum
+// in float64. It needs AVX2 and FMA.
+//
+//go:noescape
+func dotAVX2(x *float32, y *float32, n int) float64
+
+// scaleAVX2 sets dst[i] = a·x[i] for i < n, n a multiple of 8. It needs AVX2.
+//
+//go:noescape
+func scaleAVX2(dst *float32, x *float32, n int, a float32)
+
+// scaleSubAVX2 sets dst[i] = a·(grad[i] − c·y[i]) for i < n, n a multiple of 8. It needs
+// AVX2 and FMA.
+//
+//go:noescape
+func scaleSubAVX2(dst *float32, grad *float32, y *float32, n int, c float32, a float32)

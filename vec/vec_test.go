@@ -376,6 +376,57 @@ func TestReLUAndAdd(t *testing.T) {
 	})
 }
 
+func TestDotScaleScaleSub(t *testing.T) {
+	forEach(t, func(t *testing.T, k *kernels) {
+		rng := rand.New(rand.NewPCG(15, 16))
+		for _, n := range lengths {
+			x, y := randRow(rng, n, 3, 3), randRow(rng, n, 1e3, 1e3)
+			var want, mag float64
+			for i := range x {
+				want += float64(x[i]) * float64(y[i])
+				mag += math.Abs(float64(x[i]) * float64(y[i]))
+			}
+			if got := k.dot(x, y); math.Abs(got-want) > 1e-14*mag {
+				t.Errorf("n %d: Dot = %v, want %v", n, got, want)
+			}
+			if n > 0 {
+				// Squares of large float32s overflow float32 but not the
+				// float64 sum; a NaN or an infinity reaches the result.
+				z := clone(x)
+				z[n-1] = 1e30
+				if got, w := k.dot(z, z), 1e60; math.Abs(got-w) > 1e-6*w {
+					t.Errorf("n %d: Dot with 1e30 = %v", n, got)
+				}
+				z[n/2] = nan32
+				if got := k.dot(z, y); got == got {
+					t.Errorf("n %d: Dot with NaN = %v", n, got)
+				}
+			}
+			const a, c = 0.37, -1.7
+			dst := make([]float32, n)
+			k.scale(dst, x, a)
+			for i, v := range x {
+				if dst[i] != a*v {
+					t.Fatalf("n %d: Scale: %v·%v = %v", n, float32(a), v, dst[i])
+				}
+			}
+			k.scaleSub(dst, x, y, c, a)
+			for i := range x {
+				w := float32(float64(float32(a)) * float64(float32(float64(x[i])-float64(float32(c))*float64(y[i]))))
+				if d := ulps(dst[i], w); d > 1 {
+					t.Fatalf("n %d: ScaleSub: %v·(%v − %v·%v) = %v, want %v", n, float32(a), x[i], float32(c), y[i], dst[i], w)
+				}
+			}
+			// In place on either operand.
+			g := clone(x)
+			k.scaleSub(g, g, y, c, a)
+			if !equal(g, dst) {
+				t.Fatalf("n %d: ScaleSub in place differs", n)
+			}
+		}
+	})
+}
+
 func TestLengthMismatchPanics(t *testing.T) {
 	a, b := make([]float32, 3), make([]float32, 4)
 	for name, f := range map[string]func(){
@@ -385,6 +436,9 @@ func TestLengthMismatchPanics(t *testing.T) {
 		"ReLU":         func() { ReLU(a, b) },
 		"ReLUGrad":     func() { ReLUGrad(a, a, b) },
 		"Add":          func() { Add(b, a) },
+		"Dot":          func() { Dot(a, b) },
+		"Scale":        func() { Scale(a, b, 1) },
+		"ScaleSub":     func() { ScaleSub(a, a, b, 1, 1) },
 	} {
 		func() {
 			defer func() {
@@ -418,6 +472,9 @@ func TestNoAllocation(t *testing.T) {
 		ReLU(y, x)
 		ReLUGrad(y, x, z)
 		Add(y, x)
+		_ = Dot(x, y)
+		Scale(y, x, 2)
+		ScaleSub(y, x, z, 1, 2)
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per call", allocs)

@@ -154,6 +154,7 @@ type member struct {
 	heldStep atomic.Int64
 	heldGen  atomic.Uint64
 	hasState atomic.Bool
+	quitting atomic.Bool // the worker is leaving the run: no more re-joins
 
 	spec    RunSpec
 	cfg     Config
@@ -187,6 +188,11 @@ func (m *member) join(ctx context.Context) error {
 		return fmt.Errorf("join %s: %w", m.o.Coordinator, err)
 	}
 	m.log.Info("joined", "worker", id, "coordinator", m.o.Coordinator, "data", req.DataAddr, "held", req.Held != nil)
+	// The stream first: the coordinator declares a joined worker without
+	// one dead after its WatchGrace; gossip may take a while to settle.
+	if err := m.client.StartWatch(); err != nil {
+		return err
+	}
 	m.closeGossip()
 	if m.o.GossipBind != "" {
 		gc := coordinator.DefaultLocalGossipConfig(id)
@@ -236,7 +242,7 @@ func (m *member) control(ctx context.Context) {
 		case ctx.Err() != nil:
 			m.publish(coordinator.Assignment{}, ctx.Err())
 			return
-		case errors.Is(err, coordinator.ErrUnknownWorker):
+		case errors.Is(err, coordinator.ErrUnknownWorker) && !m.quitting.Load():
 			m.log.Warn("the coordinator no longer knows this worker (it restarted, or declared the worker dead); joining again",
 				"err", err, "held_step", m.heldStep.Load(), "held_gen", m.heldGen.Load())
 			if err := m.join(ctx); err != nil {
@@ -324,6 +330,9 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 			return nil, fmt.Errorf("generation %d: unknown action %v", gen, a.Action)
 		}
 		sum, done, err := m.generation(ctl, a)
+		if errors.Is(err, ErrStopped) || errors.Is(err, ErrAborted) || errors.Is(err, errFatal) {
+			m.quitting.Store(true)
+		}
 		if err != nil {
 			if errors.Is(err, ErrStopped) {
 				return nil, err
@@ -418,6 +427,9 @@ func (m *member) configure(a coordinator.Assignment) error {
 		return err
 	}
 	m.spec, m.cfg, m.t, m.next, m.faults = spec, cfg, t, 0, f
+	if r, ok := m.o.Observer.(RunObserver); ok {
+		r.RunConfigured(cfg, len(t.Model.P.G))
+	}
 	m.hook(t)
 	return nil
 }
@@ -692,7 +704,13 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 	if _, err := m.save(ctl, gen); err != nil {
 		return nil, false, err
 	}
-	_ = m.client.Finish(ctl, gen, m.next)
+	if err := m.client.Finish(ctl, gen, m.next); err != nil {
+		// The coordinator did not take the end (it restarted, or a newer
+		// generation exists): stay a member and finish again in the
+		// generation it opens, from this state.
+		m.log.Warn("the end of training was not acknowledged; waiting for the coordinator", "err", err)
+		return nil, false, nil
+	}
 	sum := &Summary{
 		Objective: m.cfg.Objective, Data: m.cfg.Data, Workers: ring.Size(), Generation: gen,
 		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(m.cfg.Batch),

@@ -19,3 +19,9 @@ type nopObserver struct{}
 func (nopObserver) StepDone(StepStats, uint64, int, int) {}
 func (nopObserver) GenerationStarted(uint64, int, int)   {}
 func (nopObserver) CheckpointSaved(int64, string)        {}
+
+// RunObserver is an Observer that also wants the run's configuration and
+// the size of its parameter buffer, once the trainer is built.
+type RunObserver interface {
+	RunConfigured(cfg Config, params int)
+}

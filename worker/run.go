@@ -105,6 +105,12 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	log.Info("training", "objective", cfg.Objective, "data", set.Name, "steps", t.TotalSteps(),
 		"batch", cfg.Batch, "params", len(t.Model.P.W), "out", cfg.Out)
 
+	if opt.Observer != nil {
+		if r, ok := opt.Observer.(RunObserver); ok {
+			r.RunConfigured(cfg, len(t.Model.P.G))
+		}
+		opt.Observer.GenerationStarted(0, 0, 1)
+	}
 	var last StepStats
 	comm := Single[float32]{}
 	trainStart := time.Now()
@@ -148,6 +154,9 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	}
 	if err := t.SaveFinal(work); err != nil {
 		return nil, err
+	}
+	if opt.Observer != nil {
+		opt.Observer.CheckpointSaved(t.TotalSteps(), CheckpointDir(cfg.Out))
 	}
 	if opt.Evaluate {
 		evalStart := time.Now()

@@ -19,10 +19,15 @@ type RunSpec struct {
 	// MaxBadSteps is how many non-finite steps in a row every rank skips
 	// before the run stops with an error (0: DefaultMaxBadSteps).
 	MaxBadSteps int `json:"max_bad_steps,omitempty"`
+	// Out is the run directory, for workers that are not given their own.
+	Out string `json:"out,omitempty"`
 }
 
 // EncodeRunSpec encodes s for the coordinator's RunConfig.
 func EncodeRunSpec(s RunSpec) ([]byte, error) {
+	if s.Out == "" {
+		s.Out = s.Config.Out
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("encode run configuration: %w", err)
@@ -42,6 +47,7 @@ func DecodeRunSpec(b []byte) (RunSpec, error) {
 	if s.MaxBadSteps == 0 {
 		s.MaxBadSteps = DefaultMaxBadSteps
 	}
+	s.Config.Out = s.Out
 	return s, nil
 }
 

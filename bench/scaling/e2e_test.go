@@ -9,22 +9,65 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
-// buildInfonce builds the infonce binary the benchmark re-executes.
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// buildInfonce builds the infonce binary the benchmark re-executes, once
+// per test binary.
 func buildInfonce(t *testing.T) string {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	buildOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		if buildDir, buildErr = os.MkdirTemp("", "infonce-scaling-test"); buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "infonce")
+		start := time.Now()
+		out, err := exec.Command(goTool, "build", "-o", builtBin, "github.com/infonce/infonce/cmd/infonce").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/infonce: %w\n%s", err, out)
+		}
+		t.Logf("built the infonce binary in %v", time.Since(start).Round(time.Millisecond))
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	bin := filepath.Join(t.TempDir(), "infonce")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/infonce/infonce/cmd/infonce")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/infonce: %v\n%s", err, out)
+	return builtBin
+}
+
+// noLeak fails t if goroutines started after before are still running a
+// moment later.
+func noLeak(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Errorf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return bin
 }
 
 // tiny are the training flags of a model small enough for a test.
@@ -35,8 +78,9 @@ func TestTinyRunOnLoopback(t *testing.T) {
 		t.Skip("builds the infonce binary and trains three jobs; skipped with -short")
 	}
 	bin := buildInfonce(t)
+	defer noLeak(t, runtime.NumGoroutine())
 	out := t.TempDir()
-	args := append([]string{"--workers", "1,2", "--steps", "3", "--threads-per-worker", "1", "--repeat", "1", "--out", out}, tiny...)
+	args := append([]string{"--workers", "1,2", "--steps", "2", "--threads-per-worker", "1", "--repeat", "1", "--out", out}, tiny...)
 	var stdout, stderr bytes.Buffer
 	if err := Main(context.Background(), args, &stdout, &stderr, bin); err != nil {
 		log, _ := os.ReadFile(filepath.Join(out, "jobs.log"))
@@ -111,8 +155,9 @@ func TestTinyRunInNetworkNamespaces(t *testing.T) {
 		t.Skipf("network namespaces unusable here: %v", err)
 	}
 	bin := buildInfonce(t)
+	defer noLeak(t, runtime.NumGoroutine())
 	out := t.TempDir()
-	args := append([]string{"--workers", "1,2", "--steps", "3", "--threads-per-worker", "1", "--out", out, "--netem", "rate=200mbit"}, tiny...)
+	args := append([]string{"--workers", "2", "--steps", "2", "--threads-per-worker", "1", "--out", out, "--netem", "rate=200mbit"}, tiny...)
 	var stdout, stderr bytes.Buffer
 	err := Main(context.Background(), args, &stdout, &stderr, bin)
 	if left := leftoverNamespaces(t); len(left) > 0 {
@@ -122,7 +167,7 @@ func TestTinyRunInNetworkNamespaces(t *testing.T) {
 		log, _ := os.ReadFile(filepath.Join(out, "jobs.log"))
 		t.Fatalf("Main: %v\n%s\n%s", err, stderr.String(), log)
 	}
-	checkOutputs(t, out, []int{1, 2})
+	checkOutputs(t, out, []int{2})
 	f, err := os.Open(filepath.Join(out, "scaling.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -132,8 +177,8 @@ func TestTinyRunInNetworkNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.LinkBPS != 200e6 || !strings.Contains(rep.Network, "rate=200mbit") || rep.Points[1].StepTime.ReduceMS <= 0 {
-		t.Errorf("report network %q, link %g, 2-worker breakdown %+v", rep.Network, rep.LinkBPS, rep.Points[1].StepTime)
+	if rep.LinkBPS != 200e6 || !strings.Contains(rep.Network, "rate=200mbit") || rep.Points[0].StepTime.ReduceMS <= 0 {
+		t.Errorf("report network %q, link %g, 2-worker breakdown %+v", rep.Network, rep.LinkBPS, rep.Points[0].StepTime)
 	}
 	// The workers bound their namespaces' addresses.
 	log, _ := os.ReadFile(filepath.Join(out, "jobs.log"))
@@ -146,6 +191,7 @@ func TestNetnsCleansUpAfterAFailedSetup(t *testing.T) {
 	if err := netnsUsable(); err != nil {
 		t.Skipf("network namespaces unusable here: %v", err)
 	}
+	defer noLeak(t, runtime.NumGoroutine())
 	// A delay needs netem; where the kernel has it the job must still
 	// fail here, on a binary that does not exist, after the network is up.
 	l := NetnsLauncher{Binary: filepath.Join(t.TempDir(), "no-such-infonce"), Limits: NetLimits{RateBitsPerSecond: 1e8, Delay: 1e6}, Subnet: DefaultSubnet()}

@@ -2,8 +2,10 @@ package scaling
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strconv"
@@ -33,6 +35,41 @@ type Usage struct {
 type ExecLauncher struct {
 	Binary         string
 	Stdout, Stderr io.Writer // the jobs' output; nil discards it
+	Nice           int       // run the job under 'nice -n Nice' when not 0
+}
+
+// niced returns the command line name args under 'nice -n n' when n is
+// not 0; the processes the command starts inherit the niceness.
+func niced(n int, name string, args ...string) (string, []string) {
+	if n == 0 {
+		return name, args
+	}
+	return "nice", append([]string{"-n", strconv.Itoa(n), name}, args...)
+}
+
+// newSession starts cmd in a session of its own when nice is not 0, so
+// that setAutogroupNice can weigh it: with the kernel's scheduler
+// autogroups, a process's niceness only counts against the processes of
+// its own session, and a session's weight against other sessions is the
+// niceness of its autogroup.
+func newSession(cmd *exec.Cmd, nice int) {
+	if nice != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
+}
+
+// setAutogroupNice sets the niceness of the autogroup of the session pid
+// leads (see newSession). Kernels without autogroups have no
+// /proc/PID/autogroup; the process's own niceness is then all there is.
+func setAutogroupNice(pid, nice int) error {
+	if nice == 0 {
+		return nil
+	}
+	err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/autogroup", []byte(strconv.Itoa(nice)), 0)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("set the niceness of the job's autogroup: %w", err)
+	}
+	return nil
 }
 
 // Args is the command line of j.
@@ -46,7 +83,8 @@ func (l ExecLauncher) Args(j Job) []string {
 
 // Launch runs j to completion.
 func (l ExecLauncher) Launch(ctx context.Context, j Job) (Usage, error) {
-	cmd := exec.CommandContext(ctx, l.Binary, l.Args(j)...)
+	name, args := niced(l.Nice, l.Binary, l.Args(j)...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Stdout, cmd.Stderr = orDiscard(l.Stdout), orDiscard(l.Stderr)
 	cmd.Env = os.Environ()
 	if j.Threads > 0 && j.Workers == 1 {
@@ -56,11 +94,20 @@ func (l ExecLauncher) Launch(ctx context.Context, j Job) (Usage, error) {
 	// killed after the grace period.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
+	newSession(cmd, l.Nice)
 	start := time.Now()
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		if err = setAutogroupNice(cmd.Process.Pid, l.Nice); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return Usage{}, err
+		}
+		err = cmd.Wait()
+	}
 	u := Usage{WallSeconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds(cmd.ProcessState)}
 	if err != nil {
-		return u, fmt.Errorf("%s %v: %w", l.Binary, cmd.Args[1:], err)
+		return u, fmt.Errorf("%v: %w", cmd.Args, err)
 	}
 	return u, nil
 }

@@ -12,6 +12,7 @@ import (
 type Observation struct {
 	Workers        int
 	Oversubscribed bool
+	LinkBPS        float64 // rate limit of each worker's link, 0 for none (loopback)
 	StepMS         float64 // wall time of a step: B / throughput
 	StepTime       Breakdown
 }
@@ -32,6 +33,8 @@ type Observation struct {
 // image and the text embeddings), which moves (n−1)/n·G; β is the time per
 // byte (1/bandwidth) and λ the latency of one ring step summed over the
 // step's collectives (each collective takes n−1 or 2(n−1) sequential steps).
+// On a link of R bit/s, β = 8/(η·R) with η the share of the link the
+// collectives achieve.
 type Model struct {
 	Objective        string  `json:"objective"`
 	Batch            int     `json:"batch"`
@@ -45,11 +48,11 @@ type Model struct {
 	PerSampleMS float64 `json:"per_sample_ms"` // cs
 	PerLogitMS  float64 `json:"per_logit_ms"`  // cl
 	HopMS       float64 `json:"hop_ms"`        // λ
-	MSPerByte   float64 `json:"ms_per_byte"`   // β of the measured network
+	MSPerByte   float64 `json:"ms_per_byte"`   // β of the measured network (loopback when unlimited)
 
 	// NominalBitsPerSecond is the rate limit of the measured network (0 on
-	// loopback); BandwidthEfficiency = (8/β)/nominal is the share of it the
-	// collectives achieved, 1 when there was no limit.
+	// loopback); BandwidthEfficiency η is the share of it the collectives
+	// achieved, 1 when there was no limit.
 	NominalBitsPerSecond float64 `json:"nominal_bits_per_second"`
 	BandwidthEfficiency  float64 `json:"bandwidth_efficiency"`
 
@@ -69,12 +72,19 @@ func GatheredBytes(objective string, batch, dim int) float64 {
 }
 
 // Fit fits the model's constants to the observations by least squares.
+//
 // The compute constants come from the observations whose workers had a
-// core each (not oversubscribed), the communication constants from every
-// observation with more than one worker; with only one worker count there,
-// λ is taken as 0 and β alone is fitted. nominalBPS is the rate limit of
-// each worker's link during the measurement, 0 for none.
-func Fit(m Model, obs []Observation, nominalBPS float64) (Model, error) {
+// core each (not oversubscribed): c0 is the mean of optimizer and other
+// time, cs and cl are slopes through the origin.
+//
+// The communication constants come from the observations with two or more
+// workers on rate-limited links when there are any, else from those on
+// loopback; among them, from the ones with a core per worker when those
+// alone determine both λ and β (two different n, or two different link
+// rates), else from all of them. On limited links the fit is
+// gather + all-reduce = λ(n−1) + (1/η)·8·bytes/R, on loopback
+// λ(n−1) + β·bytes; when only one kind of point is there, λ = 0.
+func Fit(m Model, obs []Observation) (Model, error) {
 	if m.Batch < 1 || m.GradBytes <= 0 {
 		return m, fmt.Errorf("fit: batch %d and gradient bytes %g must be positive", m.Batch, m.GradBytes)
 	}
@@ -98,32 +108,64 @@ func Fit(m Model, obs []Observation, nominalBPS float64) (Model, error) {
 	m.PerSampleMS = throughOrigin(towersX, towersY)
 	m.PerLogitMS = throughOrigin(lossX, lossY)
 
-	var hop, bytes, comm []float64
-	distinct := map[int]bool{}
+	limited := false
 	for _, o := range obs {
-		if o.Workers < 2 {
-			continue
+		limited = limited || (o.Workers > 1 && o.LinkBPS > 0)
+	}
+	// hop, x, y: the regressors λ·hop + k·x = y, with k = 1/η on limited
+	// links and k = β on loopback.
+	collect := func(dedicated bool) (hop, x, y []float64, rates []float64) {
+		for _, o := range obs {
+			if o.Workers < 2 || (o.LinkBPS > 0) != limited || (dedicated && o.Oversubscribed) {
+				continue
+			}
+			n := float64(o.Workers)
+			bytes := 2*(n-1)/n*m.GradBytes + (n-1)/n*m.GatherBytes
+			if limited {
+				bytes *= 8e3 / o.LinkBPS // ms at the nominal rate
+				rates = append(rates, o.LinkBPS)
+			}
+			hop, x, y = append(hop, n-1), append(x, bytes), append(y, o.StepTime.GatherMS+o.StepTime.ReduceMS)
 		}
-		n := float64(o.Workers)
-		hop = append(hop, n-1)
-		bytes = append(bytes, 2*(n-1)/n*m.GradBytes+(n-1)/n*m.GatherBytes)
-		comm = append(comm, o.StepTime.GatherMS+o.StepTime.ReduceMS)
-		distinct[o.Workers] = true
+		return hop, x, y, rates
 	}
-	m.CommPoints = len(comm)
-	switch {
-	case len(comm) == 0:
+	hop, x, y, rates := collect(true)
+	if !identifiable(hop, x) {
+		hop, x, y, rates = collect(false)
+	}
+	m.CommPoints = len(y)
+	if len(y) == 0 {
 		return m, errors.New("fit: no observation with two or more workers to fit the communication constants")
-	case len(distinct) == 1:
-		m.HopMS, m.MSPerByte = 0, throughOrigin(bytes, comm)
-	default:
-		m.HopMS, m.MSPerByte = nonNegative2(hop, bytes, comm)
 	}
-	m.NominalBitsPerSecond, m.BandwidthEfficiency = nominalBPS, 1
-	if nominalBPS > 0 && m.MSPerByte > 0 {
-		m.BandwidthEfficiency = (8e3 / m.MSPerByte) / nominalBPS
+	var k float64
+	if identifiable(hop, x) {
+		m.HopMS, k = nonNegative2(hop, x, y)
+	} else {
+		m.HopMS, k = 0, throughOrigin(x, y)
+	}
+	m.NominalBitsPerSecond, m.BandwidthEfficiency, m.MSPerByte = 0, 1, k
+	if limited && k > 0 {
+		m.BandwidthEfficiency = 1 / k
+		// The measured network is the slowest limit seen.
+		m.NominalBitsPerSecond = rates[0]
+		for _, r := range rates {
+			m.NominalBitsPerSecond = math.Min(m.NominalBitsPerSecond, r)
+		}
+		m.MSPerByte = m.msPerByte(m.NominalBitsPerSecond)
 	}
 	return m, nil
+}
+
+// identifiable reports whether the regressors u and v are not collinear,
+// so that both coefficients of y = a·u + b·v can be fitted.
+func identifiable(u, v []float64) bool {
+	var suu, svv, suv float64
+	for i := range u {
+		suu += u[i] * u[i]
+		svv += v[i] * v[i]
+		suv += u[i] * v[i]
+	}
+	return suu > 0 && svv > 0 && suu*svv-suv*suv > 1e-9*suu*svv
 }
 
 // Prediction is the model's step time for n workers on a network.

@@ -6,11 +6,12 @@ import (
 	"testing"
 )
 
-// synthetic observes a model exactly: each phase takes what the model says.
-func synthetic(m Model, workers []int, cores int) []Observation {
+// synthetic observes a model exactly: each phase takes what the model says
+// on links of bps bits per second (0: the model's own β).
+func synthetic(m Model, workers []int, cores int, bps float64) []Observation {
 	var obs []Observation
 	for _, n := range workers {
-		p := m.Predict(n, 0)
+		p := m.Predict(n, bps)
 		b := float64(m.Batch) / float64(n)
 		bd := Breakdown{
 			ForwardMS:   0.4 * m.PerSampleMS * b,
@@ -21,41 +22,51 @@ func synthetic(m Model, workers []int, cores int) []Observation {
 			ReduceMS:    p.AllReduceMS + 0.75*p.LatencyMS,
 		}
 		bd.TotalMS = bd.ForwardMS + bd.BackwardMS + bd.LossMS + bd.OptimizerMS + bd.GatherMS + bd.ReduceMS
-		obs = append(obs, Observation{Workers: n, Oversubscribed: n > cores, StepMS: bd.TotalMS, StepTime: bd})
+		obs = append(obs, Observation{Workers: n, Oversubscribed: n > cores, LinkBPS: bps, StepMS: bd.TotalMS, StepTime: bd})
 	}
 	return obs
 }
 
 func TestFitRecoversTheModel(t *testing.T) {
 	truth := Model{Objective: "clip", Batch: 512, Dim: 64, GradBytes: 4 * 576641, GatherBytes: GatheredBytes("clip", 512, 64),
-		FixedMS: 20, PerSampleMS: 0.18, PerLogitMS: 5e-5, HopMS: 0.3, MSPerByte: 8e-6 / 0.8}
+		FixedMS: 20, PerSampleMS: 0.18, PerLogitMS: 5e-5, HopMS: 0.3, MSPerByte: 8e-6 / 0.8, BandwidthEfficiency: 0.8}
 	for _, tc := range []struct {
 		name    string
-		workers []int
-		nominal float64
-		hop     bool // λ is identifiable
+		runs    map[float64][]int // link rate → worker counts
+		hop     bool              // λ is identifiable
 		eta     float64
+		nominal float64
 	}{
-		{"loopback 1,2,4,8", []int{1, 2, 4, 8}, 0, true, 1},
-		{"limited 1,2,4", []int{1, 2, 4}, 1e9, true, 0.8},
-		{"only two workers", []int{1, 2}, 0, false, 1},
+		{"loopback 1,2,4,8", map[float64][]int{0: {1, 2, 4, 8}}, true, 1, 0},
+		{"1 Gbit/s 1,2,4", map[float64][]int{1e9: {1, 2, 4}}, true, 0.8, 1e9},
+		{"two rates, 2 workers", map[float64][]int{1e9: {1, 2}, 250e6: {2}}, true, 0.8, 250e6},
+		{"loopback and a limit", map[float64][]int{0: {1, 2, 4}, 1e9: {2, 4}}, true, 0.8, 1e9},
+		{"only two workers", map[float64][]int{0: {1, 2}}, false, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := truth
 			if !tc.hop {
 				want.HopMS = 0
 			}
-			obs := synthetic(want, tc.workers, 2)
-			got, err := Fit(Model{Objective: "clip", Batch: 512, Dim: 64, GradBytes: truth.GradBytes, GatherBytes: truth.GatherBytes}, obs, tc.nominal)
+			var obs []Observation
+			for bps, ws := range tc.runs {
+				obs = append(obs, synthetic(want, ws, 2, bps)...)
+			}
+			got, err := Fit(Model{Objective: "clip", Batch: 512, Dim: 64, GradBytes: truth.GradBytes, GatherBytes: truth.GatherBytes}, obs)
 			if err != nil {
 				t.Fatal(err)
+			}
+			wantBeta := want.MSPerByte
+			if tc.nominal > 0 {
+				wantBeta = 8e3 / (0.8 * tc.nominal)
 			}
 			for _, c := range []struct {
 				name      string
 				got, want float64
 			}{
 				{"c0", got.FixedMS, want.FixedMS}, {"cs", got.PerSampleMS, want.PerSampleMS}, {"cl", got.PerLogitMS, want.PerLogitMS},
-				{"λ", got.HopMS, want.HopMS}, {"β", got.MSPerByte, want.MSPerByte}, {"η", got.BandwidthEfficiency, tc.eta},
+				{"λ", got.HopMS, want.HopMS}, {"β", got.MSPerByte, wantBeta}, {"η", got.BandwidthEfficiency, tc.eta},
+				{"nominal", got.NominalBitsPerSecond, tc.nominal},
 			} {
 				if math.Abs(c.got-c.want) > 1e-9*math.Max(1, math.Abs(c.want)) {
 					t.Errorf("%s = %g, want %g", c.name, c.got, c.want)
@@ -67,13 +78,13 @@ func TestFitRecoversTheModel(t *testing.T) {
 
 func TestFitNeedsData(t *testing.T) {
 	m := Model{Objective: "clip", Batch: 64, Dim: 8, GradBytes: 400, GatherBytes: GatheredBytes("clip", 64, 8)}
-	if _, err := Fit(m, []Observation{{Workers: 1, StepMS: 10, StepTime: Breakdown{ForwardMS: 5, TotalMS: 5}}}, 0); err == nil {
+	if _, err := Fit(m, []Observation{{Workers: 1, StepMS: 10, StepTime: Breakdown{ForwardMS: 5, TotalMS: 5}}}); err == nil {
 		t.Error("a fit without a multi-worker observation succeeded")
 	}
-	if _, err := Fit(m, []Observation{{Workers: 4, Oversubscribed: true, StepMS: 10}}, 0); err == nil {
+	if _, err := Fit(m, []Observation{{Workers: 4, Oversubscribed: true, StepMS: 10}}); err == nil {
 		t.Error("a fit without a compute observation succeeded")
 	}
-	if _, err := Fit(Model{}, nil, 0); err == nil {
+	if _, err := Fit(Model{}, nil); err == nil {
 		t.Error("a fit without a batch succeeded")
 	}
 }
@@ -112,12 +123,12 @@ func ExampleFit() {
 	// and 4 workers on links limited to 1 Gbit/s: the compute halves with
 	// each doubling while the all-reduce and the gather grow.
 	obs := []Observation{
-		{Workers: 1, StepMS: 60, StepTime: Breakdown{ForwardMS: 20, BackwardMS: 31.2, LossMS: 1.8, OptimizerMS: 7, TotalMS: 60}},
-		{Workers: 2, StepMS: 39.31072, StepTime: Breakdown{ForwardMS: 10, BackwardMS: 15.6, LossMS: 0.9, OptimizerMS: 7, GatherMS: 1.81072, ReduceMS: 4, TotalMS: 39.31072}},
-		{Workers: 4, StepMS: 29.71608, StepTime: Breakdown{ForwardMS: 5, BackwardMS: 7.8, LossMS: 0.45, OptimizerMS: 7, GatherMS: 2.46608, ReduceMS: 7, TotalMS: 29.71608}},
+		{Workers: 1, LinkBPS: 1e9, StepMS: 60, StepTime: Breakdown{ForwardMS: 20, BackwardMS: 31.2, LossMS: 1.8, OptimizerMS: 7, TotalMS: 60}},
+		{Workers: 2, LinkBPS: 1e9, StepMS: 39.31072, StepTime: Breakdown{ForwardMS: 10, BackwardMS: 15.6, LossMS: 0.9, OptimizerMS: 7, GatherMS: 1.81072, ReduceMS: 4, TotalMS: 39.31072}},
+		{Workers: 4, LinkBPS: 1e9, StepMS: 29.71608, StepTime: Breakdown{ForwardMS: 5, BackwardMS: 7.8, LossMS: 0.45, OptimizerMS: 7, GatherMS: 2.46608, ReduceMS: 7, TotalMS: 29.71608}},
 	}
 	m := Model{Objective: "clip", Batch: 512, Dim: 64, GradBytes: 4e5, GatherBytes: GatheredBytes("clip", 512, 64)}
-	m, err := Fit(m, obs, 1e9)
+	m, err := Fit(m, obs)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -32,8 +32,9 @@ type NetnsLauncher struct {
 	Binary         string
 	Limits         NetLimits
 	Subnet         string    // "10.a.b": the /24 of the bridge (.1) and the workers (.2, .3, …)
-	Stdout, Stderr io.Writer // the processes' output; nil discards it
+	Stdout, Stderr io.Writer // the processes' output, written concurrently (an *os.File is safe); nil discards it
 	Log            io.Writer // the commands that build the network; nil discards them
+	Nice           int       // run the coordinator and the workers under 'nice -n Nice' when not 0
 }
 
 // launchSeq tells the namespaces of consecutive jobs apart.
@@ -226,14 +227,21 @@ func (l NetnsLauncher) Launch(ctx context.Context, j Job) (u Usage, err error) {
 	// The coordinator, in the switch namespace on the bridge's address.
 	cargs := []string{"netns", "exec", t.sw, l.Binary, "coordinator", "--bind", t.bridgeIP(), "--workers", strconv.Itoa(j.Workers),
 		"--steps", strconv.FormatInt(j.Steps, 10), "--out", j.Out}
-	coord := exec.Command("ip", append(cargs, j.TrainArgs...)...)
+	cname, cargs := niced(l.Nice, "ip", append(cargs, j.TrainArgs...)...)
+	coord := exec.Command(cname, cargs...)
 	coord.Stderr = orDiscard(l.Stderr)
 	pipe, err := coord.StdoutPipe()
 	if err != nil {
 		return u, fmt.Errorf("coordinator: %w", err)
 	}
+	newSession(coord, l.Nice)
 	if err := coord.Start(); err != nil {
 		return u, fmt.Errorf("start the coordinator: %w", err)
+	}
+	if err := setAutogroupNice(coord.Process.Pid, l.Nice); err != nil {
+		_ = coord.Process.Kill()
+		_ = coord.Wait()
+		return u, err
 	}
 	coordDone := make(chan error, 1)
 	stopCoordinator := func() {
@@ -272,7 +280,10 @@ func (l NetnsLauncher) Launch(ctx context.Context, j Job) (u Usage, err error) {
 	case coordAddr = <-addr:
 	case err := <-coordDone:
 		addCPU(coord.ProcessState)
-		return u, fmt.Errorf("the coordinator exited before listening: %v", err)
+		if err == nil {
+			err = errors.New("exit status 0")
+		}
+		return u, fmt.Errorf("the coordinator exited before listening: %w", err)
 	case <-time.After(30 * time.Second):
 		stopCoordinator()
 		return u, errors.New("the coordinator did not report its address within 30s")
@@ -288,11 +299,20 @@ func (l NetnsLauncher) Launch(ctx context.Context, j Job) (u Usage, err error) {
 	workers := make([]*exec.Cmd, j.Workers)
 	for i := range workers {
 		ip := t.workerIP(i)
-		c := exec.Command("ip", "netns", "exec", t.workers[i], l.Binary, "worker", "--coordinator", coordAddr,
+		name, args := niced(l.Nice, "ip", "netns", "exec", t.workers[i], l.Binary, "worker", "--coordinator", coordAddr,
 			"--name", "w"+strconv.Itoa(i), "--out", j.Out, "--no-eval", "--data-bind", ip+":0", "--gossip-bind", ip)
+		c := exec.Command(name, args...)
 		c.Stdout, c.Stderr = orDiscard(l.Stdout), orDiscard(l.Stderr)
 		c.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(threads))
-		if err := c.Start(); err != nil {
+		newSession(c, l.Nice)
+		err := c.Start()
+		if err == nil {
+			if err = setAutogroupNice(c.Process.Pid, l.Nice); err != nil {
+				_ = c.Process.Kill()
+				_ = c.Wait()
+			}
+		}
+		if err != nil {
 			for _, s := range workers[:i] {
 				_ = s.Process.Kill()
 				_ = s.Wait()

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -32,13 +33,16 @@ type Options struct {
 	Timeout   time.Duration // deadline of one job
 	Cores     int           // cores of this machine (for the oversubscription note)
 	From      string        // redraw the outputs of this scaling.json instead of measuring
+	Fit       []string      // fit the model across these scaling.json files instead of measuring
+	HopMS     float64       // with Fit: λ to predict with instead of the fitted one (negative: the fitted one)
+	Nice      int           // scheduling niceness of the jobs' processes (negative: ahead of other work; needs root)
 }
 
 // benchFlags are the flags the benchmark itself consumes; every other flag
 // is passed through to the training jobs.
 var benchFlags = map[string]bool{
 	"workers": true, "steps": true, "repeat": true, "threads-per-worker": true,
-	"out": true, "netem": true, "subnet": true, "job-timeout": true, "from": true,
+	"out": true, "netem": true, "subnet": true, "job-timeout": true, "from": true, "nice": true, "fit": true, "hop-ms": true,
 }
 
 // ParseArgs reads the benchmark's command line. Flags it does not know are
@@ -57,9 +61,13 @@ func ParseArgs(args []string, cores int, stderr io.Writer) (Options, error) {
 	netem := fs.String("netem", "", `network limits per worker, e.g. "rate=1gbit,delay=1ms": each worker runs in its own network namespace (needs root and iproute2)`)
 	fs.StringVar(&o.Subnet, "subnet", "", "with --netem: /24 prefix of the namespaces' private addresses, e.g. 10.231.7 (default chosen from 10.231.0.0/16)")
 	fs.DurationVar(&o.Timeout, "job-timeout", defaultTimeout, "deadline of one training job")
+	fs.IntVar(&o.Nice, "nice", 0, "run each job in its own session at niceness N, the session's scheduler autogroup included (-20..19; negative values put the jobs ahead of other work on a shared machine and need root)")
+	fit := fs.String("fit", "", "fit the model across these comma-separated scaling.json files (same model; e.g. loopback and rate-limited runs), print its predictions and write model.json into --out, without measuring")
+	fs.Float64Var(&o.HopMS, "hop-ms", -1, "with --fit: predict with this latency λ per ring step (ms, summed over a step's collectives) instead of the fitted one, e.g. one measured with 'infonce bench allreduce'")
 	fs.StringVar(&o.From, "from", "", "redraw the table, CSV, JSON, plots and model of this scaling.json into --out, without measuring")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: infonce bench scaling [flags] [training flags] [-- training flags]\n\nRuns the same training job at each worker count; flags not listed here go to 'infonce train'.\n")
+		fmt.Fprintln(stderr, "usage: infonce bench scaling [flags] [training flags] [-- training flags]\n\nRuns the same training job at each worker count; flags not listed here go to 'infonce train'.")
+		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(mine); err != nil {
@@ -67,6 +75,11 @@ func ParseArgs(args []string, cores int, stderr io.Writer) (Options, error) {
 			return o, err
 		}
 		return o, UsageError{err}
+	}
+	for _, f := range strings.Split(*fit, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			o.Fit = append(o.Fit, f)
+		}
 	}
 	var err error
 	if o.Workers, err = parseWorkers(*workers); err != nil {
@@ -77,6 +90,9 @@ func ParseArgs(args []string, cores int, stderr io.Writer) (Options, error) {
 	}
 	if o.Repeat < 1 {
 		return o, UsageError{fmt.Errorf("--repeat %d: at least one job", o.Repeat)}
+	}
+	if o.Nice < -20 || o.Nice > 19 {
+		return o, UsageError{fmt.Errorf("--nice %d: use -20..19", o.Nice)}
 	}
 	if o.Threads < 0 {
 		return o, UsageError{fmt.Errorf("--threads-per-worker %d is negative", o.Threads)}
@@ -236,7 +252,7 @@ func parseRate(v string) (float64, error) {
 	for _, u := range rateUnits {
 		if num, ok := strings.CutSuffix(lv, u.suffix); ok {
 			f, err := strconv.ParseFloat(num, 64)
-			if err != nil || f <= 0 {
+			if err != nil || !(f > 0) || math.IsInf(f*u.scale, 0) {
 				break
 			}
 			return f * u.scale, nil

@@ -2,6 +2,7 @@ package scaling
 
 import (
 	"io"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -65,6 +66,9 @@ func TestParseNetLimits(t *testing.T) {
 		{in: "rate=2.5GBit", want: NetLimits{RateBitsPerSecond: 2.5e9}, str: "rate=2.5gbit"},
 		{in: "", err: true},
 		{in: "rate=0gbit", err: true},
+		{in: "rate=NaNgbit", err: true},
+		{in: "rate=infmbit", err: true},
+		{in: "rate=1e308gbit", err: true},
 		{in: "rate=1gb", err: true},
 		{in: "loss=1%", err: true},
 		{in: "delay=-1ms", err: true},
@@ -92,7 +96,7 @@ func FuzzParseNetLimits(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if n.RateBitsPerSecond < 0 || n.Delay < 0 || (n.RateBitsPerSecond == 0 && n.Delay == 0) {
+		if !(n.RateBitsPerSecond >= 0) || math.IsInf(n.RateBitsPerSecond, 0) || n.Delay < 0 || (n.RateBitsPerSecond == 0 && n.Delay == 0) {
 			t.Fatalf("ParseNetLimits(%q) = %+v accepted", s, n)
 		}
 		// What String prints parses back to the same rate and delay.

@@ -110,7 +110,10 @@ func (r *Report) efficiencyPlot() (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = r.title("Scaling efficiency")
 	p.X.Label.Text = r.xLabel()
-	p.Y.Label.Text = fmt.Sprintf("X(n)·%d / (n·X(%d))", r.Points[0].Workers, r.Points[0].Workers)
+	p.Y.Label.Text = "X(n) / (n·X(1))"
+	if b := r.Points[0].Workers; b != 1 {
+		p.Y.Label.Text = fmt.Sprintf("X(n)·%d / (n·X(%d))", b, b)
+	}
 	p.X.Tick.Marker = r.workerTicks()
 	p.Y.Min, p.Y.Max = 0, 1.1
 	xy := make(plotter.XYs, len(r.Points))

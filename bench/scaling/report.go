@@ -148,6 +148,7 @@ type Report struct {
 	Steps     int64     `json:"steps"`
 	Repeat    int       `json:"repeat"`
 	TrainArgs []string  `json:"train_args"`
+	Nice      int       `json:"nice,omitempty"` // niceness the jobs ran at
 	Points    []Point   `json:"points"`
 	Model     *Model    `json:"model,omitempty"`
 }
@@ -158,6 +159,10 @@ type Machine struct {
 	Cores     int    `json:"cores"`
 	GoVersion string `json:"go_version"`
 	OS        string `json:"os"`
+	// LoadStart and LoadEnd are the 1-minute load averages when the
+	// benchmark started and ended: other work on the machine shows there.
+	LoadStart float64 `json:"load_avg_start,omitempty"`
+	LoadEnd   float64 `json:"load_avg_end,omitempty"`
 }
 
 // Efficiency is the scaling efficiency of n workers against a baseline of
@@ -231,7 +236,10 @@ func setEfficiencies(ps []Point) {
 // WriteTable prints the report as a table.
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "# %s, B=%d, d=%d, %d parameters, %d steps, %d repeat(s), network %s\n", r.Objective, r.Batch, r.Dim, r.Params, r.Steps, r.Repeat, r.Network)
-	fmt.Fprintf(w, "# %s, %d cores, %s\n", r.Machine.CPU, r.Machine.Cores, r.Date.UTC().Format(time.RFC3339))
+	if r.Nice != 0 {
+		fmt.Fprintf(w, "# jobs ran at niceness %d\n", r.Nice)
+	}
+	fmt.Fprintf(w, "# %s, %d cores, %s, load average %.1f at the start, %.1f at the end\n", r.Machine.CPU, r.Machine.Cores, r.Date.UTC().Format(time.RFC3339), r.Machine.LoadStart, r.Machine.LoadEnd)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workers\tthreads\tsamples/s\tmin\tmax\tspeedup\tefficiency\tstep ms\tdata\tforward\tgather\tloss\tbackward\tall-reduce\toptimizer\tother\tcores busy\t")
 	for _, p := range r.Points {

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,7 +174,7 @@ func TestMedianIndex(t *testing.T) {
 		{[]float64{5}, 0},
 		{[]float64{3, 1, 2}, 2},
 		{[]float64{4, 1, 3, 2}, 3}, // lower median: 2
-		{[]float64{1, 1, 1}, 1}, // ties keep run order
+		{[]float64{1, 1, 1}, 1},    // ties keep run order
 	} {
 		if got := medianIndex(tc.xs); got != tc.want {
 			t.Errorf("medianIndex(%v) = %d, want %d", tc.xs, got, tc.want)
@@ -196,5 +197,57 @@ func TestWriteTable(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("table lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+func TestFromAndFit(t *testing.T) {
+	// Two reports of the same model: loopback, and 1 Gbit/s links.
+	dirs := []string{t.TempDir(), t.TempDir()}
+	for i, dir := range dirs {
+		o := Options{Workers: []int{1, 2, 4}, Steps: 5, Repeat: 1, Threads: 1, Out: dir, Cores: 2, Timeout: defaultTimeout}
+		fl := &fakeLauncher{x1: 1000, eff: func(n int) float64 { return 1 / (1 + 0.2*float64(i+1)*float64(n-1)) }}
+		rep, err := Measure(context.Background(), o, fl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "jobs", "w1-r0", "checkpoints")); !os.IsNotExist(err) {
+			t.Errorf("the job's checkpoints were kept: %v", err)
+		}
+		if i == 1 {
+			rep.LinkBPS = 1e9
+		}
+		if err := WriteOutputs(rep, dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redraw := t.TempDir()
+	var stdout bytes.Buffer
+	if err := Main(context.Background(), []string{"--from", filepath.Join(dirs[0], "scaling.json"), "--out", redraw}, &stdout, io.Discard, "unused"); err != nil {
+		t.Fatal(err)
+	}
+	checkOutputs(t, redraw, []int{1, 2, 4})
+
+	fitDir := t.TempDir()
+	stdout.Reset()
+	args := []string{"--fit", filepath.Join(dirs[0], "scaling.json") + "," + filepath.Join(dirs[1], "scaling.json"), "--hop-ms", "0.5", "--out", fitDir}
+	if err := Main(context.Background(), args, &stdout, io.Discard, "unused"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(fitDir, "model.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Model       Model        `json:"model"`
+		Predictions []Prediction `json:"predictions"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Model.HopMS != 0.5 || got.Model.NominalBitsPerSecond != 1e9 || len(got.Predictions) != len(PredictWorkers)*len(PredictRates) {
+		t.Errorf("model.json: %+v, %d predictions", got.Model, len(got.Predictions))
+	}
+	if !strings.Contains(stdout.String(), "λ set to 0.500 ms") || !strings.Contains(stdout.String(), "100gbit") {
+		t.Errorf("fit output:\n%s", stdout.String())
 	}
 }

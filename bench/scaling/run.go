@@ -2,6 +2,7 @@ package scaling
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +44,7 @@ func Measure(ctx context.Context, o Options, l Launcher, logger *slog.Logger) (*
 		Steps:     o.Steps,
 		Repeat:    o.Repeat,
 		TrainArgs: o.TrainArgs,
+		Nice:      o.Nice,
 	}
 	if o.Net != nil {
 		rep.Network = o.Net.String() + " per worker (network namespaces)"
@@ -88,6 +90,11 @@ func Measure(ctx context.Context, o Options, l Launcher, logger *slog.Logger) (*
 				rep.Objective, rep.Batch, rep.Dim = s.Config.Objective, s.Config.Batch, s.Config.Dim
 				rep.Params = readParams(dir)
 			}
+			// The job's checkpoints are of no use to the benchmark; its
+			// summary.json and metrics.jsonl stay.
+			if err := os.RemoveAll(filepath.Join(dir, "checkpoints")); err != nil {
+				return nil, fmt.Errorf("remove the checkpoints of %s: %w", dir, err)
+			}
 			logger.Info("job", "workers", n, "repeat", r+1, "samples_per_second", fmt.Sprintf("%.0f", s.SamplesPerSecond), "cores_busy", fmt.Sprintf("%.2f", run.CoresBusy))
 			runs = append(runs, run)
 		}
@@ -98,11 +105,18 @@ func Measure(ctx context.Context, o Options, l Launcher, logger *slog.Logger) (*
 		rep.Points = append(rep.Points, p)
 	}
 	setEfficiencies(rep.Points)
+	rep.Machine.LoadEnd = loadAverage()
 	return rep, nil
 }
 
-// FitReport fits the analytic model to a report's points.
-func FitReport(r *Report) (Model, error) {
+// FitReport fits the analytic model to the points of one or more reports
+// of the same model (see Fit); the compute constants are for the first
+// report's threads per worker.
+func FitReport(reps ...*Report) (Model, error) {
+	if len(reps) == 0 {
+		return Model{}, errors.New("fit: no report")
+	}
+	r := reps[0]
 	m := Model{
 		Objective: r.Objective, Batch: r.Batch, Dim: r.Dim, Params: r.Params,
 		GradBytes: 4 * float64(r.Params), GatherBytes: GatheredBytes(r.Objective, r.Batch, r.Dim),
@@ -110,11 +124,20 @@ func FitReport(r *Report) (Model, error) {
 	if len(r.Points) > 0 {
 		m.ThreadsPerWorker = r.Points[0].Threads
 	}
-	obs := make([]Observation, len(r.Points))
-	for i, p := range r.Points {
-		obs[i] = Observation{Workers: p.Workers, Oversubscribed: p.Oversubscribed, StepMS: p.StepMS, StepTime: p.StepTime}
+	var obs []Observation
+	for _, q := range reps {
+		if q.Objective != r.Objective || q.Batch != r.Batch || q.Dim != r.Dim || q.Params != r.Params {
+			return m, fmt.Errorf("fit: reports of different models (%s B=%d d=%d P=%d and %s B=%d d=%d P=%d)",
+				r.Objective, r.Batch, r.Dim, r.Params, q.Objective, q.Batch, q.Dim, q.Params)
+		}
+		for _, p := range q.Points {
+			if p.Threads != m.ThreadsPerWorker {
+				continue
+			}
+			obs = append(obs, Observation{Workers: p.Workers, Oversubscribed: p.Oversubscribed, LinkBPS: q.LinkBPS, StepMS: p.StepMS, StepTime: p.StepTime})
+		}
 	}
-	return Fit(m, obs, r.LinkBPS)
+	return Fit(m, obs)
 }
 
 // PredictWorkers and PredictRates are the worker counts and link rates of
@@ -134,6 +157,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, binary s
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return fmt.Errorf("--out %s: %w", o.Out, err)
 	}
+	if len(o.Fit) > 0 {
+		return fitMain(o, stdout)
+	}
 	if o.From != "" {
 		f, err := os.Open(o.From)
 		if err != nil {
@@ -151,7 +177,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, binary s
 		return fmt.Errorf("--out %s: %w", o.Out, err)
 	}
 	defer jobLog.Close()
-	var l Launcher = ExecLauncher{Binary: binary, Stdout: jobLog, Stderr: jobLog}
+	var l Launcher = ExecLauncher{Binary: binary, Stdout: jobLog, Stderr: jobLog, Nice: o.Nice}
 	if o.Net != nil {
 		if err := CheckNetns(); err != nil {
 			return fmt.Errorf("--netem: %w", err)
@@ -159,7 +185,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, binary s
 		if o.Subnet == "" {
 			o.Subnet = DefaultSubnet()
 		}
-		l = NetnsLauncher{Binary: binary, Limits: *o.Net, Subnet: o.Subnet, Stdout: jobLog, Stderr: jobLog, Log: jobLog}
+		l = NetnsLauncher{Binary: binary, Limits: *o.Net, Subnet: o.Subnet, Stdout: jobLog, Stderr: jobLog, Log: jobLog, Nice: o.Nice}
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	logger.Info("scaling benchmark", "workers", fmt.Sprint(o.Workers), "steps", o.Steps, "repeat", o.Repeat, "out", o.Out, "job_output", jobLog.Name())
@@ -169,6 +195,56 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, binary s
 	}
 	rep.Command = "infonce bench scaling " + strings.Join(quoteArgs(args), " ")
 	return finish(rep, o.Out, stdout, logger)
+}
+
+// fitMain fits the model across the reports of o.Fit, prints it with its
+// predictions and writes it to model.json in o.Out.
+func fitMain(o Options, stdout io.Writer) error {
+	var reps []*Report
+	for _, path := range o.Fit {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("--fit: %w", err)
+		}
+		r, err := ReadReport(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("--fit %s: %w", path, err)
+		}
+		reps = append(reps, r)
+	}
+	m, err := FitReport(reps...)
+	if err != nil {
+		return err
+	}
+	fitted := m.HopMS
+	if o.HopMS >= 0 {
+		m.HopMS = o.HopMS
+	}
+	f, err := os.Create(filepath.Join(o.Out, "model.json"))
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	out := struct {
+		Reports     []string     `json:"reports"`
+		FittedHopMS float64      `json:"fitted_hop_ms"` // λ of the fit; Model.HopMS is the one predicted with
+		Model       Model        `json:"model"`
+		Predictions []Prediction `json:"predictions"`
+	}{Reports: o.Fit, FittedHopMS: fitted, Model: m}
+	for _, r := range PredictRates {
+		for _, n := range PredictWorkers {
+			out.Predictions = append(out.Predictions, m.Predict(n, r))
+		}
+	}
+	if err := errors.Join(enc.Encode(out), f.Close()); err != nil {
+		return fmt.Errorf("write model.json: %w", err)
+	}
+	if o.HopMS >= 0 {
+		fmt.Fprintf(stdout, "λ set to %.3f ms by --hop-ms (fitted: %.3f ms)\n", o.HopMS, fitted)
+	}
+	return m.WriteModel(stdout, PredictWorkers, PredictRates)
 }
 
 // finish fits the model, writes the outputs into dir and prints the table
@@ -245,7 +321,22 @@ func thisMachine(cores int) Machine {
 			}
 		}
 	}
+	m.LoadStart = loadAverage()
 	return m
+}
+
+// loadAverage is the 1-minute load average, or 0 where there is none.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // IsHelp reports whether err is the -h request.

@@ -169,6 +169,8 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	var cf coordinatorFlags
 	cf.bindFlags(fs)
 	workers := fs.Int("workers", 1, "number of workers (sets --min-workers and --max-workers)")
+	fs.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "rank 0 saves a checkpoint every N steps (0: only at the end and on a stop)")
+	fs.IntVar(&cfg.ChecksumEvery, "checksum-every", cfg.ChecksumEvery, "compare a checksum of the parameters across workers every N steps (0: never)")
 	resume := fs.String("resume", "", "start from a checkpoint: a directory, 'latest' in --out, or 'auto' (latest if --out holds one: how a restarted coordinator continues its run)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	set, err := parseFlags(fs, args, stderr)
@@ -258,6 +260,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer stopHTTP()
 	sum, err := worker.RunMember(ctx, o)
+	if errors.Is(err, worker.ErrStopped) {
+		fmt.Fprintf(stderr, "infonce worker: %v; the run continues with --resume latest\n", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

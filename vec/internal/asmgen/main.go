@@ -77,6 +77,9 @@ func main() {
 	reluKernel()
 	reluGradKernel()
 	addKernel()
+	dotKernel()
+	scaleKernel()
+	scaleSubKernel()
 	Generate()
 }
 
@@ -368,6 +371,74 @@ func addKernel() {
 		t := YMM()
 		VMOVUPS(at(dst, i), t)
 		VADDPS(at(x, i), t, t)
+		VMOVUPS(t, at(dst, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func dotKernel() {
+	TEXT("dotAVX2", NOSPLIT, "func(x, y *float32, n int) float64")
+	Doc("dotAVX2 returns Σ_{i<n} x[i]·y[i], n a multiple of 8, with the products and the sum",
+		"in float64. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	x, y, cnt := ptr("x"), ptr("y"), GP64()
+	Load(Param("n"), cnt)
+	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for _, a := range acc {
+		VXORPD(a, a, a)
+	}
+	loop(cnt, []GPVirtual{x, y}, 2, func(i int) {
+		for h := 0; h < 2; h++ {
+			xv, yv := YMM(), YMM()
+			VCVTPS2PD(Mem{Base: x, Disp: 32*i + 16*h}, xv)
+			VCVTPS2PD(Mem{Base: y, Disp: 32*i + 16*h}, yv)
+			VFMADD231PD(xv, yv, acc[2*i+h])
+		}
+	})
+	VADDPD(acc[1], acc[0], acc[0])
+	VADDPD(acc[3], acc[2], acc[2])
+	VADDPD(acc[2], acc[0], acc[0])
+	hi := XMM()
+	VEXTRACTF128(Imm(1), acc[0], hi)
+	lo := acc[0].AsX()
+	VADDPD(hi, lo, lo)
+	VUNPCKHPD(lo, lo, hi)
+	VADDSD(hi, lo, lo)
+	VZEROUPPER()
+	Store(lo, ReturnIndex(0))
+	RET()
+}
+
+func scaleKernel() {
+	TEXT("scaleAVX2", NOSPLIT, "func(dst, x *float32, n int, a float32)")
+	Doc("scaleAVX2 sets dst[i] = a·x[i] for i < n, n a multiple of 8. It needs AVX2.")
+	Pragma("noescape")
+	dst, x, cnt := ptr("dst"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	a := broadcast("a")
+	loop(cnt, []GPVirtual{dst, x}, 4, func(i int) {
+		t := YMM()
+		VMULPS(at(x, i), a, t)
+		VMOVUPS(t, at(dst, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func scaleSubKernel() {
+	TEXT("scaleSubAVX2", NOSPLIT, "func(dst, grad, y *float32, n int, c, a float32)")
+	Doc("scaleSubAVX2 sets dst[i] = a·(grad[i] − c·y[i]) for i < n, n a multiple of 8. It needs",
+		"AVX2 and FMA.")
+	Pragma("noescape")
+	dst, g, y, cnt := ptr("dst"), ptr("grad"), ptr("y"), GP64()
+	Load(Param("n"), cnt)
+	c, a := broadcast("c"), broadcast("a")
+	loop(cnt, []GPVirtual{dst, g, y}, 2, func(i int) {
+		t := YMM()
+		VMOVUPS(at(g, i), t)
+		VFNMADD231PS(at(y, i), c, t) // t = g − c·y
+		VMULPS(a, t, t)
 		VMOVUPS(t, at(dst, i))
 	})
 	VZEROUPPER()

@@ -1,0 +1,203 @@
+package allreduce
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/infonce/infonce/internal/tlstest"
+)
+
+// secureRings builds a ring of len(cfgs) over servers started with opts[i];
+// it returns the rings (nil where NewRing failed) and the errors.
+func secureRings(t *testing.T, timeout time.Duration, opts [][]ServerOption, cfgs []Config) ([]*Ring, []error) {
+	t.Helper()
+	k := len(cfgs)
+	srvs := make([]*Server, k)
+	peers := make([]string, k)
+	for i := range srvs {
+		s, err := Listen("127.0.0.1:0", opts[i]...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvs[i], peers[i] = s, s.Addr()
+	}
+	rings := make([]*Ring, k)
+	errs := make([]error, k)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := cfgs[i]
+			c.Rank, c.Peers = i, peers
+			rings[i], errs[i] = NewRing(ctx, srvs[i], c)
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, r := range rings {
+			if r != nil {
+				r.Close()
+			}
+		}
+		for _, s := range srvs {
+			s.Close()
+		}
+	})
+	return rings, errs
+}
+
+func TestSecureRing(t *testing.T) {
+	base := runtime.NumGoroutine()
+	ca, other := tlstest.NewCA(t, "run CA"), tlstest.NewCA(t, "other CA")
+	good, stranger := ca.Issue(t, "worker"), other.Issue(t, "stranger")
+	mtlsServer := tlstest.ServerConfig(good, ca)
+	cfg := func(transport, token string, tc *tls.Config) Config {
+		return Config{JobID: "sec", Generation: 1, Timeout: 5 * time.Second, Transport: transport, Token: token, TLS: tc}
+	}
+	tests := []struct {
+		name  string
+		opts  [][]ServerOption
+		cfgs  []Config
+		want  error  // nil: the ring works
+		inErr string // text the error must hold
+	}{
+		{"token grpc", [][]ServerOption{{WithToken("s3")}, {WithToken("s3")}},
+			[]Config{cfg("grpc", "s3", nil), cfg("grpc", "s3", nil)}, nil, ""},
+		{"token tcp", [][]ServerOption{{WithToken("s3")}, {WithToken("s3")}},
+			[]Config{cfg("tcp", "s3", nil), cfg("tcp", "s3", nil)}, nil, ""},
+		{"mtls and token", [][]ServerOption{{WithToken("s3"), WithTLS(mtlsServer)}, {WithToken("s3"), WithTLS(mtlsServer)}},
+			[]Config{cfg("grpc", "s3", tlstest.ClientConfig(good, ca)), cfg("grpc", "s3", tlstest.ClientConfig(good, ca))}, nil, ""},
+		{"tls without client certificates", [][]ServerOption{{WithTLS(tlstest.ServerConfig(good, nil))}, {WithTLS(tlstest.ServerConfig(good, nil))}},
+			[]Config{cfg("grpc", "", tlstest.ClientConfig(tlstest.Pair{}, ca)), cfg("grpc", "", tlstest.ClientConfig(tlstest.Pair{}, ca))}, nil, ""},
+		{"wrong token grpc", [][]ServerOption{{WithToken("s3")}, {WithToken("s3")}},
+			[]Config{cfg("grpc", "s3", nil), cfg("grpc", "other", nil)}, ErrUnauthenticated, "token"},
+		{"wrong token tcp", [][]ServerOption{{WithToken("s3")}, {WithToken("s3")}},
+			[]Config{cfg("tcp", "s3", nil), cfg("tcp", "other", nil)}, ErrUnauthenticated, "token"},
+		{"no token grpc", [][]ServerOption{{WithToken("s3")}, {WithToken("s3")}},
+			[]Config{cfg("grpc", "s3", nil), cfg("grpc", "", nil)}, ErrDeadline, ""},
+		{"certificate of another CA", [][]ServerOption{{WithTLS(mtlsServer)}, {WithTLS(mtlsServer)}},
+			[]Config{cfg("grpc", "", tlstest.ClientConfig(stranger, ca)), cfg("grpc", "", tlstest.ClientConfig(stranger, ca))}, ErrUnauthenticated, "certificate"},
+		{"server not trusted", [][]ServerOption{{WithTLS(mtlsServer)}, {WithTLS(mtlsServer)}},
+			[]Config{cfg("grpc", "", tlstest.ClientConfig(good, other)), cfg("grpc", "", tlstest.ClientConfig(good, other))}, ErrUnauthenticated, "TLS"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			timeout := 5 * time.Second
+			if tc.want != nil {
+				timeout = time.Second
+			}
+			rings, errs := secureRings(t, timeout, tc.opts, tc.cfgs)
+			if tc.want == nil {
+				mustAll(t, errs)
+				errs = onAll(rings, func(r *Ring) error {
+					x := []float32{float32(r.Rank() + 1), 1}
+					if err := r.AllReduce(context.Background(), x); err != nil {
+						return err
+					}
+					if x[0] != 3 || x[1] != 2 {
+						t.Errorf("rank %d: all-reduce gave %v, want [3 2]", r.Rank(), x)
+					}
+					return nil
+				})
+				mustAll(t, errs)
+				return
+			}
+			refused := 0
+			for i, err := range errs {
+				if err == nil {
+					continue
+				}
+				if errors.Is(err, tc.want) {
+					refused++
+					if !strings.Contains(err.Error(), tc.inErr) {
+						t.Errorf("rank %d: %v does not mention %q", i, err, tc.inErr)
+					}
+				}
+			}
+			if refused == 0 {
+				t.Fatalf("no rank was refused with %v: %v", tc.want, errs)
+			}
+		})
+	}
+	if err := (Config{TLS: &tls.Config{}, Transport: TransportTCP}).validateForTest(); err == nil {
+		t.Error("TLS with the tcp transport was accepted")
+	}
+	checkGoroutines(t, base)
+}
+
+func (c Config) validateForTest() error { _, err := c.withDefaults(1); return err }
+
+// TestIntrudersDoNotDisturbRing: while a token-protected ring all-reduces,
+// connections without the token, with a wrong one, and garbage are refused
+// and the results stay exact.
+func TestIntrudersDoNotDisturbRing(t *testing.T) {
+	for _, kind := range []string{TransportGRPC, TransportTCP} {
+		t.Run(kind, func(t *testing.T) {
+			c := Config{JobID: "sec", Generation: 2, Timeout: 5 * time.Second, Transport: kind, Token: "s3", ChunkBytes: 4096}
+			rings, errs := secureRings(t, 5*time.Second, [][]ServerOption{{WithToken("s3")}, {WithToken("s3")}, {WithToken("s3")}}, []Config{c, c, c})
+			mustAll(t, errs)
+			addr := rings[1].cfg.Peers[1]
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				hello := handshake{Version: ProtocolVersion, Kind: helloKind, Generation: 3, From: 0, To: 1, Size: 3, JobID: "sec"}
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					bad := c
+					bad.Token = "guess"
+					if _, err := dialSecureGRPC(ctx, bad, addr, hello); !errors.Is(err, ErrUnauthenticated) {
+						t.Errorf("intruder with a wrong token: %v, want ErrUnauthenticated", err)
+					}
+					if _, err := dialTCP(ctx, addr, hello, bad.dialConn); !errors.Is(err, ErrUnauthenticated) {
+						t.Errorf("intruder on tcp with a wrong token: %v, want ErrUnauthenticated", err)
+					}
+					if conn, err := net.Dial("tcp", addr); err == nil {
+						conn.Write(append(tcpPreface[:], hello.encode()...)) // no token at all
+						conn.Close()
+					}
+					cancel()
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+			const n = 20000
+			for it := range 30 {
+				errs := onAll(rings, func(r *Ring) error {
+					x := make([]float32, n)
+					for i := range x {
+						x[i] = float32(r.Rank()*n + i + it)
+					}
+					if err := r.AllReduce(context.Background(), x); err != nil {
+						return err
+					}
+					for i := range x {
+						if want := float32(3*i + 3*it + 3*n); x[i] != want {
+							t.Errorf("rank %d iteration %d element %d: %v, want %v", r.Rank(), it, i, x[i], want)
+							return nil
+						}
+					}
+					return nil
+				})
+				mustAll(t, errs)
+			}
+			close(stop)
+			wg.Wait()
+		})
+	}
+}

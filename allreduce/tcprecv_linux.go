@@ -1,0 +1,72 @@
+package allreduce
+
+import (
+	"io"
+	"syscall"
+	"unsafe"
+)
+
+// On Linux the receiving side of a TCP link reads with blocking
+// recvfrom(2) and MSG_WAITALL: one system call per frame part, the kernel
+// waking the reader once the whole part (or SO_RCVLOWAT of it) is there,
+// instead of a wake-up through the network poller for every loopback
+// segment. The socket is switched to blocking mode when the link is
+// handed to the ring; close shuts it down first, which wakes a blocked
+// reader.
+
+// makeBlocking switches the socket to blocking reads.
+func (t *tcpIn) makeBlocking() {
+	if t.raw == nil {
+		return
+	}
+	t.raw.Control(func(fd uintptr) {
+		if syscall.SetNonblock(int(fd), false) == nil {
+			t.blocking = true
+		}
+	})
+}
+
+// readFull fills p from the socket (after whatever bufio had read ahead).
+func (t *tcpIn) readFull(p []byte) error {
+	if !t.blocking {
+		_, err := io.ReadFull(t.br, p)
+		return err
+	}
+	if b := t.br.Buffered(); b > 0 {
+		n, _ := t.br.Read(p[:min(b, len(p))])
+		p = p[n:]
+	}
+	for len(p) > 0 {
+		if len(p) >= lowatMin {
+			t.setLowat(min(len(p), lowatMax))
+		} else {
+			t.setLowat(1)
+		}
+		var n uintptr
+		var errno syscall.Errno
+		err := t.raw.Read(func(fd uintptr) bool {
+			n, _, errno = syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+				syscall.MSG_WAITALL, 0, 0)
+			return errno != syscall.EAGAIN
+		})
+		switch {
+		case err != nil:
+			return err
+		case errno == syscall.EINTR:
+			continue
+		case errno != 0:
+			return errno
+		case n == 0:
+			return io.EOF
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// shutdown wakes a reader blocked in recvfrom before the socket closes.
+func (t *tcpIn) shutdown() {
+	if t.raw != nil {
+		t.raw.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+	}
+}

@@ -1,0 +1,49 @@
+package deploy
+
+import (
+	"encoding/json"
+	"os"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func readLossesFile(t testing.TB, path string) map[int64]float64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	l, err := ReadLosses(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return l
+}
+
+// checkSummary checks the fields of summary.json a finished run must have.
+// workers < 0 accepts any world size.
+func checkSummary(t testing.TB, b []byte, steps int64, workers int) {
+	t.Helper()
+	var sum struct {
+		Steps     int64    `json:"steps"`
+		Workers   int      `json:"workers"`
+		FinalLoss *float64 `json:"final_loss"`
+	}
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatalf("summary.json: %v", err)
+	}
+	if sum.Steps != steps || sum.FinalLoss == nil {
+		t.Errorf("summary.json: steps %d, final loss %v; want %d steps and a final loss:\n%s", sum.Steps, sum.FinalLoss, steps, b)
+	}
+	if workers >= 0 && sum.Workers != workers {
+		t.Errorf("summary.json: %d workers, want %d", sum.Workers, workers)
+	}
+}

@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infonce/infonce/checkpoint"
+	"github.com/infonce/infonce/worker"
+)
+
+// TestJoin adds a worker to a running job (MaxWorkers 3): it is admitted
+// at a step boundary, receives the state by broadcast, the run goes on with
+// three workers, and every loss equals the uninterrupted run's. The
+// throughput before and after is measured and reported.
+func TestJoin(t *testing.T) {
+	needSetup(t)
+	const steps = 200
+	ref := referenceRun(t, steps)
+	c := newCluster(t, clusterOpts{workers: 2, min: 2, max: 3, steps: steps})
+	c.addWorker(nil)
+	c.addWorker(nil)
+	c.waitStep(30, 90*time.Second)
+	joinAt := time.Now()
+	joiner := c.addWorker(nil)
+	m, ok := c.firstStepAfter(1, 60*time.Second)
+	if !ok {
+		c.dump()
+		t.Fatal("the joiner was not admitted")
+	}
+	admitted := unixTime(m.Time).Sub(joinAt)
+	c.waitDone(3 * time.Minute)
+	if !regexp.MustCompile(`admitted \S+ at the boundary before step \d+`).MatchString(c.coord.output()) {
+		t.Error("the coordinator did not admit the joiner at a step boundary")
+	}
+	if !strings.Contains(joiner.output(), `start="broadcast from rank 0"`) {
+		t.Error("the joiner did not start from a broadcast")
+	}
+	if m.Workers != 3 {
+		t.Errorf("world %d after the join, want 3", m.Workers)
+	}
+	worst := compareLosses(t, c.out, ref, 1e-4, nil)
+	lineage(t, c.dir, c.out, steps, ref.batch, nil)
+	// Throughput before the join and after it, from metrics.jsonl's clock.
+	ms := lastWins(readMetrics(t, c.out))
+	rate := func(from, to int64) float64 {
+		a, b := ms[from], ms[to]
+		return float64((to-from)*batch) / (b.Time - a.Time)
+	}
+	before := rate(5, m.Step-1)
+	after := rate(min(m.Step+5, steps-2), steps-1)
+	t.Logf("FIGURE join: admitted %v after the joiner started (before step %d, generation %d, world %d); %.0f samples/s with two workers, %.0f with three (%.2fx, %d CPUs); worst |Δloss| %.2g",
+		admitted.Round(time.Millisecond), m.Step, m.Generation, m.Workers, before, after, after/before, runtime.NumCPU(), worst)
+}
+
+// cpuTime is the CPU time a process has used so far (Linux /proc).
+func cpuTime(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100), true // USER_HZ = 100
+}
+
+// TestTooFewWorkers kills one of two workers when MinWorkers is 2: the run
+// pauses (the survivor waits, alive and idle), and when no replacement
+// comes within --rendezvous-timeout the survivor writes a checkpoint and
+// every process exits cleanly.
+func TestTooFewWorkers(t *testing.T) {
+	needSetup(t)
+	const timeout = 3 * time.Second
+	c := newCluster(t, clusterOpts{workers: 2, min: 2, steps: 5000, coordArgs: []string{"--rendezvous-timeout", timeout.String()}})
+	a, b := c.addWorker(nil), c.addWorker(nil)
+	last := c.waitStep(30, 90*time.Second)
+	victim, survivor := a, b
+	if p, _ := c.rankOf(0); p == b {
+		victim, survivor = b, a
+	}
+	killAt := time.Now()
+	victim.kill()
+	// The pause: the survivor stays alive without spinning.
+	time.Sleep(timeout / 3)
+	c0, ok0 := cpuTime(survivor.pid())
+	time.Sleep(timeout / 3)
+	c1, ok1 := cpuTime(survivor.pid())
+	if !survivor.alive() {
+		c.dump()
+		t.Fatal("the survivor exited during the pause")
+	}
+	if !strings.Contains(c.coord.output(), "action=pause") {
+		t.Error("the coordinator did not pause the run")
+	}
+	var busy float64
+	if ok0 && ok1 {
+		busy = float64(c1-c0) / float64(timeout/3)
+		if busy > 0.2 {
+			t.Errorf("the paused worker used %.0f%% of a core", 100*busy)
+		}
+	}
+	if err := survivor.wait(t, timeout+20*time.Second); err != nil {
+		c.dump()
+		t.Fatalf("the survivor: %v", err)
+	}
+	stoppedAfter := time.Since(killAt)
+	if err := c.coord.wait(t, 20*time.Second); err != nil {
+		c.dump()
+		t.Fatalf("the coordinator: %v", err)
+	}
+	if stoppedAfter < timeout {
+		t.Errorf("stopped %v after the kill, before the rendezvous timeout %v", stoppedAfter, timeout)
+	}
+	ck, err := (&checkpoint.Store{Root: worker.CheckpointDir(c.out)}).LoadLatest(context.Background())
+	if err != nil {
+		c.dump()
+		t.Fatalf("no checkpoint after the stop: %v", err)
+	}
+	final := readMetrics(t, c.out)
+	lastStep := final[len(final)-1].Step
+	if ck.Manifest.Step < lastStep {
+		t.Errorf("checkpoint of step %d, but step %d had completed", ck.Manifest.Step, lastStep)
+	}
+	t.Logf("FIGURE too-few: paused at step %d, worker CPU during the pause %.1f%% of a core, stopped %v after the kill (timeout %v), checkpoint at step %d (last completed step %d)",
+		last.Step, 100*busy, stoppedAfter.Round(time.Millisecond), timeout, ck.Manifest.Step, lastStep+1)
+}
+
+// TestCoordinatorRestart kills the coordinator with SIGKILL and starts it
+// again on the same ports: the workers keep their state and go on training,
+// re-join the new coordinator, which opens a generation above theirs from
+// the most advanced state they hold; the run finishes with the losses of
+// the uninterrupted run and no step lost beyond the one in flight.
+func TestCoordinatorRestart(t *testing.T) {
+	needSetup(t)
+	const steps = 1000
+	ref := referenceRun(t, steps)
+	c := newCluster(t, clusterOpts{workers: 3, steps: steps})
+	for range 3 {
+		c.addWorker(nil)
+	}
+	c.waitStep(40, 90*time.Second)
+	c.coord.kill()
+	killed := time.Now()
+	before := readMetrics(t, c.out)
+	time.Sleep(1500 * time.Millisecond)
+	during := readMetrics(t, c.out)
+	restart := time.Now()
+	c.startCoordinator([]string{"--resume", "auto"})
+	gen := before[len(before)-1].Generation
+	m, ok := c.firstStepAfter(gen, 30*time.Second)
+	if !ok {
+		c.dump()
+		t.Fatal("no step in a new generation within 30s of the restart")
+	}
+	c.waitDone(3 * time.Minute)
+	worst := compareLosses(t, c.out, ref, 1e-4, nil)
+	lineage(t, c.dir, c.out, steps, ref.batch, nil)
+	lastOld := int64(-1)
+	for _, x := range readMetrics(t, c.out) {
+		if x.Generation <= gen && x.Step > lastOld {
+			lastOld = x.Step
+		}
+	}
+	redone := max(0, lastOld-m.Step+1)
+	t.Logf("FIGURE coordinator-restart: %d steps trained while the coordinator was down (%v), new generation %d (world %d) %v after the restart at step %d, steps redone %d, worst |Δloss| %.2g",
+		during[len(during)-1].Step-before[len(before)-1].Step, restart.Sub(killed).Round(time.Millisecond),
+		m.Generation, m.Workers, unixTime(m.Time).Sub(restart).Round(time.Millisecond), m.Step, redone, worst)
+	if redone > 1 {
+		t.Errorf("%d steps redone after the restart, want at most the one in flight", redone)
+	}
+	if m.Workers != 3 {
+		t.Errorf("world %d after the restart, want 3", m.Workers)
+	}
+	if !strings.Contains(c.coord.output(), "held=") && !strings.Contains(c.coord.output(), "broadcast from rank") {
+		t.Error("the new generation did not start from the workers' state")
+	}
+}
+
+// runRound is one run of `infonce train --workers 2` in its own process
+// group.
+func runRound(t *testing.T, dir, name string, args ...string) *proc {
+	return start(t, dir, name, nil, args...)
+}
+
+// TestCrashDuringCheckpoint kills a training run (coordinator and workers,
+// the whole process group) with SIGKILL at random moments while rank 0
+// saves a checkpoint after every step, many times. After every kill the
+// latest checkpoint must load, and the next run must resume from it; the
+// last run finishes with the losses of an uninterrupted run.
+func TestCrashDuringCheckpoint(t *testing.T) {
+	needSetup(t)
+	const steps, rounds = 300, 10
+	ref := referenceRun(t, steps)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "run")
+	args := append([]string{"train", "--workers", "2", "--no-eval", "--checkpoint-every", "1", "--resume", "auto"}, trainArgs(out, steps)...)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rnd := newRand(seed)
+	store := &checkpoint.Store{Root: worker.CheckpointDir(out)}
+	prev, interrupted := int64(-1), 0
+	for round := range rounds {
+		p := runRound(t, dir, "round"+strconv.Itoa(round), args...)
+		// Wait for training (a new checkpoint), then a random moment.
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			if c, err := store.List(); err == nil && len(c) > 0 {
+				if m, err := checkpoint.Inspect(c[len(c)-1]); err == nil && m.Step > prev {
+					break
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rnd.IntN(400)) * time.Millisecond)
+		_ = syscallKillGroup(p)
+		<-p.done
+		if tmp, _ := filepath.Glob(filepath.Join(worker.CheckpointDir(out), ".tmp-*")); len(tmp) > 0 {
+			interrupted++
+		}
+		c, err := store.LoadLatest(context.Background())
+		if err != nil {
+			t.Fatalf("round %d: the latest checkpoint does not load after the kill: %v", round, err)
+		}
+		if c.Manifest.Step < prev {
+			t.Fatalf("round %d: latest checkpoint at step %d, older than the last round's %d", round, c.Manifest.Step, prev)
+		}
+		if !strings.Contains(p.output(), "checkpoint") && round > 0 {
+			t.Logf("round %d output:\n%s", round, tail(p.output(), 10))
+		}
+		prev = c.Manifest.Step
+		t.Logf("round %d: killed; latest good checkpoint at step %d", round, prev)
+	}
+	p := runRound(t, dir, "final", args...)
+	if err := p.wait(t, 3*time.Minute); err != nil {
+		t.Fatalf("the final run: %v\n%s", err, tail(p.output(), 30))
+	}
+	if !strings.Contains(p.output(), "resum") && !strings.Contains(p.output(), `start="checkpoint `) {
+		t.Error("the final run did not resume from a checkpoint")
+	}
+	worst := compareLosses(t, out, ref, 1e-4, nil)
+	t.Logf("FIGURE crash-checkpoint: %d kills, %d left an interrupted save behind, every latest checkpoint loaded, final run resumed at step %d, worst |Δloss| %.2g",
+		rounds, interrupted, prev, worst)
+}
