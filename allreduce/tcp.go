@@ -130,31 +130,14 @@ type tcpIn struct {
 	br       *bufio.Reader
 	fr       frameReader
 	raw      syscall.RawConn
-	lowat    int  // current SO_RCVLOWAT
 	blocking bool // reads go through readFull's blocking recvfrom
 	once     sync.Once
 }
 
 func newTCPIn(c *net.TCPConn, r *bufio.Reader) *tcpIn {
-	t := &tcpIn{conn: c, br: r, fr: frameReader{r: r}, lowat: 1}
+	t := &tcpIn{conn: c, br: r, fr: frameReader{r: r}}
 	t.raw, _ = c.SyscallConn()
 	return t
-}
-
-// Large payloads are read straight into dst, asking the kernel (via
-// SO_RCVLOWAT) not to wake the reader before a good part of the rest has
-// arrived: one wake-up per 256 KiB instead of one per loopback segment.
-const (
-	lowatMin = 64 << 10
-	lowatMax = 256 << 10
-)
-
-func (t *tcpIn) setLowat(v int) {
-	if v == t.lowat || t.raw == nil {
-		return
-	}
-	t.lowat = v
-	t.raw.Control(func(fd uintptr) { setRcvLowat(fd, v) })
 }
 
 func (t *tcpIn) recv(ctx context.Context, dst []byte) (uint64, int, error) {

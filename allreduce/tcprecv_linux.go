@@ -8,9 +8,10 @@ import (
 
 // On Linux the receiving side of a TCP link reads with blocking
 // recvfrom(2) and MSG_WAITALL: one system call per frame part, the kernel
-// waking the reader once the whole part (or SO_RCVLOWAT of it) is there,
-// instead of a wake-up through the network poller for every loopback
-// segment. The socket is switched to blocking mode when the link is
+// copying segments out as they arrive until the part is complete, instead
+// of a return to the network poller for every loopback segment. (No
+// SO_RCVLOWAT here: the kernel would not wake a reader whose remaining
+// bytes are fewer than the low-water mark.) The socket is switched to blocking mode when the link is
 // handed to the ring; close shuts it down first, which wakes a blocked
 // reader.
 
@@ -37,11 +38,6 @@ func (t *tcpIn) readFull(p []byte) error {
 		p = p[n:]
 	}
 	for len(p) > 0 {
-		if len(p) >= lowatMin {
-			t.setLowat(min(len(p), lowatMax))
-		} else {
-			t.setLowat(1)
-		}
 		var n uintptr
 		var errno syscall.Errno
 		err := t.raw.Read(func(fd uintptr) bool {

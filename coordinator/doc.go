@@ -36,14 +36,37 @@
 //     at the end.
 //
 // A worker the coordinator no longer knows (it was declared dead, or the
-// coordinator restarted) gets ErrUnknownWorker and joins again; it then
-// enters like any newcomer.
+// coordinator restarted) gets ErrUnknownWorker and joins again, announcing
+// in JoinRequest.Held the state it still holds (its step, the newest
+// generation it ran, its job); it then enters like any newcomer, at a step
+// boundary.
+//
+// # A restarted coordinator
+//
+// The coordinator keeps no state on disk: a restarted one rebuilds the run
+// from its workers and the checkpoint directory. Workers go on training
+// while it is away (the data plane does not need it; the reports they make
+// between steps are single attempts under NoRetry), reconnect with
+// back-off, learn that their ids are unknown, and join again with their
+// held state. Ids carry a tag of the coordinator's start time, so the new
+// ids (which are also gossip node names) never collide with the old ones.
+// The first generation of the new coordinator is numbered above every
+// generation its workers ran (a worker's data plane refuses an older
+// generation), and starts by broadcast from the worker holding the most
+// advanced state, unless the latest checkpoint (Config.Resume) is newer. A
+// worker that finished the training while the coordinator was away keeps
+// waiting until the new coordinator acknowledges the end (Finish from a
+// stale generation is refused with ErrStaleGeneration).
+//
+// An error that every rank meets at the same step (too many non-finite
+// steps in a row) is reported with Abort: the run stops at once.
 //
 // # Failure detection
 //
-// Three signals remove a worker: memberlist declares its node dead or left
-// (with DefaultLocalConfig's timings about 0.7-1.0 s after a kill on one
-// machine), its Watch stream stays closed for WatchGrace (the server also
-// pings idle connections every Keepalive), or it reports a fatal error.
+// Three signals remove a worker: memberlist declares its node dead or left,
+// its Watch stream stays closed for WatchGrace (the server pings idle
+// connections every Keepalive, the client every ClientKeepalive, so a
+// half-open connection is noticed), or it reports a fatal error. After a
+// kill -9 the stream breaks at once, so WatchGrace bounds the detection.
 // Whatever the signal, the survivors get the same new generation.
 package coordinator

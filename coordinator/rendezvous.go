@@ -74,7 +74,7 @@ var (
 	// generation may make (the end of training) from an older one: the
 	// worker takes the newer assignment and goes on from there.
 	ErrStaleGeneration = errors.New("stale generation")
-	ErrBadRequest    = errors.New("malformed request")
+	ErrBadRequest      = errors.New("malformed request")
 )
 
 // RendezvousConfig configures the rendezvous machine. All durations are

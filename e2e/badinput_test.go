@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +151,4 @@ func TestBadInput(t *testing.T) {
 			t.Logf("%v: %s", args[:3], strings.TrimSpace(tail(s, 1)))
 		}
 	}
-	_ = filepath.Join
 }

@@ -15,10 +15,10 @@
 //
 // The faults: kill -9 of a worker (at a random moment, rank 0, or inside
 // its gradient all-reduce), a worker joining mid-run, too few workers, kill
-// -9 and restart of the coordinator, a network partition of one worker
-// (iptables rules on its ports when the test runs as root with iptables,
-// else SIGSTOP of the worker, which is what a partition looks like to its
-// peers), a worker stopped longer than the deadlines, kill -9 during
+// -9 and restart of the coordinator, a network partition of one worker (it
+// runs as a user of its own and one iptables rule drops every packet that
+// user sends; the test skips, saying so, without root or iptables), a
+// worker stopped with SIGSTOP longer than the deadlines, kill -9 during
 // checkpoint writes, NaN gradients, and bad input (a worker with another
 // configuration, a checkpoint of another shape).
 //

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/infonce/infonce/gemm"
 	"github.com/infonce/infonce/vec"
@@ -58,6 +60,8 @@ type AdamW[T gemm.Float] struct {
 	m, v []T
 	t    int64
 	err  error
+
+	par parallel32 // the float32 update split over GOMAXPROCS goroutines
 }
 
 // NewAdamW builds AdamW for a buffer of n elements. An invalid configuration
@@ -87,19 +91,19 @@ func (o *AdamW[T]) Step(w, g []T, lr T) error {
 	bc1 := 1 - math.Pow(b1, t) // bias corrections 1−β₁ᵗ, 1−β₂ᵗ
 	bc2 := 1 - math.Pow(b2, t)
 	eta := float64(lr)
-	w32, is32 := any(w).([]float32)
+	if w32, ok := any(w).([]float32); ok {
+		// float32: the same update in float32 arithmetic, vectorised, on
+		// parts of the buffer in parallel.
+		st := vec.AdamWStep{Beta1: float32(b1), Beta2: float32(b2), Bias1: float32(bc1), Bias2: float32(bc2),
+			Eps: float32(eps), LR: float32(eta)}
+		o.par.run(o.segs, w32, any(g).([]float32), any(o.m).([]float32), any(o.v).([]float32), st, float32(o.cfg.WeightDecay))
+		o.t++
+		return nil
+	}
 	for _, s := range o.segs {
 		lambda := 0.0
 		if s.decay {
 			lambda = o.cfg.WeightDecay
-		}
-		if is32 {
-			// float32: the same update in float32 arithmetic, vectorised.
-			seg := func(x []T) []float32 { return any(x).([]float32)[s.off : s.off+s.len] }
-			vec.AdamW(w32[s.off:s.off+s.len], seg(g), seg(o.m), seg(o.v), vec.AdamWStep{
-				Beta1: float32(b1), Beta2: float32(b2), Bias1: float32(bc1), Bias2: float32(bc2),
-				Eps: float32(eps), LR: float32(eta), Decay: float32(lambda)})
-			continue
 		}
 		ws, gs := w[s.off:s.off+s.len], g[s.off:s.off+s.len]
 		ms, vs := o.m[s.off:s.off+s.len], o.v[s.off:s.off+s.len]
@@ -132,3 +136,91 @@ func (o *AdamW[T]) SetStep(n int64) { o.t = n }
 
 // StepCount implements Optimizer.
 func (o *AdamW[T]) StepCount() int64 { return o.t }
+
+// parallelMin is the buffer size below which the float32 update runs on
+// the calling goroutine: starting a goroutine costs about a microsecond.
+const parallelMin = 1 << 16
+
+// parallel32 runs the float32 AdamW update over parts of the flat buffer
+// on up to GOMAXPROCS goroutines. Every part boundary inside a segment lies
+// a multiple of 8 elements past the segment's start, so each element goes
+// through the same code (vector body or scalar tail of vec.AdamW) as in one
+// call per segment: the result has the same bits whatever the number of
+// parts. The parts are handed to freshly started goroutines through a
+// channel, which keeps a step free of allocations.
+type parallel32 struct {
+	parts []adamWPart
+	wg    sync.WaitGroup
+}
+
+// adamWPart is one goroutine's share [lo, hi) of a float32 update.
+type adamWPart struct {
+	segs       []segment
+	w, g, m, v []float32
+	st         vec.AdamWStep
+	decay      float32 // λ of the decayed segments
+	lo, hi     int
+	wg         *sync.WaitGroup
+}
+
+var adamWHandoff = make(chan *adamWPart, 16)
+
+func adamWWorker() {
+	p := <-adamWHandoff
+	p.update()
+	p.wg.Done()
+}
+
+func (p *parallel32) run(segs []segment, w, g, m, v []float32, st vec.AdamWStep, decay float32) {
+	n := len(w)
+	np := 1
+	if procs := runtime.GOMAXPROCS(0); procs > 1 && n >= parallelMin {
+		np = min(procs, n/(parallelMin/2))
+	}
+	if cap(p.parts) < np {
+		p.parts = make([]adamWPart, np)
+	}
+	p.parts = p.parts[:np]
+	lo := 0
+	for i := range p.parts {
+		hi := alignedCut(segs, (i+1)*n/np)
+		p.parts[i] = adamWPart{segs: segs, w: w, g: g, m: m, v: v, st: st, decay: decay, lo: lo, hi: hi, wg: &p.wg}
+		lo = hi
+	}
+	p.wg.Add(np - 1)
+	for i := 1; i < np; i++ {
+		go adamWWorker()
+		adamWHandoff <- &p.parts[i]
+	}
+	p.parts[0].update()
+	p.wg.Wait()
+	for i := range p.parts {
+		p.parts[i] = adamWPart{} // do not retain the caller's buffers
+	}
+}
+
+// alignedCut moves x down to the nearest point a multiple of 8 elements
+// past the start of the segment that contains it.
+func alignedCut(segs []segment, x int) int {
+	for _, s := range segs {
+		if x > s.off && x < s.off+s.len {
+			return s.off + (x-s.off)&^7
+		}
+	}
+	return x
+}
+
+// update applies the step to the elements [lo, hi) segment by segment.
+func (p *adamWPart) update() {
+	for _, s := range p.segs {
+		a, b := max(p.lo, s.off), min(p.hi, s.off+s.len)
+		if a >= b {
+			continue
+		}
+		st := p.st
+		if s.decay {
+			st.Decay = p.decay
+		}
+		vec.AdamW(p.w[a:b], p.g[a:b], p.m[a:b], p.v[a:b], st)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,6 +37,13 @@ type MemberOptions struct {
 	GossipPort      int    // memberlist port (0: any free port)
 	GossipLAN       bool   // LAN timings instead of the fast local ones
 	GossipKey       []byte // gossip encryption key (16, 24 or 32 bytes), if any
+
+	// TLSServer, when set, serves the data-plane listener over TLS (with
+	// mutual TLS when it requires client certificates); TLSClient, when
+	// set, is used to reach the coordinator and the ring neighbours. Token
+	// also guards the data plane.
+	TLSServer *tls.Config
+	TLSClient *tls.Config
 
 	// Fingerprint, when set, is the worker's own configuration's
 	// (Config.FingerprintFields): the coordinator refuses the worker when
@@ -75,7 +83,7 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	srv, err := allreduce.Listen(o.DataBind, allreduce.WithLogger(log))
+	srv, err := allreduce.Listen(o.DataBind, append(o.securityOptions(), allreduce.WithLogger(log))...)
 	if err != nil {
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
@@ -93,7 +101,7 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	if o.Backoff.Base > 0 {
 		opts = append(opts, coordinator.WithBackoff(o.Backoff))
 	}
-	client, err := coordinator.Dial(ctl, o.Coordinator, o.Token, opts...)
+	client, err := coordinator.Dial(ctl, o.Coordinator, o.Token, append(opts, o.dialSecurity()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -381,7 +389,7 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 	m.heldGen.Store(gen)
 	ring, err := allreduce.NewRing(genCtx, m.srv, allreduce.Config{
 		JobID: a.JobID, Generation: gen, Rank: a.Rank, Peers: a.Peers, Timeout: m.o.OpTimeout,
-		Logger: m.log,
+		Token: m.o.Token, TLS: m.o.TLSClient, Logger: m.log,
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("ring of generation %d: %w", gen, err)
@@ -408,6 +416,8 @@ func (m *member) configure(a coordinator.Assignment) error {
 	cfg := spec.Config
 	if m.o.Out != "" {
 		cfg.Out = m.o.Out
+	} else if err := checkNetworkOut(cfg.Out); err != nil { // security.go
+		return err
 	}
 	set, err := dataset.Load(cfg.Data, cfg.Classes)
 	if err != nil {
@@ -462,6 +472,9 @@ func (m *member) startState(ctx context.Context, ring *allreduce.Ring, a coordin
 		}
 		return nil
 	case coordinator.StartCheckpoint:
+		if err := checkCheckpointPath(a.Start.CheckpointPath); err != nil { // security.go
+			return fmt.Errorf("%w: start state: %w", errFatal, err)
+		}
 		c, err := checkpoint.Load(ctx, a.Start.CheckpointPath)
 		if err != nil {
 			return fmt.Errorf("%w: start state: %w", errFatal, err)

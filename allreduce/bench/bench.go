@@ -322,14 +322,15 @@ func runWorkers(ctx context.Context, k int, o options, spawn Spawner, stderr io.
 		}
 	}
 	wg.Wait()
-	var firstErr error
+	var errs []error
 	for i, w := range ws {
 		w.in.Close()
-		if err := w.cmd.Wait(); err != nil && firstErr == nil {
-			firstErr = workerErr(i, err)
+		if err := w.cmd.Wait(); err != nil {
+			errs = append(errs, workerErr(i, err))
 		}
 		w.cmd.Process = nil
 	}
+	firstErr := errors.Join(errs...)
 	if firstErr == nil && len(rows) != len(o.sizes) {
 		firstErr = workerErr(0, fmt.Errorf("reported %d rows for %d sizes", len(rows), len(o.sizes)))
 	}

@@ -38,7 +38,8 @@ type coordinatorFlags struct {
 	token             string
 	lan               bool
 	jobID             string
-	http              string // --http, served by http.go
+	http              string        // --http, served by http.go
+	sec               securityFlags // --cluster-key, --tls-* (security.go)
 	maxBadSteps       int
 }
 
@@ -56,6 +57,7 @@ func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.jobID, "job-id", "infonce", "name of the run; workers of another job are refused")
 	fs.IntVar(&c.maxBadSteps, "max-bad-steps", worker.DefaultMaxBadSteps, "distributed runs: skip steps whose loss or gradient is NaN or Inf, and stop after this many in a row")
 	c.bindHTTP(fs) // --http (http.go)
+	c.sec.bind(fs) // --cluster-key, --tls-* (security.go)
 }
 
 func (c *coordinatorFlags) config(workers int, cfg worker.Config, logger *slog.Logger) (coordinator.Config, error) {
@@ -92,6 +94,9 @@ func (c *coordinatorFlags) config(workers int, cfg worker.Config, logger *slog.L
 		cc.RendezvousTimeout = c.rendezvousTimeout
 	}
 	cc.Token = c.token
+	if err := c.sec.applyCoordinator(&cc); err != nil {
+		return cc, err
+	}
 	if c.maxBadSteps < 1 {
 		return cc, usageError{fmt.Errorf("--max-bad-steps %d: must be at least 1", c.maxBadSteps)}
 	}
@@ -232,6 +237,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end (rank 0)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	httpAddr := httpFlag(fs) // --http (http.go)
+	var sec securityFlags
+	sec.bind(fs) // --cluster-key, --tls-* (security.go)
 	set, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
@@ -245,6 +252,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if o.Coordinator == "" {
 		return usageError{errors.New("--coordinator HOST:PORT is required")}
+	}
+	if err := sec.applyWorker(&o); err != nil {
+		return err
 	}
 	if o.Name == "" {
 		o.Name, _ = os.Hostname()
@@ -299,6 +309,10 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads int, cf coor
 	if cc.Resume, err = resumeChecked(ctx, resume, cfg.Out, cfg); err != nil {
 		return err
 	}
+	secrets, err := localSecrets(&cc, cf.sec) // security.go
+	if err != nil {
+		return err
+	}
 	if resume == "" {
 		if err := os.RemoveAll(worker.CheckpointDir(cfg.Out)); err != nil {
 			return fmt.Errorf("--out %s: remove old checkpoints: %w", cfg.Out, err)
@@ -332,12 +346,9 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads int, cf coor
 		if !evaluate {
 			args = append(args, "--no-eval")
 		}
-		if cc.Token != "" {
-			args = append(args, "--token", cc.Token)
-		}
 		c := exec.Command(exe, args...)
 		c.Stdout, c.Stderr = stdout, stderr
-		c.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(threads))
+		c.Env = append(append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(threads)), secrets...)
 		if err := c.Start(); err != nil {
 			for _, started := range children[:i] {
 				_ = started.Process.Kill()

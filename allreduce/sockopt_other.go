@@ -1,5 +1,0 @@
-//go:build !linux
-
-package allreduce
-
-func setRcvLowat(uintptr, int) {}
