@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"strings"
@@ -200,4 +202,60 @@ func TestIntrudersDoNotDisturbRing(t *testing.T) {
 			wg.Wait()
 		})
 	}
+}
+
+// FuzzAdmission feeds arbitrary bytes to a token-protected server's
+// admission: it never panics, and only the one right answer is admitted.
+func FuzzAdmission(f *testing.F) {
+	f.Add([]byte("IAUT"), false)
+	f.Add([]byte("IRNG\x00\x00"), false)
+	f.Add(append([]byte("IAUT"), make([]byte, 40)...), true)
+	f.Add([]byte("\x16\x03\x01\x00\xff"), true)
+	f.Fuzz(func(t *testing.T, b []byte, answer bool) {
+		s := &Server{logger: slog.New(slog.DiscardHandler), sec: serverSecurity{token: "s3"}}
+		client, server := net.Pipe()
+		defer client.Close()
+		type result struct {
+			head [4]byte
+			ok   bool
+		}
+		done := make(chan result, 1)
+		go func() {
+			c, head, ok := s.admit(server)
+			if ok {
+				c.Close()
+			}
+			done <- result{head, ok}
+		}()
+		client.SetDeadline(time.Now().Add(2 * time.Second))
+		go func() {
+			// Answer the nonce with the right MAC when asked to; send b
+			// either way.
+			if answer && len(b) >= 4 && [4]byte(b[:4]) == authMagic {
+				client.Write(authMagic[:])
+				var nonce [authNonceBytes]byte
+				if _, err := io.ReadFull(client, nonce[:]); err != nil {
+					return
+				}
+				client.Write(authMAC("s3", nonce[:]))
+				var st [1]byte
+				io.ReadFull(client, st[:])
+				client.Write(b[4:])
+				client.Close()
+				return
+			}
+			go io.Copy(io.Discard, client)
+			client.Write(b)
+			client.Close()
+		}()
+		r := <-done
+		client.Close()
+		rightAnswer := answer && len(b) >= 8 && [4]byte(b[:4]) == authMagic
+		if r.ok && !rightAnswer {
+			t.Fatalf("admitted %q without the right answer", b)
+		}
+		if rightAnswer && !r.ok {
+			t.Fatalf("refused the right answer followed by %q", b[4:])
+		}
+	})
 }

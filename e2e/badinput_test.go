@@ -44,7 +44,7 @@ func TestNonFiniteSteps(t *testing.T) {
 		if ranksSkipping[5] != 3 || ranksSkipping[6] != 3 || len(ranksSkipping) != 2 {
 			t.Errorf("ranks skipping each step: %v, want steps 5 and 6 skipped by all 3", ranksSkipping)
 		}
-		worst := compareLosses(t, c.out, ref, 1e-4, skipped)
+		worst := compareLosses(t, c.dir, c.out, ref, 1e-4, skipped)
 		lineage(t, c.dir, c.out, steps, ref.batch, skipped)
 		assertFiniteCheckpoint(t, c.out)
 		t.Logf("FIGURE nan-skip: steps 5 and 6 skipped by all 3 ranks, worst |Δloss| against a 1-worker run with the same fault %.2g", worst)
@@ -129,7 +129,7 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("step %d ran in generation %d: the refused worker disturbed the run", m.Step, m.Generation)
 		}
 	}
-	compareLosses(t, c.out, ref, 1e-5, nil)
+	compareLosses(t, c.dir, c.out, ref, 1e-5, nil)
 
 	// The run's checkpoints, resumed with another model shape.
 	other := append(trainArgs(c.out, steps+10), "--hidden", "32", "--no-eval", "--resume", "latest")

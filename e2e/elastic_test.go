@@ -45,7 +45,7 @@ func TestJoin(t *testing.T) {
 	if m.Workers != 3 {
 		t.Errorf("world %d after the join, want 3", m.Workers)
 	}
-	worst := compareLosses(t, c.out, ref, 1e-4, nil)
+	worst := compareLosses(t, c.dir, c.out, ref, 1e-4, nil)
 	lineage(t, c.dir, c.out, steps, ref.batch, nil)
 	// Throughput before the join and after it, from metrics.jsonl's clock.
 	ms := lastWins(readMetrics(t, c.out))
@@ -164,7 +164,7 @@ func TestCoordinatorRestart(t *testing.T) {
 		t.Fatal("no step in a new generation within 30s of the restart")
 	}
 	c.waitDone(3 * time.Minute)
-	worst := compareLosses(t, c.out, ref, 1e-4, nil)
+	worst := compareLosses(t, c.dir, c.out, ref, 1e-4, nil)
 	lineage(t, c.dir, c.out, steps, ref.batch, nil)
 	lastOld := int64(-1)
 	for _, x := range readMetrics(t, c.out) {
@@ -248,7 +248,7 @@ func TestCrashDuringCheckpoint(t *testing.T) {
 	if !strings.Contains(p.output(), "resum") && !strings.Contains(p.output(), `start="checkpoint `) {
 		t.Error("the final run did not resume from a checkpoint")
 	}
-	worst := compareLosses(t, out, ref, 1e-4, nil)
+	worst := compareLosses(t, "", out, ref, 1e-4, nil)
 	t.Logf("FIGURE crash-checkpoint: %d kills, %d left an interrupted save behind, every latest checkpoint loaded, final run resumed at step %d, worst |Δloss| %.2g",
 		rounds, interrupted, prev, worst)
 }

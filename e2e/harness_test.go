@@ -456,6 +456,7 @@ func lineageB(t *testing.T, dir, out string, steps, batch int, ref map[int64][]i
 	t.Helper()
 	recs := readSamples(t, dir)
 	final := lastWins(readMetrics(t, out))
+	doneGen := completedGens(t, dir)
 	type key struct {
 		gen  uint64
 		step int64
@@ -509,6 +510,10 @@ func lineageB(t *testing.T, dir, out string, steps, batch int, ref map[int64][]i
 				continue
 			}
 			m, ok := final[s]
+			if !ok && doneGen[s] > 0 {
+				// Rank 0 died between the step and its metrics line.
+				m, ok = metric{Step: s, Generation: doneGen[s]}, true
+			}
 			if !ok {
 				t.Errorf("step %d never completed", s)
 				lost += batch
@@ -556,6 +561,22 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// completedGens maps each step to the newest generation in which some rank
+// completed it, from the sample logs of dir ("" for none).
+func completedGens(t *testing.T, dir string) map[int64]uint64 {
+	t.Helper()
+	out := map[int64]uint64{}
+	if dir == "" {
+		return out
+	}
+	for _, r := range readSamples(t, dir) {
+		if r.Event == "done" && r.Generation > out[r.Step] {
+			out[r.Step] = r.Generation
+		}
+	}
+	return out
 }
 
 // reference is an uninterrupted run of the same configuration: the loss of
@@ -607,10 +628,14 @@ func referenceRunWith(t *testing.T, steps int, extra []string, env ...string) *r
 
 // compareLosses checks every step's loss against the reference; it returns
 // the largest difference.
-func compareLosses(t *testing.T, out string, ref *reference, tol float64, skipped map[int64]bool) float64 {
+//
+// A step whose metrics line is missing passes when the sample logs of dir
+// show it completed: rank 0 died after the step and before its line.
+func compareLosses(t *testing.T, dir, out string, ref *reference, tol float64, skipped map[int64]bool) float64 {
 	t.Helper()
 	worst := 0.0
 	got := lastWins(readMetrics(t, out))
+	done := completedGens(t, dir)
 	last := int64(-1)
 	for s := range got {
 		last = max(last, s)
@@ -621,7 +646,11 @@ func compareLosses(t *testing.T, out string, ref *reference, tol float64, skippe
 		}
 		m, ok := got[s]
 		if !ok {
-			t.Errorf("step %d: no loss logged", s)
+			if done[s] > 0 {
+				t.Logf("step %d completed (generation %d) but its metrics line was lost with rank 0", s, done[s])
+			} else {
+				t.Errorf("step %d: no loss logged", s)
+			}
 			continue
 		}
 		d := math.Abs(m.Loss - want)

@@ -85,7 +85,7 @@ func TestKill(t *testing.T) {
 			}
 			recovery := unixTime(m.Time).Sub(killAt)
 			c.waitDone(2*time.Minute, victim.name)
-			worst := compareLosses(t, c.out, ref, 1e-4, nil)
+			worst := compareLosses(t, c.dir, c.out, ref, 1e-4, nil)
 			lineage(t, c.dir, c.out, steps, ref.batch, nil)
 			redone := int64(0)
 			if len(lastBefore) > 0 {

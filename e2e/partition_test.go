@@ -169,7 +169,7 @@ func removeAndRejoin(t *testing.T, f faultRun) {
 	if !strings.Contains(victim.output(), "joining again") {
 		t.Errorf("the %s worker did not join again", f.name)
 	}
-	worst := compareLosses(t, c.out, ref, 1e-4, nil)
+	worst := compareLosses(t, c.dir, c.out, ref, 1e-4, nil)
 	lineage(t, c.dir, c.out, done, ref.batch, nil)
 	t.Logf("FIGURE %s: recovery %v (fault to the majority's next step, generation %d -> %d, world %d), the victim's last step %v after the fault, rejoined %v after the heal (generation %d, world %d), worst |Δloss| %.2g",
 		f.name, recovery.Round(time.Millisecond), gen, m.Generation, m.Workers, stoppedAfter.Round(time.Millisecond),

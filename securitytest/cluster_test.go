@@ -190,6 +190,22 @@ func losses(t *testing.T, path string) []float64 {
 	return out
 }
 
+// baseline returns the losses of an undisturbed run without any security
+// (computed once): authentication and encryption must not change a
+// single loss.
+func baseline(t *testing.T) []float64 {
+	baseOnce.Do(func() { baseLosses = run(t, secrets{}, nil) })
+	if baseLosses == nil {
+		t.Fatal("the undisturbed run failed")
+	}
+	return baseLosses
+}
+
+var (
+	baseOnce   sync.Once
+	baseLosses []float64
+)
+
 func sameLosses(t *testing.T, got, want []float64) {
 	t.Helper()
 	for i := range want {

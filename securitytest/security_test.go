@@ -58,7 +58,7 @@ func TestIntrudersAreRefused(t *testing.T) {
 	}{{"token and cluster key", false}, {"mutual TLS, token and cluster key", true}} {
 		t.Run(mode.name, func(t *testing.T) {
 			sec := newSecrets(t, mode.tls)
-			want := run(t, sec, nil)
+			want := baseline(t)
 			var refused atomic.Int64
 			got := run(t, sec, func(ctx context.Context, c *cluster) {
 				every(ctx, 50*time.Millisecond, func() {
@@ -190,7 +190,7 @@ func TestGarbageDoesNotDisturbRun(t *testing.T) {
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			sec := mode.sec(t)
-			want := run(t, sec, nil)
+			want := baseline(t)
 			var sent atomic.Int64
 			got := run(t, sec, func(ctx context.Context, c *cluster) {
 				rng := rand.New(rand.NewPCG(1, 2))
