@@ -703,16 +703,6 @@ func unixTime(sec float64) time.Time {
 	return time.Unix(0, int64(sec*1e9))
 }
 
-// quantiles returns the median and the maximum.
-func medianMax(ds []time.Duration) (time.Duration, time.Duration) {
-	if len(ds) == 0 {
-		return 0, 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2], s[len(s)-1]
-}
-
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 11)) }
 
 // syscallKillGroup sends SIGKILL to p's whole process group (p and the

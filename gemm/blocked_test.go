@@ -226,7 +226,7 @@ func TestParallelNoLeak(t *testing.T) {
 
 func TestNoAllocSteadyState(t *testing.T) {
 	if raceEnabled {
-		t.Skip("the race detector makes sync.Pool drop items at random, so allocations are expected")
+		t.Skip("allocation counts are not meaningful under the race detector, which allocates for its own bookkeeping")
 	}
 	g, err := AVX2()
 	if err != nil {

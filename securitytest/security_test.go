@@ -20,6 +20,7 @@ import (
 	"github.com/infonce/infonce/allreduce"
 	"github.com/infonce/infonce/coordinator"
 	"github.com/infonce/infonce/internal/tlstest"
+	"github.com/infonce/infonce/worker"
 )
 
 // dataAddrs returns the workers' data-plane addresses.
@@ -61,6 +62,7 @@ func TestIntrudersAreRefused(t *testing.T) {
 			want := baseline(t)
 			var refused atomic.Int64
 			got := run(t, sec, func(ctx context.Context, c *cluster) {
+				refused.Add(int64(intruderWorkers(t, ctx, c)))
 				every(ctx, 50*time.Millisecond, func() {
 					refused.Add(int64(intrude(t, ctx, c)))
 				})
@@ -72,6 +74,41 @@ func TestIntrudersAreRefused(t *testing.T) {
 			t.Logf("%d intrusions refused", refused.Load())
 		})
 	}
+}
+
+// intruderWorkers starts whole workers with a wrong token and, under TLS,
+// with a certificate of another CA: each must stop at once with a clear
+// error. It returns the number of refusals.
+func intruderWorkers(t *testing.T, ctx context.Context, c *cluster) int {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	type intruder struct {
+		what   string
+		token  string
+		client *tls.Config
+		want   string
+	}
+	list := []intruder{{"wrong token", "guess", c.sec.client, "wrong bearer token"}}
+	if c.sec.ca != nil {
+		list = append(list, intruder{"foreign certificate", c.sec.token,
+			tlstest.ClientConfig(tlstest.NewCA(t, "stranger").Issue(t, "x"), c.sec.ca), coordinator.ErrTLS.Error()})
+	}
+	n := 0
+	for _, in := range list {
+		_, err := worker.RunMember(ctx, worker.MemberOptions{
+			Coordinator: c.srv.Addr(), Token: in.token, Name: "intruder", DataBind: "127.0.0.1:0",
+			TLSServer: c.sec.server, TLSClient: in.client, Out: t.TempDir(), Logger: quiet(),
+		})
+		if ctx.Err() != nil {
+			return n
+		}
+		if err == nil || !strings.Contains(err.Error(), in.want) {
+			t.Errorf("worker with a %s: %v, want an error with %q", in.what, err, in.want)
+			continue
+		}
+		n++
+	}
+	return n
 }
 
 // intrude makes one attempt of each kind and checks its refusal; it

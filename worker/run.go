@@ -65,6 +65,9 @@ type Options struct {
 	ProgressDT time.Duration // at most this long between progress lines
 	Resume     string        // start from this checkpoint directory ("" : fresh)
 	Observer   Observer      // nil for none
+	// MaxBadSteps is how many non-finite steps in a row are skipped
+	// before the run stops with an error (0: DefaultMaxBadSteps).
+	MaxBadSteps int
 }
 
 // ErrStopped reports a run that stopped on request (SIGINT, SIGTERM) after
@@ -111,8 +114,17 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		}
 		opt.Observer.GenerationStarted(0, 0, 1)
 	}
+	f, err := faultsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	t.faultHook = f.nanHook()
 	var last StepStats
 	comm := Single[float32]{}
+	maxBad, bad := opt.MaxBadSteps, 0
+	if maxBad <= 0 {
+		maxBad = DefaultMaxBadSteps
+	}
 	trainStart := time.Now()
 	work := context.WithoutCancel(ctx) // a stop request ends the run at a step boundary
 	for step := first; step < t.TotalSteps(); step++ {
@@ -125,12 +137,22 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 			return nil, fmt.Errorf("%w after %d steps; checkpoint %s", ErrStopped, step, dir)
 		}
 		st, err := t.Step(work, comm, step)
-		if err != nil {
-			if errors.Is(err, ErrNonFinite) {
-				return nil, fmt.Errorf("%w; the parameters are those after step %d and were not saved", err, step-1)
+		if errors.Is(err, ErrNonFinite) {
+			// The step is skipped: the parameters, the optimizer and
+			// MoCo's queue are as they were before it.
+			bad++
+			log.Warn("step skipped: the loss or gradient is not finite; the parameters are unchanged",
+				"step", step, "loss", st.Loss, "bad_in_a_row", bad, "max_bad_steps", maxBad)
+			if bad >= maxBad {
+				return nil, fmt.Errorf("%w: %d non-finite steps in a row (steps %d to %d, --max-bad-steps %d); the parameters were never updated with them: lower --lr or set --clip-norm, check the data, or resume from the last checkpoint",
+					ErrNonFinite, bad, step-int64(bad)+1, step, maxBad)
 			}
+			continue
+		}
+		if err != nil {
 			return nil, err
 		}
+		bad = 0
 		last = st
 		if opt.Observer != nil {
 			opt.Observer.StepDone(st, 0, 0, 1)

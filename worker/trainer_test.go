@@ -287,3 +287,36 @@ func mean(x []float64) float64 {
 	}
 	return s / float64(len(x))
 }
+
+// TestRunLocalSkipsNonFiniteSteps: injected NaN gradients are skipped with
+// the parameters untouched, and too many in a row stop the run naming the
+// steps.
+func TestRunLocalSkipsNonFiniteSteps(t *testing.T) {
+	set := smallMNIST(t, 1024, 100)
+	cfg := smallConfig(t, CLIP)
+	cfg.Steps = 8
+	t.Setenv(EnvFaultNaNSteps, "2,3")
+	sum, err := RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3})
+	if err != nil {
+		t.Fatalf("two bad steps with --max-bad-steps 3: %v", err)
+	}
+	if sum.Steps != 8 || !allFinite(mustParams(t, cfg.Out)) {
+		t.Fatalf("summary %+v", sum)
+	}
+	cfg.Out = t.TempDir()
+	t.Setenv(EnvFaultNaNSteps, "2,3,4")
+	_, err = RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3})
+	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "steps 2 to 4") {
+		t.Fatalf("three bad steps with --max-bad-steps 3: err = %v", err)
+	}
+}
+
+// mustParams loads the parameters of the run's latest checkpoint.
+func mustParams(t *testing.T, out string) []float32 {
+	t.Helper()
+	tr, err := LoadForEval(context.Background(), CheckpointDir(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Model.P.W
+}

@@ -55,7 +55,7 @@ func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "shared secret every worker must present")
 	fs.BoolVar(&c.lan, "lan", false, "settings for workers on other machines (LAN timings, bind all interfaces)")
 	fs.StringVar(&c.jobID, "job-id", "infonce", "name of the run; workers of another job are refused")
-	fs.IntVar(&c.maxBadSteps, "max-bad-steps", worker.DefaultMaxBadSteps, "distributed runs: skip steps whose loss or gradient is NaN or Inf, and stop after this many in a row")
+	fs.IntVar(&c.maxBadSteps, "max-bad-steps", worker.DefaultMaxBadSteps, "skip steps whose loss or gradient is NaN or Inf, and stop after this many in a row")
 	c.bindHTTP(fs) // --http (http.go)
 	c.sec.bind(fs) // --cluster-key, --tls-* (security.go)
 }
