@@ -100,7 +100,9 @@ func TestControlPlaneTLSAndToken(t *testing.T) {
 	}{
 		{"admitted", "s3", []ClientOption{creds(tlstest.ClientConfig(ca.Issue(t, "w"), ca))}, func(err error) bool { return err == nil }},
 		{"wrong token", "guess", []ClientOption{creds(tlstest.ClientConfig(ca.Issue(t, "w"), ca))},
-			func(err error) bool { return status.Code(errors.Unwrap(err)) == codes.Unauthenticated && strings.Contains(err.Error(), "token") }},
+			func(err error) bool {
+				return status.Code(errors.Unwrap(err)) == codes.Unauthenticated && strings.Contains(err.Error(), "token")
+			}},
 		{"no token", "", []ClientOption{creds(tlstest.ClientConfig(ca.Issue(t, "w"), ca))},
 			func(err error) bool { return strings.Contains(err.Error(), "missing bearer token") }},
 		{"certificate of another CA", "s3", []ClientOption{creds(tlstest.ClientConfig(other.Issue(t, "x"), ca))},
