@@ -161,7 +161,7 @@ func newCompressor(kind string) (*compressor, error) {
 	if kind == "zstd" {
 		var err error
 		c.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
-			zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
+			zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return nil, fmt.Errorf("allreduce: zstd encoder: %w", err)
 		}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/infonce/infonce/allreduce"
 )
 
 // Spawner returns the command that runs one worker with the given peer
@@ -61,7 +63,7 @@ func (o *options) register(fs *flag.FlagSet) *string {
 	fs.StringVar(&o.wire, "wire", "f32", "wire format of float32 payloads: f32 or bf16")
 	fs.StringVar(&o.compression, "compression", "", "payload compression: \"\", s2 or zstd")
 	fs.StringVar(&o.transport, "transport", "grpc", "data plane: grpc or tcp")
-	o.bucket = 4 << 20
+	o.bucket = allreduce.DefaultBucketBytes
 	fs.Var((*sizeValue)(&o.chunk), "chunk", "pipelining chunk, e.g. 512KiB (0: the package default)")
 	fs.Var((*sizeValue64)(&o.bucket), "bucket", "bucket size for --op fused, e.g. 4MiB")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-operation deadline")
