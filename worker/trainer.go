@@ -69,6 +69,7 @@ type Trainer[T gemm.Float] struct {
 
 	aug        dataset.AugConfig
 	augPool    *rowPool
+	pixPool    *rowPool
 	augStep    int64
 	augLocal   []int
 	totalSteps int64
@@ -366,8 +367,12 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	// rank takes the same decision here: a non-finite step is skipped
 	// whole (no update, no enqueue), and the caller moves on to the next
 	// step or stops the run.
-	if !finite(loss) || !allFinite(p.G) {
-		return StepStats{Step: step, Epoch: epoch, Loss: loss, Stop: stop}, fmt.Errorf("step %d: %w (loss %g)", step, ErrNonFinite, loss)
+	// The global gradient norm is finite exactly when every gradient is
+	// (a sum of squares of float32 values cannot overflow float64), and
+	// clipping leaves a non-finite gradient as it is.
+	norm := optim.ClipGlobalNorm(p.G, t.Cfg.ClipNorm)
+	if !finite(loss) || !finite(norm) {
+		return StepStats{Step: step, Epoch: epoch, Loss: loss, Stop: stop}, fmt.Errorf("step %d: %w (loss %g, gradient norm %g)", step, ErrNonFinite, loss, norm)
 	}
 	// MoCo's queue takes this step's keys of every rank. It is the last
 	// collective of the step: a step that fails anywhere before here
@@ -380,7 +385,6 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	times.Reduce = sw.lap()
 
 	// 7. The identical update on every rank.
-	norm := optim.ClipGlobalNorm(p.G, t.Cfg.ClipNorm)
 	lr := t.Sched.At(step)
 	if err := t.Opt.Step(p.W, p.G, T(lr)); err != nil {
 		return StepStats{}, fmt.Errorf("step %d: optimizer: %w", step, err)
@@ -427,9 +431,19 @@ func (t *Trainer[T]) reduce(ctx context.Context, comm Comm[T], lossShare T, stop
 func (t *Trainer[T]) pixels() int { return t.Set.Train.H * t.Set.Train.W }
 
 func (t *Trainer[T]) fillImages(local []int, b int) {
+	t.x = grow(t.x, b*t.pixels())
+	t.augLocal = local
+	if t.pixPool == nil {
+		t.pixPool = newRowPool(t.pixelRows)
+	}
+	t.pixPool.run(len(local))
+}
+
+// pixelRows scales local rows [lo, hi) to [0, 1].
+func (t *Trainer[T]) pixelRows(lo, hi int) {
 	P := t.pixels()
-	t.x = grow(t.x, b*P)
-	for r, i := range local {
+	for r := lo; r < hi; r++ {
+		i := t.augLocal[r]
 		dataset.Pixels(t.Set.Train.Pixels[i*P:(i+1)*P], t.x[r*P:(r+1)*P])
 	}
 }
@@ -464,6 +478,9 @@ func (t *Trainer[T]) augmentRows(lo, hi int) {
 func (t *Trainer[T]) Close() {
 	if t.augPool != nil {
 		t.augPool.close()
+	}
+	if t.pixPool != nil {
+		t.pixPool.close()
 	}
 }
 
