@@ -180,9 +180,9 @@ type member struct {
 	stepNow int64     // the step being run, for the injected faults
 	ctlDown time.Time // when a report between steps last failed
 
-	last     StepStats // the last step this worker completed
+	last     StepStats // the last step this worker completed,
+	lastGen  uint64    // in this generation
 	haveLast bool
-	gen      uint64 // the generation being trained
 }
 
 // join joins the run (again, when the worker already holds state) and
@@ -561,7 +561,7 @@ const extraBadSteps = "bad_steps_in_a_row"
 // the generation.
 func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordinator.Assignment) (*Summary, bool, error) {
 	t, gen, rank := m.t, a.Generation, ring.Rank()
-	m.rank, m.world, m.gen = rank, ring.Size(), gen
+	m.rank, m.world = rank, ring.Size()
 	total := t.TotalSteps()
 	if rank == 0 {
 		if err := m.openRecorder(ring.Size()); err != nil {
@@ -615,7 +615,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 		m.heldStep.Store(m.next)
 		m.samples.write(SampleRecord{Event: "done", Worker: m.o.Name, Generation: gen, World: ring.Size(), Rank: rank, Step: step, Epoch: st.Epoch})
 		m.o.Observer.StepDone(st, gen, rank, ring.Size())
-		m.last, m.haveLast = st, true
+		m.last, m.lastGen, m.haveLast = st, gen, true
 		if m.rec != nil && rank == 0 {
 			m.rec.workers = ring.Size()
 			if err := m.rec.step(st, gen); err != nil {
@@ -774,7 +774,7 @@ func (m *member) openRecorder(workers int) error {
 	// that completed on every rank but whose line died with the old
 	// rank 0: write it again (the last line of a step wins).
 	if m.haveLast && m.last.Step == m.next-1 {
-		if err := rec.step(m.last, m.gen); err != nil {
+		if err := rec.step(m.last, m.lastGen); err != nil {
 			return err
 		}
 	}
