@@ -338,7 +338,11 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads int, cf coor
 		return fmt.Errorf("find this binary: %w", err)
 	}
 	if threads <= 0 {
-		threads = max(1, runtime.NumCPU()/n)
+		// At least two: with GOMAXPROCS=1 a worker's network goroutines
+		// wait for the compute to yield, and the ranks wait on each other
+		// (2 workers on 2 cores: 15,062 samples/s at 1 thread each,
+		// 27,028 at 2; see docs/BENCHMARKS.md).
+		threads = max(2, runtime.NumCPU()/n)
 	}
 	children := make([]*exec.Cmd, n)
 	for i := range children {
