@@ -185,3 +185,13 @@ func unexpectedFiles(dir string, m Manifest) []error {
 	}
 	return errs
 }
+
+// Open loads the checkpoint at path: path is one checkpoint directory (it
+// holds a manifest), or a directory of checkpoints whose newest good one is
+// taken, with LoadLatest's fallback.
+func Open(ctx context.Context, path string) (*Checkpoint, error) {
+	if _, err := os.Stat(filepath.Join(path, ManifestName)); err == nil {
+		return Load(ctx, path)
+	}
+	return (&Store{Root: path}).LoadLatest(ctx)
+}

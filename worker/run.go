@@ -97,7 +97,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 			return nil, fmt.Errorf("--resume: %w", err)
 		}
 		log.Info("resuming", "checkpoint", c.Dir, "step", first)
-	} else if err := startFresh(cfg.Out, log); err != nil {
+	} else if err := StartFresh(cfg.Out, log); err != nil {
 		return nil, err
 	}
 	rec, err := openRecorder(cfg, t.TotalSteps(), 1, opt, first > 0, first)
@@ -198,10 +198,10 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	return sum, nil
 }
 
-// startFresh prepares the run directory of a run that does not resume:
+// StartFresh prepares the run directory of a run that does not resume:
 // checkpoints of an earlier run there would otherwise be taken for this
 // run's, so they are removed.
-func startFresh(out string, log *slog.Logger) error {
+func StartFresh(out string, log *slog.Logger) error {
 	dir := CheckpointDir(out)
 	if _, err := os.Stat(dir); err != nil {
 		return nil

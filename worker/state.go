@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 	"unsafe"
@@ -161,13 +160,7 @@ func (t *Trainer[T]) Save(ctx context.Context, done int64, generation uint64) (s
 // parameters) so that it can be evaluated. path is one checkpoint
 // directory, or a directory of checkpoints whose newest good one is taken.
 func LoadForEval(ctx context.Context, path string) (*Trainer[float32], error) {
-	var c *checkpoint.Checkpoint
-	var err error
-	if _, statErr := os.Stat(filepath.Join(path, "manifest.json")); statErr == nil {
-		c, err = checkpoint.Load(ctx, path)
-	} else {
-		c, err = (&checkpoint.Store{Root: path}).LoadLatest(ctx)
-	}
+	c, err := checkpoint.Open(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 	}

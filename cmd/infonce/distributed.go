@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -146,18 +145,11 @@ func loadResume(ctx context.Context, spec, out string) (*checkpoint.Checkpoint, 
 	if spec == "" {
 		return nil, "", nil
 	}
-	root := worker.CheckpointDir(out)
-	if spec != "latest" && spec != "auto" {
-		root = spec
+	path := spec
+	if spec == "latest" || spec == "auto" {
+		path = worker.CheckpointDir(out)
 	}
-	st := &checkpoint.Store{Root: root}
-	var c *checkpoint.Checkpoint
-	var err error
-	if _, statErr := os.Stat(filepath.Join(spec, checkpoint.ManifestName)); statErr == nil {
-		c, err = checkpoint.Load(ctx, spec)
-	} else {
-		c, err = st.LoadLatest(ctx)
-	}
+	c, err := checkpoint.Open(ctx, path)
 	if spec == "auto" && errors.Is(err, checkpoint.ErrNoCheckpoint) {
 		return nil, "", nil
 	}
@@ -314,8 +306,8 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads int, cf coor
 		return err
 	}
 	if resume == "" {
-		if err := os.RemoveAll(worker.CheckpointDir(cfg.Out)); err != nil {
-			return fmt.Errorf("--out %s: remove old checkpoints: %w", cfg.Out, err)
+		if err := worker.StartFresh(cfg.Out, logger); err != nil {
+			return err
 		}
 	}
 	srv, err := coordinator.New(cc)
