@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,4 +253,101 @@ func TestCrashDuringCheckpoint(t *testing.T) {
 	worst := compareLosses(t, "", out, ref, 1e-4, nil)
 	t.Logf("FIGURE crash-checkpoint: %d kills, %d left an interrupted save behind, every latest checkpoint loaded, final run resumed at step %d, worst |Δloss| %.2g",
 		rounds, interrupted, prev, worst)
+}
+
+// TestStopWhilePaused kills one of two workers when MinWorkers is 2 and
+// then asks the paused survivor to stop (SIGTERM, as Ctrl-C of a launch
+// script does): it leaves at once, long before the rendezvous timeout, and
+// saves the state it holds.
+func TestStopWhilePaused(t *testing.T) {
+	needSetup(t)
+	const timeout = 5 * time.Minute
+	c := newCluster(t, clusterOpts{workers: 2, min: 2, steps: 5000, coordArgs: []string{"--rendezvous-timeout", timeout.String()}})
+	a, b := c.addWorker(nil), c.addWorker(nil)
+	c.waitStep(20, 90*time.Second)
+	victim, survivor := a, b
+	if p, _ := c.rankOf(0); p == b {
+		victim, survivor = b, a
+	}
+	victim.kill()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(c.coord.output(), "action=pause") {
+		if time.Now().After(deadline) {
+			c.dump()
+			t.Fatal("the coordinator did not pause the run")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the survivor takes the pause in
+	stopAt := time.Now()
+	_ = survivor.cmd.Process.Signal(syscall.SIGTERM)
+	err := survivor.wait(t, 20*time.Second)
+	stoppedAfter := time.Since(stopAt)
+	if err != nil && !strings.Contains(survivor.output(), "stopping on request") {
+		c.dump()
+		t.Fatalf("the survivor: %v", err)
+	}
+	ck, err := (&checkpoint.Store{Root: worker.CheckpointDir(c.out)}).LoadLatest(context.Background())
+	if err != nil {
+		c.dump()
+		t.Fatalf("no checkpoint after the stop: %v", err)
+	}
+	final := readMetrics(t, c.out)
+	if last := final[len(final)-1].Step; ck.Manifest.Step < last {
+		t.Errorf("checkpoint of step %d, but step %d had completed", ck.Manifest.Step, last)
+	}
+	t.Logf("FIGURE stop-while-paused: stopped %v after SIGTERM, checkpoint at step %d", stoppedAfter.Round(time.Millisecond), ck.Manifest.Step)
+}
+
+// TestJoinSpeedsUp starts a run of the default model on one worker pinned
+// to core 0 (MaxWorkers 2) and adds a second worker pinned to core 1: the
+// joiner is admitted, and the run goes faster than before, measured on
+// metrics.jsonl's clock. The machine is shared, so the scenario is tried up
+// to three times before the test fails.
+func TestJoinSpeedsUp(t *testing.T) {
+	needSetup(t)
+	if runtime.NumCPU() < 2 || runtime.GOOS != "linux" {
+		t.Skip("needs two cores to pin two workers to (Linux)")
+	}
+	const want = 1.1
+	var figures []string
+	for try := 1; try <= 3; try++ {
+		before, after, step := joinSpeedup(t)
+		figures = append(figures, fmt.Sprintf("%.0f → %.0f samples/s (%.2fx, joined before step %d)", before, after, after/before, step))
+		if after >= want*before {
+			t.Logf("FIGURE join speed-up: %s", strings.Join(figures, "; "))
+			return
+		}
+	}
+	t.Errorf("two workers were not %.1fx faster than one in 3 tries: %s", want, strings.Join(figures, "; "))
+}
+
+// joinSpeedup runs the scenario of TestJoinSpeedsUp once and returns the
+// throughput of one worker and of two, and the step of the join.
+func joinSpeedup(t *testing.T) (before, after float64, joined int64) {
+	const steps, B = 400, 512
+	c := newCluster(t, clusterOpts{workers: 1, min: 1, max: 2, steps: steps, coordArgs: []string{
+		"--batch", strconv.Itoa(B), "--hidden", "512,256", "--text-hidden", "256", "--dim", "64", "--checksum-every", "0"}})
+	env := []string{"GOMAXPROCS=2"} // one core, and a thread for the network goroutines
+	c.addWorkerOn(0, []int{0}, env)
+	c.waitStep(100, 90*time.Second)
+	c.addWorkerOn(0, []int{1}, env)
+	m, ok := c.firstStepAfter(1, 60*time.Second)
+	if !ok {
+		c.dump()
+		t.Fatal("the joiner was not admitted")
+	}
+	c.waitDone(3 * time.Minute)
+	if m.Workers != 2 {
+		t.Fatalf("world %d after the join, want 2", m.Workers)
+	}
+	ms := lastWins(readMetrics(t, c.out))
+	rate := func(from, to int64) float64 {
+		a, b := ms[from], ms[to]
+		return float64((to-from)*B) / (b.Time - a.Time)
+	}
+	if m.Step < 30 || m.Step > steps-60 {
+		t.Fatalf("joined before step %d: too late to measure", m.Step)
+	}
+	return rate(10, m.Step-1), rate(m.Step+10, steps-1), m.Step
 }

@@ -133,7 +133,14 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	m.samples.close()
 	leaveCtx, cancel := context.WithTimeout(ctl, 2*time.Second)
 	defer cancel()
-	_ = client.Leave(leaveCtx, "done")
+	reason := "done"
+	switch {
+	case errors.Is(err, ErrStopped):
+		reason = "stopped on request"
+	case err != nil:
+		reason = "failed: " + err.Error()
+	}
+	_ = client.Leave(leaveCtx, reason)
 	cancelCtl()
 	<-controlled
 	return sum, err
@@ -179,6 +186,8 @@ type member struct {
 	samples *sampleLog
 	stepNow int64     // the step being run, for the injected faults
 	ctlDown time.Time // when a report between steps last failed
+	// lastBoundary is when the last Boundary report was sent.
+	lastBoundary time.Time
 
 	last     StepStats // the last step this worker completed,
 	lastGen  uint64    // in this generation
@@ -315,8 +324,12 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 	m.started = time.Now()
 	var gen uint64
 	for {
-		a, err := m.nextAssignment(ctl, gen)
+		a, err := m.waitAssignment(ctl, gen)
 		if err != nil {
+			if errors.Is(err, ErrStopped) {
+				m.quitting.Store(true)
+				return nil, err
+			}
 			if errors.Is(err, coordinator.ErrRunStopped) {
 				m.log.Info("run stopped by the coordinator")
 				return nil, nil
@@ -336,7 +349,10 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 			}
 			return nil, nil
 		case coordinator.ActionPause:
-			continue // keep the state; wait for the next generation
+			// Keep the state; wait for the next generation. The pause
+			// ranks the members still there: its rank 0 saves on a stop.
+			m.rank, m.world = a.Rank, a.World
+			continue
 		case coordinator.ActionRun:
 		default:
 			return nil, fmt.Errorf("generation %d: unknown action %v", gen, a.Action)
@@ -364,6 +380,28 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 			return sum, nil
 		}
 	}
+}
+
+// waitAssignment waits for the generation after gen. A stop request while
+// the worker waits (paused, or between generations after a broken ring)
+// ends the wait: the worker that was rank 0 of the last generation saves
+// the state it holds, and the result is ErrStopped.
+func (m *member) waitAssignment(ctl context.Context, gen uint64) (coordinator.Assignment, error) {
+	wctx, cancel := context.WithCancel(ctl)
+	defer cancel()
+	stopWait := context.AfterFunc(m.stop, cancel)
+	defer stopWait()
+	a, err := m.nextAssignment(wctx, gen)
+	if err == nil || m.stop.Err() == nil || ctl.Err() != nil {
+		return a, err
+	}
+	m.log.Info("stopping on request while waiting for a generation", "after_generation", gen, "held_step", m.next)
+	if m.hasState.Load() {
+		if _, err := m.save(ctl, gen); err != nil {
+			return coordinator.Assignment{}, err
+		}
+	}
+	return coordinator.Assignment{}, ErrStopped
 }
 
 // errFatal marks errors after which the worker must not continue.
@@ -394,7 +432,7 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 	ring, err := allreduce.NewRing(genCtx, m.srv, allreduce.Config{
 		JobID: a.JobID, Generation: gen, Rank: a.Rank, Peers: a.Peers, Timeout: m.o.OpTimeout,
 		Token: m.o.Token, TLS: m.o.TLSClient, Logger: m.log,
-		Transport: dataTransport(m.o.TLSClient != nil),
+		Transport: dataTransport(m.o.TLSClient != nil), BucketBytes: m.cfg.BucketKiB << 10,
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("ring of generation %d: %w", gen, err)
@@ -452,6 +490,7 @@ func (m *member) configure(a coordinator.Assignment) error {
 // hook installs the injected faults and the sample log on a trainer.
 func (m *member) hook(t *Trainer[float32]) {
 	t.faultHook = m.faults.nanHook()
+	t.gradHook = m.faults.dumpHook()
 	if m.samples != nil {
 		t.sampleHook = func(step int64, epoch int, local []int) {
 			m.samples.write(SampleRecord{Event: "contribute", Worker: m.o.Name, Generation: m.heldGen.Load(),
@@ -570,7 +609,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 	}
 	var comm Comm[float32] = ring
 	if m.faults.killAllReduce >= 0 {
-		comm = killComm{Comm: ring, step: &m.stepNow, atStep: m.faults.killAllReduce, delay: 200 * time.Microsecond}
+		comm = killComm{Ring: ring, step: &m.stepNow, atStep: m.faults.killAllReduce, delay: 200 * time.Microsecond}
 	}
 	local := func() int { lo, hi := dataset.Shard(m.cfg.Batch, ring.Size(), rank); return hi - lo }()
 	stepStart := time.Now()
@@ -659,13 +698,28 @@ func (m *member) stopOnRequest(ctl context.Context, gen uint64) (*Summary, bool,
 // is down or restarting must not slow the data plane down.
 const ctlRetry = 2 * time.Second
 
-// boundary reports the step boundary and returns the newest generation the
-// coordinator names (0 when it could not be asked). It makes one attempt,
-// bounded in time, and none at all for ctlRetry after a failure.
+// boundaryEvery is the shortest time between two Boundary reports: a
+// worker waiting to join is admitted at the first boundary reported after
+// it arrived, so it waits at most this long plus a step, and the ranks do
+// not wait for a round trip to the coordinator at every step.
+const boundaryEvery = 100 * time.Millisecond
+
+// boundary returns the newest generation known at the boundary before
+// step: the one the control stream delivered, or, at most every
+// boundaryEvery, the one the coordinator names when told of the boundary
+// (one attempt, bounded in time, and none at all for ctlRetry after a
+// failure).
 func (m *member) boundary(ctx context.Context, gen uint64, step int64) uint64 {
-	if time.Since(m.ctlDown) < ctlRetry {
+	m.mu.Lock()
+	newest := m.latest.Generation
+	m.mu.Unlock()
+	if newest > gen {
+		return newest
+	}
+	if time.Since(m.ctlDown) < ctlRetry || time.Since(m.lastBoundary) < boundaryEvery {
 		return 0
 	}
+	m.lastBoundary = time.Now()
 	bctx, cancel := context.WithTimeout(coordinator.NoRetry(ctx), 500*time.Millisecond)
 	defer cancel()
 	newer, err := m.client.Boundary(bctx, gen, step)
