@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/internal/affinity"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -140,6 +141,12 @@ func start(t *testing.T, dir, name string, env []string, args ...string) *proc {
 // startAs is start as user uid (0: as the test).
 func startAs(t *testing.T, dir, name string, uid uint32, env []string, args ...string) *proc {
 	t.Helper()
+	return startOn(t, dir, name, uid, nil, env, args...)
+}
+
+// startOn is startAs on the cores cpus (nil: any).
+func startOn(t *testing.T, dir, name string, uid uint32, cpus []int, env []string, args ...string) *proc {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -152,7 +159,7 @@ func startAs(t *testing.T, dir, name string, uid uint32, env []string, args ...s
 	if uid != 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
 	}
-	if err := cmd.Start(); err != nil {
+	if err := affinity.Start(cmd, cpus); err != nil {
 		f.Close()
 		t.Fatal(err)
 	}
@@ -289,12 +296,17 @@ func (c *cluster) addWorker(env []string, extra ...string) *proc {
 
 // addWorkerAs starts a worker as user uid (0: as the test).
 func (c *cluster) addWorkerAs(uid uint32, env []string, extra ...string) *proc {
+	return c.addWorkerOn(uid, nil, env, extra...)
+}
+
+// addWorkerOn starts a worker as user uid on the cores cpus (nil: any).
+func (c *cluster) addWorkerOn(uid uint32, cpus []int, env []string, extra ...string) *proc {
 	c.n++
 	name := fmt.Sprintf("worker%d", c.n)
 	env = append([]string{worker.EnvSampleLog + "=" + filepath.Join(c.dir, name+".samples.jsonl")}, env...)
 	args := append([]string{"worker", "--coordinator", c.addr, "--name", name, "--no-eval", "--op-timeout", "3s"}, c.opts.workerArgs...)
 	args = append(args, extra...)
-	p := startAs(c.t, c.dir, name, uid, env, args...)
+	p := startOn(c.t, c.dir, name, uid, cpus, env, args...)
 	c.workers[name] = p
 	return p
 }

@@ -133,3 +133,18 @@ func assemble[T gemm.Float](cfg Config, p *Params[T]) *Model[T] {
 
 // Scale returns the logit scale s = exp(t).
 func (m *Model[T]) Scale() T { return T(math.Exp(float64(m.P.W[m.LogitScale]))) }
+
+// SetGradReady makes both towers' Backward call ready with each parameter
+// gradient the moment it is final (nil stops the calls). The buffer is
+// laid out image tower, text tower, logit scale, and each tower hands its
+// gradients over in decreasing buffer order, so that a backward pass that
+// runs the text tower before the image tower hands over one run of
+// adjacent slices from the top of P.G down to 0 (the logit scale's, which
+// no tower computes, excepted): what a bucketed all-reduce overlapped with
+// the backward pass needs.
+func (m *Model[T]) SetGradReady(ready func(g []T)) {
+	m.Image.Ready = ready
+	if m.Text != nil {
+		m.Text.Ready = ready
+	}
+}

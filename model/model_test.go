@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/infonce/infonce/gemm"
 )
@@ -549,5 +551,66 @@ func TestFloat32MatchesFloat64(t *testing.T) {
 		if math.Abs(float64(u32[i])-u64[i]) > 1e-5 {
 			t.Fatalf("u32[%d] = %v, u64 = %v", i, u32[i], u64[i])
 		}
+	}
+}
+
+// TestGradReadyOrder checks SetGradReady: a backward pass of the text
+// tower, then the image tower, hands over adjacent slices of P.G from the
+// logit scale's down to 0, each once and after its gradient is final.
+func TestGradReadyOrder(t *testing.T) {
+	for _, ln := range []bool{false, true} {
+		cfg := Config{ImageIn: 12, ImageHidden: []int{10, 6}, TextVocab: 7, TextHidden: 5, Dim: 4,
+			Activation: ActGELU, LayerNorm: ln}
+		m, err := New[float64](cfg, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(4, 5))
+		const b = 3
+		x := make([]float64, b*cfg.ImageIn)
+		for i := range x {
+			x[i] = rng.NormFloat64()
+		}
+		ids, offsets := []int32{1, 2, 3, 4, 5, 6}, []int32{0, 2, 4}
+		dEmb := make([]float64, b*cfg.Dim)
+		for i := range dEmb {
+			dEmb[i] = rng.NormFloat64()
+		}
+		run := func() {
+			m.P.ZeroGrad()
+			if _, err := m.Image.Forward(x, b); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Text.Forward(ids, offsets, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Text.Backward(dEmb); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Image.Backward(dEmb); err != nil {
+				t.Fatal(err)
+			}
+		}
+		run()
+		want := slices.Clone(m.P.G)
+
+		top := m.LogitScale // the next slice must end here
+		m.SetGradReady(func(g []float64) {
+			off := int(uintptr(unsafe.Pointer(&g[0]))-uintptr(unsafe.Pointer(&m.P.G[0]))) / 8
+			if off+len(g) != top {
+				t.Errorf("LayerNorm %v: slice [%d, %d) handed over, want one ending at %d", ln, off, off+len(g), top)
+			}
+			if !slices.Equal(g, want[off:off+len(g)]) {
+				t.Errorf("LayerNorm %v: slice [%d, %d) handed over before its gradient was final", ln, off, off+len(g))
+			}
+			top = off
+		})
+		run()
+		if top != 0 {
+			t.Errorf("LayerNorm %v: the slices handed over stop at %d, want 0", ln, top)
+		}
+		m.SetGradReady(nil)
+		top = -1
+		run() // no more calls
 	}
 }

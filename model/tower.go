@@ -27,6 +27,10 @@ type ImageTower[T gemm.Float] struct {
 	// Acts are the hidden activations, one per hidden layer.
 	Acts []Layer[T]
 	L2   *L2Normalize[T]
+	// Ready, when set, is called by Backward with each parameter gradient
+	// the moment it is final, in decreasing buffer order (see
+	// Model.SetGradReady).
+	Ready func(g []T)
 
 	features []T
 	ready    bool
@@ -84,6 +88,7 @@ func (t *ImageTower[T]) Backward(dEmb []T) error {
 	if g, err = t.Linears[last].Backward(g); err != nil {
 		return fmt.Errorf("image tower: projection: %w", err)
 	}
+	notify(t.Ready, t.Linears[last].DB, t.Linears[last].DW)
 	for i := last - 1; i >= 0; i-- {
 		if g, err = t.Acts[i].Backward(g); err != nil {
 			return fmt.Errorf("image tower: layer %d: %w", i, err)
@@ -92,12 +97,24 @@ func (t *ImageTower[T]) Backward(dEmb []T) error {
 			if g, err = t.LayerNorms[i].Backward(g); err != nil {
 				return fmt.Errorf("image tower: layer %d: %w", i, err)
 			}
+			notify(t.Ready, t.LayerNorms[i].DBias, t.LayerNorms[i].DGain)
 		}
 		if g, err = t.Linears[i].Backward(g); err != nil {
 			return fmt.Errorf("image tower: layer %d: %w", i, err)
 		}
+		notify(t.Ready, t.Linears[i].DB, t.Linears[i].DW)
 	}
 	return nil
+}
+
+// notify hands the final gradients gs, in order, to ready (if set).
+func notify[T gemm.Float](ready func([]T), gs ...[]T) {
+	if ready == nil {
+		return
+	}
+	for _, g := range gs {
+		ready(g)
+	}
 }
 
 // TextTower is the text encoder
@@ -112,6 +129,8 @@ type TextTower[T gemm.Float] struct {
 	Act       Layer[T]
 	Proj      *Linear[T]
 	L2        *L2Normalize[T]
+	// Ready is ImageTower.Ready's counterpart.
+	Ready func(g []T)
 
 	features []T
 	ready    bool
@@ -163,6 +182,7 @@ func (t *TextTower[T]) Backward(dEmb []T) error {
 	if g, err = t.Proj.Backward(g); err != nil {
 		return fmt.Errorf("text tower: projection: %w", err)
 	}
+	notify(t.Ready, t.Proj.DB, t.Proj.DW)
 	if g, err = t.Act.Backward(g); err != nil {
 		return fmt.Errorf("text tower: %w", err)
 	}
@@ -170,9 +190,11 @@ func (t *TextTower[T]) Backward(dEmb []T) error {
 		if g, err = t.LayerNorm.Backward(g); err != nil {
 			return fmt.Errorf("text tower: %w", err)
 		}
+		notify(t.Ready, t.LayerNorm.DBias, t.LayerNorm.DGain)
 	}
 	if err = t.Embed.Backward(g); err != nil {
 		return fmt.Errorf("text tower: %w", err)
 	}
+	notify(t.Ready, t.Embed.DE)
 	return nil
 }

@@ -51,6 +51,9 @@ type Config struct {
 
 	CheckpointEvery int64 `json:"checkpoint_every"` // steps between checkpoints (0: only at the end and on a stop)
 	ChecksumEvery   int   `json:"checksum_every"`   // steps between parameter checksums across ranks (0: never)
+	// BucketKiB is the size of the gradient buckets whose all-reduce
+	// starts during the backward pass (0: one all-reduce after it).
+	BucketKiB int `json:"bucket_kib"`
 
 	Seed     uint64 `json:"seed"`
 	LogEvery int    `json:"log_every"`
@@ -80,6 +83,7 @@ func DefaultConfig() Config {
 		MoCoSymmetric:    false,
 		Chunk:            1024,
 		ChecksumEvery:    20,
+		BucketKiB:        DefaultBucketKiB,
 		Seed:             1,
 		LogEvery:         10,
 		Out:              "runs/latest",
@@ -132,6 +136,9 @@ func (c Config) Validate() error {
 		if q := c.moCoQueue(); q%c.Batch != 0 || q <= 0 {
 			errs = append(errs, fmt.Errorf("--moco-queue %d: the queue must hold a positive multiple of --batch %d keys", q, c.Batch))
 		}
+	}
+	if c.BucketKiB < 0 {
+		errs = append(errs, fmt.Errorf("--bucket-kib %d: must not be negative", c.BucketKiB))
 	}
 	if c.LogEvery < 1 {
 		errs = append(errs, fmt.Errorf("--log-every %d: must be at least 1", c.LogEvery))

@@ -20,8 +20,14 @@ func (r ring64) AllReduce(ctx context.Context, buf []float64) error { return r.A
 // rank's trainer after it.
 func stepOnRanks[T gemm.Float](t *testing.T, cfg Config, K int, steps int64, comm func(*allreduce.Ring) Comm[T]) ([]*Trainer[T], []float64) {
 	t.Helper()
+	return stepOnRanksWith(t, cfg, K, steps, allreduce.Config{JobID: "equivalence"}, comm)
+}
+
+// stepOnRanksWith is stepOnRanks over rings of configuration rc.
+func stepOnRanksWith[T gemm.Float](t *testing.T, cfg Config, K int, steps int64, rc allreduce.Config, comm func(*allreduce.Ring) Comm[T]) ([]*Trainer[T], []float64) {
+	t.Helper()
 	set := smallMNIST(t, 512, 10)
-	rings, err := allreduce.NewMemRings(K, allreduce.Config{JobID: "equivalence"})
+	rings, err := allreduce.NewMemRings(K, rc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,4 +162,40 @@ func (h halfGrad) AllReduce(ctx context.Context, buf []float64) error {
 		}
 	}
 	return h.ring64.AllReduce(ctx, buf)
+}
+
+// TestOverlappedReductionEqualsSingleProcess runs the float32 ranks over
+// rings with small buckets, so that the gradient is reduced in many
+// buckets during the backward pass: the loss and the gradient still equal
+// the single process's (1e-5), and the steps did overlap.
+func TestOverlappedReductionEqualsSingleProcess(t *testing.T) {
+	for _, objective := range []string{CLIP, SimCLR, MoCo} {
+		t.Run(objective, func(t *testing.T) {
+			cfg := smallConfig(t, objective)
+			cfg.Batch, cfg.Chunk, cfg.MoCoQueue = 10, 3, 20
+			cfg.LearnTemperature = true
+			cfg.LayerNorm = true
+			one, wantLoss := stepOnRanks(t, cfg, 1, 2, func(*allreduce.Ring) Comm[float32] { return Single[float32]{} })
+			for _, K := range []int{2, 3} {
+				got, gotLoss := stepOnRanksWith(t, cfg, K, 2, allreduce.Config{JobID: "overlap", BucketBytes: 1 << 10},
+					func(r *allreduce.Ring) Comm[float32] { return r })
+				for s := range wantLoss {
+					if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-5 {
+						t.Errorf("K=%d step %d: loss %v, single process %v", K, s, gotLoss[s], wantLoss[s])
+					}
+				}
+				for k, tr := range got {
+					if tr.overlappedSteps != 2 {
+						t.Errorf("K=%d rank %d: %d of 2 steps overlapped the reduction with the backward pass", K, k, tr.overlappedSteps)
+					}
+					if d := relDiff(tr.Model.P.G, one[0].Model.P.G); d > 1e-5 {
+						t.Errorf("K=%d rank %d: gradient differs from the single process by %.2g relative", K, k, d)
+					}
+					if d := relDiff(tr.Model.P.W, one[0].Model.P.W); d > 1e-5 {
+						t.Errorf("K=%d rank %d: parameters after 2 steps differ by %.2g relative", K, k, d)
+					}
+				}
+			}
+		})
+	}
 }

@@ -2,15 +2,19 @@ package worker
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/infonce/infonce/allreduce"
 )
 
 // Environment variables that inject faults into a worker process and record
@@ -28,6 +32,13 @@ const (
 	// reduction) and one per step it completes or skips. Give every
 	// worker process its own file.
 	EnvSampleLog = "INFONCE_SAMPLE_LOG"
+	// EnvDumpGrads is "DIR:STEPS" (STEPS as "0,1"): at each listed global
+	// step the worker writes the summed gradient, as every rank holds it
+	// after the reduction and before clipping, to
+	// DIR/grad-step<STEP>-rank<RANK>.f32 (little-endian float32), and the
+	// global loss to the .loss file beside it: how the tests compare the
+	// gradients of real processes with the single process's.
+	EnvDumpGrads = "INFONCE_DUMP_GRADS"
 )
 
 // SampleRecord is one line of the sample log (EnvSampleLog).
@@ -87,6 +98,8 @@ func (l *sampleLog) close() {
 type faults struct {
 	nanSteps      map[int64]bool
 	killAllReduce int64 // -1: none
+	dumpDir       string
+	dumpSteps     map[int64]bool
 }
 
 // faultsFromEnv reads the fault variables.
@@ -102,6 +115,20 @@ func faultsFromEnv() (faults, error) {
 			f.nanSteps[n] = true
 		}
 	}
+	if v := os.Getenv(EnvDumpGrads); v != "" {
+		dir, steps, ok := strings.Cut(v, ":")
+		if !ok || dir == "" {
+			return f, fmt.Errorf("%s=%q: want DIR:STEPS", EnvDumpGrads, v)
+		}
+		f.dumpDir, f.dumpSteps = dir, map[int64]bool{}
+		for _, s := range strings.Split(steps, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+			if err != nil || n < 0 {
+				return f, fmt.Errorf("%s=%q: want DIR and a comma-separated list of steps", EnvDumpGrads, v)
+			}
+			f.dumpSteps[n] = true
+		}
+	}
 	if v := os.Getenv(EnvFaultKillInAllReduce); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
@@ -110,6 +137,31 @@ func faultsFromEnv() (faults, error) {
 		f.killAllReduce = n
 	}
 	return f, nil
+}
+
+// dumpHook writes the summed gradient and the global loss at the listed
+// steps (EnvDumpGrads).
+func (f faults) dumpHook() func(step int64, rank int, loss float64, g []float32) error {
+	if f.dumpDir == "" {
+		return nil
+	}
+	return func(step int64, rank int, loss float64, g []float32) error {
+		if !f.dumpSteps[step] {
+			return nil
+		}
+		name := filepath.Join(f.dumpDir, fmt.Sprintf("grad-step%d-rank%d", step, rank))
+		b := make([]byte, 4*len(g))
+		for i, x := range g {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+		}
+		if err := os.WriteFile(name+".f32", b, 0o644); err != nil {
+			return fmt.Errorf("%s: %w", EnvDumpGrads, err)
+		}
+		if err := os.WriteFile(name+".loss", []byte(strconv.FormatFloat(loss, 'g', -1, 64)), 0o644); err != nil {
+			return fmt.Errorf("%s: %w", EnvDumpGrads, err)
+		}
+		return nil
+	}
 }
 
 // nanHook corrupts one gradient entry at the listed steps.
@@ -128,18 +180,31 @@ func (f faults) nanHook() func(step int64, g []float32) {
 // gradient all-reduce of one step: the reduction starts, and a moment later
 // (while its chunks are in flight) the process receives SIGKILL.
 type killComm struct {
-	Comm[float32]
+	*allreduce.Ring
 	step   *int64 // the step being run, set by the training loop
 	atStep int64
 	delay  time.Duration
 }
 
-func (c killComm) AllReduce(ctx context.Context, buf []float32) error {
-	if *c.step == c.atStep && len(buf) > 2 { // the gradient, not the loss pair
+// arm schedules the kill when buf is a gradient (not the loss pair) of the
+// step.
+func (c killComm) arm(buf []float32) {
+	if *c.step == c.atStep && len(buf) > 2 {
 		go func() {
 			time.Sleep(c.delay)
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}()
 	}
-	return c.Comm.AllReduce(ctx, buf)
+}
+
+func (c killComm) AllReduce(ctx context.Context, buf []float32) error {
+	c.arm(buf)
+	return c.Ring.AllReduce(ctx, buf)
+}
+
+// Start is the ring's, armed alike: the step's gradient buckets go through
+// it when the reduction overlaps the backward pass.
+func (c killComm) Start(ctx context.Context, buf []float32) *allreduce.Pending {
+	c.arm(buf)
+	return c.Ring.Start(ctx, buf)
 }

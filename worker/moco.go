@@ -7,12 +7,13 @@ import (
 	"github.com/infonce/infonce/contrastive"
 )
 
-// mocoForwardBackward runs MoCo's step on the local rows: the keys from
-// θ_k (no gradient; its momentum update follows the optimizer step), the
-// queries from θ_q, the loss against the queue, and backward through the
-// query encoder only. It leaves the keys to enqueue in the key encoder's
-// output, read by mocoKeys after the optimizer step.
-func (t *Trainer[T]) mocoForwardBackward(ctx context.Context, comm Comm[T], step int64, local []int, b int, counts []int, s T, sw *stopwatch, times *StepTimes) (contrastive.Result[T], error) {
+// mocoForwardLoss runs MoCo's step on the local rows up to the loss: the
+// keys from θ_k (no gradient; its momentum update follows the optimizer
+// step), the queries from θ_q and the loss against the queue, leaving
+// ∂L/∂q of t.mocoRows rows in t.dq for the backward pass through the query
+// encoder only. It leaves the keys to enqueue in the key encoder's output,
+// read by mocoKeys after the optimizer step.
+func (t *Trainer[T]) mocoForwardLoss(ctx context.Context, comm Comm[T], step int64, local []int, b int, counts []int, s T, sw *stopwatch, times *StepTimes) (contrastive.Result[T], error) {
 	d := t.Cfg.Dim
 	P := t.pixels()
 	t.fillViews(step, local, b)
@@ -50,13 +51,10 @@ func (t *Trainer[T]) mocoForwardBackward(ctx context.Context, comm Comm[T], step
 		t.mocoK2 = k
 	}
 	times.Forward = sw.lap()
+	t.mocoRows = rows
 	r, err := t.moco.Compute(ctx, comm, in)
-	times.Loss = sw.lap()
 	if err != nil {
 		return r, fmt.Errorf("step %d: moco loss: %w", step, err)
-	}
-	if err := t.Model.Image.Backward(t.dq[:rows*d]); err != nil {
-		return r, fmt.Errorf("step %d: query backward: %w", step, err)
 	}
 	return r, nil
 }

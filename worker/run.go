@@ -119,6 +119,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		return nil, err
 	}
 	t.faultHook = f.nanHook()
+	t.gradHook = f.dumpHook()
 	var last StepStats
 	comm := Single[float32]{}
 	maxBad, bad := opt.MaxBadSteps, 0

@@ -55,17 +55,24 @@ type Trainer[T gemm.Float] struct {
 	keyW []T
 
 	// per-step buffers, sized once for the largest local batch
-	idx     []int
-	x, x2   []T // local images (views 1 and 2), b×P
-	ids     []int32
-	offsets []int32
-	capIDs  []int32
-	du, dv  []T
-	dq      []T
-	lossBuf [2]T
-	counts  []int
-	timed   timedComm[T]
-	mocoK2  []T
+	idx      []int
+	x, x2    []T // local images (views 1 and 2), b×P
+	ids      []int32
+	offsets  []int32
+	capIDs   []int32
+	du, dv   []T
+	dq       []T
+	lossBuf  [2]T
+	counts   []int
+	timed    timedComm[T]
+	mocoK2   []T
+	mocoRows int // rows of ∂L/∂q in dq
+
+	red       overlapped // the gradient reduction of the step, when in flight
+	gradReady func([]T)  // t.handOver, bound once
+	// overlappedSteps counts the steps whose reduction overlapped the
+	// backward pass.
+	overlappedSteps int64
 
 	aug        dataset.AugConfig
 	augPool    *rowPool
@@ -84,6 +91,9 @@ type Trainer[T gemm.Float] struct {
 	// sampleHook, when set, learns the sample indices this rank
 	// contributes to a step, just before the reduction.
 	sampleHook func(step int64, epoch int, local []int)
+	// gradHook, when set, sees the summed gradient and the global loss of
+	// every step, after the reduction and before clipping.
+	gradHook func(step int64, rank int, loss float64, g []T) error
 }
 
 // StepTimes is the wall-time breakdown of one step.
@@ -264,6 +274,7 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	var sw stopwatch
 	sw.start()
 	var times StepTimes
+	raw := comm
 	t.timed.Comm, t.timed.gather = comm, 0
 	comm = &t.timed
 	K, k := comm.Size(), comm.Rank()
@@ -285,6 +296,8 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		Loss, DT T
 	}
 	s := T(math.Exp(float64(p.W[t.Model.LogitScale])))
+	// 1.–4. Sample, encode, gather, and the loss with its gradient with
+	// respect to the local embeddings.
 	switch t.Cfg.Objective {
 	case CLIP:
 		t.fillImages(local, b)
@@ -308,13 +321,6 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 			return StepStats{}, fmt.Errorf("step %d: clip loss: %w", step, err)
 		}
 		res.Loss, res.DT = r.Loss, r.DT
-		times.Loss = sw.lap()
-		if err := t.Model.Image.Backward(t.du); err != nil {
-			return StepStats{}, fmt.Errorf("step %d: image backward: %w", step, err)
-		}
-		if err := t.Model.Text.Backward(t.dv); err != nil {
-			return StepStats{}, fmt.Errorf("step %d: text backward: %w", step, err)
-		}
 	case SimCLR:
 		t.fillViews(step, local, b)
 		times.Data = sw.lap()
@@ -331,37 +337,70 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 			return StepStats{}, fmt.Errorf("step %d: nt-xent loss: %w", step, err)
 		}
 		res.Loss, res.DT = r.Loss, r.DT
-		times.Loss = sw.lap()
-		if err := t.Model.Image.Backward(t.du[:2*b*d]); err != nil {
-			return StepStats{}, fmt.Errorf("step %d: image backward: %w", step, err)
-		}
 	case MoCo:
-		r, err := t.mocoForwardBackward(ctx, comm, step, local, b, counts, s, &sw, &times)
+		r, err := t.mocoForwardLoss(ctx, comm, step, local, b, counts, s, &sw, &times)
 		if err != nil {
 			return StepStats{}, err
 		}
 		res.Loss, res.DT = r.Loss, r.DT
 	}
-	times.Backward = sw.lap()
+	times.Loss = sw.lap()
 	if t.Cfg.LearnTemperature {
-		p.G[t.Model.LogitScale] += res.DT
+		p.G[t.Model.LogitScale] = res.DT
 	} else {
 		p.G[t.Model.LogitScale] = 0
-	}
-
-	if t.sampleHook != nil {
-		t.sampleHook(step, epoch, local)
 	}
 	if t.faultHook != nil {
 		t.faultHook(step, p.G)
 	}
 
-	// 6. Σ over ranks, of the gradients and of the loss shares and stop
-	// requests, so that every rank learns the global loss and whether any
-	// rank asked to stop after this step.
-	loss, stop, err := t.reduce(ctx, comm, res.Loss, t.StopRequested.Load())
+	// 5. Backward, and 6. Σ over ranks of the gradients, of the loss shares
+	// and of the stop requests, so that every rank learns the global loss
+	// and whether any rank asked to stop after this step. When the ranks'
+	// comm can start reductions in the background, the gradient goes in
+	// buckets as the backward pass finishes them, overlapping the rest of
+	// the backward pass; the loss pair goes first.
+	stopReq := t.StopRequested.Load()
+	overlap := t.startReduce(ctx, raw, res.Loss, stopReq)
+	switch t.Cfg.Objective {
+	case CLIP:
+		// The text tower first: the gradients then come in one run of
+		// adjacent slices from the top of the buffer down (Model.SetGradReady).
+		if err := t.Model.Text.Backward(t.dv); err != nil {
+			return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: text backward: %w", step, err))
+		}
+		if err := t.Model.Image.Backward(t.du); err != nil {
+			return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: image backward: %w", step, err))
+		}
+	case SimCLR:
+		if err := t.Model.Image.Backward(t.du[:2*b*d]); err != nil {
+			return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: image backward: %w", step, err))
+		}
+	case MoCo:
+		if err := t.Model.Image.Backward(t.dq[:t.mocoRows*d]); err != nil {
+			return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: query backward: %w", step, err))
+		}
+	}
+	times.Backward = sw.lap()
+
+	if t.sampleHook != nil {
+		t.sampleHook(step, epoch, local)
+	}
+	var loss float64
+	var stop bool
+	var err error
+	if overlap {
+		loss, stop, err = t.finishReduce()
+	} else {
+		loss, stop, err = t.reduce(ctx, comm, res.Loss, stopReq)
+	}
 	if err != nil {
 		return StepStats{}, fmt.Errorf("step %d: all-reduce: %w", step, err)
+	}
+	if t.gradHook != nil {
+		if err := t.gradHook(step, k, loss, p.G); err != nil {
+			return StepStats{}, err
+		}
 	}
 	// The summed loss and gradient are identical on every rank, so every
 	// rank takes the same decision here: a non-finite step is skipped

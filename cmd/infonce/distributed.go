@@ -19,6 +19,7 @@ import (
 
 	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/coordinator"
+	"github.com/infonce/infonce/internal/affinity"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -168,6 +169,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	workers := fs.Int("workers", 1, "number of workers (sets --min-workers and --max-workers)")
 	fs.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "rank 0 saves a checkpoint every N steps (0: only at the end and on a stop)")
 	fs.IntVar(&cfg.ChecksumEvery, "checksum-every", cfg.ChecksumEvery, "compare a checksum of the parameters across workers every N steps (0: never)")
+	fs.IntVar(&cfg.BucketKiB, "bucket-kib", cfg.BucketKiB, "with several workers, all-reduce the gradient in buckets of this many KiB during the backward pass (0: in one piece after it)")
 	resume := fs.String("resume", "", "start from a checkpoint: a directory, 'latest' in --out, or 'auto' (latest if --out holds one: how a restarted coordinator continues its run)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	set, err := parseFlags(fs, args, stderr)
@@ -228,12 +230,20 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.DurationVar(&o.OpTimeout, "op-timeout", 10*time.Second, "deadline of one collective operation")
 	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end (rank 0)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this worker to this file")
 	httpAddr := httpFlag(fs) // --http (http.go)
 	var sec securityFlags
 	sec.bind(fs) // --cluster-key, --tls-* (security.go)
 	set, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if set["out"] {
 		o.Out = own.Out
@@ -293,7 +303,7 @@ func trainFlagsSet(set map[string]bool) bool {
 // launchLocal runs a whole distributed job on this machine: an embedded
 // coordinator and n worker processes of this binary on loopback, the same
 // code path as on a cluster.
-func launchLocal(ctx context.Context, cfg worker.Config, n, threads int, cf coordinatorFlags, resume string, evaluate bool, logger *slog.Logger, stdout, stderr io.Writer) error {
+func launchLocal(ctx context.Context, cfg worker.Config, n, threads, cores int, cf coordinatorFlags, resume string, evaluate bool, logger *slog.Logger, stdout, stderr io.Writer) error {
 	cc, err := cf.config(n, cfg, logger)
 	if err != nil {
 		return err
@@ -345,7 +355,11 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads int, cf coor
 		c := exec.Command(exe, args...)
 		c.Stdout, c.Stderr = stdout, stderr
 		c.Env = append(append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(threads)), secrets...)
-		if err := c.Start(); err != nil {
+		var cpus []int
+		if cores > 0 {
+			cpus = affinity.Spread(i, cores, runtime.NumCPU())
+		}
+		if err := affinity.Start(c, cpus); err != nil {
 			for _, started := range children[:i] {
 				_ = started.Process.Kill()
 				_ = started.Wait()

@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 
 	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/internal/affinity"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -73,9 +75,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	workers := fs.Int("workers", 1, "worker processes on this machine: 1 trains in this process; more start an embedded coordinator and that many workers on loopback")
 	threads := fs.Int("threads-per-worker", 0, "GOMAXPROCS of each worker process (default: cores / workers, at least 2)")
+	cores := fs.Int("cores-per-worker", 0, "pin worker i to cores [i·C, (i+1)·C) of this machine (0: no pinning; Linux only)")
 	resume := fs.String("resume", "", "continue from a checkpoint: a checkpoint directory, a directory of checkpoints, or 'latest' (in --out)")
 	fs.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "save a checkpoint every N steps (0: only at the end and on a stop)")
 	fs.IntVar(&cfg.ChecksumEvery, "checksum-every", cfg.ChecksumEvery, "compare a checksum of the parameters across workers every N steps (0: never)")
+	fs.IntVar(&cfg.BucketKiB, "bucket-kib", cfg.BucketKiB, "with several workers, all-reduce the gradient in buckets of this many KiB during the backward pass (0: in one piece after it)")
 	var cf coordinatorFlags
 	cf.bindFlags(fs)
 	set, err := parseFlags(fs, args, stderr)
@@ -100,13 +104,24 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *workers < 1 {
 		return usageError{fmt.Errorf("--workers %d: at least one worker is needed", *workers)}
 	}
+	if *cores < 0 {
+		return usageError{fmt.Errorf("--cores-per-worker %d: must not be negative", *cores)}
+	}
 	if *workers > 1 || cf.min > 1 || cf.max > 1 {
-		err := launchLocal(ctx, cfg, *workers, *threads, cf, *resume, !*noEval, logger, stdout, stderr)
+		err := launchLocal(ctx, cfg, *workers, *threads, *cores, cf, *resume, !*noEval, logger, stdout, stderr)
 		if err != nil && ctx.Err() != nil {
 			fmt.Fprintf(stderr, "infonce train: %v; continue with --resume latest --out %s\n", err, cfg.Out)
 			return nil
 		}
 		return err
+	}
+	if *threads > 0 {
+		runtime.GOMAXPROCS(*threads)
+	}
+	if *cores > 0 {
+		if err := affinity.PinSelf(affinity.Spread(0, *cores, runtime.NumCPU())); err != nil {
+			return err
+		}
 	}
 	data, err := dataset.Load(cfg.Data, cfg.Classes)
 	if err != nil {
