@@ -51,7 +51,10 @@ type MemberOptions struct {
 	// configuration the coordinator hands out.
 	Fingerprint map[string]string
 
-	Out       string        // overrides the run configuration's output directory
+	Out string // overrides the run configuration's output directory
+	// OutRoot, when set and Out is not, is where the coordinator's run
+	// directory must lie.
+	OutRoot   string
 	Progress  io.Writer     // rank 0's progress line; nil for none
 	Logger    *slog.Logger  // nil: slog.Default()
 	Evaluate  bool          // rank 0 evaluates at the end
@@ -459,7 +462,7 @@ func (m *member) configure(a coordinator.Assignment) error {
 	cfg := spec.Config
 	if m.o.Out != "" {
 		cfg.Out = m.o.Out
-	} else if err := checkNetworkOut(cfg.Out); err != nil { // security.go
+	} else if err := checkNetworkOut(cfg.Out, m.o.OutRoot); err != nil { // security.go
 		return err
 	}
 	set, err := dataset.Load(cfg.Data, cfg.Classes)

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -37,10 +38,24 @@ func (o *MemberOptions) dialSecurity() []coordinator.ClientOption {
 // takes from the coordinator's run configuration. It must be a clean path
 // without ".." elements and not a file-system root, so that no name
 // received from the network lands a write somewhere it does not plainly
-// say. A worker given --out never uses it.
-func checkNetworkOut(out string) error {
+// say; with root (--out-root) set, it must also lie inside root (a
+// relative path is taken from the worker's working directory, as the
+// worker writes it). A worker given --out never uses it.
+func checkNetworkOut(out, root string) error {
 	if err := checkNetworkPath(out); err != nil {
 		return fmt.Errorf("run directory %q from the coordinator: %w; start the worker with its own --out", out, err)
+	}
+	if root == "" {
+		return nil
+	}
+	absOut, err1 := filepath.Abs(out)
+	absRoot, err2 := filepath.Abs(root)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("run directory %q from the coordinator: %w", out, err)
+	}
+	rel, err := filepath.Rel(absRoot, absOut)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("run directory %q from the coordinator is outside --out-root %s; start the worker with its own --out, or another --out-root", out, root)
 	}
 	return nil
 }

@@ -231,6 +231,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end (rank 0)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this worker to this file")
+	fs.StringVar(&o.OutRoot, "out-root", "", "without --out: the coordinator's run directory must lie inside this directory")
 	httpAddr := httpFlag(fs) // --http (http.go)
 	var sec securityFlags
 	sec.bind(fs) // --cluster-key, --tls-* (security.go)
