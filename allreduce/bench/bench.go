@@ -32,11 +32,14 @@ type Row struct {
 	SecondsMedian float64 `json:"seconds_median"`
 	AlgbwGBps     float64 `json:"algbw_gbps"`
 	BusbwGBps     float64 `json:"busbw_gbps"`
-	Iters         int     `json:"iters"`
-	Transport     string  `json:"transport"`
-	Wire          string  `json:"wire"`
-	Compression   string  `json:"compression,omitempty"`
-	Bucket        int64   `json:"bucket_bytes,omitempty"`
+	// CPUSeconds is the CPU time (user + system) of all ranks together per
+	// operation, averaged over the timed iterations (0 for --op tcp).
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	Iters       int     `json:"iters"`
+	Transport   string  `json:"transport"`
+	Wire        string  `json:"wire"`
+	Compression string  `json:"compression,omitempty"`
+	Bucket      int64   `json:"bucket_bytes,omitempty"`
 }
 
 // options shared by parent and worker.
@@ -200,9 +203,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, spawn Sp
 	for _, k := range ks {
 		fmt.Fprintf(stdout, "# op=%s workers=%d transport=%s wire=%s compression=%q iters=%d warmup=%d\n",
 			o.op, k, o.transport, o.wire, o.compression, o.iters, o.warmup)
-		fmt.Fprintf(stdout, "# %12s %12s %10s %10s %10s\n", "size(B)", "count(elem)", "time(us)", "algbw(GB/s)", "busbw(GB/s)")
+		fmt.Fprintf(stdout, "# %12s %12s %10s %10s %10s %10s\n", "size(B)", "count(elem)", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "cpu(ms)")
 		got, err := runWorkers(ctx, k, o, spawn, stderr, func(r Row) {
-			fmt.Fprintf(stdout, "  %12d %12d %10.1f %10.3f %10.3f\n", r.Bytes, r.Count, r.SecondsMedian*1e6, r.AlgbwGBps, r.BusbwGBps)
+			fmt.Fprintf(stdout, "  %12d %12d %10.1f %10.3f %10.3f %10.2f\n", r.Bytes, r.Count, r.SecondsMedian*1e6, r.AlgbwGBps, r.BusbwGBps, r.CPUSeconds*1e3)
 		})
 		rows = append(rows, got...)
 		if err != nil {

@@ -158,23 +158,28 @@ func measure(ctx context.Context, ring *allreduce.Ring, o options, s int64) (Row
 		}
 	}
 	times := make([]float64, o.iters)
+	var cpu float64 // CPU seconds of this process inside the timed calls
 	for i := range times {
 		reset()
 		if err := ring.Barrier(ctx); err != nil {
 			return Row{}, err
 		}
+		c0 := cpuSeconds()
 		t0 := time.Now()
 		if err := run(); err != nil {
 			return Row{}, err
 		}
 		times[i] = time.Since(t0).Seconds()
+		cpu += cpuSeconds() - c0
 	}
-	// Gather every rank's times; an iteration takes as long as its slowest rank.
-	all := make([]byte, 8*len(times)*k)
-	mine := make([]byte, 0, 8*len(times))
+	// Gather every rank's times and CPU seconds; an iteration takes as long
+	// as its slowest rank, and costs the CPU of all ranks.
+	all := make([]byte, 8*(len(times)+1)*k)
+	mine := make([]byte, 0, 8*(len(times)+1))
 	for _, t := range times {
 		mine = binary.LittleEndian.AppendUint64(mine, math.Float64bits(t))
 	}
+	mine = binary.LittleEndian.AppendUint64(mine, math.Float64bits(cpu))
 	cnt := make([]int, k)
 	for r := range cnt {
 		cnt[r] = len(mine)
@@ -183,11 +188,14 @@ func measure(ctx context.Context, ring *allreduce.Ring, o options, s int64) (Row
 		return Row{}, err
 	}
 	worst := make([]float64, len(times))
+	var cpuAll float64
 	for r := range k {
+		base := 8 * r * (len(times) + 1)
 		for i := range times {
-			t := math.Float64frombits(binary.LittleEndian.Uint64(all[8*(r*len(times)+i):]))
+			t := math.Float64frombits(binary.LittleEndian.Uint64(all[base+8*i:]))
 			worst[i] = max(worst[i], t)
 		}
+		cpuAll += math.Float64frombits(binary.LittleEndian.Uint64(all[base+8*len(times):]))
 	}
 	slices.Sort(worst)
 	med := worst[len(worst)/2]
@@ -204,7 +212,7 @@ func measure(ctx context.Context, ring *allreduce.Ring, o options, s int64) (Row
 		factor = float64(k-1) / float64(k)
 	}
 	row := Row{Op: o.op, Workers: k, Bytes: bytes, Count: int64(n), SecondsMedian: med,
-		AlgbwGBps: algbw, BusbwGBps: algbw * factor, Iters: o.iters, Transport: o.transport,
+		AlgbwGBps: algbw, BusbwGBps: algbw * factor, CPUSeconds: cpuAll / float64(o.iters), Iters: o.iters, Transport: o.transport,
 		Wire: o.wire, Compression: o.compression}
 	if o.op == "fused" {
 		row.Bucket = o.bucket

@@ -2,7 +2,8 @@
 """torch.distributed (gloo) collectives on 127.0.0.1, measured like
 `infonce bench allreduce`: warm-up, then timed iterations (each preceded by a
 barrier), the per-iteration maximum over ranks, the median over iterations,
-and the same columns: size, count, time, algbw, busbw.
+and the same columns: size, count, time, algbw, busbw, and the CPU time of
+all ranks together per operation (user + system, all threads).
 
 Usage: allreduce_gloo.py [--workers 2,4,8] [--sizes 4KiB,64KiB,1MiB,16MiB,64MiB]
                          [--op allreduce|allgather|reducescatter|broadcast]
@@ -68,20 +69,26 @@ def worker(rank, n, port, args, queue):
             buf.copy_(data)
             run()
         times = []
+        cpu = 0.0  # CPU seconds of this process (all its threads) inside the timed calls
         for _ in range(args.iters):
             buf.copy_(data)
             dist.barrier()
+            c0 = time.process_time()
             t0 = time.perf_counter()
             run()
             times.append(time.perf_counter() - t0)
+            cpu += time.process_time() - c0
         t = torch.tensor(times, dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        c = torch.tensor([cpu], dtype=torch.float64)
+        dist.all_reduce(c, op=dist.ReduceOp.SUM)
         if rank == 0:
             med = statistics.median(t.tolist())
             nbytes = count * 4
             algbw = nbytes / med / 1e9
             queue.put(dict(op=args.op, workers=n, bytes=nbytes, count=count, seconds_median=med,
                            algbw_gbps=algbw, busbw_gbps=algbw * busbw_factor(args.op, n),
+                           cpu_seconds=c.item() / args.iters,
                            iters=args.iters, transport="gloo", wire="f32"))
     dist.destroy_process_group()
 
@@ -109,7 +116,7 @@ def main():
     ctx = mp.get_context("spawn")
     for n in [int(w) for w in args.workers.split(",")]:
         print(f"# op={args.op} workers={n} transport=gloo torch={torch.__version__} iters={args.iters} warmup={args.warmup}")
-        print(f"# {'size(B)':>12} {'count(elem)':>12} {'time(us)':>10} {'algbw(GB/s)':>10} {'busbw(GB/s)':>10}")
+        print(f"# {'size(B)':>12} {'count(elem)':>12} {'time(us)':>10} {'algbw(GB/s)':>10} {'busbw(GB/s)':>10} {'cpu(ms)':>10}")
         queue = ctx.Queue()
         port = free_port()
         procs = [ctx.Process(target=worker, args=(r, n, port, args, queue)) for r in range(n)]
@@ -118,7 +125,7 @@ def main():
         for _ in args.sizes:
             r = queue.get()
             rows.append(r)
-            print(f"  {r['bytes']:12d} {r['count']:12d} {r['seconds_median']*1e6:10.1f} {r['algbw_gbps']:10.3f} {r['busbw_gbps']:10.3f}", flush=True)
+            print(f"  {r['bytes']:12d} {r['count']:12d} {r['seconds_median']*1e6:10.1f} {r['algbw_gbps']:10.3f} {r['busbw_gbps']:10.3f} {r['cpu_seconds']*1e3:10.2f}", flush=True)
         for pr in procs:
             pr.join()
             if pr.exitcode != 0:
