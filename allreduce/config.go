@@ -44,6 +44,11 @@ func ParseWire(s string) (Wire, error) {
 const (
 	TransportGRPC = "grpc" // HTTP/2 streams through grpc-go (the default)
 	TransportTCP  = "tcp"  // length-prefixed frames on a plain TCP connection
+	// TransportSHM is TransportTCP whose links between two processes of
+	// one host then move their frames through shared memory (Linux; a
+	// link the two ends cannot share stays on TCP). Every rank of a ring
+	// must use it alike.
+	TransportSHM = "shm"
 )
 
 // Defaults, chosen by measurement on loopback (see the benchmark command).
@@ -81,7 +86,7 @@ type Config struct {
 	Wire        Wire   // Float32 or BFloat16 for float32 payloads
 	Compression string // "", "s2" or "zstd": compress each chunk when that makes it smaller
 
-	ChunkBytes  int // pipelining chunk (DefaultChunkBytes if 0)
+	ChunkBytes  int // pipelining chunk (if 0: DefaultChunkBytes, 1 MiB on the plain TCP transport)
 	BucketBytes int // Fuser bucket size (DefaultBucketBytes if 0)
 
 	// Transport selects the data plane for NewRing: TransportGRPC (default)
@@ -120,6 +125,9 @@ func (c Config) withDefaults(size int) (Config, error) {
 	}
 	if c.ChunkBytes == 0 {
 		c.ChunkBytes = DefaultChunkBytes
+		if c.Transport == TransportTCP {
+			c.ChunkBytes = tcpChunkBytes
+		}
 	}
 	if c.ChunkBytes < 64 || c.ChunkBytes > MaxFrameBytes/2 {
 		return c, fmt.Errorf("allreduce: chunk of %d bytes (want 64..%d)", c.ChunkBytes, MaxFrameBytes/2)
@@ -146,11 +154,11 @@ func (c Config) withDefaults(size int) (Config, error) {
 	switch c.Transport {
 	case "":
 		c.Transport = TransportGRPC
-	case TransportGRPC, TransportTCP:
+	case TransportGRPC, TransportTCP, TransportSHM:
 	default:
-		return c, fmt.Errorf("allreduce: unknown transport %q (want grpc or tcp)", c.Transport)
+		return c, fmt.Errorf("allreduce: unknown transport %q (want grpc, tcp or shm)", c.Transport)
 	}
-	if c.TLS != nil && c.Transport == TransportTCP {
+	if c.TLS != nil && (c.Transport == TransportTCP || c.Transport == TransportSHM) {
 		return c, fmt.Errorf("allreduce: the %s transport has no TLS: use %s", TransportTCP, TransportGRPC)
 	}
 	if c.Logger == nil {

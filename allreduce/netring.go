@@ -107,7 +107,7 @@ func NewRing(ctx context.Context, srv *Server, cfg Config) (*Ring, error) {
 	go func() {
 		var d dialed
 		switch c.Transport {
-		case TransportTCP:
+		case TransportTCP, TransportSHM:
 			var o *tcpOut
 			if o, d.err = dialTCP(ctx, c.Peers[right], hello, c.dialConn); d.err == nil {
 				d.out = o
@@ -159,12 +159,20 @@ func NewRing(ctx context.Context, srv *Server, cfg Config) (*Ring, error) {
 		}
 		return nil, connectErr(left, inErr)
 	}
-	r, err := NewRingWithTransport(c, &netTransport{out: d.out, in: in})
+	nt := &netTransport{out: d.out, in: in}
+	r, err := NewRingWithTransport(c, nt)
 	if err != nil {
 		in.close()
 		d.out.close(false)
 		srv.unregister(sl)
 		return nil, err
+	}
+	if c.Transport == TransportSHM {
+		if err := upgradeShm(ctx, r, nt); err != nil {
+			r.Close()
+			srv.unregister(sl)
+			return nil, connectErr(right, err)
+		}
 	}
 	r.release = func() { srv.unregister(sl) }
 	if !srv.attach(sl, r) {

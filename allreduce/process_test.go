@@ -95,6 +95,8 @@ func TestPeerProcessFailure(t *testing.T) {
 		{TransportTCP, syscall.SIGKILL, 5 * time.Second, "peerlost"},
 		{TransportGRPC, syscall.SIGSTOP, time.Second, "deadline peerlost"},
 		{TransportTCP, syscall.SIGSTOP, time.Second, "deadline peerlost"},
+		{TransportSHM, syscall.SIGKILL, 5 * time.Second, "peerlost"},
+		{TransportSHM, syscall.SIGSTOP, time.Second, "deadline peerlost"},
 	}
 	for _, tc := range tests {
 		transport := tc.transport

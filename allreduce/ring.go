@@ -36,6 +36,8 @@ type Ring struct {
 	release func() // unregisters from the Server
 
 	fuse fuseQueue
+
+	loop loopState // the TCP event loop's state, guarded by opMu
 }
 
 // NewRingWithTransport builds a ring over a caller-supplied transport (t may
@@ -248,6 +250,9 @@ func (e elem) size() int {
 // order while the caller receives r.recvs in order, so sending, receiving
 // and adding overlap chunk by chunk. data is the buffer as bytes.
 func (r *Ring) pass(ctx context.Context, tag uint64, data []byte, e elem) (peer int, err error) {
+	if peer, ok, err := r.passTCP(ctx, tag, data, e); ok {
+		return peer, err
+	}
 	var (
 		recvDone atomic.Int64
 		notify   = make(chan struct{}, 1)

@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// transports under test: in-memory and the two network data planes.
-var transportKinds = []string{"mem", TransportGRPC, TransportTCP}
+// transports under test: in-memory, the two network data planes, and TCP
+// moved to shared memory.
+var transportKinds = []string{"mem", TransportGRPC, TransportTCP, TransportSHM}
 
 func makeRings(t testing.TB, kind string, k int, cfg Config) []*Ring {
 	t.Helper()
@@ -208,7 +209,7 @@ func TestBarrierWaitsForEveryRank(t *testing.T) {
 
 func TestBFloat16WithinBound(t *testing.T) {
 	ctx := context.Background()
-	for _, kind := range []string{"mem", TransportTCP} {
+	for _, kind := range []string{"mem", TransportTCP, TransportSHM} {
 		for _, k := range []int{2, 3, 8} {
 			t.Run(fmt.Sprintf("%s/K=%d", kind, k), func(t *testing.T) {
 				rings := makeRings(t, kind, k, Config{JobID: "t", Wire: BFloat16, ChunkBytes: 2048})

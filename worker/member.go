@@ -867,5 +867,5 @@ func dataTransport(tls bool) string {
 	if tls {
 		return allreduce.TransportGRPC
 	}
-	return allreduce.TransportTCP
+	return allreduce.TransportSHM
 }

@@ -1,0 +1,29 @@
+//go:build !linux
+
+package allreduce
+
+import (
+	"errors"
+	"net"
+)
+
+// Shared-memory links are built on Linux only; elsewhere every link of a
+// TransportSHM ring stays on TCP.
+
+type shmSeg struct{}
+
+var errShmUnsupported = errors.New("shared-memory links are only supported on Linux")
+
+const shmDir = ""
+
+func createShm(string) (*shmSeg, string, [16]byte, error) {
+	return nil, "", [16]byte{}, errShmUnsupported
+}
+
+func openShm(string, [16]byte) (*shmSeg, error) { return nil, errShmUnsupported }
+
+func (*shmSeg) unlink() {}
+func (*shmSeg) unmap()  {}
+
+func shmOutLink(*shmSeg, net.Conn) outLink { panic("unreachable: no segment") }
+func shmInLink(*shmSeg, net.Conn) inLink   { panic("unreachable: no segment") }

@@ -1,0 +1,96 @@
+package allreduce
+
+import (
+	"context"
+	"fmt"
+)
+
+// shmOfferBytes is one rank's record in the all-gather of offers: the
+// length of the segment's file name, the name, and at shmOfferBytes−16 the
+// nonce. A zero record offers nothing.
+const shmOfferBytes = 80
+
+// upgradeShm moves the links of a new TCP ring whose two ends share a host
+// onto shared memory (TransportSHM). Every rank creates the segment of its
+// link to the right neighbour and offers it in an all-gather; every rank
+// opens the segment its left neighbour offered, and an all-gather of the
+// outcomes tells both ends of each link whether it moves: a link between
+// two hosts (or two containers with their own /dev/shm) stays on TCP. The
+// segments' files are removed once the all-gathers are over; the mappings
+// live until the links close. It fails only when the ring itself does.
+func upgradeShm(ctx context.Context, r *Ring, nt *netTransport) error {
+	k, rank := r.size, r.cfg.Rank
+	left, right := (rank+k-1)%k, (rank+1)%k
+	tout, okOut := nt.out.(*tcpOut)
+	tin, okIn := nt.in.(*tcpIn)
+
+	var rec [shmOfferBytes]byte
+	var mine *shmSeg
+	if okOut && okIn {
+		seg, name, nonce, err := createShm(shmDir)
+		if err == nil && len(name) < shmOfferBytes-17 {
+			mine = seg
+			rec[0] = byte(len(name))
+			copy(rec[1:], name)
+			copy(rec[shmOfferBytes-16:], nonce[:])
+		} else if err == nil {
+			seg.unlink()
+			seg.unmap()
+		} else {
+			r.cfg.Logger.Debug("allreduce: no shared-memory segment", "err", err)
+		}
+	}
+	drop := func(s *shmSeg) {
+		if s != nil {
+			s.unlink()
+			s.unmap()
+		}
+	}
+	counts := make([]int, k)
+	for i := range counts {
+		counts[i] = shmOfferBytes
+	}
+	offers := make([]byte, k*shmOfferBytes)
+	if err := r.AllGather(ctx, rec[:], offers, counts); err != nil {
+		drop(mine)
+		return fmt.Errorf("shared-memory offers: %w", err)
+	}
+	var theirs *shmSeg
+	if lrec := offers[left*shmOfferBytes : (left+1)*shmOfferBytes]; okIn && lrec[0] != 0 && int(lrec[0]) < shmOfferBytes-17 {
+		var nonce [16]byte
+		copy(nonce[:], lrec[shmOfferBytes-16:])
+		seg, err := openShm(string(lrec[1:1+lrec[0]]), nonce)
+		if err == nil {
+			theirs = seg
+		} else {
+			r.cfg.Logger.Debug("allreduce: the left neighbour's segment cannot be opened here; the link stays on TCP", "err", err)
+		}
+	}
+	var opened [1]byte
+	if theirs != nil {
+		opened[0] = 1
+	}
+	for i := range counts {
+		counts[i] = 1
+	}
+	all := make([]byte, k)
+	err := r.AllGather(ctx, opened[:], all, counts)
+	if mine != nil {
+		mine.unlink() // the right neighbour has it mapped, or never will
+	}
+	if err != nil {
+		drop(mine)
+		drop(theirs)
+		return fmt.Errorf("shared-memory answers: %w", err)
+	}
+	if mine != nil && all[right] == 1 {
+		nt.out = shmOutLink(mine, tout.conn)
+	} else {
+		drop(mine)
+	}
+	if theirs != nil {
+		nt.in = shmInLink(theirs, tin.conn)
+	}
+	r.cfg.Logger.Debug("allreduce: links", "rank", rank, "out_shm", mine != nil && all[right] == 1, "in_shm", theirs != nil)
+	return nil
+}
