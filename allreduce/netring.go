@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // outLink is the sending half of a network link.
@@ -22,10 +23,13 @@ type inLink interface {
 // netTransport joins the link to the right neighbour and the link from the
 // left one.
 type netTransport struct {
-	out  outLink
-	in   inLink
-	once sync.Once
+	out    outLink
+	in     inLink
+	once   sync.Once
+	closed atomic.Bool // set before the links close
 }
+
+func (t *netTransport) isClosed() bool { return t.closed.Load() }
 
 func (t *netTransport) Send(ctx context.Context, tag uint64, p []byte) error {
 	if err := ctx.Err(); err != nil {
@@ -44,6 +48,7 @@ func (t *netTransport) Recv(ctx context.Context, dst []byte) (uint64, int, error
 // Close tears both links down at once (a failure).
 func (t *netTransport) Close() error {
 	t.once.Do(func() {
+		t.closed.Store(true)
 		t.in.close()
 		t.out.close(false)
 	})
@@ -54,6 +59,7 @@ func (t *netTransport) Close() error {
 // link goes away (a normal Close).
 func (t *netTransport) closeGracefully() {
 	t.once.Do(func() {
+		t.closed.Store(true)
 		t.in.close()
 		t.out.close(true)
 	})
