@@ -46,8 +46,8 @@ const (
 	TransportTCP  = "tcp"  // length-prefixed frames on a plain TCP connection
 	// TransportSHM is TransportTCP whose links between two processes of
 	// one host then move their frames through shared memory (Linux; a
-	// link the two ends cannot share stays on TCP). Every rank of a ring
-	// must use it alike.
+	// link the two ends cannot share, or whose other end uses
+	// TransportTCP, stays on TCP).
 	TransportSHM = "shm"
 )
 

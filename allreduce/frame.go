@@ -9,7 +9,7 @@ import (
 
 // ProtocolVersion is carried in every handshake; a peer speaking another
 // version is refused.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // handshake kinds.
 const (

@@ -173,8 +173,8 @@ func NewRing(ctx context.Context, srv *Server, cfg Config) (*Ring, error) {
 		srv.unregister(sl)
 		return nil, err
 	}
-	if c.Transport == TransportSHM {
-		if err := upgradeShm(ctx, r, nt); err != nil {
+	if c.Transport == TransportTCP || c.Transport == TransportSHM {
+		if err := upgradeShm(ctx, r, nt, c.Transport == TransportSHM); err != nil {
 			r.Close()
 			srv.unregister(sl)
 			return nil, connectErr(right, err)

@@ -287,13 +287,7 @@ func (o *shmOut) send(tag uint64, p []byte) error {
 	if err := o.write(o.hdr[:]); err != nil {
 		return err
 	}
-	err := o.write(p)
-	// As over the network: reading p here happens before what is
-	// received afterwards (for the race detector, which does not see the
-	// other side's copies through the shared mapping; over a socket it
-	// sees no copy at all).
-	raceReleaseMerge(unsafe.Pointer(&netSync))
-	return err
+	return o.write(p)
 }
 
 // write copies b into the ring as space frees up.
@@ -311,6 +305,10 @@ func (o *shmOut) write(b []byte) error {
 		at := head % shmRing
 		c := copy(s.ring[at:min(at+n, shmRing)], b)
 		copy(s.ring[:n-uint64(c)], b[c:n])
+		// As over the network: reading b happens before whatever the
+		// receiver does after it has the bytes (for the race detector,
+		// which cannot follow the bytes through the shared mapping).
+		raceReleaseMerge(unsafe.Pointer(&netSync))
 		s.head.Store(head + n)
 		s.rseq.Add(1)
 		if s.rsleep.Load() != 0 {
@@ -347,7 +345,6 @@ func (in *shmIn) recv(_ context.Context, dst []byte) (uint64, int, error) {
 	if n64 > uint64(len(dst)) || n64 > MaxFrameBytes {
 		return tag, 0, fmt.Errorf("%w: frame of %d bytes exceeds %d: %v", ErrMismatch, n64, min(len(dst), MaxFrameBytes), errMalformed)
 	}
-	raceAcquire(unsafe.Pointer(&netSync)) // before dst is written: see send
 	if err := in.read(dst[:n64]); err != nil {
 		return tag, 0, err
 	}
@@ -370,6 +367,7 @@ func (in *shmIn) read(b []byte) error {
 		if n == 0 { // closed, and nothing left
 			return fmt.Errorf("%w: the peer closed the link", ErrPeerLost)
 		}
+		raceAcquire(unsafe.Pointer(&netSync)) // before b is written: see write
 		at := tail % shmRing
 		c := copy(b, s.ring[at:min(at+n, shmRing)])
 		copy(b[c:n], s.ring[:n-uint64(c)])

@@ -232,3 +232,74 @@ func TestShmRingUsesSharedMemory(t *testing.T) {
 		t.Errorf("segment files left in %s: %v", shmDir, after)
 	}
 }
+
+// TestShmMixedRing: in a ring where rank 1 uses plain TCP and the others
+// shared memory, only the link between the two shared-memory ranks moves,
+// and the collectives still sum right.
+func TestShmMixedRing(t *testing.T) {
+	const k = 3
+	srvs := make([]*Server, k)
+	peers := make([]string, k)
+	for i := range srvs {
+		s, err := Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvs[i], peers[i] = s, s.Addr()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rings := make([]*Ring, k)
+	errs := make([]error, k)
+	done := make(chan int)
+	for i := range k {
+		go func() {
+			c := Config{JobID: "mixed", Rank: i, Peers: peers, Transport: TransportSHM}
+			if i == 1 {
+				c.Transport = TransportTCP
+			}
+			rings[i], errs[i] = NewRing(ctx, srvs[i], c)
+			done <- i
+		}()
+	}
+	for range k {
+		<-done
+	}
+	t.Cleanup(func() {
+		closeAll(rings)
+		for _, s := range srvs {
+			s.Close()
+		}
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", i, err)
+		}
+	}
+	isShm := func(r *Ring) (out, in bool) {
+		nt := r.t.(*netTransport)
+		_, out = nt.out.(*shmOut)
+		_, in = nt.in.(*shmIn)
+		return out, in
+	}
+	for i, want := range [][2]bool{{false, true}, {false, false}, {true, false}} {
+		if out, in := isShm(rings[i]); out != want[0] || in != want[1] {
+			t.Errorf("rank %d: shared memory out %v in %v, want %v %v", i, out, in, want[0], want[1])
+		}
+	}
+	bufs := make([][]float32, k)
+	for i := range bufs {
+		bufs[i] = make([]float32, 100_003)
+		for j := range bufs[i] {
+			bufs[i][j] = float32(i + j%7)
+		}
+	}
+	mustAll(t, onAll(rings, func(r *Ring) error { return r.AllReduce(ctx, bufs[r.Rank()]) }))
+	for i := range bufs {
+		for j, x := range bufs[i] {
+			if want := float32(3 + 3*(j%7)); x != want {
+				t.Fatalf("rank %d [%d] = %v, want %v", i, j, x, want)
+			}
+		}
+	}
+}

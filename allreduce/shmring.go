@@ -11,18 +11,22 @@ import (
 const shmOfferBytes = 80
 
 // upgradeShm moves the links of a new TCP ring whose two ends share a host
-// onto shared memory (TransportSHM). Every rank creates the segment of its
-// link to the right neighbour and offers it in an all-gather; every rank
-// opens the segment its left neighbour offered, and an all-gather of the
-// outcomes tells both ends of each link whether it moves: a link between
-// two hosts (or two containers with their own /dev/shm) stays on TCP. The
-// segments' files are removed once the all-gathers are over; the mappings
-// live until the links close. It fails only when the ring itself does.
-func upgradeShm(ctx context.Context, r *Ring, nt *netTransport) error {
+// onto shared memory. Every rank creates the segment of its link to the
+// right neighbour and offers it in an all-gather; every rank opens the
+// segment its left neighbour offered, and an all-gather of the outcomes
+// tells both ends of each link whether it moves: a link between two hosts
+// (or two containers with their own /dev/shm) stays on TCP. Every rank of
+// a TCP ring takes part; a rank that is not enabled (TransportTCP) offers
+// and opens nothing, so its links stay on TCP whatever the others chose.
+// The segments' files are removed once the all-gathers are over; the
+// mappings live until the links close. It fails only when the ring itself
+// does.
+func upgradeShm(ctx context.Context, r *Ring, nt *netTransport, enabled bool) error {
 	k, rank := r.size, r.cfg.Rank
 	left, right := (rank+k-1)%k, (rank+1)%k
 	tout, okOut := nt.out.(*tcpOut)
 	tin, okIn := nt.in.(*tcpIn)
+	okOut, okIn = okOut && enabled, okIn && enabled
 
 	var rec [shmOfferBytes]byte
 	var mine *shmSeg

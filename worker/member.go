@@ -54,12 +54,16 @@ type MemberOptions struct {
 	Out string // overrides the run configuration's output directory
 	// OutRoot, when set and Out is not, is where the coordinator's run
 	// directory must lie.
-	OutRoot   string
-	Progress  io.Writer     // rank 0's progress line; nil for none
-	Logger    *slog.Logger  // nil: slog.Default()
-	Evaluate  bool          // rank 0 evaluates at the end
-	OpTimeout time.Duration // deadline of one collective (0: allreduce's default)
-	Observer  Observer      // nil for none
+	OutRoot string
+	// NoSharedMemory keeps the data plane on TCP even towards workers of
+	// the same machine (which otherwise exchange frames through shared
+	// memory).
+	NoSharedMemory bool
+	Progress       io.Writer     // rank 0's progress line; nil for none
+	Logger         *slog.Logger  // nil: slog.Default()
+	Evaluate       bool          // rank 0 evaluates at the end
+	OpTimeout      time.Duration // deadline of one collective (0: allreduce's default)
+	Observer       Observer      // nil for none
 	// Backoff is the reconnection back-off towards the coordinator (zero:
 	// coordinator.DefaultBackoff).
 	Backoff coordinator.Backoff
@@ -435,7 +439,7 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 	ring, err := allreduce.NewRing(genCtx, m.srv, allreduce.Config{
 		JobID: a.JobID, Generation: gen, Rank: a.Rank, Peers: a.Peers, Timeout: m.o.OpTimeout,
 		Token: m.o.Token, TLS: m.o.TLSClient, Logger: m.log,
-		Transport: dataTransport(m.o.TLSClient != nil), BucketBytes: m.cfg.BucketKiB << 10,
+		Transport: dataTransport(m.o.TLSClient != nil, m.o.NoSharedMemory), BucketBytes: m.cfg.BucketKiB << 10,
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("ring of generation %d: %w", gen, err)
@@ -861,11 +865,15 @@ func checkParams(ctx context.Context, ring *allreduce.Ring, w []float32, step in
 }
 
 // dataTransport picks the data plane: plain TCP, which costs about two
-// thirds of gRPC's CPU per byte, unless TLS is configured, which only the
-// gRPC transport carries.
-func dataTransport(tls bool) string {
-	if tls {
+// thirds of gRPC's CPU per byte, moved to shared memory between workers of
+// one machine unless noShm, or gRPC when TLS is configured (only gRPC
+// carries it).
+func dataTransport(tls, noShm bool) string {
+	switch {
+	case tls:
 		return allreduce.TransportGRPC
+	case noShm:
+		return allreduce.TransportTCP
 	}
 	return allreduce.TransportSHM
 }

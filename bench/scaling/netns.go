@@ -300,7 +300,8 @@ func (l NetnsLauncher) Launch(ctx context.Context, j Job) (u Usage, err error) {
 	for i := range workers {
 		ip := t.workerIP(i)
 		name, args := niced(l.Nice, "ip", "netns", "exec", t.workers[i], l.Binary, "worker", "--coordinator", coordAddr,
-			"--name", "w"+strconv.Itoa(i), "--out", j.Out, "--no-eval", "--data-bind", ip+":0", "--gossip-bind", ip)
+			"--name", "w"+strconv.Itoa(i), "--out", j.Out, "--no-eval", "--data-bind", ip+":0", "--gossip-bind", ip,
+			"--data-shm=false") // the namespaces share /dev/shm: keep the data on the emulated links
 		c := exec.Command(name, args...)
 		c.Stdout, c.Stderr = orDiscard(l.Stdout), orDiscard(l.Stderr)
 		c.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(threads))

@@ -232,6 +232,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this worker to this file")
 	fs.StringVar(&o.OutRoot, "out-root", "", "without --out: the coordinator's run directory must lie inside this directory")
+	dataShm := fs.Bool("data-shm", true, "exchange data-plane frames with workers of this machine through shared memory (false: always TCP)")
 	httpAddr := httpFlag(fs) // --http (http.go)
 	var sec securityFlags
 	sec.bind(fs) // --cluster-key, --tls-* (security.go)
@@ -246,6 +247,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		defer stop()
 	}
+	o.NoSharedMemory = !*dataShm
 	if set["out"] {
 		o.Out = own.Out
 	}
