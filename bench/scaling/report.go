@@ -239,6 +239,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Nice != 0 {
 		fmt.Fprintf(w, "# jobs ran at niceness %d\n", r.Nice)
 	}
+	if len(r.TrainArgs) > 0 {
+		fmt.Fprintf(w, "# training flags: %s\n", strings.Join(r.TrainArgs, " "))
+	}
 	fmt.Fprintf(w, "# %s, %d cores, %s, load average %.1f at the start, %.1f at the end\n", r.Machine.CPU, r.Machine.Cores, r.Date.UTC().Format(time.RFC3339), r.Machine.LoadStart, r.Machine.LoadEnd)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workers\tthreads\tsamples/s\tmin\tmax\tspeedup\tefficiency\tstep ms\tdata\tforward\tgather\tloss\tbackward\tall-reduce\toptimizer\tother\tcores busy\t")
