@@ -35,7 +35,7 @@ func New[T gemm.Float](cfg Config, seed uint64) (*Model[T], error) {
 	}
 	cfg = cfg.clone()
 	l := layoutOf(cfg)
-	p := &Params[T]{W: make([]T, l.n), G: make([]T, l.n), Segments: l.segs}
+	p := &Params[T]{W: make([]T, l.n), G: make([]T, l.n, l.n+GradTail), Segments: l.segs}
 	rng := rand.New(rand.NewPCG(seed, pcgStream))
 	for i, s := range l.segs {
 		w, _ := p.View(s)

@@ -18,11 +18,17 @@ type Segment struct {
 
 // Params is the flat parameter buffer W, the flat gradient buffer G (same
 // length) and the table of segments that cut them into tensors. G is nil for
-// a parameter-only copy, such as the key encoder of MoCo.
+// a parameter-only copy, such as the key encoder of MoCo. A G made by New
+// has room for GradTail more values after its end (G[:len(G)+GradTail]),
+// so that a distributed step can sum values of its own over the ranks in
+// the same all-reduce as the gradient.
 type Params[T gemm.Float] struct {
 	W, G     []T
 	Segments []Segment
 }
+
+// GradTail is the room New leaves after the end of the gradient buffer.
+const GradTail = 2
 
 // ZeroGrad sets every gradient to zero (G ← 0); a no-op when G is nil.
 func (p *Params[T]) ZeroGrad() { clear(p.G) }

@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/model"
 )
 
 // DefaultBucketKiB is the default gradient bucket of a distributed step:
@@ -56,19 +57,31 @@ func (t *Trainer[T]) startReduce(ctx context.Context, comm Comm[T], lossShare T,
 		return false
 	}
 	r := &t.red
-	r.br, r.ctx, r.g, r.maxElem, r.err = br, ctx, g, max(1, t.Cfg.BucketKiB<<10/4), nil
-	r.lo, r.hi = len(g), len(g)
-	r.pending = r.pending[:0]
-	r.buf = [2]float32{float32(lossShare), 0}
+	n := len(g)
+	r.br, r.ctx, r.maxElem, r.err = br, ctx, max(1, t.Cfg.BucketKiB<<10/4), nil
+	r.pending, r.pair = r.pending[:0], nil
+	pair := float32(0)
 	if stop {
-		r.buf[1] = 1
+		pair = 1
 	}
-	r.pair = br.Start(ctx, r.buf[:])
+	if cap(g)-n >= model.GradTail {
+		// The pair rides in the first bucket, after the gradient.
+		r.g = g[:n+2]
+		r.g[n], r.g[n+1] = float32(lossShare), pair
+	} else {
+		r.g = g
+		r.buf = [2]float32{float32(lossShare), pair}
+		r.pair = br.Start(ctx, r.buf[:])
+	}
+	r.lo, r.hi = len(r.g), len(r.g)
 	t.overlappedSteps++
 	if t.gradReady == nil {
 		t.gradReady = t.handOver
 	}
 	t.Model.SetGradReady(t.gradReady)
+	if r.pair == nil {
+		r.add(n, 2)
+	}
 	ls := t.Model.LogitScale
 	t.handOver(t.Model.P.G[ls : ls+1])
 	return true
@@ -83,8 +96,14 @@ func (t *Trainer[T]) handOver(g []T) {
 		return
 	}
 	off := int(uintptr(unsafe.Pointer(unsafe.SliceData(g)))-uintptr(unsafe.Pointer(unsafe.SliceData(r.g)))) / 4
-	if off < 0 || off+len(g) > len(r.g) || off+len(g) != r.lo {
-		r.err = fmt.Errorf("slice [%d, %d) of the gradient handed over after [%d, %d): not the next one down", off, off+len(g), r.lo, r.hi)
+	r.add(off, len(g))
+}
+
+// add puts r.g[off:off+n] into the open bucket and starts the bucket once
+// it is full.
+func (r *overlapped) add(off, n int) {
+	if off < 0 || off+n > len(r.g) || off+n != r.lo {
+		r.err = fmt.Errorf("slice [%d, %d) of the gradient handed over after [%d, %d): not the next one down", off, off+n, r.lo, r.hi)
 		return
 	}
 	r.lo = off
@@ -117,13 +136,20 @@ func (t *Trainer[T]) finishReduce() (float64, bool, error) {
 	}
 	r.flush()
 	var first error
-	for _, p := range append(r.pending, r.pair) {
+	if r.pair != nil {
+		r.pending = append(r.pending, r.pair)
+	}
+	for _, p := range r.pending {
 		if err := p.Wait(); err != nil && first == nil {
 			first = err
 		}
 	}
 	if first != nil {
 		return 0, false, first
+	}
+	if r.pair == nil {
+		n := len(r.g) - 2
+		return float64(r.g[n]), r.g[n+1] > 0, nil
 	}
 	return float64(r.buf[0]), r.buf[1] > 0, nil
 }
@@ -139,6 +165,8 @@ func (t *Trainer[T]) abandon(overlap bool, err error) error {
 	for _, p := range t.red.pending {
 		_ = p.Wait()
 	}
-	_ = t.red.pair.Wait()
+	if t.red.pair != nil {
+		_ = t.red.pair.Wait()
+	}
 	return err
 }

@@ -448,13 +448,27 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 }
 
 // reduce sums the gradient buffer, the loss shares and the stop requests
-// over the ranks and returns the global loss and whether any rank asked to
-// stop.
+// over the ranks (in one all-reduce, the pair in the gradient buffer's
+// tail) and returns the global loss and whether any rank asked to stop.
 func (t *Trainer[T]) reduce(ctx context.Context, comm Comm[T], lossShare T, stop bool) (float64, bool, error) {
 	if comm.Size() == 1 {
 		return float64(lossShare), stop, nil
 	}
-	if err := comm.AllReduce(ctx, t.Model.P.G); err != nil {
+	g := t.Model.P.G
+	n := len(g)
+	if cap(g)-n >= model.GradTail {
+		// One all-reduce: the pair rides after the gradient.
+		buf := g[:n+2]
+		buf[n], buf[n+1] = lossShare, 0
+		if stop {
+			buf[n+1] = 1
+		}
+		if err := comm.AllReduce(ctx, buf); err != nil {
+			return 0, false, err
+		}
+		return float64(buf[n]), buf[n+1] > 0, nil
+	}
+	if err := comm.AllReduce(ctx, g); err != nil {
 		return 0, false, err
 	}
 	t.lossBuf[0], t.lossBuf[1] = lossShare, 0
