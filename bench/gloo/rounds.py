@@ -77,7 +77,7 @@ def main():
         m = med[(w, b, label)]
         g = med.get((w, b, "gloo"))
         ratio = ""
-        if g and label != "gloo":
+        if g and label not in ("gloo", "1-stream"):
             ratio = f"{g['seconds'] / m['seconds']:.2f}" if b <= 64 << 10 else f"{m['busbw'] / g['busbw']:.2f}"
         print(f"  {w:5d} {b:10d} {label:>10} {m['seconds'] * 1e6:10.1f} {m['busbw']:8.3f} {m['cpu'] * 1e3:8.1f} {ratio:>6}")
     one = med.get((2, 64 << 20, "1-stream"))
