@@ -62,6 +62,13 @@ func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x9e377
 // transport; cleanup closes rings and servers.
 func netRings(t testing.TB, k int, cfg Config) []*Ring {
 	t.Helper()
+	return netRingsWith(t, k, cfg, nil)
+}
+
+// netRingsWith is netRings with each rank's configuration passed through
+// per (when not nil) before its ring is built.
+func netRingsWith(t testing.TB, k int, cfg Config, per func(rank int, c *Config)) []*Ring {
+	t.Helper()
 	srvs := make([]*Server, k)
 	peers := make([]string, k)
 	for i := range srvs {
@@ -83,6 +90,9 @@ func netRings(t testing.TB, k int, cfg Config) []*Ring {
 			defer wg.Done()
 			c := cfg
 			c.Rank, c.Peers = i, peers
+			if per != nil {
+				per(i, &c)
+			}
 			rings[i], errs[i] = NewRing(ctx, srvs[i], c)
 		}()
 	}

@@ -310,10 +310,7 @@ func (o *shmOut) write(b []byte) error {
 		// which cannot follow the bytes through the shared mapping).
 		raceReleaseMerge(unsafe.Pointer(&netSync))
 		s.head.Store(head + n)
-		s.rseq.Add(1)
-		if s.rsleep.Load() != 0 {
-			futexWake(s.rseq)
-		}
+		signal(s.rseq, s.rsleep)
 		b = b[n:]
 	}
 	return nil
@@ -372,10 +369,7 @@ func (in *shmIn) read(b []byte) error {
 		c := copy(b, s.ring[at:min(at+n, shmRing)])
 		copy(b[c:n], s.ring[:n-uint64(c)])
 		s.tail.Store(tail + n)
-		s.wseq.Add(1)
-		if s.wsleep.Load() != 0 {
-			futexWake(s.wseq)
-		}
+		signal(s.wseq, s.wsleep)
 		b = b[n:]
 	}
 	return nil
@@ -383,6 +377,15 @@ func (in *shmIn) read(b []byte) error {
 
 func (in *shmIn) close() {
 	in.once.Do(func() { in.s.shutdown(false, false) })
+}
+
+// signal tells the other side that head or tail moved: it bumps the futex
+// word it waits on, and wakes it if it sleeps.
+func signal(seq, sleep *atomic.Uint32) {
+	seq.Add(1)
+	if sleep.Load() != 0 {
+		futexWake(seq)
+	}
 }
 
 // The futex(2) operations (linux/futex.h).

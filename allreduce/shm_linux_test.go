@@ -238,44 +238,12 @@ func TestShmRingUsesSharedMemory(t *testing.T) {
 // and the collectives still sum right.
 func TestShmMixedRing(t *testing.T) {
 	const k = 3
-	srvs := make([]*Server, k)
-	peers := make([]string, k)
-	for i := range srvs {
-		s, err := Listen("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srvs[i], peers[i] = s, s.Addr()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rings := make([]*Ring, k)
-	errs := make([]error, k)
-	done := make(chan int)
-	for i := range k {
-		go func() {
-			c := Config{JobID: "mixed", Rank: i, Peers: peers, Transport: TransportSHM}
-			if i == 1 {
-				c.Transport = TransportTCP
-			}
-			rings[i], errs[i] = NewRing(ctx, srvs[i], c)
-			done <- i
-		}()
-	}
-	for range k {
-		<-done
-	}
-	t.Cleanup(func() {
-		closeAll(rings)
-		for _, s := range srvs {
-			s.Close()
+	rings := netRingsWith(t, k, Config{JobID: "mixed", Transport: TransportSHM}, func(rank int, c *Config) {
+		if rank == 1 {
+			c.Transport = TransportTCP
 		}
 	})
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("rank %d: %v", i, err)
-		}
-	}
+	ctx := context.Background()
 	isShm := func(r *Ring) (out, in bool) {
 		nt := r.t.(*netTransport)
 		_, out = nt.out.(*shmOut)
