@@ -271,3 +271,28 @@ func TestShmMixedRing(t *testing.T) {
 		}
 	}
 }
+
+// FuzzShmOffer feeds arbitrary offer records (bytes from a peer) to the
+// decoder and to openShm: nothing but a segment of its own making opens.
+func FuzzShmOffer(f *testing.F) {
+	good := make([]byte, shmOfferBytes)
+	name := shmDir + "/infonce-ring-0123456789abcdef"
+	good[0] = byte(len(name))
+	copy(good[1:], name)
+	f.Add(good)
+	f.Add(make([]byte, shmOfferBytes))
+	f.Add([]byte{200})
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		name, nonce, ok := parseShmOffer(rec)
+		if !ok {
+			return
+		}
+		if len(name) > shmOfferBytes-17 {
+			t.Fatalf("name of %d bytes decoded", len(name))
+		}
+		if s, err := openShm(name, nonce); err == nil {
+			s.unmap()
+			t.Fatalf("offer %q opened a segment", name)
+		}
+	})
+}

@@ -60,10 +60,8 @@ func upgradeShm(ctx context.Context, r *Ring, nt *netTransport, enabled bool) er
 		return fmt.Errorf("shared-memory offers: %w", err)
 	}
 	var theirs *shmSeg
-	if lrec := offers[left*shmOfferBytes : (left+1)*shmOfferBytes]; okIn && lrec[0] != 0 && int(lrec[0]) < shmOfferBytes-17 {
-		var nonce [16]byte
-		copy(nonce[:], lrec[shmOfferBytes-16:])
-		seg, err := openShm(string(lrec[1:1+lrec[0]]), nonce)
+	if name, nonce, ok := parseShmOffer(offers[left*shmOfferBytes : (left+1)*shmOfferBytes]); okIn && ok {
+		seg, err := openShm(name, nonce)
 		if err == nil {
 			theirs = seg
 		} else {
@@ -97,4 +95,14 @@ func upgradeShm(ctx context.Context, r *Ring, nt *netTransport, enabled bool) er
 	}
 	r.cfg.Logger.Debug("allreduce: links", "rank", rank, "out_shm", mine != nil && all[right] == 1, "in_shm", theirs != nil)
 	return nil
+}
+
+// parseShmOffer decodes a peer's offer record; ok is false for an empty or
+// malformed one. openShm checks the name further.
+func parseShmOffer(rec []byte) (name string, nonce [16]byte, ok bool) {
+	if len(rec) != shmOfferBytes || rec[0] == 0 || int(rec[0]) > shmOfferBytes-17 {
+		return "", nonce, false
+	}
+	copy(nonce[:], rec[shmOfferBytes-16:])
+	return string(rec[1 : 1+rec[0]]), nonce, true
 }
