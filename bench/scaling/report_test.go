@@ -32,7 +32,13 @@ func (f *fakeLauncher) Launch(ctx context.Context, j Job) (Usage, error) {
 		return Usage{}, err
 	}
 	// Repeats differ a little so the median is the middle one.
-	x := f.x1 * float64(j.Workers) * f.eff(j.Workers) * (1 + 0.01*float64(len(f.jobs)%3))
+	rep := 0
+	for _, o := range f.jobs {
+		if o.Workers == j.Workers {
+			rep++
+		}
+	}
+	x := f.x1 * float64(j.Workers) * f.eff(j.Workers) * (1 + 0.01*float64(rep%3))
 	stepMS := 1e3 * 64 / x
 	sum := map[string]any{
 		"workers": j.Workers, "steps": j.Steps, "samples": j.Steps * 64, "samples_per_second": x, "train_seconds": float64(j.Steps) * stepMS / 1e3,
@@ -60,6 +66,12 @@ func TestMeasureAndOutputs(t *testing.T) {
 	}
 	if len(fl.jobs) != 9 || fl.jobs[0].Threads != 1 || !slices.Equal(fl.jobs[4].TrainArgs, o.TrainArgs) || fl.jobs[4].Workers != 2 {
 		t.Fatalf("jobs %+v", fl.jobs)
+	}
+	// The repeats go round the worker counts.
+	for i, j := range fl.jobs {
+		if want := o.Workers[i%3]; j.Workers != want {
+			t.Errorf("job %d has %d workers, want %d", i, j.Workers, want)
+		}
 	}
 	if rep.Objective != "clip" || rep.Batch != 64 || rep.Params != 1000 || len(rep.Points) != 3 {
 		t.Fatalf("report %+v", rep)

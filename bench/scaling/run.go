@@ -50,10 +50,12 @@ func Measure(ctx context.Context, o Options, l Launcher, logger *slog.Logger) (*
 		rep.Network = o.Net.String() + " per worker (network namespaces)"
 		rep.LinkBPS = o.Net.RateBitsPerSecond
 	}
-	for _, n := range o.Workers {
-		threads := threadsFor(o, n)
-		var runs []Run
-		for r := range o.Repeat {
+	// The repeats go round the worker counts (1, 2, 4, 1, 2, 4, ...), so
+	// that a change in the machine's load falls on every count alike.
+	runs := make([][]Run, len(o.Workers))
+	for r := range o.Repeat {
+		for i, n := range o.Workers {
+			threads := threadsFor(o, n)
 			dir := filepath.Join(o.Out, "jobs", fmt.Sprintf("w%d-r%d", n, r))
 			if err := os.RemoveAll(dir); err != nil {
 				return nil, fmt.Errorf("clear %s: %w", dir, err)
@@ -96,9 +98,11 @@ func Measure(ctx context.Context, o Options, l Launcher, logger *slog.Logger) (*
 				return nil, fmt.Errorf("remove the checkpoints of %s: %w", dir, err)
 			}
 			logger.Info("job", "workers", n, "repeat", r+1, "samples_per_second", fmt.Sprintf("%.0f", s.SamplesPerSecond), "cores_busy", fmt.Sprintf("%.2f", run.CoresBusy))
-			runs = append(runs, run)
+			runs[i] = append(runs[i], run)
 		}
-		p, err := newPoint(n, threads, o.Cores, runs)
+	}
+	for i, n := range o.Workers {
+		p, err := newPoint(n, threadsFor(o, n), o.Cores, runs[i])
 		if err != nil {
 			return nil, err
 		}
