@@ -197,7 +197,8 @@ func (st *loopState) run(ctx context.Context) (int, error) {
 		if hasDeadline {
 			wait = min(wait, time.Until(deadline)+time.Millisecond)
 			if wait <= 0 {
-				return r.left(), ctxReason(ctx)
+				// past the deadline, before ctx's own timer has fired
+				return r.left(), fmt.Errorf("%w: %w", ErrDeadline, context.DeadlineExceeded)
 			}
 		}
 		if wantIn {
