@@ -13,9 +13,13 @@
 // sum of segment r; K-1 more steps circulate the owned sums. Each rank sends
 // 2(K-1)/K of the buffer, the lower bound for a ring, hence
 // busbw = algbw * 2(K-1)/K. Segments are cut into chunks (Config.ChunkBytes)
-// and one goroutine sends while the caller's goroutine receives and adds,
-// so chunk c of step t leaves as soon as chunk c of step t-1 has arrived:
-// sending, receiving and adding overlap.
+// and chunk c of step t leaves as soon as chunk c of step t-1 has arrived:
+// sending, receiving and adding overlap. On the plain TCP transport (Linux)
+// the caller's goroutine does all three as one event loop over the two
+// sockets; on the others one goroutine sends while the caller's receives
+// and adds. With two ranks the ring is the simultaneous exchange of
+// halves: each rank sends the other the half it does not own, adds the
+// half it receives, and sends its sums back.
 //
 // # Wire formats
 //
@@ -36,43 +40,54 @@
 // in allreducepb/ring.proto, whose messages go through a raw codec that
 // neither protobuf-encodes nor allocates per message), and plain TCP
 // (Config.Transport = "tcp": length-prefixed frames written straight from
-// the caller's buffer). One Server per worker listens for both on a single
-// port for its whole life and tells them apart by their first bytes.
+// the caller's buffer and read straight into it, or into a scratch chunk
+// that is added while it is still in the cache). One Server per worker
+// listens for both on a single port for its whole life and tells them
+// apart by their first bytes.
 //
 // # Choosing the data plane
 //
 // Both network transports move the same bytes; they differ in the CPU
 // they spend per byte, which on a loopback host whose cores also run the
 // workers is what limits bandwidth. Measured on a shared 2-core AMD EPYC
-// VM (Linux, Go 1.26, 2026-11-26), CPU seconds (user+sys, all processes)
-// per 64 MiB float32 all-reduce, taken as the difference between 30 and
-// 10 timed iterations of "infonce bench allreduce --sizes 64MiB":
+// VM (Linux, Go 1.26, 2026-11-27, load average 3-12), CPU milliseconds
+// (user+sys, all processes) per 64 MiB float32 all-reduce, medians of 5
+// rounds of "bench/gloo/rounds.py" (docs/BENCHMARKS.md):
 //
 //	ranks   tcp     grpc    gloo (torch 1.13)
-//	2       0.107   0.156   0.175
-//	4       0.33    0.55    0.28
-//	8       0.84    1.37    0.86
+//	2       56      94      69
+//	4       176     335     189
+//	8       455     823     441
 //
-// gRPC costs 1.5-1.6 times the CPU of the plain TCP transport: its
+// gRPC costs 1.7-1.9 times the CPU of the plain TCP transport: its
 // messages are copied into HTTP/2 frames, through bufio on both sides and
-// out of gRPC's receive buffers, where the TCP transport writes frames with
-// writev(2) straight from the caller's buffer and reads them with blocking
-// recvfrom(2, MSG_WAITALL) straight into the destination (or a scratch
-// chunk that is then added). With gRPC the all-reduce reached 0.33 GB/s
-// busbw at 64 MiB with 2 processes against 0.78 GB/s for TCP and 0.44
-// GB/s for gloo in the same session, short of the 1.5x-gloo goal, hence the
-// TCP transport (Config.Transport = "tcp", bench flag --transport tcp).
-// gRPC stays the default because it is the transport that can carry TLS.
+// out of gRPC's receive buffers. The TCP transport runs each collective on
+// Linux as one event loop in the caller's goroutine: non-blocking
+// sendmsg(2) of header and chunk straight from the caller's buffer,
+// non-blocking recvmsg(2) straight into the destination (or into a scratch
+// chunk that is added at once, while it is still in the cache), and one
+// ppoll(2) on both sockets when neither can progress, with SO_RCVLOWAT set
+// so that the kernel wakes the loop once per chunk instead of once per
+// 64 KiB loopback segment; no goroutine hand-off, no second thread, no
+// allocation per chunk. What remains is mostly the kernel's: the copy
+// into the socket and the copy out of it. A single loopback stream costs
+// 0.31 ns of CPU per byte for both ends together on this machine; the
+// all-reduce costs 0.42, 0.44 and 0.48 ns per byte sent with 2, 4 and 8
+// ranks (gloo: 0.51, 0.47, 0.47), every rank sending 2(K-1)/K of the
+// buffer whatever the library. With as many ranks as cores or more, the
+// collective is bound by that cost, which gloo pays too. gRPC stays the
+// default because it is the transport that can carry TLS.
 //
 // The bfloat16 wire halves the bytes and so the kernel's share of the
-// work: 0.88 GB/s (2 ranks) and 0.39 GB/s (4 ranks) busbw at 64 MiB over
-// TCP, 2.0x and 1.55x gloo's float32 figures of the same session.
+// work: 2.71, 1.33 and 0.60 GB/s busbw at 64 MiB over TCP with 2, 4 and 8
+// ranks (2026-11-27), against float32's 2.06-2.26, 0.93-0.95 and 0.39-0.44.
 // Compression is for slow links and sparse data: each chunk is tried and
 // sent compressed only if that saves an eighth. On loopback the link is as
-// fast as the compressor and it never paid: with 2 ranks at 16 MiB, dense
-// data gave 0.60 GB/s without compression, 0.19 with s2 and 0.31 with zstd;
-// data 99% zeros gave 0.75, 0.26 and 0.20. It can pay where the network is
-// much slower than s2 (hundreds of MB/s per core) and gradients are sparse.
+// fast as the compressor and it never paid: with 2 ranks at 16 MiB over
+// TCP, dense data gave 1.69 GB/s without compression, 1.53 with s2 and
+// 1.25 with zstd; data 99% zeros gave 1.99, 1.70 and 0.77. It can pay
+// where the network is much slower than s2 (hundreds of MB/s per core) and
+// gradients are sparse.
 //
 // # Generations and failures
 //
