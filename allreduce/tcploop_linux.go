@@ -24,7 +24,9 @@ import (
 // instead of waking it for every 64 KiB loopback segment.
 
 // lowatCap bounds SO_RCVLOWAT (the kernel bounds it by half the receive
-// buffer too).
+// buffer too). With 2 ranks, 8 alternated rounds of a 64 MiB all-reduce
+// gave 61, 56 and 52 ms of CPU per operation with caps of 64 KiB, 256 KiB
+// and 1 MiB (one wake-up per 1 MiB chunk).
 const lowatCap = 1 << 20
 
 // recvPiece is the scratch through which received bytes are added: small
