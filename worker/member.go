@@ -779,7 +779,10 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 		// this rank stays a member, ready to take over if rank 0 dies.
 		return nil, false, nil
 	}
+	// The throughput is the training's, as a single process reports it:
+	// the final checkpoint and the end's round trip do not count.
 	trainSeconds := time.Since(m.started).Seconds()
+	samplesPerSecond := m.rec.samplesPerSecond()
 	m.rec.finish()
 	if _, err := m.save(ctl, gen); err != nil {
 		return nil, false, err
@@ -795,7 +798,7 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 		Objective: m.cfg.Objective, Data: m.cfg.Data, Workers: ring.Size(), Generation: gen,
 		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(m.cfg.Batch),
 		FinalLoss: m.rec.last.Loss, FinalLogitScale: m.rec.last.LogitScale,
-		SamplesPerSecond: m.rec.samplesPerSecond(),
+		SamplesPerSecond: samplesPerSecond,
 		TrainSeconds:     trainSeconds,
 		ParamSHA256:      ParamSHA256(t.Model.P.W),
 		StepTime:         m.rec.meanStepTime(),

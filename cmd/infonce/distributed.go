@@ -343,11 +343,18 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads, cores int, 
 		return fmt.Errorf("find this binary: %w", err)
 	}
 	if threads <= 0 {
-		// At least two: with GOMAXPROCS=1 a worker's network goroutines
-		// wait for the compute to yield, and the ranks wait on each other
-		// (2 workers on 2 cores: 15,062 samples/s at 1 thread each,
-		// 27,028 at 2; see docs/BENCHMARKS.md).
-		threads = max(2, runtime.NumCPU()/n)
+		// The machine's cores shared out. Workers of one machine exchange
+		// their data through shared memory, which needs no thread of its
+		// own: on 2 cores, 2 workers ran at 48,839 samples/s with one
+		// thread each and 41,955 with two, 4 workers at 33,148 and 28,310
+		// (docs/BENCHMARKS.md). Over gRPC (TLS) a worker needs a second
+		// thread: at one, its network goroutines wait for the compute to
+		// yield.
+		least := 1
+		if cf.sec.tlsCert != "" {
+			least = 2
+		}
+		threads = max(least, runtime.NumCPU()/n)
 	}
 	children := make([]*exec.Cmd, n)
 	for i := range children {

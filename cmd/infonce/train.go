@@ -74,7 +74,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	workers := fs.Int("workers", 1, "worker processes on this machine: 1 trains in this process; more start an embedded coordinator and that many workers on loopback")
-	threads := fs.Int("threads-per-worker", 0, "GOMAXPROCS of each worker process (default: cores / workers, at least 2)")
+	threads := fs.Int("threads-per-worker", 0, "GOMAXPROCS of each worker process (default: cores / workers, at least 1)")
 	cores := fs.Int("cores-per-worker", 0, "pin worker i to cores [i·C, (i+1)·C) of this machine (0: no pinning; Linux only)")
 	resume := fs.String("resume", "", "continue from a checkpoint: a checkpoint directory, a directory of checkpoints, or 'latest' (in --out)")
 	fs.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "save a checkpoint every N steps (0: only at the end and on a stop)")
