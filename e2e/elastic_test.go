@@ -327,11 +327,10 @@ func TestJoinSpeedsUp(t *testing.T) {
 func joinSpeedup(t *testing.T) (before, after float64, joined int64) {
 	const steps, B = 400, 512
 	c := newCluster(t, clusterOpts{workers: 1, min: 1, max: 2, steps: steps, coordArgs: []string{
-		"--batch", strconv.Itoa(B), "--hidden", "512,256", "--text-hidden", "256", "--dim", "64", "--checksum-every", "0"}})
-	env := []string{"GOMAXPROCS=2"} // one core, and a thread for the network goroutines
-	c.addWorkerOn(0, []int{0}, env)
+		"--batch", strconv.Itoa(B), "--hidden", "512,256", "--text-hidden", "256", "--dim", "64", "--activation", "relu", "--checksum-every", "0"}})
+	c.addWorkerOn(0, []int{0}, nil) // GOMAXPROCS=1, as every worker of the harness
 	c.waitStep(100, 90*time.Second)
-	c.addWorkerOn(0, []int{1}, env)
+	c.addWorkerOn(0, []int{1}, nil)
 	m, ok := c.firstStepAfter(1, 60*time.Second)
 	if !ok {
 		c.dump()

@@ -76,6 +76,42 @@ func readSummary(dir string) (summary, error) {
 	return s, nil
 }
 
+// steadyRate is a job's throughput once warmed up: the samples of the
+// steps completed between the first metrics.jsonl line at or after a tenth
+// of the run and the last line, over the lines' clock (rank 0's, at the
+// end of each logged step). The first steps (buffers allocated, pages
+// touched, kernels' scratch packed) and the end of the run (the final
+// checkpoint) fall outside. ok is false when fewer than two such lines
+// exist.
+func steadyRate(dir string, steps int64, batch int) (rate float64, ok bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		return 0, false
+	}
+	type line struct {
+		Step int64   `json:"step"`
+		Time float64 `json:"time"`
+	}
+	var first, last line
+	found := false
+	for raw := range strings.Lines(string(b)) {
+		var l line
+		if json.Unmarshal([]byte(raw), &l) != nil || l.Time <= 0 {
+			continue
+		}
+		switch {
+		case !found && l.Step+1 >= max(steps/10, 1):
+			first, last, found = l, l, true
+		case found && l.Step > last.Step:
+			last = l
+		}
+	}
+	if !found || last.Step <= first.Step || last.Time <= first.Time {
+		return 0, false
+	}
+	return float64((last.Step-first.Step)*int64(batch)) / (last.Time - first.Time), true
+}
+
 // readParams returns the number of parameters from the newest checkpoint's
 // manifest in dir/checkpoints (the raw size of params.zst over 4 bytes), or 0.
 func readParams(dir string) int64 {
@@ -106,14 +142,17 @@ func readParams(dir string) int64 {
 
 // Run is one measured job.
 type Run struct {
-	Dir              string    `json:"dir"`
-	SamplesPerSecond float64   `json:"samples_per_second"`
-	TrainSeconds     float64   `json:"train_seconds"`
-	StepMS           float64   `json:"step_ms"` // B / samples_per_second: the wall time of a step
-	StepTime         Breakdown `json:"step_time"`
-	WallSeconds      float64   `json:"wall_seconds"`
-	CPUSeconds       float64   `json:"cpu_seconds"`
-	CoresBusy        float64   `json:"cores_busy"` // cpu_seconds / wall_seconds
+	Dir              string  `json:"dir"`
+	SamplesPerSecond float64 `json:"samples_per_second"` // once warmed up (steadyRate), else the summary's
+	// RunSamplesPerSecond is summary.json's: the whole run, its first
+	// steps and last checkpoint included.
+	RunSamplesPerSecond float64   `json:"run_samples_per_second"`
+	TrainSeconds        float64   `json:"train_seconds"`
+	StepMS              float64   `json:"step_ms"` // B / samples_per_second: the wall time of a step
+	StepTime            Breakdown `json:"step_time"`
+	WallSeconds         float64   `json:"wall_seconds"`
+	CPUSeconds          float64   `json:"cpu_seconds"`
+	CoresBusy           float64   `json:"cores_busy"` // cpu_seconds / wall_seconds
 }
 
 // Point is one worker count: the median of its repeats.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -261,5 +262,41 @@ func TestFromAndFit(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "λ set to 0.500 ms") || !strings.Contains(stdout.String(), "100gbit") {
 		t.Errorf("fit output:\n%s", stdout.String())
+	}
+}
+
+// TestSteadyRate: the throughput once warmed up skips the logged steps of
+// the first tenth of the run, and needs two lines after it.
+func TestSteadyRate(t *testing.T) {
+	dir := t.TempDir()
+	// 100 steps of batch 10, logged every 10; the first 10 steps took 5 s
+	// (warm-up), every later one 0.1 s.
+	var b strings.Builder
+	clock := 1000.0
+	for step := int64(9); step < 100; step += 10 {
+		if step == 9 {
+			clock += 5
+		} else {
+			clock += 1
+		}
+		fmt.Fprintf(&b, `{"step":%d,"loss":1,"time":%.3f}`+"\n", step, clock)
+	}
+	b.WriteString("not json\n")
+	if err := os.WriteFile(filepath.Join(dir, "metrics.jsonl"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rate, ok := steadyRate(dir, 100, 10)
+	if !ok || math.Abs(rate-100) > 1e-6 {
+		t.Errorf("steady rate %v (ok %v), want 100 samples/s", rate, ok)
+	}
+	if _, ok := steadyRate(t.TempDir(), 100, 10); ok {
+		t.Error("a job without metrics.jsonl has a steady rate")
+	}
+	one := filepath.Join(t.TempDir())
+	if err := os.WriteFile(filepath.Join(one, "metrics.jsonl"), []byte(`{"step":99,"time":5}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := steadyRate(one, 100, 10); ok {
+		t.Error("one line gave a steady rate")
 	}
 }

@@ -74,9 +74,13 @@ func Measure(ctx context.Context, o Options, l Launcher, logger *slog.Logger) (*
 			if s.Workers != n {
 				return nil, fmt.Errorf("%d worker(s), repeat %d: the job trained with %d workers", n, r+1, s.Workers)
 			}
+			rate := s.SamplesPerSecond
+			if steady, ok := steadyRate(dir, s.Steps, s.Config.Batch); ok {
+				rate = steady
+			}
 			run := Run{
-				Dir: dir, SamplesPerSecond: s.SamplesPerSecond, TrainSeconds: s.TrainSeconds,
-				StepMS: 1e3 * float64(s.Config.Batch) / s.SamplesPerSecond, StepTime: s.StepTime,
+				Dir: dir, SamplesPerSecond: rate, RunSamplesPerSecond: s.SamplesPerSecond, TrainSeconds: s.TrainSeconds,
+				StepMS: 1e3 * float64(s.Config.Batch) / rate, StepTime: s.StepTime,
 				WallSeconds: u.WallSeconds, CPUSeconds: u.CPUSeconds,
 			}
 			if u.WallSeconds > 0 {
