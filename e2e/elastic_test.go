@@ -23,7 +23,9 @@ import (
 // throughput before and after is measured and reported.
 func TestJoin(t *testing.T) {
 	needSetup(t)
-	const steps = 200
+	// Long enough that the joiner arrives before the end: two workers of
+	// the test's small model run about 600 steps a second here.
+	const steps = 1000
 	ref := referenceRun(t, steps)
 	c := newCluster(t, clusterOpts{workers: 2, min: 2, max: 3, steps: steps})
 	c.addWorker(nil)
@@ -145,7 +147,9 @@ func TestTooFewWorkers(t *testing.T) {
 // the uninterrupted run and no step lost beyond the one in flight.
 func TestCoordinatorRestart(t *testing.T) {
 	needSetup(t)
-	const steps = 1000
+	// Long enough to outlast the coordinator's absence: three workers of
+	// the test's small model run about 500 steps a second here.
+	const steps = 5000
 	ref := referenceRun(t, steps)
 	c := newCluster(t, clusterOpts{workers: 3, steps: steps})
 	for range 3 {

@@ -135,16 +135,19 @@ func TestResumeAfterSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several worker processes; skipped with -short")
 	}
+	// Enough steps that the stop arrives before the end: two workers of
+	// the tiny model run hundreds of steps a second here.
+	const steps = 400
 	for _, workers := range []string{"1", "2"} {
 		t.Run("workers="+workers, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			whole, parted := t.TempDir(), t.TempDir()
-			if out, err := binary(t, ctx, tiny(whole, 40, "--workers", workers)...); err != nil {
+			if out, err := binary(t, ctx, tiny(whole, steps, "--workers", workers)...); err != nil {
 				t.Fatalf("uninterrupted: %v\n%s", err, out)
 			}
 			exe, _ := os.Executable()
-			cmd := exec.CommandContext(ctx, exe, tiny(parted, 40, "--workers", workers)...)
+			cmd := exec.CommandContext(ctx, exe, tiny(parted, steps, "--workers", workers)...)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
@@ -164,10 +167,10 @@ func TestResumeAfterSIGTERM(t *testing.T) {
 				t.Fatalf("the stopped run exited with %v\n%s", err, out.String())
 			}
 			stopped := len(losses(t, parted))
-			if stopped >= 40 {
+			if stopped >= steps {
 				t.Skipf("the run finished (%d steps) before the stop arrived; nothing to resume", stopped)
 			}
-			if o, err := binary(t, ctx, append(tiny(parted, 40, "--workers", workers), "--resume", "latest")...); err != nil {
+			if o, err := binary(t, ctx, append(tiny(parted, steps, "--workers", workers), "--resume", "latest")...); err != nil {
 				t.Fatalf("resume: %v\n%s", err, o)
 			}
 			a, b := losses(t, whole), losses(t, parted)
