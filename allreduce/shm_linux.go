@@ -1,6 +1,7 @@
 package allreduce
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,9 +51,16 @@ const (
 	shmOffWSeq   = 256 // uint32 futex word the sender sleeps on; +4: it sleeps
 	shmOffClosed = 320 // uint32: the sender closed the link (after its last frame)
 
-	// shmSpin is how long a side polls before it sleeps: about the time
-	// the other side takes to copy a chunk.
-	shmSpin = 50 * time.Microsecond
+	// A side polls for a while before it sleeps on the futex. Where every
+	// rank of the ring can have a core of its own (no more ranks than the
+	// machine has cores) it polls longer, as MPI implementations do when
+	// not oversubscribed: the peer is running and a wait is short, so
+	// polling saves the sleep and wake-up. Where ranks outnumber the
+	// cores, a polling rank only delays the one it waits for. Measured
+	// with train jobs (docs/BENCHMARKS.md): 2 pinned workers on 2 cores
+	// gain about 2 % from 200 µs against 50 µs; 4 workers on 2 cores lose
+	// 3.5 % at 200 µs and 36 % at 1 ms.
+	shmSpinShared, shmSpinOwnCore = 50 * time.Microsecond, 200 * time.Microsecond
 	// shmNap bounds one sleep, so that the liveness flags are read again.
 	shmNap = 20 * time.Millisecond
 )
@@ -69,7 +79,8 @@ type shmSeg struct {
 	unmapped                bool
 	watched                 net.Conn
 	watchDone               chan struct{}
-	name                    string // the file, until it is unlinked
+	name                    string        // the file, until it is unlinked
+	spin                    time.Duration // how long await polls before it sleeps
 	startedWatch, unlinking sync.Once
 }
 
@@ -231,7 +242,7 @@ var errShmClosed = errors.New("shared-memory link closed")
 // (sleep flags the sleep for the waker). It fails when the link is closed
 // locally or the peer is gone.
 func (s *shmSeg) await(ready func() bool, seq, sleep *atomic.Uint32) error {
-	spinUntil := time.Now().Add(shmSpin)
+	spinUntil := time.Now().Add(cmp.Or(s.spin, shmSpinShared))
 	for i := 0; ; i++ {
 		if ready() {
 			return nil
@@ -409,15 +420,55 @@ func futexWake(w *atomic.Uint32) {
 }
 
 // shmOutLink is the sending half over seg; conn, the link's TCP
-// connection, tells when the receiving process is gone.
-func shmOutLink(seg *shmSeg, conn net.Conn) outLink {
+// connection, tells when the receiving process is gone. ownCores says
+// that the ring's ranks do not outnumber the machine's cores.
+func shmOutLink(seg *shmSeg, conn net.Conn, ownCores bool) outLink {
+	seg.setSpin(ownCores)
 	seg.watch(conn)
 	return &shmOut{s: seg}
 }
 
 // shmInLink is the receiving half over seg; conn tells when the sending
 // process is gone.
-func shmInLink(seg *shmSeg, conn net.Conn) inLink {
+func shmInLink(seg *shmSeg, conn net.Conn, ownCores bool) inLink {
+	seg.setSpin(ownCores)
 	seg.watch(conn)
 	return &shmIn{s: seg}
+}
+
+func (s *shmSeg) setSpin(ownCores bool) {
+	s.spin = shmSpinShared
+	if ownCores {
+		s.spin = shmSpinOwnCore
+	}
+}
+
+// machineCores is the number of cores the machine has online (not only
+// those this process may run on), or 0 when it cannot be read.
+func machineCores() int {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return 0
+	}
+	return countCPUList(strings.TrimSpace(string(b)))
+}
+
+// countCPUList counts the CPUs of a kernel CPU list such as "0-3,6,8-9";
+// 0 for a malformed one.
+func countCPUList(list string) int {
+	n := 0
+	for part := range strings.SplitSeq(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || b < a || a < 0 {
+			return 0
+		}
+		n += b - a + 1
+	}
+	return n
 }

@@ -296,3 +296,19 @@ func FuzzShmOffer(f *testing.F) {
 		}
 	})
 }
+
+func TestCountCPUList(t *testing.T) {
+	for _, c := range []struct {
+		list string
+		want int
+	}{
+		{"0", 1}, {"0-1", 2}, {"0-3,6,8-9", 7}, {"", 0}, {"0-", 0}, {"3-1", 0}, {"a", 0}, {"0,,1", 0},
+	} {
+		if got := countCPUList(c.list); got != c.want {
+			t.Errorf("countCPUList(%q) = %d, want %d", c.list, got, c.want)
+		}
+	}
+	if n := machineCores(); n < 1 {
+		t.Errorf("machineCores() = %d on this machine", n)
+	}
+}

@@ -25,5 +25,7 @@ func openShm(string, [16]byte) (*shmSeg, error) { return nil, errShmUnsupported 
 func (*shmSeg) unlink() {}
 func (*shmSeg) unmap()  {}
 
-func shmOutLink(*shmSeg, net.Conn) outLink { panic("unreachable: no segment") }
-func shmInLink(*shmSeg, net.Conn) inLink   { panic("unreachable: no segment") }
+func shmOutLink(*shmSeg, net.Conn, bool) outLink { panic("unreachable: no segment") }
+func shmInLink(*shmSeg, net.Conn, bool) inLink   { panic("unreachable: no segment") }
+
+func machineCores() int { return 0 }

@@ -85,13 +85,14 @@ func upgradeShm(ctx context.Context, r *Ring, nt *netTransport, enabled bool) er
 		drop(theirs)
 		return fmt.Errorf("shared-memory answers: %w", err)
 	}
+	ownCores := k <= machineCores()
 	if mine != nil && all[right] == 1 {
-		nt.out = shmOutLink(mine, tout.conn)
+		nt.out = shmOutLink(mine, tout.conn, ownCores)
 	} else {
 		drop(mine)
 	}
 	if theirs != nil {
-		nt.in = shmInLink(theirs, tin.conn)
+		nt.in = shmInLink(theirs, tin.conn, ownCores)
 	}
 	r.cfg.Logger.Debug("allreduce: links", "rank", rank, "out_shm", mine != nil && all[right] == 1, "in_shm", theirs != nil)
 	return nil
