@@ -65,7 +65,7 @@ func (o *options) register(fs *flag.FlagSet) *string {
 	fs.IntVar(&o.warmup, "warmup", 3, "untimed iterations per size")
 	fs.StringVar(&o.wire, "wire", "f32", "wire format of float32 payloads: f32 or bf16")
 	fs.StringVar(&o.compression, "compression", "", "payload compression: \"\", s2 or zstd")
-	fs.StringVar(&o.transport, "transport", "grpc", "data plane: grpc or tcp")
+	fs.StringVar(&o.transport, "transport", "grpc", "data plane: grpc, tcp, or shm (tcp links moved to shared memory between processes of this machine)")
 	o.bucket = allreduce.DefaultBucketBytes
 	fs.Var((*sizeValue)(&o.chunk), "chunk", "pipelining chunk, e.g. 512KiB (0: the package default)")
 	fs.Var((*sizeValue64)(&o.bucket), "bucket", "bucket size for --op fused, e.g. 4MiB")
