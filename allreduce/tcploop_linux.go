@@ -244,14 +244,9 @@ func (st *loopState) trySend() (done, blocked bool, err error) {
 	raceReleaseMerge(unsafe.Pointer(&netSync))
 	n, _, errno := syscall.Syscall(syscall.SYS_SENDMSG, uintptr(st.ofd), uintptr(unsafe.Pointer(&st.sMsg)),
 		syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL)
-	switch errno {
-	case 0:
-	case syscall.EAGAIN:
-		return false, true, nil
-	case syscall.EINTR:
-		return false, false, nil
-	default:
-		return false, false, fmt.Errorf("%w: %v", ErrPeerLost, errno)
+	if errno != 0 {
+		blocked, err := callFailed(errno)
+		return false, blocked, err
 	}
 	st.sOff += int(n)
 	if st.sOff < total {
@@ -261,6 +256,19 @@ func (st *loopState) trySend() (done, blocked bool, err error) {
 	st.sOff = 0
 	st.sPayload = nil
 	return true, false, nil
+}
+
+// callFailed sorts the error of a non-blocking sendmsg or recvmsg: the
+// socket cannot move now (EAGAIN: blocked), the call was interrupted
+// (EINTR: try again), or the link is lost.
+func callFailed(errno syscall.Errno) (blocked bool, err error) {
+	switch errno {
+	case syscall.EAGAIN:
+		return true, nil
+	case syscall.EINTR:
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: %v", ErrPeerLost, errno)
 }
 
 // tryRecv reads what the socket holds of message ri, up to its end. A
@@ -307,14 +315,9 @@ func (st *loopState) tryRecv() (advanced, blocked bool, err error) {
 		st.rMsg.SetIovlen(len(iov))
 		k, _, errno := syscall.Syscall(syscall.SYS_RECVMSG, uintptr(st.ifd), uintptr(unsafe.Pointer(&st.rMsg)), syscall.MSG_DONTWAIT)
 		raceAcquire(unsafe.Pointer(&netSync))
-		switch errno {
-		case 0:
-		case syscall.EAGAIN:
-			return false, true, nil
-		case syscall.EINTR:
-			return false, false, nil
-		default:
-			return false, false, fmt.Errorf("%w: %v", ErrPeerLost, errno)
+		if errno != 0 {
+			blocked, err := callFailed(errno)
+			return false, blocked, err
 		}
 		if k == 0 {
 			if st.rHdrOff == 0 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/infonce/infonce/internal/cputime"
 )
 
 // BenchmarkObjectives times one float32 Compute of every objective on one
@@ -25,16 +27,14 @@ func BenchmarkObjectives(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
-		cpu0, ok := processCPU()
+		cpu := cputime.Start()
 		for b.Loop() {
 			if err := f(); err != nil {
 				b.Fatal(err)
 			}
 		}
 		b.ReportMetric(float64(B*b.N)/b.Elapsed().Seconds(), "samples/s")
-		if cpu1, ok1 := processCPU(); ok && ok1 {
-			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
-		}
+		cpu.Report(b)
 	}
 	for _, mask := range []bool{false, true} {
 		name := "clip"

@@ -3,6 +3,8 @@ package model
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/infonce/infonce/internal/cputime"
 )
 
 // BenchmarkLayers times the element-wise layers on a float32 batch of 512
@@ -10,13 +12,11 @@ import (
 func BenchmarkLayers(b *testing.B) {
 	// loop runs f b.N times and reports the process CPU time per call.
 	loop := func(b *testing.B, f func()) {
-		cpu0, ok := processCPU()
+		cpu := cputime.Start()
 		for b.Loop() {
 			f()
 		}
-		if cpu1, ok1 := processCPU(); ok && ok1 {
-			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
-		}
+		cpu.Report(b)
 	}
 	const rows, n = 512, 512
 	rng := rand.New(rand.NewPCG(5, 6))

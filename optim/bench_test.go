@@ -3,6 +3,8 @@ package optim
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/infonce/infonce/internal/cputime"
 )
 
 // BenchmarkAdamW times one float32 AdamW step over a flat buffer of 2¹⁹
@@ -20,13 +22,11 @@ func BenchmarkAdamW(b *testing.B) {
 	cfg.WeightDecay = 0.1
 	o := NewAdamW[float32](n, groups, cfg)
 	b.SetBytes(4 * 4 * n)
-	cpu0, ok := processCPU()
+	cpu := cputime.Start()
 	for b.Loop() {
 		if err := o.Step(w, g, 1e-3); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if cpu1, ok1 := processCPU(); ok && ok1 {
-		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
-	}
+	cpu.Report(b)
 }

@@ -22,28 +22,28 @@ type backgroundReducer interface {
 	Start(ctx context.Context, buf []float32) *allreduce.Pending
 }
 
-// overlapped is a step's reduction in flight: the pair (loss share, stop
-// request), the buckets started so far and the open one, P.G[lo:hi], which
-// grows downwards as the backward pass hands over adjacent slices.
+// overlapped is a step's reduction in flight: the buckets started so far
+// and the open one, g[lo:hi], which grows downwards as the backward pass
+// hands over adjacent slices. g is P.G with the pair (loss share, stop
+// request) in the room model.New leaves after its end.
 type overlapped struct {
 	br      backgroundReducer
 	ctx     context.Context
-	g       []float32 // P.G
-	maxElem int       // a bucket is started once it holds this many
+	g       []float32
+	maxElem int // a bucket is started once it holds this many
 	lo, hi  int
 	pending []*allreduce.Pending
-	pair    *allreduce.Pending
-	buf     [2]float32 // the pair, reduced in place
-	err     error      // a slice handed over out of order
+	err     error // a slice handed over out of order
 }
 
 // startReduce begins step 6 before the backward pass when comm reduces in
-// the background, the parameters are float32 and Cfg.BucketKiB > 0: it
-// starts the all-reduce of (loss share, stop) and arms the model's
-// gradient hook, which collects the slices the backward pass finishes into
-// buckets of Cfg.BucketKiB and starts the all-reduce of each full one (the
-// logit scale's slice first: it is final already). It reports whether it
-// did; if not, reduce runs after the backward pass.
+// the background, the parameters are float32 and Cfg.BucketKiB > 0: it puts
+// the pair (loss share, stop) after the gradient, where it opens the first
+// bucket with the logit scale's slice (final already), and arms the model's
+// gradient hook, which adds the slices the backward pass finishes to the
+// open bucket and starts the all-reduce of each bucket once it holds
+// Cfg.BucketKiB. It reports whether it did; if not, reduce runs after the
+// backward pass.
 func (t *Trainer[T]) startReduce(ctx context.Context, comm Comm[T], lossShare T, stop bool) bool {
 	if t.Cfg.BucketKiB <= 0 || comm.Size() == 1 {
 		return false
@@ -59,19 +59,11 @@ func (t *Trainer[T]) startReduce(ctx context.Context, comm Comm[T], lossShare T,
 	r := &t.red
 	n := len(g)
 	r.br, r.ctx, r.maxElem, r.err = br, ctx, max(1, t.Cfg.BucketKiB<<10/4), nil
-	r.pending, r.pair = r.pending[:0], nil
-	pair := float32(0)
+	r.pending = r.pending[:0]
+	r.g = g[:n+model.GradTail]
+	r.g[n], r.g[n+1] = float32(lossShare), 0
 	if stop {
-		pair = 1
-	}
-	if cap(g)-n >= model.GradTail {
-		// The pair rides in the first bucket, after the gradient.
-		r.g = g[:n+2]
-		r.g[n], r.g[n+1] = float32(lossShare), pair
-	} else {
-		r.g = g
-		r.buf = [2]float32{float32(lossShare), pair}
-		r.pair = br.Start(ctx, r.buf[:])
+		r.g[n+1] = 1
 	}
 	r.lo, r.hi = len(r.g), len(r.g)
 	t.overlappedSteps++
@@ -79,9 +71,7 @@ func (t *Trainer[T]) startReduce(ctx context.Context, comm Comm[T], lossShare T,
 		t.gradReady = t.handOver
 	}
 	t.Model.SetGradReady(t.gradReady)
-	if r.pair == nil {
-		r.add(n, 2)
-	}
+	r.add(n, model.GradTail)
 	ls := t.Model.LogitScale
 	t.handOver(t.Model.P.G[ls : ls+1])
 	return true
@@ -136,9 +126,6 @@ func (t *Trainer[T]) finishReduce() (float64, bool, error) {
 	}
 	r.flush()
 	var first error
-	if r.pair != nil {
-		r.pending = append(r.pending, r.pair)
-	}
 	for _, p := range r.pending {
 		if err := p.Wait(); err != nil && first == nil {
 			first = err
@@ -147,11 +134,8 @@ func (t *Trainer[T]) finishReduce() (float64, bool, error) {
 	if first != nil {
 		return 0, false, first
 	}
-	if r.pair == nil {
-		n := len(r.g) - 2
-		return float64(r.g[n]), r.g[n+1] > 0, nil
-	}
-	return float64(r.buf[0]), r.buf[1] > 0, nil
+	n := len(r.g) - model.GradTail
+	return float64(r.g[n]), r.g[n+1] > 0, nil
 }
 
 // abandon ends a reduction in flight after the step failed before it
@@ -164,9 +148,6 @@ func (t *Trainer[T]) abandon(overlap bool, err error) error {
 	t.Model.SetGradReady(nil)
 	for _, p := range t.red.pending {
 		_ = p.Wait()
-	}
-	if t.red.pair != nil {
-		_ = t.red.pair.Wait()
 	}
 	return err
 }

@@ -62,7 +62,6 @@ type Trainer[T gemm.Float] struct {
 	capIDs   []int32
 	du, dv   []T
 	dq       []T
-	lossBuf  [2]T
 	counts   []int
 	timed    timedComm[T]
 	mocoK2   []T
@@ -454,31 +453,18 @@ func (t *Trainer[T]) reduce(ctx context.Context, comm Comm[T], lossShare T, stop
 	if comm.Size() == 1 {
 		return float64(lossShare), stop, nil
 	}
-	g := t.Model.P.G
-	n := len(g)
-	if cap(g)-n >= model.GradTail {
-		// One all-reduce: the pair rides after the gradient.
-		buf := g[:n+2]
-		buf[n], buf[n+1] = lossShare, 0
-		if stop {
-			buf[n+1] = 1
-		}
-		if err := comm.AllReduce(ctx, buf); err != nil {
-			return 0, false, err
-		}
-		return float64(buf[n]), buf[n+1] > 0, nil
-	}
-	if err := comm.AllReduce(ctx, g); err != nil {
-		return 0, false, err
-	}
-	t.lossBuf[0], t.lossBuf[1] = lossShare, 0
+	// One all-reduce: the pair rides in the room model.New leaves after
+	// the gradient.
+	n := len(t.Model.P.G)
+	buf := t.Model.P.G[:n+model.GradTail]
+	buf[n], buf[n+1] = lossShare, 0
 	if stop {
-		t.lossBuf[1] = 1
+		buf[n+1] = 1
 	}
-	if err := comm.AllReduce(ctx, t.lossBuf[:]); err != nil {
+	if err := comm.AllReduce(ctx, buf); err != nil {
 		return 0, false, err
 	}
-	return float64(t.lossBuf[0]), t.lossBuf[1] > 0, nil
+	return float64(buf[n]), buf[n+1] > 0, nil
 }
 
 func (t *Trainer[T]) pixels() int { return t.Set.Train.H * t.Set.Train.W }
