@@ -391,8 +391,8 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 
 // waitAssignment waits for the generation after gen. A stop request while
 // the worker waits (paused, or between generations after a broken ring)
-// ends the wait: the worker that was rank 0 of the last generation saves
-// the state it holds, and the result is ErrStopped.
+// ends the wait: the worker that was rank 0 of the last generation tries to
+// save the state it holds, and the result is ErrStopped.
 func (m *member) waitAssignment(ctl context.Context, gen uint64) (coordinator.Assignment, error) {
 	wctx, cancel := context.WithCancel(ctl)
 	defer cancel()
@@ -404,8 +404,11 @@ func (m *member) waitAssignment(ctl context.Context, gen uint64) (coordinator.As
 	}
 	m.log.Info("stopping on request while waiting for a generation", "after_generation", gen, "held_step", m.next)
 	if m.hasState.Load() {
+		// Best effort: outside a running generation the other members may
+		// hold the same state and save it, and a worker that cannot write
+		// the run directory must still stop as asked.
 		if _, err := m.save(ctl, gen); err != nil {
-			return coordinator.Assignment{}, err
+			m.log.Warn("stopping without a checkpoint of the state held", "held_step", m.next, "err", err)
 		}
 	}
 	return coordinator.Assignment{}, ErrStopped
