@@ -306,35 +306,67 @@ func TestStopWhilePaused(t *testing.T) {
 // TestJoinSpeedsUp starts a run of the default model on one worker pinned
 // to core 0 (MaxWorkers 2) and adds a second worker pinned to core 1: the
 // joiner is admitted, and the run goes faster than before, measured on
-// metrics.jsonl's clock. The machine is shared, so the scenario is tried up
-// to three times before the test fails.
+// metrics.jsonl's clock.
+//
+// The test command runs packages side by side, so another package's
+// processes may hold core 0 or 1. A try in which a worker waited on a run
+// queue for more than a tenth of a measured window did not get its core;
+// it passes if it is fast enough anyway but does not count against the
+// speed-up. The test fails when two tries that had their cores fall short,
+// and skips, saying so, when no two such tries happened in five.
 func TestJoinSpeedsUp(t *testing.T) {
 	needSetup(t)
 	if runtime.NumCPU() < 2 || runtime.GOOS != "linux" {
 		t.Skip("needs two cores to pin two workers to (Linux)")
 	}
-	const want = 1.1
+	if _, err := procRunWait(os.Getpid()); err != nil {
+		t.Skipf("cannot tell whether the workers had their cores: %v", err)
+	}
+	const want, maxWait = 1.1, 0.1
 	var figures []string
-	for try := 1; try <= 3; try++ {
-		before, after, step := joinSpeedup(t)
-		figures = append(figures, fmt.Sprintf("%.0f → %.0f samples/s (%.2fx, joined before step %d)", before, after, after/before, step))
-		if after >= want*before {
+	short := 0
+	for try := 1; try <= 5 && short < 2; try++ {
+		r := joinSpeedup(t)
+		contended := r.wait > maxWait
+		figures = append(figures, fmt.Sprintf("%.0f → %.0f samples/s (%.2fx, joined before step %d, run-queue wait %.0f%%)",
+			r.before, r.after, r.after/r.before, r.step, 100*r.wait))
+		if r.after >= want*r.before {
 			t.Logf("FIGURE join speed-up: %s", strings.Join(figures, "; "))
 			return
 		}
+		if !contended {
+			short++
+		}
 	}
-	t.Errorf("two workers were not %.1fx faster than one in 3 tries: %s", want, strings.Join(figures, "; "))
+	if short >= 2 {
+		t.Errorf("two workers were not %.1fx faster than one in two tries that had their cores: %s", want, strings.Join(figures, "; "))
+		return
+	}
+	t.Skipf("other processes held the workers' cores (run-queue wait above %.0f%% of a window) in all but %d of the tries: %s",
+		100*maxWait, short, strings.Join(figures, "; "))
 }
 
-// joinSpeedup runs the scenario of TestJoinSpeedsUp once and returns the
-// throughput of one worker and of two, and the step of the join.
-func joinSpeedup(t *testing.T) (before, after float64, joined int64) {
+// joinResult is one try of TestJoinSpeedsUp: the throughput of one worker
+// and of two, the step of the join, and the largest share of a measured
+// window that a worker spent waiting for its core.
+type joinResult struct {
+	before, after float64
+	step          int64
+	wait          float64
+}
+
+// joinSpeedup runs the scenario of TestJoinSpeedsUp once.
+func joinSpeedup(t *testing.T) joinResult {
 	const steps, B = 400, 512
+	meter := startRunWaitMeter()
+	defer meter.close()
 	c := newCluster(t, clusterOpts{workers: 1, min: 1, max: 2, steps: steps, coordArgs: []string{
 		"--batch", strconv.Itoa(B), "--hidden", "512,256", "--text-hidden", "256", "--dim", "64", "--activation", "relu", "--checksum-every", "0"}})
-	c.addWorkerOn(0, []int{0}, nil) // GOMAXPROCS=1, as every worker of the harness
+	first := c.addWorkerOn(0, []int{0}, nil) // GOMAXPROCS=1, as every worker of the harness
+	meter.watch(first.pid())
 	c.waitStep(100, 90*time.Second)
-	c.addWorkerOn(0, []int{1}, nil)
+	joiner := c.addWorkerOn(0, []int{1}, nil)
+	meter.watch(joiner.pid())
 	m, ok := c.firstStepAfter(1, 60*time.Second)
 	if !ok {
 		c.dump()
@@ -345,12 +377,22 @@ func joinSpeedup(t *testing.T) (before, after float64, joined int64) {
 		t.Fatalf("world %d after the join, want 2", m.Workers)
 	}
 	ms := lastWins(readMetrics(t, c.out))
-	rate := func(from, to int64) float64 {
-		a, b := ms[from], ms[to]
-		return float64((to-from)*B) / (b.Time - a.Time)
-	}
 	if m.Step < 30 || m.Step > steps-60 {
 		t.Fatalf("joined before step %d: too late to measure", m.Step)
 	}
-	return rate(10, m.Step-1), rate(m.Step+10, steps-1), m.Step
+	r := joinResult{step: m.Step}
+	window := func(from, to int64, pids ...int) float64 {
+		a, b := ms[from], ms[to]
+		for _, pid := range pids {
+			w, ok := meter.share(pid, unixTime(a.Time), unixTime(b.Time))
+			if !ok {
+				w = 1 // unknown counts as not having had the core
+			}
+			r.wait = max(r.wait, w)
+		}
+		return float64((to-from)*B) / (b.Time - a.Time)
+	}
+	r.before = window(10, m.Step-1, first.pid())
+	r.after = window(m.Step+10, steps-1, first.pid(), joiner.pid())
+	return r
 }
