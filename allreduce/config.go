@@ -102,6 +102,13 @@ type Config struct {
 	// for mutual TLS. The plain TCP transport cannot be used with it.
 	TLS *tls.Config
 
+	// Shared, when set, is this rank's SharedVector: a ring of ranks that
+	// are all on this machine and linked through shared memory
+	// (TransportSHM) sums every all-reduce of a slice of it in place,
+	// reading the peers' vectors directly. Every rank must then pass the
+	// same range of its own vector. One open ring at a time uses it.
+	Shared *SharedVector
+
 	Logger *slog.Logger // nil discards
 }
 

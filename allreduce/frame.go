@@ -9,7 +9,7 @@ import (
 
 // ProtocolVersion is carried in every handshake; a peer speaking another
 // version is refused.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // handshake kinds.
 const (

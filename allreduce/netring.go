@@ -179,6 +179,11 @@ func NewRing(ctx context.Context, srv *Server, cfg Config) (*Ring, error) {
 			srv.unregister(sl)
 			return nil, connectErr(right, err)
 		}
+		if err := setupDirect(ctx, r, nt); err != nil {
+			r.Close()
+			srv.unregister(sl)
+			return nil, connectErr(right, err)
+		}
 	}
 	r.release = func() { srv.unregister(sl) }
 	if !srv.attach(sl, r) {

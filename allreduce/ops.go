@@ -100,6 +100,13 @@ func (r *Ring) ringSchedule(segs []span, chunk, reduceSteps, gatherSteps int, ro
 // rank sending 2(K-1)/K of the buffer. With the BFloat16 wire the result
 // is identical on every rank and within BFloat16Bound of the exact sum.
 func (r *Ring) AllReduce(ctx context.Context, buf []float32) error {
+	if d := r.direct; d != nil && len(buf) > 0 {
+		if off, ok := offsetIn(d.vec.floats, buf); ok {
+			return r.collective(ctx, opAllReduce, func(ctx context.Context, tag uint64) (int, error) {
+				return d.allReduce(ctx, r.cfg.Rank, uint32(tag>>32), off, len(buf))
+			})
+		}
+	}
 	return r.collective(ctx, opAllReduce, func(ctx context.Context, tag uint64) (int, error) {
 		if r.size == 1 {
 			return 0, nil

@@ -45,13 +45,26 @@ func runChild() error {
 	}
 	cfg := Config{JobID: "proc", Generation: 4, Rank: rank, Peers: strings.Split(list, ","), Transport: transport,
 		Timeout: timeout, ChunkBytes: 64 << 10}
+	buf := make([]float32, 1<<18)
+	inPlace := transport == transportInPlace
+	if inPlace {
+		// A shared-memory ring whose all-reduces sum shared vectors in place.
+		v, err := NewSharedVector(len(buf))
+		if err != nil {
+			return err
+		}
+		defer v.Close()
+		cfg.Transport, cfg.Shared, buf = TransportSHM, v, v.Floats()
+	}
 	ctx := context.Background()
 	r, err := NewRing(ctx, srv, cfg)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	buf := make([]float32, 1<<18)
+	if r.InPlace() != inPlace {
+		return fmt.Errorf("in-place all-reduce %v, want %v", r.InPlace(), inPlace)
+	}
 	for i := 0; ; i++ {
 		err := r.AllReduce(ctx, buf)
 		if err != nil {
@@ -72,6 +85,10 @@ func runChild() error {
 		fmt.Printf("ITER %d\n", i)
 	}
 }
+
+// transportInPlace names, for the child processes, a TransportSHM ring
+// with shared vectors (in-place all-reduces).
+const transportInPlace = "shm-in-place"
 
 // TestPeerProcessFailure runs three worker processes and either kills one
 // (SIGKILL: its neighbours see the connection drop, everyone fails with
@@ -97,6 +114,8 @@ func TestPeerProcessFailure(t *testing.T) {
 		{TransportTCP, syscall.SIGSTOP, time.Second, "deadline peerlost"},
 		{TransportSHM, syscall.SIGKILL, 5 * time.Second, "peerlost"},
 		{TransportSHM, syscall.SIGSTOP, time.Second, "deadline peerlost"},
+		{transportInPlace, syscall.SIGKILL, 5 * time.Second, "peerlost"},
+		{transportInPlace, syscall.SIGSTOP, time.Second, "deadline peerlost"},
 	}
 	for _, tc := range tests {
 		transport := tc.transport

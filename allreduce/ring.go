@@ -38,6 +38,8 @@ type Ring struct {
 	fuse fuseQueue
 
 	loop loopState // the TCP event loop's state, guarded by opMu
+
+	direct *direct // in-place all-reduce of cfg.Shared; nil when not
 }
 
 // NewRingWithTransport builds a ring over a caller-supplied transport (t may
@@ -96,6 +98,9 @@ func (r *Ring) fail(reason error) error {
 	reason = r.broken
 	t := r.t
 	r.mu.Unlock()
+	if r.direct != nil {
+		r.direct.stop()
+	}
 	if t != nil {
 		t.Close()
 	}
@@ -134,6 +139,9 @@ func (r *Ring) Close() error {
 	r.fuse.stop()
 	r.opMu.Lock() // wait for a collective in progress to return
 	r.comp.close()
+	if r.direct != nil {
+		r.direct.close()
+	}
 	r.opMu.Unlock()
 	if release != nil {
 		release()

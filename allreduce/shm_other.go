@@ -29,3 +29,6 @@ func shmOutLink(*shmSeg, net.Conn, bool) outLink { panic("unreachable: no segmen
 func shmInLink(*shmSeg, net.Conn, bool) inLink   { panic("unreachable: no segment") }
 
 func machineCores() int { return 0 }
+
+// The polls of shared-memory waits (none elsewhere than on Linux).
+const shmSpinShared, shmSpinOwnCore = 0, 0

@@ -30,12 +30,28 @@ const pcgStream = 0x6d6f64656c5f696e // "model_in"
 // LayerNorm gains 1 and biases 0, and t = cfg.InitLogitScale. The same seed
 // gives the same bytes.
 func New[T gemm.Float](cfg Config, seed uint64) (*Model[T], error) {
+	return NewWithGrad[T](cfg, seed, nil)
+}
+
+// NewWithGrad is New with the gradient buffer in g, which must hold
+// NumGrad(cfg) elements: P.G is g[:NumGrad(cfg)-GradTail], and the room
+// after it is g's. The caller chooses the memory, such as storage that
+// other processes can read (allreduce.SharedVector). g is cleared; nil
+// allocates as New does.
+func NewWithGrad[T gemm.Float](cfg Config, seed uint64, g []T) (*Model[T], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.clone()
 	l := layoutOf(cfg)
-	p := &Params[T]{W: make([]T, l.n), G: make([]T, l.n, l.n+GradTail), Segments: l.segs}
+	if g == nil {
+		g = make([]T, l.n+GradTail)
+	}
+	if len(g) != l.n+GradTail {
+		return nil, fmt.Errorf("model: gradient buffer of %d elements, want %d for this Config", len(g), l.n+GradTail)
+	}
+	clear(g)
+	p := &Params[T]{W: make([]T, l.n), G: g[: l.n : l.n+GradTail], Segments: l.segs}
 	rng := rand.New(rand.NewPCG(seed, pcgStream))
 	for i, s := range l.segs {
 		w, _ := p.View(s)
@@ -61,6 +77,15 @@ func New[T gemm.Float](cfg Config, seed uint64) (*Model[T], error) {
 		}
 	}
 	return assemble(cfg, p), nil
+}
+
+// NumGrad is the length of the gradient buffer NewWithGrad takes for cfg:
+// the number of parameters, plus GradTail.
+func NumGrad(cfg Config) (int, error) {
+	if err := cfg.Validate(); err != nil {
+		return 0, err
+	}
+	return layoutOf(cfg.clone()).n + GradTail, nil
 }
 
 // NewWithParams builds a model for cfg over the existing parameter buffer w

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/infonce/infonce/allreduce"
 	"github.com/infonce/infonce/gemm"
@@ -198,4 +202,138 @@ func TestOverlappedReductionEqualsSingleProcess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInPlaceReductionEqualsSingleProcess runs float32 ranks whose
+// gradients live in shared vectors over shared-memory rings, so that the
+// all-reduces of the gradient (whole, or in buckets during the backward
+// pass) run in place: the loss, the gradient and the parameters equal the
+// single process's (1e-5), and every rank holds the same bits.
+func TestInPlaceReductionEqualsSingleProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("shared-memory rings are built on Linux only")
+	}
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	for _, objective := range []string{CLIP, SimCLR, MoCo} {
+		t.Run(objective, func(t *testing.T) {
+			cfg := smallConfig(t, objective)
+			cfg.Batch, cfg.Chunk, cfg.MoCoQueue = 10, 3, 20
+			cfg.LearnTemperature = true
+			one, wantLoss := stepOnRanks(t, cfg, 1, 2, func(*allreduce.Ring) Comm[float32] { return Single[float32]{} })
+			for _, K := range []int{2, 3} {
+				for _, bucket := range []int{0, 1} { // KiB; 0: one piece after the backward pass
+					got, gotLoss := stepInPlace(t, cfg, K, 2, bucket)
+					for s := range wantLoss {
+						if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-5 {
+							t.Errorf("K=%d bucket %d step %d: loss %v, single process %v", K, bucket, s, gotLoss[s], wantLoss[s])
+						}
+					}
+					for k, tr := range got {
+						if d := relDiff(tr.Model.P.G, one[0].Model.P.G); d > 1e-5 {
+							t.Errorf("K=%d bucket %d rank %d: gradient differs from the single process by %.2g relative", K, bucket, k, d)
+						}
+						if d := relDiff(tr.Model.P.W, one[0].Model.P.W); d > 1e-5 {
+							t.Errorf("K=%d bucket %d rank %d: parameters after 2 steps differ by %.2g relative", K, bucket, k, d)
+						}
+						if !slices.Equal(tr.Model.P.W, got[0].Model.P.W) {
+							t.Errorf("K=%d bucket %d: rank %d's parameters differ from rank 0's", K, bucket, k)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// stepInPlace runs steps on K trainers whose gradients are shared vectors,
+// over a shared-memory ring on loopback with gradient buckets of
+// bucketKiB, and fails unless the ring all-reduces in place.
+func stepInPlace(t *testing.T, cfg Config, K int, steps int64, bucketKiB int) ([]*Trainer[float32], []float64) {
+	t.Helper()
+	cfg.BucketKiB = bucketKiB
+	set := smallMNIST(t, 512, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srvs := make([]*allreduce.Server, K)
+	peers := make([]string, K)
+	for k := range K {
+		s, err := allreduce.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		srvs[k], peers[k] = s, s.Addr()
+	}
+	vecs := make([]*allreduce.SharedVector, K)
+	trainers := make([]*Trainer[float32], K)
+	for k := range K {
+		tr, err := NewTrainerGrad[float32](cfg, set, func(n int) ([]float32, error) {
+			v, err := allreduce.NewSharedVector(n)
+			if err != nil {
+				return nil, err
+			}
+			vecs[k] = v
+			return v.Floats(), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		trainers[k] = tr
+	}
+	t.Cleanup(func() {
+		for _, v := range vecs {
+			v.Close()
+		}
+	})
+	rings := make([]*allreduce.Ring, K)
+	losses := make([][]float64, K)
+	errs := make([]error, K)
+	var wg sync.WaitGroup
+	for k := range K {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := allreduce.NewRing(ctx, srvs[k], allreduce.Config{JobID: "in-place", Rank: k, Peers: peers,
+				Transport: allreduce.TransportSHM, Shared: vecs[k]})
+			if err != nil {
+				errs[k] = err
+				return
+			}
+			rings[k] = r
+			if !r.InPlace() {
+				errs[k] = fmt.Errorf("rank %d: the ring does not all-reduce in place", k)
+				return
+			}
+			for s := range steps {
+				st, err := trainers[k].Step(ctx, r, s)
+				if err != nil {
+					errs[k] = fmt.Errorf("rank %d step %d: %w", k, s, err)
+					return
+				}
+				losses[k] = append(losses[k], st.Loss)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range rings {
+		if r != nil {
+			r.Close()
+		}
+	}
+	for _, tr := range trainers {
+		tr.Close()
+	}
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, tr := range trainers {
+		if want := map[bool]int64{true: steps}[bucketKiB > 0]; tr.overlappedSteps != want {
+			t.Fatalf("bucket %d KiB rank %d: %d steps overlapped, want %d", bucketKiB, k, tr.overlappedSteps, want)
+		}
+	}
+	return trainers, losses[0]
 }

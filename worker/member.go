@@ -134,6 +134,12 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	if m.t != nil {
 		m.t.Close()
 	}
+	if m.shared != nil {
+		// Every ring is closed and the trainer is done with its gradient.
+		if err := m.shared.Close(); err != nil {
+			m.log.Warn("shared gradient buffer", "err", err)
+		}
+	}
 	if m.rec != nil {
 		m.rec.close()
 	}
@@ -178,14 +184,17 @@ type member struct {
 	hasState atomic.Bool
 	quitting atomic.Bool // the worker is leaving the run: no more re-joins
 
-	spec    RunSpec
-	cfg     Config
-	rank    int // this worker's rank in the current generation
-	world   int // and the generation's number of ranks
-	t       *Trainer[float32]
-	next    int64 // the next step to run with the state in t
-	bad     int   // non-finite steps in a row, as every rank counts them
-	rec     *recorder
+	spec  RunSpec
+	cfg   Config
+	rank  int // this worker's rank in the current generation
+	world int // and the generation's number of ranks
+	t     *Trainer[float32]
+	next  int64 // the next step to run with the state in t
+	bad   int   // non-finite steps in a row, as every rank counts them
+	rec   *recorder
+	// shared holds the trainer's gradient where the workers of this
+	// machine can read it (gradStorage); nil when it is plain memory.
+	shared  *allreduce.SharedVector
 	lastLog time.Time
 	started time.Time
 
@@ -443,11 +452,15 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 		JobID: a.JobID, Generation: gen, Rank: a.Rank, Peers: a.Peers, Timeout: m.o.OpTimeout,
 		Token: m.o.Token, TLS: m.o.TLSClient, Logger: m.log,
 		Transport: dataTransport(m.o.TLSClient != nil, m.o.NoSharedMemory), BucketBytes: m.cfg.BucketKiB << 10,
+		Shared: m.shared,
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("ring of generation %d: %w", gen, err)
 	}
 	defer ring.Close()
+	if ring.Size() > 1 {
+		m.log.Info("data plane", "gen", gen, "transport", ring.Config().Transport, "in_place_allreduce", ring.InPlace())
+	}
 	if err := m.startState(genCtx, ring, a); err != nil {
 		return nil, false, err
 	}
@@ -485,7 +498,7 @@ func (m *member) configure(a coordinator.Assignment) error {
 			return err
 		}
 	}
-	t, err := NewTrainer[float32](cfg, set)
+	t, err := NewTrainerGrad[float32](cfg, set, m.gradStorage)
 	if err != nil {
 		return err
 	}
@@ -495,6 +508,30 @@ func (m *member) configure(a coordinator.Assignment) error {
 	}
 	m.hook(t)
 	return nil
+}
+
+// gradStorage gives the trainer its gradient buffer: a SharedVector when
+// the data plane may use shared memory, so that rings of workers of this
+// machine all-reduce it in place, and plain memory (nil) otherwise or when
+// the vector cannot be made. A trainer built again for the same model
+// reuses the vector.
+func (m *member) gradStorage(n int) ([]float32, error) {
+	if dataTransport(m.o.TLSClient != nil, m.o.NoSharedMemory) != allreduce.TransportSHM {
+		return nil, nil
+	}
+	if m.shared != nil {
+		if m.shared.Len() == n {
+			return m.shared.Floats(), nil
+		}
+		return nil, nil
+	}
+	v, err := allreduce.NewSharedVector(n)
+	if err != nil {
+		m.log.Warn("the gradient stays in private memory", "err", err)
+		return nil, nil
+	}
+	m.shared = v
+	return v.Floats(), nil
 }
 
 // hook installs the injected faults and the sample log on a trainer.
@@ -516,7 +553,7 @@ func (m *member) startState(ctx context.Context, ring *allreduce.Ring, a coordin
 	switch a.Start.Kind {
 	case coordinator.StartFresh:
 		if m.next != 0 {
-			t, err := NewTrainer[float32](m.cfg, m.t.Set)
+			t, err := NewTrainerGrad[float32](m.cfg, m.t.Set, m.gradStorage)
 			if err != nil {
 				return err
 			}
@@ -622,6 +659,19 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 		comm = killComm{Ring: ring, step: &m.stepNow, atStep: m.faults.killAllReduce, delay: 200 * time.Microsecond}
 	}
 	local := func() int { lo, hi := dataset.Shard(m.cfg.Batch, ring.Size(), rank); return hi - lo }()
+	// This rank's own mean step time, logged when the generation ends:
+	// the run files hold rank 0's, and the ranks' waits differ.
+	var mine Breakdown
+	var mineN int
+	defer func() {
+		if mineN == 0 {
+			return
+		}
+		b := mine.scale(1 / float64(mineN))
+		m.log.Info("mean step time of this rank", "generation", gen, "rank", rank, "steps", mineN,
+			"data_ms", b.DataMS, "forward_ms", b.ForwardMS, "gather_ms", b.GatherMS, "loss_ms", b.LossMS,
+			"backward_ms", b.BackwardMS, "reduce_ms", b.ReduceMS, "optimizer_ms", b.OptimizerMS, "total_ms", b.TotalMS)
+	}()
 	stepStart := time.Now()
 	for step := m.next; step < total; step++ {
 		// Joiners are admitted at step boundaries: a newer generation
@@ -665,6 +715,8 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 		m.samples.write(SampleRecord{Event: "done", Worker: m.o.Name, Generation: gen, World: ring.Size(), Rank: rank, Step: step, Epoch: st.Epoch})
 		m.o.Observer.StepDone(st, gen, rank, ring.Size())
 		m.last, m.lastGen, m.haveLast = st, gen, true
+		mine.add(st.Times)
+		mineN++
 		if m.rec != nil && rank == 0 {
 			m.rec.workers = ring.Size()
 			if err := m.rec.step(st, gen); err != nil {

@@ -183,6 +183,14 @@ type StepStats struct {
 // NewTrainer builds the rank's state from the configuration: the data set,
 // the model initialised from the seed, the optimizer and the objective.
 func NewTrainer[T gemm.Float](cfg Config, set *dataset.Set) (*Trainer[T], error) {
+	return NewTrainerGrad[T](cfg, set, nil)
+}
+
+// NewTrainerGrad is NewTrainer with the model's gradient buffer from grad,
+// called with the length model.NewWithGrad needs; grad returning nil, or
+// grad nil, allocates it as NewTrainer does. Workers keep their gradient
+// in memory their peers on the machine can read (allreduce.SharedVector).
+func NewTrainerGrad[T gemm.Float](cfg Config, set *dataset.Set, grad func(n int) ([]T, error)) (*Trainer[T], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -197,7 +205,17 @@ func NewTrainer[T gemm.Float](cfg Config, set *dataset.Set) (*Trainer[T], error)
 	}
 
 	mc := t.modelConfig()
-	m, err := model.New[T](mc, cfg.Seed)
+	var g []T
+	if grad != nil {
+		n, err := model.NumGrad(mc)
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		if g, err = grad(n); err != nil {
+			return nil, fmt.Errorf("gradient buffer: %w", err)
+		}
+	}
+	m, err := model.NewWithGrad[T](mc, cfg.Seed, g)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
