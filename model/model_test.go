@@ -614,3 +614,53 @@ func TestGradReadyOrder(t *testing.T) {
 		run() // no more calls
 	}
 }
+
+// TestNewWithGrad: the model takes its gradient buffer from the caller,
+// whole and at its address (the room after P.G included), cleared, with
+// the same parameters as New; a buffer of another length is refused.
+func TestNewWithGrad(t *testing.T) {
+	cfg := DefaultConfig()
+	n, err := NumGrad(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := cfg.NumParams() + GradTail; n != want {
+		t.Fatalf("NumGrad = %d, want %d", n, want)
+	}
+	tests := []struct {
+		name string
+		len  int
+		ok   bool
+	}{{"exact", n, true}, {"short", n - 1, false}, {"long", n + 1, false}, {"no tail", n - GradTail, false}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := make([]float32, tc.len)
+			for i := range g {
+				g[i] = 7
+			}
+			m, err := NewWithGrad[float32](cfg, 1, g)
+			if !tc.ok {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if &m.P.G[0] != &g[0] || len(m.P.G) != n-GradTail || cap(m.P.G) != n {
+				t.Fatalf("P.G is not g[:%d:%d]", n-GradTail, n)
+			}
+			if slices.ContainsFunc(g, func(x float32) bool { return x != 0 }) {
+				t.Fatal("the buffer was not cleared")
+			}
+			ref, _ := New[float32](cfg, 1)
+			if !slices.Equal(m.P.W, ref.P.W) {
+				t.Fatal("parameters differ from New's")
+			}
+		})
+	}
+	if _, err := NumGrad(Config{}); err == nil {
+		t.Error("NumGrad accepted an invalid Config")
+	}
+}
