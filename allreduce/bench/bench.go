@@ -56,6 +56,7 @@ type options struct {
 	timeout     time.Duration
 	sparsity    float64
 	seed        uint64
+	inPlace     bool
 }
 
 func (o *options) register(fs *flag.FlagSet) *string {
@@ -72,6 +73,7 @@ func (o *options) register(fs *flag.FlagSet) *string {
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-operation deadline")
 	fs.Float64Var(&o.sparsity, "sparsity", 0, "fraction of zero elements in the data (for compression)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the data")
+	fs.BoolVar(&o.inPlace, "in-place", false, "with --transport shm and --op allreduce or fused: the data live in shared vectors, which the ranks sum in place")
 	return sizes
 }
 
@@ -85,7 +87,7 @@ func (o *options) args() []string {
 		"--warmup", strconv.Itoa(o.warmup), "--wire", o.wire, "--compression", o.compression,
 		"--transport", o.transport, "--chunk", strconv.Itoa(o.chunk), "--bucket", strconv.FormatInt(o.bucket, 10),
 		"--timeout", o.timeout.String(), "--sparsity", strconv.FormatFloat(o.sparsity, 'g', -1, 64),
-		"--seed", strconv.FormatUint(o.seed, 10),
+		"--seed", strconv.FormatUint(o.seed, 10), "--in-place=" + strconv.FormatBool(o.inPlace),
 	}
 }
 
@@ -201,8 +203,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, spawn Sp
 	}
 	var rows []Row
 	for _, k := range ks {
-		fmt.Fprintf(stdout, "# op=%s workers=%d transport=%s wire=%s compression=%q iters=%d warmup=%d\n",
-			o.op, k, o.transport, o.wire, o.compression, o.iters, o.warmup)
+		fmt.Fprintf(stdout, "# op=%s workers=%d transport=%s in-place=%v wire=%s compression=%q iters=%d warmup=%d\n",
+			o.op, k, o.transport, o.inPlace, o.wire, o.compression, o.iters, o.warmup)
 		fmt.Fprintf(stdout, "# %12s %12s %10s %10s %10s %10s\n", "size(B)", "count(elem)", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "cpu(ms)")
 		got, err := runWorkers(ctx, k, o, spawn, stderr, func(r Row) {
 			fmt.Fprintf(stdout, "  %12d %12d %10.1f %10.3f %10.3f %10.2f\n", r.Bytes, r.Count, r.SecondsMedian*1e6, r.AlgbwGBps, r.BusbwGBps, r.CPUSeconds*1e3)
@@ -224,6 +226,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, spawn Sp
 	return nil
 }
 
+// transportLabel is the transport as the rows report it: "shm+in-place"
+// for in-place all-reduces of shared vectors.
+func (o *options) transportLabel() string {
+	if o.inPlace {
+		return o.transport + "+in-place"
+	}
+	return o.transport
+}
+
 func (o *options) validate(sizes string) error {
 	var err error
 	if o.sizes, err = parseSizes(sizes); err != nil {
@@ -240,6 +251,9 @@ func (o *options) validate(sizes string) error {
 	}
 	if o.sparsity < 0 || o.sparsity > 1 {
 		return fmt.Errorf("--sparsity %v outside [0,1]", o.sparsity)
+	}
+	if o.inPlace && (o.transport != allreduce.TransportSHM || (o.op != "allreduce" && o.op != "fused") || o.wire != "f32") {
+		return fmt.Errorf("--in-place needs --transport shm, --op allreduce or fused, and --wire f32")
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -108,8 +109,50 @@ func TestMainRunsEveryOp(t *testing.T) {
 	}
 }
 
+// TestMainInPlace: with --in-place the workers' data live in shared
+// vectors that a shared-memory ring sums in place, and the rows say so.
+func TestMainInPlace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts worker processes; skipped in -short mode")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("shared-memory rings are built on Linux only")
+	}
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	for _, op := range []string{"allreduce", "fused"} {
+		t.Run(op, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			js := filepath.Join(t.TempDir(), "rows.json")
+			args := []string{"--op", op, "--transport", "shm", "--in-place", "--workers", "2,3", "--sizes", "4KiB,100KiB",
+				"--iters", "10", "--warmup", "1", "--json", js, "--bucket", "32KiB"}
+			if err := Main(context.Background(), args, &out, &errb, testSpawner(t)); err != nil {
+				t.Fatalf("%v\nstderr: %s", err, errb.String())
+			}
+			var rows []Row
+			b, err := os.ReadFile(js)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &rows); err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 4 {
+				t.Fatalf("%d rows, want 4:\n%s", len(rows), out.String())
+			}
+			for _, r := range rows {
+				if r.Transport != "shm+in-place" || r.SecondsMedian <= 0 {
+					t.Fatalf("bad row %+v", r)
+				}
+			}
+		})
+	}
+}
+
 func TestMainRejectsBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"--op", "nope"}, {"--iters", "3"}, {"--sizes", "x"}, {"--workers", "0"}} {
+	for _, args := range [][]string{{"--op", "nope"}, {"--iters", "3"}, {"--sizes", "x"}, {"--workers", "0"},
+		{"--in-place", "--transport", "tcp"}, {"--in-place", "--transport", "shm", "--op", "allgather"}} {
 		err := Main(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}, testSpawner(t))
 		if _, ok := err.(UsageError); !ok {
 			t.Errorf("%v: %v, want a UsageError", args, err)

@@ -74,6 +74,14 @@ func Peer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		Wire: wire, Compression: o.compression, ChunkBytes: o.chunk, BucketBytes: int(o.bucket),
 		Transport: o.transport,
 	}
+	var vec *allreduce.SharedVector
+	if o.inPlace {
+		if vec, err = allreduce.NewSharedVector(int(slices.Max(o.sizes)/4) + 1); err != nil {
+			return err
+		}
+		defer vec.Close() // after the ring's Close
+		cfg.Shared = vec
+	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	ring, err := allreduce.NewRing(cctx, srv, cfg)
 	cancel()
@@ -81,8 +89,11 @@ func Peer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return err
 	}
 	defer ring.Close()
+	if o.inPlace && !ring.InPlace() {
+		return fmt.Errorf("--in-place: the ring cannot sum in place (are all workers on this machine, with /dev/shm?)")
+	}
 	for _, s := range o.sizes {
-		row, err := measure(ctx, ring, o, s)
+		row, err := measure(ctx, ring, vec, o, s)
 		if err != nil {
 			return fmt.Errorf("size %d: %w", s, err)
 		}
@@ -96,11 +107,14 @@ func Peer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 
 // measure times o.iters runs of the collective on s bytes and returns the
 // row computed from the per-iteration maximum over ranks.
-func measure(ctx context.Context, ring *allreduce.Ring, o options, s int64) (Row, error) {
+func measure(ctx context.Context, ring *allreduce.Ring, vec *allreduce.SharedVector, o options, s int64) (Row, error) {
 	k := ring.Size()
 	n := int(s / 4) // float32 elements
 	rng := rand.New(rand.NewPCG(o.seed, uint64(ring.Rank())))
 	data := make([]float32, n)
+	if vec != nil {
+		data = vec.Floats()[:n]
+	}
 	orig := make([]float32, n)
 	for i := range orig {
 		if rng.Float64() >= o.sparsity {
@@ -212,7 +226,7 @@ func measure(ctx context.Context, ring *allreduce.Ring, o options, s int64) (Row
 		factor = float64(k-1) / float64(k)
 	}
 	row := Row{Op: o.op, Workers: k, Bytes: bytes, Count: int64(n), SecondsMedian: med,
-		AlgbwGBps: algbw, BusbwGBps: algbw * factor, CPUSeconds: cpuAll / float64(o.iters), Iters: o.iters, Transport: o.transport,
+		AlgbwGBps: algbw, BusbwGBps: algbw * factor, CPUSeconds: cpuAll / float64(o.iters), Iters: o.iters, Transport: o.transportLabel(),
 		Wire: o.wire, Compression: o.compression}
 	if o.op == "fused" {
 		row.Bucket = o.bucket
