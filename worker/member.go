@@ -201,9 +201,6 @@ type member struct {
 	faults  faults
 	samples *sampleLog
 	stepNow int64     // the step being run, for the injected faults
-	ctlDown time.Time // when a report between steps last failed
-	// lastBoundary is when the last Boundary report was sent.
-	lastBoundary time.Time
 
 	last     StepStats // the last step this worker completed,
 	lastGen  uint64    // in this generation
@@ -659,6 +656,8 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 		comm = killComm{Ring: ring, step: &m.stepNow, atStep: m.faults.killAllReduce, delay: 200 * time.Microsecond}
 	}
 	local := func() int { lo, hi := dataset.Shard(m.cfg.Batch, ring.Size(), rank); return hi - lo }()
+	rep := m.startReporter(ctx, gen)
+	defer rep.stop()
 	// This rank's own mean step time, logged when the generation ends:
 	// the run files hold rank 0's, and the ranks' waits differ.
 	var mine Breakdown
@@ -676,7 +675,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 	for step := m.next; step < total; step++ {
 		// Joiners are admitted at step boundaries: a newer generation
 		// means this step must not start.
-		if newer := m.boundary(ctx, gen, step); newer > gen {
+		if newer := m.boundary(rep, gen, step); newer > gen {
 			return nil, false, fmt.Errorf("generation %d is newer", newer)
 		}
 		if m.stop.Err() != nil {
@@ -725,7 +724,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 		}
 		if time.Since(m.lastLog) > time.Second || m.next == total {
 			rate := float64(local) * float64(m.next-step) / time.Since(stepStart).Seconds()
-			m.report(ctx, gen, coordinator.Progress{Step: m.next, Loss: st.Loss, SamplesPerSec: rate})
+			rep.progress(coordinator.Progress{Step: m.next, Loss: st.Loss, SamplesPerSec: rate})
 			m.lastLog = time.Now()
 		}
 		stepStart = time.Now()
@@ -755,53 +754,110 @@ func (m *member) stopOnRequest(ctl context.Context, gen uint64) (*Summary, bool,
 	return nil, false, ErrStopped
 }
 
-// ctlRetry is how long the training loop goes without asking the
-// coordinator at step boundaries after a report failed: a coordinator that
-// is down or restarting must not slow the data plane down.
+// ctlRetry is how long a worker goes without telling the coordinator of
+// its boundaries and progress after such a report failed: a coordinator
+// that is down or restarting must not be flooded.
 const ctlRetry = 2 * time.Second
 
-// boundaryEvery is the shortest time between two Boundary reports: a
-// worker waiting to join is admitted at the first boundary reported after
-// it arrived, so it waits at most this long plus a step, and the ranks do
-// not wait for a round trip to the coordinator at every step.
+// boundaryEvery is the time between two Boundary reports: a worker waiting
+// to join is admitted at the first boundary reported after it arrived, so
+// it waits about this long plus a step.
 const boundaryEvery = 100 * time.Millisecond
 
-// boundary returns the newest generation known at the boundary before
-// step: the one the control stream delivered, or, at most every
-// boundaryEvery, the one the coordinator names when told of the boundary
-// (one attempt, bounded in time, and none at all for ctlRetry after a
-// failure).
-func (m *member) boundary(ctx context.Context, gen uint64, step int64) uint64 {
+// reporter tells the coordinator, off the training loop, of the step
+// boundaries this worker reaches (Boundary, every boundaryEvery) and of its
+// progress (Report, as the loop hands it over). The loop never waits for
+// the coordinator: on a machine whose cores are all training, a round trip
+// to the coordinator waits for the scheduler to run it, and every rank
+// waited with the one that asked. A joiner admitted at a boundary the
+// reporter announced starts a generation that the loop learns of at its
+// next step (from the reporter or the control stream); a rank that had
+// already begun that step finds the ring closed and stops there too.
+type reporter struct {
+	m      *member
+	gen    uint64
+	step   atomic.Int64  // the boundary reached last: before this step
+	newer  atomic.Uint64 // a newer generation the coordinator named
+	mu     sync.Mutex
+	prog   *coordinator.Progress // to send
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startReporter starts the reporter of generation gen; stop ends it.
+func (m *member) startReporter(ctx context.Context, gen uint64) *reporter {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &reporter{m: m, gen: gen, cancel: cancel, done: make(chan struct{})}
+	r.step.Store(-1)
+	go r.run(ctx)
+	return r
+}
+
+func (r *reporter) run(ctx context.Context) {
+	defer close(r.done)
+	tick := time.NewTicker(boundaryEvery)
+	defer tick.Stop()
+	var down time.Time // when a report last failed
+	sent := int64(-1)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if time.Since(down) < ctlRetry {
+			continue
+		}
+		if step := r.step.Load(); step > sent {
+			sent = step
+			bctx, cancel := context.WithTimeout(coordinator.NoRetry(ctx), 500*time.Millisecond)
+			newer, err := r.m.client.Boundary(bctx, r.gen, step)
+			cancel()
+			if err != nil {
+				down = time.Now()
+				continue
+			}
+			if newer > r.gen {
+				r.newer.Store(newer)
+			}
+		}
+		r.mu.Lock()
+		p := r.prog
+		r.prog = nil
+		r.mu.Unlock()
+		if p != nil {
+			rctx, cancel := context.WithTimeout(coordinator.NoRetry(ctx), 500*time.Millisecond)
+			err := r.m.client.Report(rctx, r.gen, *p)
+			cancel()
+			if err != nil {
+				down = time.Now()
+			}
+		}
+	}
+}
+
+// progress hands a progress report over; the reporter sends the newest.
+func (r *reporter) progress(p coordinator.Progress) {
+	r.mu.Lock()
+	r.prog = &p
+	r.mu.Unlock()
+}
+
+// stop ends the reporter and waits for it.
+func (r *reporter) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// boundary marks the boundary before step as reached and returns the
+// newest generation known there: the one the control stream delivered or
+// the one the coordinator named when told of an earlier boundary.
+func (m *member) boundary(rep *reporter, gen uint64, step int64) uint64 {
+	rep.step.Store(step)
 	m.mu.Lock()
 	newest := m.latest.Generation
 	m.mu.Unlock()
-	if newest > gen {
-		return newest
-	}
-	if time.Since(m.ctlDown) < ctlRetry || time.Since(m.lastBoundary) < boundaryEvery {
-		return 0
-	}
-	m.lastBoundary = time.Now()
-	bctx, cancel := context.WithTimeout(coordinator.NoRetry(ctx), 500*time.Millisecond)
-	defer cancel()
-	newer, err := m.client.Boundary(bctx, gen, step)
-	if err != nil {
-		m.ctlDown = time.Now()
-		return 0
-	}
-	return newer
-}
-
-// report sends progress under the same rules as boundary.
-func (m *member) report(ctx context.Context, gen uint64, p coordinator.Progress) {
-	if time.Since(m.ctlDown) < ctlRetry {
-		return
-	}
-	rctx, cancel := context.WithTimeout(coordinator.NoRetry(ctx), 500*time.Millisecond)
-	defer cancel()
-	if err := m.client.Report(rctx, gen, p); err != nil {
-		m.ctlDown = time.Now()
-	}
+	return max(newest, rep.newer.Load())
 }
 
 // save writes a checkpoint of the completed steps on rank 0 of the last
