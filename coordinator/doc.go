@@ -29,9 +29,11 @@
 //     ActionRun trains with the given rank and ring from Start at StartStep,
 //     ActionPause holds the state, ActionStop ends (after a checkpoint when
 //     CheckpointBeforeStop).
-//  3. At each step boundary Report a Boundary; when the reply names a newer
-//     generation, stop before the step and take the new assignment. This is
-//     how waiting workers are admitted without losing a step.
+//  3. Report the step boundaries reached as Boundary (the worker does it
+//     every 100 ms from a goroutine beside its training loop); when a
+//     reply or the control stream names a newer generation, stop before
+//     the next step and take the new assignment. This is how waiting
+//     workers are admitted without losing a step.
 //  4. Report Progress, CommitCheckpoint after each saved checkpoint, Leave
 //     at the end.
 //
