@@ -62,6 +62,11 @@ func (v *SharedVector) publish() (name string, nonce [16]byte, err error) {
 	if err := f.Truncate(int64(len(v.mem))); err != nil {
 		return fail(err)
 	}
+	// Writing every page now allocates the whole file: a tmpfs that runs
+	// full fails here, not later with a SIGBUS on a write to the mapping.
+	if _, err := f.WriteAt(make([]byte, vecHeader), 0); err != nil {
+		return fail(err)
+	}
 	if _, err := f.WriteAt(v.mem[vecHeader:], vecHeader); err != nil {
 		return fail(err)
 	}
@@ -69,6 +74,12 @@ func (v *SharedVector) publish() (name string, nonce [16]byte, err error) {
 	// elements keep their address and, through the file, their values.
 	if _, err := unix.MmapPtr(int(f.Fd()), 0, unsafe.Pointer(&v.mem[0]), uintptr(len(v.mem)),
 		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED); err != nil {
+		// A failed MAP_FIXED may have dropped the old pages: put private
+		// memory back at the address, with the elements from the file.
+		if _, err2 := unix.MmapPtr(-1, 0, unsafe.Pointer(&v.mem[0]), uintptr(len(v.mem)),
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED); err2 == nil {
+			_, _ = f.ReadAt(v.mem[vecHeader:], vecHeader)
+		}
 		return fail(err)
 	}
 	copy(v.mem[vecOffNonce:], nonce[:])

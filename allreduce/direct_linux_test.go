@@ -356,3 +356,48 @@ func BenchmarkDirectAllReduce(b *testing.B) {
 		})
 	}
 }
+
+// TestShmLinksMixedByPermission: in a ring of 3 where rank 2 cannot open
+// rank 1's segment (another user's file), the link 1→2 stays on TCP while
+// 0→1 and 2→0 move to shared memory; the ring, with shared vectors or
+// without, still runs every collective.
+func TestShmLinksMixedByPermission(t *testing.T) {
+	needShm(t)
+	testRefuseShm = func(rank int) bool { return rank == 2 }
+	defer func() { testRefuseShm = nil }()
+	for _, withVec := range []bool{false, true} {
+		vs := make([]*SharedVector, 3)
+		if withVec {
+			vs = sharedVectors(t, 3, 1000)
+		}
+		rings := directRings(t, vs, Config{JobID: "perm", Timeout: 5 * time.Second})
+		for i, r := range rings {
+			nt := r.t.(*netTransport)
+			_, out := nt.out.(*shmOut)
+			_, in := nt.in.(*shmIn)
+			want := [][2]bool{{true, true}, {false, true}, {true, false}}[i]
+			if out != want[0] || in != want[1] || r.InPlace() {
+				t.Fatalf("rank %d: shm out %v in %v in place %v, want %v %v false", i, out, in, r.InPlace(), want[0], want[1])
+			}
+		}
+		for round := range 5 {
+			bufs := make([][]float32, 3)
+			for i := range bufs {
+				bufs[i] = make([]float32, 1000)
+				for j := range bufs[i] {
+					bufs[i][j] = float32(i + round)
+				}
+			}
+			mustAll(t, onAll(rings, func(r *Ring) error { return r.AllReduce(context.Background(), bufs[r.Rank()]) }))
+			if want := float32(3 + 3*round); bufs[2][999] != want {
+				t.Fatalf("round %d: %v, want %v", round, bufs[2][999], want)
+			}
+			mustAll(t, onAll(rings, func(r *Ring) error {
+				var one [1]byte
+				all := make([]byte, 3)
+				return r.AllGather(context.Background(), one[:], all, []int{1, 1, 1})
+			}))
+		}
+		closeAll(rings)
+	}
+}

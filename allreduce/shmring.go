@@ -2,8 +2,14 @@ package allreduce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
+
+// testRefuseShm, set by tests, makes the ranks for which it returns true
+// fail to open their left neighbour's segment, as a process of another
+// user would.
+var testRefuseShm func(rank int) bool
 
 // shmOfferBytes is one rank's record in the all-gather of offers: the
 // length of the segment's file name, the name, and at shmOfferBytes−16 the
@@ -62,6 +68,10 @@ func upgradeShm(ctx context.Context, r *Ring, nt *netTransport, enabled bool) er
 	var theirs *shmSeg
 	if name, nonce, ok := parseShmOffer(offers[left*shmOfferBytes : (left+1)*shmOfferBytes]); okIn && ok {
 		seg, err := openShm(name, nonce)
+		if err == nil && testRefuseShm != nil && testRefuseShm(rank) {
+			seg.unmap()
+			seg, err = nil, errors.New("refused by the test")
+		}
 		if err == nil {
 			theirs = seg
 		} else {

@@ -141,7 +141,11 @@ type tcpIn struct {
 	fr       frameReader
 	raw      syscall.RawConn
 	blocking bool // reads go through readFull's blocking recvfrom
-	once     sync.Once
+	// lowat is the SO_RCVLOWAT the event loop last set (0 or 1: none);
+	// readFull clears it, since the kernel wakes a blocked reader only
+	// once that many bytes are in.
+	lowat int
+	once  sync.Once
 }
 
 func newTCPIn(c *net.TCPConn, r *bufio.Reader) *tcpIn {

@@ -410,6 +410,7 @@ func (st *loopState) setLowat() {
 	}
 	if syscall.SetsockoptInt(st.ifd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, v) == nil {
 		st.lowat = v
+		st.in.lowat = v
 	}
 }
 

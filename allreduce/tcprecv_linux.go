@@ -33,6 +33,16 @@ func (t *tcpIn) readFull(p []byte) error {
 		_, err := io.ReadFull(t.br, p)
 		return err
 	}
+	if t.lowat > 1 {
+		// A ring whose other link moved to shared memory reads here,
+		// where the event loop used to: a low-water mark it left would
+		// keep this reader asleep when a frame is shorter.
+		t.raw.Control(func(fd uintptr) {
+			if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, 1) == nil {
+				t.lowat = 1
+			}
+		})
+	}
 	if b := t.br.Buffered(); b > 0 {
 		n, _ := t.br.Read(p[:min(b, len(p))])
 		p = p[n:]
