@@ -22,7 +22,7 @@ import (
 
 const (
 	jobID = "sec"
-	steps = 40
+	steps = 100 // long enough that the intruders try while the workers train
 )
 
 // secrets are a cluster's credentials; zero fields are off.

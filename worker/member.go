@@ -780,6 +780,7 @@ type reporter struct {
 	newer  atomic.Uint64 // a newer generation the coordinator named
 	mu     sync.Mutex
 	prog   *coordinator.Progress // to send
+	kick   chan struct{}         // a progress report is waiting
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -787,7 +788,7 @@ type reporter struct {
 // startReporter starts the reporter of generation gen; stop ends it.
 func (m *member) startReporter(ctx context.Context, gen uint64) *reporter {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &reporter{m: m, gen: gen, cancel: cancel, done: make(chan struct{})}
+	r := &reporter{m: m, gen: gen, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	r.step.Store(-1)
 	go r.run(ctx)
 	return r
@@ -804,6 +805,7 @@ func (r *reporter) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-r.kick:
 		}
 		if time.Since(down) < ctlRetry {
 			continue
@@ -841,6 +843,10 @@ func (r *reporter) progress(p coordinator.Progress) {
 	r.mu.Lock()
 	r.prog = &p
 	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 }
 
 // stop ends the reporter and waits for it.
