@@ -200,7 +200,7 @@ type member struct {
 
 	faults  faults
 	samples *sampleLog
-	stepNow int64     // the step being run, for the injected faults
+	stepNow int64 // the step being run, for the injected faults
 
 	last     StepStats // the last step this worker completed,
 	lastGen  uint64    // in this generation
