@@ -2,6 +2,7 @@ package allreduce
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"sync"
@@ -29,7 +30,6 @@ type SharedVector struct {
 	n      int
 	mem    []byte    // the header page, then the elements
 	floats []float32 // mem[vecHeader:] as n float32
-	mapped bool      // mem is an mmap (Linux)
 
 	mu     sync.Mutex
 	inUse  bool // a ring has it published
@@ -104,12 +104,21 @@ const vecOfferBytes = 96
 // vecView is one mapping of a rank's vector: its elements and the words of
 // its header.
 type vecView struct {
-	mem                      []byte
-	g                        []float32
-	arrived, reduced, copied *atomic.Uint32
-	opOff, opLen             *atomic.Uint64
-	unmap                    func()
+	mem          []byte
+	g            []float32
+	phase        [numPhases]*atomic.Uint32 // the sequence words, by phase
+	opOff, opLen *atomic.Uint64
+	unmap        func()
 }
+
+// The phases of an in-place all-reduce, each with a sequence word in the
+// header that its owner sets to the op's number once it is through.
+const (
+	phaseArrived = iota // the input is ready
+	phaseReduced        // the rank's own segment is summed
+	phaseCopied         // the rank finished reading its peers' elements
+	numPhases
+)
 
 func (w *vecView) magic() *atomic.Uint64 {
 	return (*atomic.Uint64)(unsafe.Pointer(&w.mem[vecOffMagic]))
@@ -120,7 +129,7 @@ func newVecView(mem []byte, n int, unmap func()) *vecView {
 	u64 := func(off int) *atomic.Uint64 { return (*atomic.Uint64)(unsafe.Pointer(&mem[off])) }
 	return &vecView{
 		mem: mem, g: unsafe.Slice((*float32)(unsafe.Pointer(&mem[vecHeader])), n),
-		arrived: u32(vecOffArrived), reduced: u32(vecOffReduced), copied: u32(vecOffCopied),
+		phase: [numPhases]*atomic.Uint32{u32(vecOffArrived), u32(vecOffReduced), u32(vecOffCopied)},
 		opOff: u64(vecOffOpOff), opLen: u64(vecOffOpLen), unmap: unmap,
 	}
 }
@@ -164,48 +173,55 @@ func (d *direct) allReduce(ctx context.Context, rank int, seq uint32, off, n int
 	k := len(d.peers)
 	d.self.opOff.Store(uint64(off))
 	d.self.opLen.Store(uint64(n))
-	d.signal(d.self.arrived, seq)
-	for j, p := range d.peers {
-		if p == nil {
-			continue
-		}
-		if err := d.await(ctx, p.arrived, seq); err != nil {
-			return j, err
-		}
+	d.signal(phaseArrived, seq)
+	if j, err := d.awaitPeers(ctx, phaseArrived, seq, func(j int, p *vecView) error {
 		if p.opOff.Load() != uint64(off) || p.opLen.Load() != uint64(n) {
-			return j, fmt.Errorf("%w: rank %d all-reduces elements [%d, %d) of the shared vector, this rank [%d, %d)",
+			return fmt.Errorf("%w: rank %d all-reduces elements [%d, %d) of the shared vector, this rank [%d, %d)",
 				ErrMismatch, j, p.opOff.Load(), p.opOff.Load()+p.opLen.Load(), off, off+n)
 		}
+		return nil
+	}); err != nil {
+		return j, err
 	}
-	segs := evenSpans(n, k)
-	mine := segs[rank]
+	mine := evenSpan(n, k, rank)
 	lo, hi := off+mine.off, off+mine.off+mine.n
 	for _, p := range d.peers {
 		if p != nil {
 			addF32(d.self.g[lo:hi], p.g[lo:hi])
 		}
 	}
-	d.signal(d.self.reduced, seq)
-	for j, p := range d.peers {
-		if p == nil {
-			continue
-		}
-		if err := d.await(ctx, p.reduced, seq); err != nil {
-			return j, err
-		}
-		s := segs[j]
+	d.signal(phaseReduced, seq)
+	if j, err := d.awaitPeers(ctx, phaseReduced, seq, func(j int, p *vecView) error {
+		s := evenSpan(n, k, j)
 		copy(d.self.g[off+s.off:off+s.off+s.n], p.g[off+s.off:off+s.off+s.n])
+		return nil
+	}); err != nil {
+		return j, err
 	}
-	d.signal(d.self.copied, seq)
+	d.signal(phaseCopied, seq)
+	return d.awaitPeers(ctx, phaseCopied, seq, nil)
+}
+
+// awaitPeers waits, peer by peer in rank order, until the peer's word of
+// phase reaches seq, then calls then (when not nil) for it. It returns the
+// peer it failed on, or this rank.
+func (d *direct) awaitPeers(ctx context.Context, phase int, seq uint32, then func(j int, p *vecView) error) (int, error) {
+	me := 0
 	for j, p := range d.peers {
 		if p == nil {
+			me = j
 			continue
 		}
-		if err := d.await(ctx, p.copied, seq); err != nil {
+		if err := d.await(ctx, p.phase[phase], seq); err != nil {
 			return j, err
 		}
+		if then != nil {
+			if err := then(j, p); err != nil {
+				return j, err
+			}
+		}
 	}
-	return rank, nil
+	return me, nil
 }
 
 // await waits until *w reaches seq: it polls for d.spin, then sleeps on the
@@ -251,9 +267,10 @@ func (d *direct) await(ctx context.Context, w *atomic.Uint32, seq uint32) error 
 // vecNap bounds one sleep of a direct all-reduce's wait.
 const vecNap = 2 * time.Millisecond
 
-// signal stores seq into this rank's word w and wakes the peers sleeping
-// on it.
-func (d *direct) signal(w *atomic.Uint32, seq uint32) {
+// signal stores seq into this rank's word of phase and wakes the peers
+// sleeping on it.
+func (d *direct) signal(phase int, seq uint32) {
+	w := d.self.phase[phase]
 	w.Store(seq)
 	futexWake(w)
 }
@@ -264,9 +281,9 @@ func (d *direct) stop() {
 	d.abort.Store(true)
 	for _, p := range d.peers {
 		if p != nil {
-			futexWake(p.arrived)
-			futexWake(p.reduced)
-			futexWake(p.copied)
+			for _, w := range p.phase {
+				futexWake(w)
+			}
 		}
 	}
 }
@@ -299,7 +316,7 @@ func setupDirect(ctx context.Context, r *Ring, nt *netTransport) error {
 		if err == nil && len(name) < vecOfferBytes-25 {
 			rec[0] = byte(len(name))
 			copy(rec[1:], name)
-			putU64(rec[vecOfferBytes-24:], uint64(v.n))
+			binary.LittleEndian.PutUint64(rec[vecOfferBytes-24:], uint64(v.n))
 			copy(rec[vecOfferBytes-16:], nonce[:])
 			offered = true
 		} else {
@@ -310,12 +327,8 @@ func setupDirect(ctx context.Context, r *Ring, nt *netTransport) error {
 			v.release()
 		}
 	}
-	counts := make([]int, k)
-	for i := range counts {
-		counts[i] = vecOfferBytes
-	}
-	offers := make([]byte, k*vecOfferBytes)
-	if err := r.AllGather(ctx, rec[:], offers, counts); err != nil {
+	offers, err := r.gatherRecords(ctx, rec[:])
+	if err != nil {
 		if offered {
 			v.unpublish()
 			v.release()
@@ -353,11 +366,7 @@ func setupDirect(ctx context.Context, r *Ring, nt *netTransport) error {
 	if opened {
 		yes[0] = 1
 	}
-	for i := range counts {
-		counts[i] = 1
-	}
-	all := make([]byte, k)
-	err := r.AllGather(ctx, yes[:], all, counts)
+	all, err := r.gatherRecords(ctx, yes[:])
 	if offered {
 		v.unpublish() // every peer has it mapped, or never will
 	}
@@ -389,24 +398,10 @@ func parseVecOffer(rec []byte) (name string, n int, nonce [16]byte, ok bool) {
 	if len(rec) != vecOfferBytes || rec[0] == 0 || int(rec[0]) > vecOfferBytes-25 {
 		return "", 0, nonce, false
 	}
-	u := getU64(rec[vecOfferBytes-24:])
+	u := binary.LittleEndian.Uint64(rec[vecOfferBytes-24:])
 	if u == 0 || u > 1<<40 {
 		return "", 0, nonce, false
 	}
 	copy(nonce[:], rec[vecOfferBytes-16:])
 	return string(rec[1 : 1+rec[0]]), int(u), nonce, true
-}
-
-func putU64(b []byte, u uint64) {
-	for i := range 8 {
-		b[i] = byte(u >> (8 * i))
-	}
-}
-
-func getU64(b []byte) uint64 {
-	var u uint64
-	for i := range 8 {
-		u |= uint64(b[i]) << (8 * i)
-	}
-	return u
 }

@@ -2,6 +2,7 @@ package allreduce
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -30,7 +31,7 @@ func NewSharedVector(n int) (*SharedVector, error) {
 		return nil, fmt.Errorf("allreduce: shared vector of %d elements: mmap: %w", n, err)
 	}
 	mem := unsafe.Slice((*byte)(p), size)
-	return &SharedVector{n: n, mem: mem, mapped: true,
+	return &SharedVector{n: n, mem: mem,
 		floats: unsafe.Slice((*float32)(unsafe.Pointer(&mem[vecHeader])), n)}, nil
 }
 
@@ -83,7 +84,7 @@ func (v *SharedVector) publish() (name string, nonce [16]byte, err error) {
 		return fail(err)
 	}
 	copy(v.mem[vecOffNonce:], nonce[:])
-	putU64(v.mem[vecOffLen:], uint64(v.n))
+	binary.LittleEndian.PutUint64(v.mem[vecOffLen:], uint64(v.n))
 	v.view().magic().Store(vecMagic)
 	v.name = name
 	return name, nonce, nil
@@ -122,7 +123,7 @@ func openVec(name string, nonce [16]byte, n int) (*vecView, error) {
 	mem := unsafe.Slice((*byte)(p), size)
 	unmap := func() { _ = unix.MunmapPtr(p, uintptr(size)) }
 	view := newVecView(mem, n, unmap)
-	if view.magic().Load() != vecMagic || string(mem[vecOffNonce:vecOffNonce+16]) != string(nonce[:]) || getU64(mem[vecOffLen:]) != uint64(n) {
+	if view.magic().Load() != vecMagic || string(mem[vecOffNonce:vecOffNonce+16]) != string(nonce[:]) || binary.LittleEndian.Uint64(mem[vecOffLen:]) != uint64(n) {
 		unmap()
 		return nil, fmt.Errorf("shared vector %s: another vector than the peer's", name)
 	}

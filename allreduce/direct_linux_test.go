@@ -2,6 +2,7 @@ package allreduce
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"os"
@@ -298,7 +299,7 @@ func FuzzVecOffer(f *testing.F) {
 	name := filepath.Join(shmDir, vecPrefix+"0123456789abcdef")
 	rec[0] = byte(len(name))
 	copy(rec[1:], name)
-	putU64(rec[vecOfferBytes-24:], 64)
+	binary.LittleEndian.PutUint64(rec[vecOfferBytes-24:], 64)
 	f.Add(rec[:])
 	f.Add(make([]byte, vecOfferBytes))
 	f.Add([]byte{3, '/', 'a', 'b'})

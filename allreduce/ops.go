@@ -12,14 +12,18 @@ type span struct{ off, n int }
 // by at most one (the first n mod k segments are one longer).
 func evenSpans(n, k int) []span {
 	s := make([]span, k)
-	off := 0
 	for i := range s {
-		c := n / k
-		if i < n%k {
-			c++
-		}
-		s[i] = span{off, c}
-		off += c
+		s[i] = evenSpan(n, k, i)
+	}
+	return s
+}
+
+// evenSpan is segment i of evenSpans(n, k), without the slice.
+func evenSpan(n, k, i int) span {
+	q, r := n/k, n%k
+	s := span{i*q + min(i, r), q}
+	if i < r {
+		s.n++
 	}
 	return s
 }

@@ -56,12 +56,8 @@ func upgradeShm(ctx context.Context, r *Ring, nt *netTransport, enabled bool) er
 			s.unmap()
 		}
 	}
-	counts := make([]int, k)
-	for i := range counts {
-		counts[i] = shmOfferBytes
-	}
-	offers := make([]byte, k*shmOfferBytes)
-	if err := r.AllGather(ctx, rec[:], offers, counts); err != nil {
+	offers, err := r.gatherRecords(ctx, rec[:])
+	if err != nil {
 		drop(mine)
 		return fmt.Errorf("shared-memory offers: %w", err)
 	}
@@ -82,11 +78,7 @@ func upgradeShm(ctx context.Context, r *Ring, nt *netTransport, enabled bool) er
 	if theirs != nil {
 		opened[0] = 1
 	}
-	for i := range counts {
-		counts[i] = 1
-	}
-	all := make([]byte, k)
-	err := r.AllGather(ctx, opened[:], all, counts)
+	all, err := r.gatherRecords(ctx, opened[:])
 	if mine != nil {
 		mine.unlink() // the right neighbour has it mapped, or never will
 	}
@@ -106,6 +98,17 @@ func upgradeShm(ctx context.Context, r *Ring, nt *netTransport, enabled bool) er
 	}
 	r.cfg.Logger.Debug("allreduce: links", "rank", rank, "out_shm", mine != nil && all[right] == 1, "in_shm", theirs != nil)
 	return nil
+}
+
+// gatherRecords all-gathers one record of len(rec) bytes from every rank:
+// rank i's is at [i·len(rec), (i+1)·len(rec)) of the result.
+func (r *Ring) gatherRecords(ctx context.Context, rec []byte) ([]byte, error) {
+	counts := make([]int, r.size)
+	for i := range counts {
+		counts[i] = len(rec)
+	}
+	all := make([]byte, r.size*len(rec))
+	return all, r.AllGather(ctx, rec, all, counts)
 }
 
 // parseShmOffer decodes a peer's offer record; ok is false for an empty or

@@ -85,7 +85,7 @@ func NumGrad(cfg Config) (int, error) {
 	if err := cfg.Validate(); err != nil {
 		return 0, err
 	}
-	return layoutOf(cfg.clone()).n + GradTail, nil
+	return cfg.NumParams() + GradTail, nil
 }
 
 // NewWithParams builds a model for cfg over the existing parameter buffer w

@@ -53,14 +53,7 @@ func stepOnRanksWith[T gemm.Float](t *testing.T, cfg Config, K int, steps int64,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for s := range steps {
-				st, err := tr.Step(context.Background(), comm(rings[k]), s)
-				if err != nil {
-					errs[k] = fmt.Errorf("rank %d step %d: %w", k, s, err)
-					return
-				}
-				losses[k] = append(losses[k], st.Loss)
-			}
+			losses[k], errs[k] = runSteps(context.Background(), tr, comm(rings[k]), k, steps)
 		}()
 	}
 	wg.Wait()
@@ -73,6 +66,19 @@ func stepOnRanksWith[T gemm.Float](t *testing.T, cfg Config, K int, steps int64,
 		tr.Close()
 	}
 	return trainers, losses[0]
+}
+
+// runSteps runs steps [0, steps) of rank k and returns their losses.
+func runSteps[T gemm.Float](ctx context.Context, tr *Trainer[T], comm Comm[T], k int, steps int64) ([]float64, error) {
+	var losses []float64
+	for s := range steps {
+		st, err := tr.Step(ctx, comm, s)
+		if err != nil {
+			return losses, fmt.Errorf("rank %d step %d: %w", k, s, err)
+		}
+		losses = append(losses, st.Loss)
+	}
+	return losses, nil
 }
 
 // relDiff is max_i |a_i − b_i| / max(max_i |b_i|, tiny): the error relative
@@ -306,14 +312,7 @@ func stepInPlace(t *testing.T, cfg Config, K int, steps int64, bucketKiB int) ([
 				errs[k] = fmt.Errorf("rank %d: the ring does not all-reduce in place", k)
 				return
 			}
-			for s := range steps {
-				st, err := trainers[k].Step(ctx, r, s)
-				if err != nil {
-					errs[k] = fmt.Errorf("rank %d step %d: %w", k, s, err)
-					return
-				}
-				losses[k] = append(losses[k], st.Loss)
-			}
+			losses[k], errs[k] = runSteps(ctx, trainers[k], r, k, steps)
 		}()
 	}
 	wg.Wait()
@@ -330,8 +329,12 @@ func stepInPlace(t *testing.T, cfg Config, K int, steps int64, bucketKiB int) ([
 			t.Fatal(err)
 		}
 	}
+	want := int64(0)
+	if bucketKiB > 0 {
+		want = steps
+	}
 	for k, tr := range trainers {
-		if want := map[bool]int64{true: steps}[bucketKiB > 0]; tr.overlappedSteps != want {
+		if tr.overlappedSteps != want {
 			t.Fatalf("bucket %d KiB rank %d: %d steps overlapped, want %d", bucketKiB, k, tr.overlappedSteps, want)
 		}
 	}

@@ -675,7 +675,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 	for step := m.next; step < total; step++ {
 		// Joiners are admitted at step boundaries: a newer generation
 		// means this step must not start.
-		if newer := m.boundary(rep, gen, step); newer > gen {
+		if newer := rep.boundary(step); newer > gen {
 			return nil, false, fmt.Errorf("generation %d is newer", newer)
 		}
 		if m.stop.Err() != nil {
@@ -858,12 +858,12 @@ func (r *reporter) stop() {
 // boundary marks the boundary before step as reached and returns the
 // newest generation known there: the one the control stream delivered or
 // the one the coordinator named when told of an earlier boundary.
-func (m *member) boundary(rep *reporter, gen uint64, step int64) uint64 {
-	rep.step.Store(step)
-	m.mu.Lock()
-	newest := m.latest.Generation
-	m.mu.Unlock()
-	return max(newest, rep.newer.Load())
+func (r *reporter) boundary(step int64) uint64 {
+	r.step.Store(step)
+	r.m.mu.Lock()
+	newest := r.m.latest.Generation
+	r.m.mu.Unlock()
+	return max(newest, r.newer.Load())
 }
 
 // save writes a checkpoint of the completed steps on rank 0 of the last

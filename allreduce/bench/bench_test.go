@@ -63,6 +63,25 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+// runRows runs the benchmark with args and --json js and returns the rows
+// of the JSON file and the printed table.
+func runRows(t *testing.T, js string, args ...string) ([]Row, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if err := Main(context.Background(), append(args, "--json", js), &out, &errb, testSpawner(t)); err != nil {
+		t.Fatalf("%v\nstderr: %s", err, errb.String())
+	}
+	var rows []Row
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rows); err != nil {
+		t.Fatal(err)
+	}
+	return rows, out.String()
+}
+
 func TestMainRunsEveryOp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts worker processes; skipped in -short mode")
@@ -70,26 +89,14 @@ func TestMainRunsEveryOp(t *testing.T) {
 	dir := t.TempDir()
 	for _, op := range []string{"allreduce", "allgather", "reducescatter", "broadcast", "fused", "tcp"} {
 		t.Run(op, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			js := filepath.Join(dir, op+".json")
-			args := []string{"--op", op, "--workers", "1,3", "--sizes", "4KiB,100KiB", "--iters", "10", "--warmup", "1", "--json", js, "--bucket", "32KiB"}
-			if err := Main(context.Background(), args, &out, &errb, testSpawner(t)); err != nil {
-				t.Fatalf("%v\nstderr: %s", err, errb.String())
-			}
-			var rows []Row
-			b, err := os.ReadFile(js)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &rows); err != nil {
-				t.Fatal(err)
-			}
+			rows, out := runRows(t, filepath.Join(dir, op+".json"),
+				"--op", op, "--workers", "1,3", "--sizes", "4KiB,100KiB", "--iters", "10", "--warmup", "1", "--bucket", "32KiB")
 			wantRows := 4
 			if op == "tcp" {
 				wantRows = 2
 			}
 			if len(rows) != wantRows {
-				t.Fatalf("%d rows, want %d:\n%s", len(rows), wantRows, out.String())
+				t.Fatalf("%d rows, want %d:\n%s", len(rows), wantRows, out)
 			}
 			for _, r := range rows {
 				if r.Op != op || r.SecondsMedian <= 0 || r.AlgbwGBps <= 0 || r.Bytes <= 0 {
@@ -102,8 +109,8 @@ func TestMainRunsEveryOp(t *testing.T) {
 					t.Fatalf("busbw/algbw = %v, want %v", got, want)
 				}
 			}
-			if !strings.Contains(out.String(), "busbw") {
-				t.Fatalf("no table header in\n%s", out.String())
+			if !strings.Contains(out, "busbw") {
+				t.Fatalf("no table header in\n%s", out)
 			}
 		})
 	}
@@ -123,23 +130,10 @@ func TestMainInPlace(t *testing.T) {
 	}
 	for _, op := range []string{"allreduce", "fused"} {
 		t.Run(op, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			js := filepath.Join(t.TempDir(), "rows.json")
-			args := []string{"--op", op, "--transport", "shm", "--in-place", "--workers", "2,3", "--sizes", "4KiB,100KiB",
-				"--iters", "10", "--warmup", "1", "--json", js, "--bucket", "32KiB"}
-			if err := Main(context.Background(), args, &out, &errb, testSpawner(t)); err != nil {
-				t.Fatalf("%v\nstderr: %s", err, errb.String())
-			}
-			var rows []Row
-			b, err := os.ReadFile(js)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &rows); err != nil {
-				t.Fatal(err)
-			}
+			rows, out := runRows(t, filepath.Join(t.TempDir(), "rows.json"), "--op", op, "--transport", "shm", "--in-place",
+				"--workers", "2,3", "--sizes", "4KiB,100KiB", "--iters", "10", "--warmup", "1", "--bucket", "32KiB")
 			if len(rows) != 4 {
-				t.Fatalf("%d rows, want 4:\n%s", len(rows), out.String())
+				t.Fatalf("%d rows, want 4:\n%s", len(rows), out)
 			}
 			for _, r := range rows {
 				if r.Transport != "shm+in-place" || r.SecondsMedian <= 0 {
