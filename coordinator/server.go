@@ -276,8 +276,14 @@ func (s *Server) nextWakeLocked(now time.Time) time.Time {
 	if d, ok := s.rv.NextDeadline(); ok {
 		earlier(d)
 	}
-	for _, since := range s.unwatched {
-		earlier(since.Add(s.cfg.WatchGrace))
+	// tickLocked leaves a missing Watch stream alone once the run has
+	// stopped (a stopped worker closes its stream), so its grace is no
+	// reason to wake: a grace that passed would make the loop spin until
+	// StopGrace.
+	if s.rv.Phase() != PhaseStopped {
+		for _, since := range s.unwatched {
+			earlier(since.Add(s.cfg.WatchGrace))
+		}
 	}
 	if s.cfg.LogInterval > 0 {
 		earlier(s.lastLog.Add(s.cfg.LogInterval))

@@ -476,3 +476,64 @@ func TestNoRetryFailsFastWhileTheCoordinatorIsDown(t *testing.T) {
 		})
 	}
 }
+
+// Once the run has stopped, a worker whose Watch stream ended (as every
+// stopped worker's does) must not keep the coordinator's loop awake: the
+// loop sleeps until its next real deadline instead of spinning until
+// StopGrace while the last rank evaluates.
+func TestStoppedRunDoesNotSpinOnClosedWatchStreams(t *testing.T) {
+	defer checkNoLeaks(t)()
+	cfg := DefaultLocalConfig()
+	cfg.DisableGossip = true
+	cfg.MinWorkers, cfg.MaxWorkers = 2, 2
+	cfg.WatchGrace = 20 * time.Millisecond
+	cfg.StopGrace = 10 * time.Second
+	s, stop := testServer(t, cfg)
+	defer stop()
+	var cs []*Client
+	for i := 0; i < 2; i++ {
+		c := testClient(t, s.Addr(), "")
+		defer c.Close()
+		if _, err := c.Join(ctxT(t, 5*time.Second), JoinRequest{DataAddr: fmt.Sprintf("127.0.0.1:%d", 9600+i)}); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	ctx := ctxT(t, 10*time.Second)
+	a, err := cs[1].NextAssignment(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs[0].Finish(ctx, a.Generation, 10); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := cs[1].NextAssignment(ctx, a.Generation); err != nil || st.Action != ActionStop {
+		t.Fatalf("stop: %+v %v", st, err)
+	}
+	// Wait until a stopped worker's stream has closed and its grace is
+	// over: the state in which the loop used to spin.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		now := s.now()
+		stale := 0
+		for _, since := range s.unwatched {
+			if now.Sub(since) > cfg.WatchGrace {
+				stale++
+			}
+		}
+		phase := s.rv.Phase()
+		next := s.nextWakeLocked(now)
+		s.mu.Unlock()
+		if phase == PhaseStopped && stale > 0 {
+			if !next.After(now) {
+				t.Fatalf("stopped run with %d closed Watch stream(s): next wake-up %v after now, want later", stale, next.Sub(now))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no closed Watch stream past its grace within 5s (phase %v)", phase)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
