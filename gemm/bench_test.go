@@ -10,7 +10,8 @@ import (
 
 // benchShape is one product of the benchmarks: 512³, 1024³ and the
 // training shapes (a 512×784 batch times a 784×512 weight, in the three
-// layouts of the forward and backward passes).
+// layouts of the forward and backward passes, and the forward of the
+// 256-row local batch of 2 workers).
 type benchShape struct {
 	name    string
 	tA, tB  bool
@@ -22,6 +23,7 @@ var benchShapes = []benchShape{
 	{"1024x1024x1024/NN", false, false, 1024, 1024, 1024},
 	{"512x512x784/NN", false, false, 512, 512, 784},
 	{"512x512x784/NT", false, true, 512, 512, 784},
+	{"256x512x784/NT", false, true, 256, 512, 784},
 	{"512x512x784/TN", true, false, 512, 512, 784},
 }
 
