@@ -109,6 +109,17 @@ type Config struct {
 	// same range of its own vector. One open ring at a time uses it.
 	Shared *SharedVector
 
+	// Idle, when set, is called while this rank waits for its peers on a
+	// shared-memory link, in an in-place all-reduce or in the TCP event
+	// loop (Linux) before it would sleep, between two polls:
+	// it may do a short piece of the caller's own work (tens of
+	// microseconds at most) and reports whether it did any; the rank keeps
+	// polling, instead of going to sleep, for as long as it does. It may be
+	// called from any goroutine that waits in a collective (a bucket's
+	// all-reduce waits beside the caller's computation) and must be safe
+	// for that.
+	Idle func() bool
+
 	Logger *slog.Logger // nil discards
 }
 

@@ -144,6 +144,7 @@ type direct struct {
 	alive func() error
 	abort atomic.Bool // the ring failed or closed: every wait ends
 	spin  time.Duration
+	idle  func() bool // Config.Idle
 }
 
 // InPlace reports whether this ring sums all-reduces of slices of
@@ -245,6 +246,13 @@ func (d *direct) await(ctx context.Context, w *atomic.Uint32, seq uint32) error 
 		if i&63 == 63 {
 			if err := check(); err != nil {
 				return err
+			}
+			if d.idle != nil && d.idle() {
+				// The caller's work took its time: poll for a whole
+				// spin again, and let the other goroutines run.
+				until = time.Now().Add(d.spin)
+				runtime.Gosched()
+				continue
 			}
 			if time.Now().After(until) {
 				break
@@ -384,7 +392,7 @@ func setupDirect(ctx context.Context, r *Ring, nt *netTransport) error {
 		}
 		return nil
 	}
-	r.direct = &direct{vec: v, self: v.view(), peers: peers, alive: nt.linksAlive, spin: shmSpinShared}
+	r.direct = &direct{vec: v, self: v.view(), peers: peers, alive: nt.linksAlive, spin: shmSpinShared, idle: r.cfg.Idle}
 	if k <= machineCores() {
 		r.direct.spin = shmSpinOwnCore
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -400,5 +402,77 @@ func TestShmLinksMixedByPermission(t *testing.T) {
 			}))
 		}
 		closeAll(rings)
+	}
+}
+
+// TestIdleRunsInWaits: a rank that waits for a late peer, on a
+// shared-memory link, in an in-place all-reduce and in the TCP event loop,
+// does the caller's idle work between its polls, the results stay exact,
+// and the work does not hold up the rest of the process: with one
+// processor and idle work that never runs out, the waiting goroutine still
+// lets the collective's other goroutines (its sending half, the late peer)
+// run at once instead of only when the runtime preempts it.
+func TestIdleRunsInWaits(t *testing.T) {
+	needShm(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ctx := context.Background()
+	const n = 4096
+	for _, transport := range []string{TransportSHM, TransportTCP} {
+		t.Run(transport, func(t *testing.T) {
+			var calls [2]atomic.Int64
+			vs := sharedVectors(t, 2, n)
+			rings := netRingsWith(t, 2, Config{JobID: "idle", Transport: transport}, func(rank int, c *Config) {
+				if transport == TransportSHM {
+					c.Shared = vs[rank]
+				}
+				c.Idle = func() bool { calls[rank].Add(1); return true }
+			})
+			defer closeAll(rings)
+			if inPlace := rings[0].direct != nil; inPlace != (transport == TransportSHM) {
+				t.Fatalf("in place: %v", inPlace)
+			}
+			const rounds = 15
+			var took []time.Duration
+			for round := range rounds {
+				for i, v := range vs {
+					for j := range v.Floats() {
+						v.Floats()[j] = float32(i + j%5)
+					}
+				}
+				recv := make([][]byte, 2)
+				t0 := time.Now()
+				mustAll(t, onAll(rings, func(r *Ring) error {
+					if r.Rank() == 1 {
+						time.Sleep(time.Millisecond) // rank 0 waits for this one
+					}
+					send := []byte{byte(r.Rank()), byte(round)}
+					recv[r.Rank()] = make([]byte, 4)
+					if err := r.AllGather(ctx, send, recv[r.Rank()], []int{2, 2}); err != nil {
+						return err
+					}
+					return r.AllReduce(ctx, vs[r.Rank()].Floats())
+				}))
+				took = append(took, time.Since(t0))
+				for i := range 2 {
+					if got, want := recv[i], []byte{0, byte(round), 1, byte(round)}; string(got) != string(want) {
+						t.Fatalf("round %d rank %d: gathered %v, want %v", round, i, got, want)
+					}
+					for j, x := range vs[i].Floats() {
+						if want := float32(1 + 2*(j%5)); x != want {
+							t.Fatalf("round %d rank %d [%d] = %v, want %v", round, i, j, x, want)
+						}
+					}
+				}
+			}
+			if calls[0].Load() == 0 {
+				t.Error("rank 0 waited for rank 1 without calling Idle")
+			}
+			slices.Sort(took)
+			// 1 ms of sleep per round; a waiter that never yielded would wait
+			// for the runtime's preemption, 10 ms, every time.
+			if med := took[rounds/2]; med > 6*time.Millisecond {
+				t.Errorf("median round %v with idle work (all %v): the waiting rank holds up the others", med, took)
+			}
+		})
 	}
 }

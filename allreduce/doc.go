@@ -72,6 +72,13 @@
 // MiB runs at 15 GB/s busbw instead of 4 (docs/BENCHMARKS.md). Workers keep
 // their gradient in a SharedVector whenever shared memory is allowed.
 //
+// A rank that waits for its peers on a shared-memory link, in an in-place
+// all-reduce or in the TCP event loop calls Config.Idle between its polls,
+// when set, and keeps polling as long as that does work (on shared memory
+// yielding to the process's other goroutines after each piece, since the
+// sending half of the collective may be one of them): workers draw the
+// next step's input there (worker.Trainer.PrefetchSome).
+//
 // # Choosing the data plane
 //
 // Both network transports move the same bytes; they differ in the CPU

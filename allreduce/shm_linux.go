@@ -81,6 +81,7 @@ type shmSeg struct {
 	watchDone               chan struct{}
 	name                    string        // the file, until it is unlinked
 	spin                    time.Duration // how long await polls before it sleeps
+	idle                    func() bool   // Config.Idle of the ring, for await
 	startedWatch, unlinking sync.Once
 }
 
@@ -254,6 +255,14 @@ func (s *shmSeg) await(ready func() bool, seq, sleep *atomic.Uint32) error {
 			return fmt.Errorf("%w: the peer process closed the link", ErrPeerLost)
 		}
 		if i&63 == 63 {
+			if s.idle != nil && s.idle() {
+				// The caller's work took its time: poll for a whole
+				// spin again, and let this process's other goroutines
+				// (the sending half of this very collective) run.
+				spinUntil = time.Now().Add(cmp.Or(s.spin, shmSpinShared))
+				runtime.Gosched()
+				continue
+			}
 			if time.Now().After(spinUntil) {
 				break
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"runtime"
 	"syscall"
 	"time"
 	"unsafe"
@@ -202,6 +203,12 @@ func (st *loopState) run(ctx context.Context) (int, error) {
 				// past the deadline, before ctx's own timer has fired
 				return r.left(), fmt.Errorf("%w: %w", ErrDeadline, context.DeadlineExceeded)
 			}
+		}
+		if idle := r.cfg.Idle; idle != nil && idle() {
+			// The caller's work instead of a sleep; let the process's
+			// other goroutines have their turn too, then look again.
+			runtime.Gosched()
+			continue
 		}
 		if wantIn {
 			st.setLowat()

@@ -16,6 +16,12 @@
 //	6 reduce   Σ over ranks (each share is normalised by the global B)
 //	7 step     the same update on every rank
 //
+// In a ring of more than one rank, step 1 of the next step runs ahead in
+// the waits of this one: the input rows are a pure function of (seed,
+// step, sample), and the data plane hands its idle polls to
+// Trainer.PrefetchSome, which draws a few rows at a time into a spare
+// buffer that the next step takes (prefetch.go).
+//
 // The package also evaluates a trained model (zero-shot accuracy, retrieval,
 // linear probes, alignment and uniformity) and writes the run's
 // metrics.jsonl and summary.json.

@@ -16,7 +16,6 @@ import (
 func (t *Trainer[T]) mocoForwardLoss(ctx context.Context, comm Comm[T], step int64, local []int, b int, counts []int, s T, sw *stopwatch, times *StepTimes) (contrastive.Result[T], error) {
 	d := t.Cfg.Dim
 	P := t.pixels()
-	t.fillViews(step, local, b)
 	times.Data = sw.lap()
 	views := t.x[:2*b*P] // view 1 rows, then view 2 rows
 	in := contrastive.MoCoInput[T]{D: d, Counts: counts, Scale: s}

@@ -74,11 +74,14 @@ type Trainer[T gemm.Float] struct {
 	overlappedSteps int64
 
 	aug        dataset.AugConfig
-	augPool    *rowPool
-	pixPool    *rowPool
-	augStep    int64
+	pixPool    *rowPool // draws a step's input rows over the threads
+	augStep    int64    // the step and samples pixPool draws
 	augLocal   []int
-	totalSteps int64
+	pf         prefetch[T]
+	prefetched int64 // steps whose input came from the prefetch
+	// prefetchedRows counts the rows drawn in waits, before their step.
+	prefetchedRows int64
+	totalSteps     int64
 
 	// StopRequested asks every rank to stop after the current step: the
 	// request travels in the step's reduction, so all ranks stop together.
@@ -305,6 +308,8 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	epoch, idx := t.Sampler.Batch(step, t.idx)
 	t.idx = idx
 	local := idx[lo:hi]
+	t.fillInput(step, K, k, local)
+	t.startPrefetch(step+1, K, k, lo, hi)
 
 	p := t.Model.P
 	p.ZeroGrad()
@@ -317,7 +322,6 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	// respect to the local embeddings.
 	switch t.Cfg.Objective {
 	case CLIP:
-		t.fillImages(local, b)
 		t.fillCaptions(epoch, local)
 		times.Data = sw.lap()
 		u, err := t.Model.Image.Forward(t.x[:b*t.pixels()], b)
@@ -339,7 +343,6 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		}
 		res.Loss, res.DT = r.Loss, r.DT
 	case SimCLR:
-		t.fillViews(step, local, b)
 		times.Data = sw.lap()
 		z, err := t.Model.Image.Forward(t.x[:2*b*t.pixels()], 2*b)
 		if err != nil {
@@ -487,55 +490,55 @@ func (t *Trainer[T]) reduce(ctx context.Context, comm Comm[T], lossShare T, stop
 
 func (t *Trainer[T]) pixels() int { return t.Set.Train.H * t.Set.Train.W }
 
-func (t *Trainer[T]) fillImages(local []int, b int) {
-	t.x = grow(t.x, b*t.pixels())
-	t.augLocal = local
+// inputRows is the number of image rows a step draws for b local samples:
+// one per sample for CLIP, two views per sample for SimCLR and MoCo.
+func (t *Trainer[T]) inputRows(b int) int {
+	if t.Cfg.Objective == CLIP {
+		return b
+	}
+	return 2 * b
+}
+
+// fillInput writes the image rows of step's local samples into t.x: the
+// rows drawn ahead by the prefetch when it drew this very step for this
+// ring, else drawn here, split over the trainer's threads.
+func (t *Trainer[T]) fillInput(step int64, K, k int, local []int) {
+	if t.takePrefetch(step, K, k, local) {
+		return
+	}
+	t.x = grow(t.x, t.inputRows(len(local))*t.pixels())
+	t.augStep, t.augLocal = step, local
 	if t.pixPool == nil {
-		t.pixPool = newRowPool(t.pixelRows)
+		t.pixPool = newRowPool(func(lo, hi int) { t.drawRows(t.x, t.augStep, t.augLocal, lo, hi) })
 	}
 	t.pixPool.run(len(local))
 }
 
-// pixelRows scales local rows [lo, hi) to [0, 1].
-func (t *Trainer[T]) pixelRows(lo, hi int) {
+// drawRows writes the input of local samples [lo, hi) of step into dst, a
+// pure function of (seed, step, sample): for CLIP the image scaled to
+// [0, 1] in row r; for SimCLR and MoCo two augmented views, view 1 in row
+// r and view 2 in row len(local)+r.
+func (t *Trainer[T]) drawRows(dst []T, step int64, local []int, lo, hi int) {
 	P := t.pixels()
-	for r := lo; r < hi; r++ {
-		i := t.augLocal[r]
-		dataset.Pixels(t.Set.Train.Pixels[i*P:(i+1)*P], t.x[r*P:(r+1)*P])
+	if t.Cfg.Objective == CLIP {
+		for r := lo; r < hi; r++ {
+			i := local[r]
+			dataset.Pixels(t.Set.Train.Pixels[i*P:(i+1)*P], dst[r*P:(r+1)*P])
+		}
+		return
 	}
-}
-
-// fillViews writes two augmented views of each local sample into t.x:
-// view 1 of all rows, then view 2 of all rows (2b×P). Each view is a pure
-// function of (seed, step, sample, view), so the rows can be drawn in
-// parallel and on any rank.
-func (t *Trainer[T]) fillViews(step int64, local []int, b int) {
-	t.x = grow(t.x, 2*b*t.pixels())
-	t.augStep, t.augLocal = step, local
-	if t.augPool == nil {
-		t.augPool = newRowPool(t.augmentRows)
-	}
-	t.augPool.run(len(local))
-}
-
-// augmentRows draws both views of local rows [lo, hi).
-func (t *Trainer[T]) augmentRows(lo, hi int) {
-	P := t.pixels()
 	H, W := t.Set.Train.H, t.Set.Train.W
-	b := len(t.augLocal)
+	b := len(local)
 	for r := lo; r < hi; r++ {
-		i := t.augLocal[r]
+		i := local[r]
 		src := t.Set.Train.Pixels[i*P : (i+1)*P]
-		dataset.Augment(t.aug, t.Cfg.Seed, t.augStep, i, 0, src, H, W, t.x[r*P:(r+1)*P])
-		dataset.Augment(t.aug, t.Cfg.Seed, t.augStep, i, 1, src, H, W, t.x[(b+r)*P:(b+r+1)*P])
+		dataset.Augment(t.aug, t.Cfg.Seed, step, i, 0, src, H, W, dst[r*P:(r+1)*P])
+		dataset.Augment(t.aug, t.Cfg.Seed, step, i, 1, src, H, W, dst[(b+r)*P:(b+r+1)*P])
 	}
 }
 
 // Close stops the trainer's helper goroutines.
 func (t *Trainer[T]) Close() {
-	if t.augPool != nil {
-		t.augPool.close()
-	}
 	if t.pixPool != nil {
 		t.pixPool.close()
 	}

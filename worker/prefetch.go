@@ -1,0 +1,97 @@
+package worker
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/infonce/infonce/gemm"
+)
+
+// A rank of a ring waits for the others at each collective of a step (the
+// all-gathers of the loss, the gradient's all-reduce). The input rows of
+// the next step are a pure function of (seed, step, sample), so the rank
+// draws them in those waits: the data plane calls PrefetchSome between
+// its polls for the peers (allreduce.Config.Idle), and each call draws a
+// few rows into a spare buffer. The next step takes the buffer, draws
+// whatever rows are still missing, and its data phase, otherwise on every
+// rank's critical path, shrinks by what the waits absorbed. A single
+// process has no waits and draws its rows in the step.
+
+// prefetchRowsPerCall is how many samples one PrefetchSome draws: a few
+// microseconds for CLIP's rows, tens for two augmented views, so that a
+// wait whose peer has arrived is not held up for long.
+const prefetchRowsPerCall = 4
+
+// prefetch is the input of one step drawn ahead into a spare buffer.
+type prefetch[T gemm.Float] struct {
+	mu     sync.Mutex
+	active bool // a step is being drawn
+	step   int64
+	K, k   int   // the ring it is drawn for
+	local  []int // its samples, in row order
+	next   int   // rows [0, next) are drawn
+	idx    []int // scratch for the global batch of step
+	x      []T
+}
+
+// startPrefetch sets up the drawing of the input of step for rank k of K
+// (its rows [lo, hi) of the global batch) into the spare buffer, when the
+// ring has more than one rank and step is part of the run.
+func (t *Trainer[T]) startPrefetch(step int64, K, k, lo, hi int) {
+	pf := &t.pf
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	pf.active = false
+	if K < 2 || (t.totalSteps > 0 && step >= t.totalSteps) {
+		return
+	}
+	_, pf.idx = t.Sampler.Batch(step, pf.idx)
+	pf.local = append(pf.local[:0], pf.idx[lo:hi]...)
+	pf.x = grow(pf.x, t.inputRows(hi-lo)*t.pixels())
+	pf.step, pf.K, pf.k, pf.next, pf.active = step, K, k, 0, true
+}
+
+// PrefetchSome draws a few rows of the next step's input, if any are left
+// to draw, and reports whether it did. The data plane calls it while this
+// rank waits for its peers (allreduce.Config.Idle); it is safe to call
+// from any goroutine, and returns at once when another call or the step
+// itself holds the buffer.
+func (t *Trainer[T]) PrefetchSome() bool {
+	pf := &t.pf
+	if !pf.mu.TryLock() {
+		return false
+	}
+	defer pf.mu.Unlock()
+	if !pf.active || pf.next >= len(pf.local) {
+		return false
+	}
+	hi := min(pf.next+prefetchRowsPerCall, len(pf.local))
+	t.drawRows(pf.x, pf.step, pf.local, pf.next, hi)
+	pf.next = hi
+	return true
+}
+
+// takePrefetch makes the prefetched rows the input of step when they are
+// being drawn for exactly this step, ring and samples (after a new
+// generation or a repeated step they are not, and the step draws its own):
+// it draws the rows still missing and swaps the buffers. It reports
+// whether it did.
+func (t *Trainer[T]) takePrefetch(step int64, K, k int, local []int) bool {
+	pf := &t.pf
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	if !pf.active {
+		return false
+	}
+	pf.active = false
+	if pf.step != step || pf.K != K || pf.k != k || !slices.Equal(pf.local, local) {
+		return false
+	}
+	if pf.next > 0 {
+		t.prefetchedRows += int64(pf.next)
+	}
+	t.drawRows(pf.x, pf.step, pf.local, pf.next, len(pf.local))
+	t.x, pf.x = pf.x, t.x
+	t.prefetched++
+	return true
+}

@@ -1,0 +1,117 @@
+package worker
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/dataset"
+)
+
+// With more than one rank, every step after the first takes its input from
+// the prefetch, and the run is still the single process's: per-step losses
+// and final parameters within float32 tolerance, for every objective.
+func TestPrefetchedStepsEqualSingleProcess(t *testing.T) {
+	const steps = 4
+	for _, objective := range []string{CLIP, SimCLR, MoCo} {
+		t.Run(objective, func(t *testing.T) {
+			cfg := smallConfig(t, objective)
+			f32 := func(r *allreduce.Ring) Comm[float32] { return r }
+			one, want := stepOnRanks(t, cfg, 1, steps, f32)
+			for _, K := range []int{2, 3} {
+				trs, got := stepOnRanks(t, cfg, K, steps, f32)
+				for k, tr := range trs {
+					if tr.prefetched != steps-1 {
+						t.Errorf("K=%d rank %d: %d of %d steps took prefetched input", K, k, tr.prefetched, steps-1)
+					}
+				}
+				if one[0].prefetched != 0 {
+					t.Errorf("single process prefetched %d steps", one[0].prefetched)
+				}
+				for s := range want {
+					if d := relDiff([]float64{got[s]}, []float64{want[s]}); d > 1e-5 {
+						t.Errorf("K=%d step %d: loss %v, single process %v (rel %.2g)", K, s, got[s], want[s], d)
+					}
+				}
+				if d := relDiff(trs[0].Model.P.W, one[0].Model.P.W); d > 1e-5 {
+					t.Errorf("K=%d: parameters differ from the single process by %.2g", K, d)
+				}
+			}
+		})
+	}
+}
+
+// The prefetched rows are exactly the rows the step would draw, and they
+// are used only for the step, ring and samples they were drawn for.
+func TestPrefetchIsTakenOnlyForItsStep(t *testing.T) {
+	for _, objective := range []string{CLIP, SimCLR} {
+		t.Run(objective, func(t *testing.T) {
+			cfg := smallConfig(t, objective)
+			tr, err := NewTrainer[float32](cfg, smallMNIST(t, 512, 10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			const K, k = 2, 1
+			lo, hi := dataset.Shard(cfg.Batch, K, k)
+			localOf := func(step int64) []int {
+				_, idx := tr.Sampler.Batch(step, nil)
+				return idx[lo:hi]
+			}
+			drawn := func(step int64) []float32 {
+				local := localOf(step)
+				x := make([]float32, tr.inputRows(len(local))*tr.pixels())
+				tr.drawRows(x, step, local, 0, len(local))
+				return x
+			}
+			cases := []struct {
+				name   string
+				step   int64
+				K, k   int
+				local  []int
+				accept bool
+			}{
+				{"same step and ring", 5, K, k, localOf(5), true},
+				{"another step", 6, K, k, localOf(6), false},
+				{"another ring size", 5, 3, k, localOf(5), false},
+				{"another rank", 5, K, 0, localOf(5), false},
+				{"other samples", 5, K, k, localOf(7), false},
+			}
+			for i, c := range cases {
+				tr.startPrefetch(5, K, k, lo, hi)
+				// Some rows drawn in "waits", the rest by the step.
+				for range i {
+					if !tr.PrefetchSome() {
+						t.Fatalf("%s: nothing to prefetch", c.name)
+					}
+				}
+				if got := tr.takePrefetch(c.step, c.K, c.k, c.local); got != c.accept {
+					t.Errorf("%s: taken %v, want %v", c.name, got, c.accept)
+				}
+				if c.accept && !slices.Equal(tr.x, drawn(5)) {
+					t.Errorf("%s: the prefetched rows differ from the rows the step draws", c.name)
+				}
+				if tr.pf.active || tr.PrefetchSome() {
+					t.Errorf("%s: the prefetch is still active after the step took its input", c.name)
+				}
+			}
+			// Neither a single process nor the step after the run's last
+			// prefetches.
+			tr.startPrefetch(5, 1, 0, 0, cfg.Batch)
+			if tr.PrefetchSome() {
+				t.Error("a single process prefetches")
+			}
+			tr.startPrefetch(tr.totalSteps, K, k, lo, hi)
+			if tr.PrefetchSome() {
+				t.Error("a prefetch started past the last step")
+			}
+			// Every row drawn ahead: nothing left for the step to draw.
+			tr.startPrefetch(3, K, k, lo, hi)
+			for tr.PrefetchSome() {
+			}
+			if tr.pf.next != hi-lo || !tr.takePrefetch(3, K, k, localOf(3)) || !slices.Equal(tr.x, drawn(3)) {
+				t.Error("a fully prefetched step does not get exactly its rows")
+			}
+		})
+	}
+}
