@@ -16,6 +16,11 @@ import (
 // whatever rows are still missing, and its data phase, otherwise on every
 // rank's critical path, shrinks by what the waits absorbed. A single
 // process has no waits and draws its rows in the step.
+//
+// The gradient buffer is zeroed the same way: it is free from the start
+// of a step until its backward pass (the waits of the loss's gathers lie
+// in between), so PrefetchSome clears it a piece at a time once the rows
+// are drawn, and the step clears what is left before the backward pass.
 
 // prefetchRowsPerCall is how many samples one PrefetchSome draws: a few
 // microseconds for CLIP's rows, tens for two augmented views, so that a
@@ -32,6 +37,40 @@ type prefetch[T gemm.Float] struct {
 	next   int   // rows [0, next) are drawn
 	idx    []int // scratch for the global batch of step
 	x      []T
+
+	g     []T // the gradient being zeroed ahead; nil when none
+	gNext int // g[:gNext] is zero
+}
+
+// zeroPiece is how many gradient elements one PrefetchSome clears.
+const zeroPiece = 16 << 10
+
+// startZeroGrad zeroes the gradient buffer at the start of a step: now
+// for a single process, else in this step's waits (PrefetchSome) and, for
+// what they leave, in finishZeroGrad, which the step calls before its
+// backward pass.
+func (t *Trainer[T]) startZeroGrad(K int) {
+	if K < 2 {
+		t.Model.P.ZeroGrad()
+		return
+	}
+	pf := &t.pf
+	pf.mu.Lock()
+	pf.g, pf.gNext = t.Model.P.G, 0
+	pf.mu.Unlock()
+}
+
+// finishZeroGrad clears what the waits left of the gradient buffer; after
+// it the buffer is the step's alone until the next startZeroGrad.
+func (t *Trainer[T]) finishZeroGrad() {
+	pf := &t.pf
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	if pf.g != nil {
+		clear(pf.g[pf.gNext:])
+		t.zeroedAhead += int64(pf.gNext)
+		pf.g, pf.gNext = nil, 0
+	}
 }
 
 // startPrefetch sets up the drawing of the input of step for rank k of K
@@ -52,7 +91,9 @@ func (t *Trainer[T]) startPrefetch(step int64, K, k, lo, hi int) {
 }
 
 // PrefetchSome draws a few rows of the next step's input, if any are left
-// to draw, and reports whether it did. The data plane calls it while this
+// to draw, or else zeroes a piece of the gradient buffer when the step
+// has not started its backward pass yet, and reports whether it did
+// either. The data plane calls it while this
 // rank waits for its peers (allreduce.Config.Idle); it is safe to call
 // from any goroutine, and returns at once when another call or the step
 // itself holds the buffer.
@@ -63,7 +104,13 @@ func (t *Trainer[T]) PrefetchSome() bool {
 	}
 	defer pf.mu.Unlock()
 	if !pf.active || pf.next >= len(pf.local) {
-		return false
+		if pf.g == nil || pf.gNext >= len(pf.g) {
+			return false
+		}
+		hi := min(pf.gNext+zeroPiece, len(pf.g))
+		clear(pf.g[pf.gNext:hi])
+		pf.gNext = hi
+		return true
 	}
 	hi := min(pf.next+prefetchRowsPerCall, len(pf.local))
 	t.drawRows(pf.x, pf.step, pf.local, pf.next, hi)

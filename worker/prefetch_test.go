@@ -115,3 +115,71 @@ func TestPrefetchIsTakenOnlyForItsStep(t *testing.T) {
 		})
 	}
 }
+
+// The gradient is zeroed in the waits only between a step's start and its
+// backward pass: pieces at a time once the rows are drawn, the rest when
+// the step finishes it, and never after that.
+func TestGradientZeroedAheadOnlyBeforeBackward(t *testing.T) {
+	cfg := smallConfig(t, CLIP)
+	tr, err := NewTrainer[float32](cfg, smallMNIST(t, 512, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	g := tr.Model.P.G
+	fill := func() {
+		for i := range g {
+			g[i] = 1
+		}
+	}
+	zeros := func() (n int) {
+		for _, v := range g {
+			if v == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if len(g) <= zeroPiece {
+		t.Fatalf("a gradient of %d elements is cleared in one piece; the test needs more", len(g))
+	}
+
+	// A single process zeroes at once.
+	fill()
+	tr.startZeroGrad(1)
+	if zeros() != len(g) {
+		t.Fatal("a single process did not zero the gradient at the start of the step")
+	}
+
+	// A ring: rows first, then the gradient a piece at a time.
+	fill()
+	lo, hi := dataset.Shard(cfg.Batch, 2, 0)
+	tr.startPrefetch(1, 2, 0, lo, hi)
+	tr.startZeroGrad(2)
+	if zeros() != 0 {
+		t.Fatal("the gradient was zeroed before any wait")
+	}
+	for tr.pf.next < hi-lo {
+		tr.PrefetchSome()
+	}
+	if zeros() != 0 {
+		t.Fatal("the gradient was zeroed before the rows were drawn")
+	}
+	if !tr.PrefetchSome() || zeros() != zeroPiece {
+		t.Fatalf("one piece zeroed %d elements, want %d", zeros(), zeroPiece)
+	}
+	tr.finishZeroGrad()
+	if zeros() != len(g) {
+		t.Fatalf("after the step finished it, %d of %d elements are zero", zeros(), len(g))
+	}
+	// The backward pass owns the buffer now.
+	fill()
+	for tr.PrefetchSome() {
+	}
+	if zeros() != 0 {
+		t.Fatal("a wait after the backward pass began zeroed the gradient")
+	}
+	if tr.zeroedAhead != zeroPiece {
+		t.Errorf("zeroedAhead %d, want %d", tr.zeroedAhead, zeroPiece)
+	}
+}

@@ -79,9 +79,10 @@ type Trainer[T gemm.Float] struct {
 	augLocal   []int
 	pf         prefetch[T]
 	prefetched int64 // steps whose input came from the prefetch
-	// prefetchedRows counts the rows drawn in waits, before their step.
-	prefetchedRows int64
-	totalSteps     int64
+	// prefetchedRows counts the rows drawn in waits, before their step,
+	// and zeroedAhead the gradient elements cleared in waits.
+	prefetchedRows, zeroedAhead int64
+	totalSteps                  int64
 
 	// StopRequested asks every rank to stop after the current step: the
 	// request travels in the step's reduction, so all ranks stop together.
@@ -312,7 +313,8 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	t.startPrefetch(step+1, K, k, lo, hi)
 
 	p := t.Model.P
-	p.ZeroGrad()
+	t.startZeroGrad(K)
+	defer t.finishZeroGrad()
 	d := t.Cfg.Dim
 	var res struct {
 		Loss, DT T
@@ -365,6 +367,7 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		res.Loss, res.DT = r.Loss, r.DT
 	}
 	times.Loss = sw.lap()
+	t.finishZeroGrad() // the backward pass accumulates into G from here
 	if t.Cfg.LearnTemperature {
 		p.G[t.Model.LogitScale] = res.DT
 	} else {
