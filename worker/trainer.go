@@ -56,7 +56,7 @@ type Trainer[T gemm.Float] struct {
 
 	// per-step buffers, sized once for the largest local batch
 	idx      []int
-	x, x2    []T // local images (views 1 and 2), b×P
+	x        []T // local images: b×P rows, or 2b×P (view 1 rows, then view 2 rows)
 	ids      []int32
 	offsets  []int32
 	capIDs   []int32
