@@ -134,9 +134,6 @@ func (t *Trainer[T]) takePrefetch(step int64, K, k int, local []int) bool {
 	if pf.step != step || pf.K != K || pf.k != k || !slices.Equal(pf.local, local) {
 		return false
 	}
-	if pf.next > 0 {
-		t.prefetchedRows += int64(pf.next)
-	}
 	t.drawRows(pf.x, pf.step, pf.local, pf.next, len(pf.local))
 	t.x, pf.x = pf.x, t.x
 	t.prefetched++

@@ -73,16 +73,14 @@ type Trainer[T gemm.Float] struct {
 	// backward pass.
 	overlappedSteps int64
 
-	aug        dataset.AugConfig
-	pixPool    *rowPool // draws a step's input rows over the threads
-	augStep    int64    // the step and samples pixPool draws
-	augLocal   []int
-	pf         prefetch[T]
-	prefetched int64 // steps whose input came from the prefetch
-	// prefetchedRows counts the rows drawn in waits, before their step,
-	// and zeroedAhead the gradient elements cleared in waits.
-	prefetchedRows, zeroedAhead int64
-	totalSteps                  int64
+	aug         dataset.AugConfig
+	pixPool     *rowPool // draws a step's input rows over the threads
+	augStep     int64    // the step and samples pixPool draws
+	augLocal    []int
+	pf          prefetch[T]
+	prefetched  int64 // steps whose input came from the prefetch
+	zeroedAhead int64 // gradient elements cleared in waits
+	totalSteps  int64
 
 	// StopRequested asks every rank to stop after the current step: the
 	// request travels in the step's reduction, so all ranks stop together.
