@@ -47,6 +47,33 @@ func testClient(t *testing.T, addr, token string) *Client {
 	return c
 }
 
+// joinedClients returns n clients of s that have joined with data
+// addresses on 127.0.0.1 from port on; the caller closes them
+// (closeClients) before it checks for leaks.
+func joinedClients(t *testing.T, s *Server, n, port int) []*Client {
+	t.Helper()
+	cs := make([]*Client, 0, n)
+	defer func() {
+		if t.Failed() {
+			closeClients(cs)
+		}
+	}()
+	for i := range n {
+		c := testClient(t, s.Addr(), "")
+		cs = append(cs, c)
+		if _, err := c.Join(ctxT(t, 5*time.Second), JoinRequest{DataAddr: fmt.Sprintf("127.0.0.1:%d", port+i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cs
+}
+
+func closeClients(cs []*Client) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -400,15 +427,8 @@ func TestServicePauseThenCheckpointAndStop(t *testing.T) {
 	cfg.RendezvousTimeout = 300 * time.Millisecond
 	s, stop := testServer(t, cfg)
 	defer stop()
-	var cs []*Client
-	for i := 0; i < 2; i++ {
-		c := testClient(t, s.Addr(), "")
-		defer c.Close()
-		if _, err := c.Join(ctxT(t, 5*time.Second), JoinRequest{DataAddr: fmt.Sprintf("127.0.0.1:%d", 9500+i)}); err != nil {
-			t.Fatal(err)
-		}
-		cs = append(cs, c)
-	}
+	cs := joinedClients(t, s, 2, 9500)
+	defer closeClients(cs)
 	ctx := ctxT(t, 10*time.Second)
 	a, err := cs[1].NextAssignment(ctx, 0)
 	if err != nil || a.Rank != 1 {
@@ -490,15 +510,8 @@ func TestStoppedRunDoesNotSpinOnClosedWatchStreams(t *testing.T) {
 	cfg.StopGrace = 10 * time.Second
 	s, stop := testServer(t, cfg)
 	defer stop()
-	var cs []*Client
-	for i := 0; i < 2; i++ {
-		c := testClient(t, s.Addr(), "")
-		defer c.Close()
-		if _, err := c.Join(ctxT(t, 5*time.Second), JoinRequest{DataAddr: fmt.Sprintf("127.0.0.1:%d", 9600+i)}); err != nil {
-			t.Fatal(err)
-		}
-		cs = append(cs, c)
-	}
+	cs := joinedClients(t, s, 2, 9600)
+	defer closeClients(cs)
 	ctx := ctxT(t, 10*time.Second)
 	a, err := cs[1].NextAssignment(ctx, 0)
 	if err != nil {
