@@ -238,27 +238,8 @@ func (d *direct) await(ctx context.Context, w *atomic.Uint32, seq uint32) error 
 		}
 		return ctx.Err()
 	}
-	until := time.Now().Add(d.spin)
-	for i := 0; ; i++ {
-		if seqReached(w.Load(), seq) {
-			return nil
-		}
-		if i&63 == 63 {
-			if err := check(); err != nil {
-				return err
-			}
-			if d.idle != nil && d.idle() {
-				// The caller's work took its time: poll for a whole
-				// spin again, and let the other goroutines run.
-				until = time.Now().Add(d.spin)
-				runtime.Gosched()
-				continue
-			}
-			if time.Now().After(until) {
-				break
-			}
-			runtime.Gosched()
-		}
+	if ok, err := poll(func() bool { return seqReached(w.Load(), seq) }, check, d.spin, d.idle); ok || err != nil {
+		return err
 	}
 	for {
 		v := w.Load()
@@ -269,6 +250,34 @@ func (d *direct) await(ctx context.Context, w *atomic.Uint32, seq uint32) error 
 			return err
 		}
 		futexWait(w, v, vecNap)
+	}
+}
+
+// poll is the first phase of a wait on shared memory: it polls ready for
+// about spin, and every 64 polls calls check (which ends the wait with its
+// error) and idle, the caller's work (Config.Idle). While idle does work
+// the spin starts over, and after each piece the other goroutines of the
+// process get their turn: the sending half of the very collective may be
+// one of them. ok reports that ready held; false with a nil error means
+// the spin is over and the caller should sleep.
+func poll(ready func() bool, check func() error, spin time.Duration, idle func() bool) (ok bool, err error) {
+	until := time.Now().Add(spin)
+	for i := 0; ; i++ {
+		if ready() {
+			return true, nil
+		}
+		if i&63 != 63 {
+			continue
+		}
+		if err := check(); err != nil {
+			return false, err
+		}
+		if idle != nil && idle() {
+			until = time.Now().Add(spin)
+		} else if time.Now().After(until) {
+			return false, nil
+		}
+		runtime.Gosched()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Elsewhere than on Linux a SharedVector is ordinary memory and no ring
@@ -17,9 +18,8 @@ func NewSharedVector(n int) (*SharedVector, error) {
 		return nil, fmt.Errorf("allreduce: shared vector of %d elements", n)
 	}
 	mem := make([]byte, vecHeader+4*n)
-	v := &SharedVector{n: n, mem: mem}
-	v.floats = make([]float32, n)
-	return v, nil
+	return &SharedVector{n: n, mem: mem,
+		floats: unsafe.Slice((*float32)(unsafe.Pointer(&mem[vecHeader])), n)}, nil
 }
 
 func (v *SharedVector) free() error { return nil }

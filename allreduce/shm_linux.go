@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,31 +242,17 @@ var errShmClosed = errors.New("shared-memory link closed")
 // (sleep flags the sleep for the waker). It fails when the link is closed
 // locally or the peer is gone.
 func (s *shmSeg) await(ready func() bool, seq, sleep *atomic.Uint32) error {
-	spinUntil := time.Now().Add(cmp.Or(s.spin, shmSpinShared))
-	for i := 0; ; i++ {
-		if ready() {
-			return nil
-		}
+	closed := func() error {
 		if s.local.Load() {
 			return errShmClosed
 		}
 		if s.gone.Load() {
 			return fmt.Errorf("%w: the peer process closed the link", ErrPeerLost)
 		}
-		if i&63 == 63 {
-			if s.idle != nil && s.idle() {
-				// The caller's work took its time: poll for a whole
-				// spin again, and let this process's other goroutines
-				// (the sending half of this very collective) run.
-				spinUntil = time.Now().Add(cmp.Or(s.spin, shmSpinShared))
-				runtime.Gosched()
-				continue
-			}
-			if time.Now().After(spinUntil) {
-				break
-			}
-			runtime.Gosched()
-		}
+		return nil
+	}
+	if ok, err := poll(ready, closed, cmp.Or(s.spin, shmSpinShared), s.idle); ok || err != nil {
+		return err
 	}
 	for {
 		v := seq.Load()
@@ -276,13 +261,9 @@ func (s *shmSeg) await(ready func() bool, seq, sleep *atomic.Uint32) error {
 			sleep.Store(0)
 			return nil
 		}
-		if s.local.Load() {
+		if err := closed(); err != nil {
 			sleep.Store(0)
-			return errShmClosed
-		}
-		if s.gone.Load() {
-			sleep.Store(0)
-			return fmt.Errorf("%w: the peer process closed the link", ErrPeerLost)
+			return err
 		}
 		futexWait(seq, v, shmNap)
 		sleep.Store(0)
@@ -431,25 +412,28 @@ func futexWake(w *atomic.Uint32) {
 // shmOutLink is the sending half over seg; conn, the link's TCP
 // connection, tells when the receiving process is gone. ownCores says
 // that the ring's ranks do not outnumber the machine's cores.
-func shmOutLink(seg *shmSeg, conn net.Conn, ownCores bool) outLink {
-	seg.setSpin(ownCores)
+func shmOutLink(seg *shmSeg, conn net.Conn, ownCores bool, idle func() bool) outLink {
+	seg.setWait(ownCores, idle)
 	seg.watch(conn)
 	return &shmOut{s: seg}
 }
 
 // shmInLink is the receiving half over seg; conn tells when the sending
 // process is gone.
-func shmInLink(seg *shmSeg, conn net.Conn, ownCores bool) inLink {
-	seg.setSpin(ownCores)
+func shmInLink(seg *shmSeg, conn net.Conn, ownCores bool, idle func() bool) inLink {
+	seg.setWait(ownCores, idle)
 	seg.watch(conn)
 	return &shmIn{s: seg}
 }
 
-func (s *shmSeg) setSpin(ownCores bool) {
+// setWait sets how await waits: how long it polls, and the caller's work
+// it does meanwhile (Config.Idle).
+func (s *shmSeg) setWait(ownCores bool, idle func() bool) {
 	s.spin = shmSpinShared
 	if ownCores {
 		s.spin = shmSpinOwnCore
 	}
+	s.idle = idle
 }
 
 // machineCores is the number of cores the machine has online (not only

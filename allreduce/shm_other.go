@@ -25,8 +25,8 @@ func openShm(string, [16]byte) (*shmSeg, error) { return nil, errShmUnsupported 
 func (*shmSeg) unlink() {}
 func (*shmSeg) unmap()  {}
 
-func shmOutLink(*shmSeg, net.Conn, bool) outLink { panic("unreachable: no segment") }
-func shmInLink(*shmSeg, net.Conn, bool) inLink   { panic("unreachable: no segment") }
+func shmOutLink(*shmSeg, net.Conn, bool, func() bool) outLink { panic("unreachable: no segment") }
+func shmInLink(*shmSeg, net.Conn, bool, func() bool) inLink   { panic("unreachable: no segment") }
 
 func machineCores() int { return 0 }
 

@@ -92,7 +92,6 @@ type loopState struct {
 	rHdr    [frameHeader]byte
 	rIov    [2]unix.Iovec
 	rMsg    unix.Msghdr
-	lowat   int
 	pfd     [2]pollFd
 	netHold *netTransport
 	in      *tcpIn
@@ -412,11 +411,10 @@ func (st *loopState) setLowat() {
 	m := st.r.recvs[st.ri]
 	rest := frameHeader - st.rHdrOff + (m.hi-m.lo)*st.wes - st.rOff
 	v := max(1, min(rest, lowatCap))
-	if v == st.lowat {
+	if v == st.in.lowat {
 		return
 	}
 	if syscall.SetsockoptInt(st.ifd, syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, v) == nil {
-		st.lowat = v
 		st.in.lowat = v
 	}
 }

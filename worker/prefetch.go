@@ -33,9 +33,9 @@ type prefetch[T gemm.Float] struct {
 	active bool // a step is being drawn
 	step   int64
 	K, k   int   // the ring it is drawn for
-	local  []int // its samples, in row order
+	local  []int // its samples, in row order: idx[lo:hi]
 	next   int   // rows [0, next) are drawn
-	idx    []int // scratch for the global batch of step
+	idx    []int // the global batch of step
 	x      []T
 
 	g     []T // the gradient being zeroed ahead; nil when none
@@ -85,7 +85,7 @@ func (t *Trainer[T]) startPrefetch(step int64, K, k, lo, hi int) {
 		return
 	}
 	_, pf.idx = t.Sampler.Batch(step, pf.idx)
-	pf.local = append(pf.local[:0], pf.idx[lo:hi]...)
+	pf.local = pf.idx[lo:hi]
 	pf.x = grow(pf.x, t.inputRows(hi-lo)*t.pixels())
 	pf.step, pf.K, pf.k, pf.next, pf.active = step, K, k, 0, true
 }
@@ -93,10 +93,9 @@ func (t *Trainer[T]) startPrefetch(step int64, K, k, lo, hi int) {
 // PrefetchSome draws a few rows of the next step's input, if any are left
 // to draw, or else zeroes a piece of the gradient buffer when the step
 // has not started its backward pass yet, and reports whether it did
-// either. The data plane calls it while this
-// rank waits for its peers (allreduce.Config.Idle); it is safe to call
-// from any goroutine, and returns at once when another call or the step
-// itself holds the buffer.
+// either. The data plane calls it while this rank waits for its peers
+// (allreduce.Config.Idle); it is safe to call from any goroutine, and
+// returns at once when another call or the step itself holds the buffer.
 func (t *Trainer[T]) PrefetchSome() bool {
 	pf := &t.pf
 	if !pf.mu.TryLock() {
@@ -120,22 +119,21 @@ func (t *Trainer[T]) PrefetchSome() bool {
 
 // takePrefetch makes the prefetched rows the input of step when they are
 // being drawn for exactly this step, ring and samples (after a new
-// generation or a repeated step they are not, and the step draws its own):
-// it draws the rows still missing and swaps the buffers. It reports
-// whether it did.
-func (t *Trainer[T]) takePrefetch(step int64, K, k int, local []int) bool {
+// generation or a repeated step they are not, and the step draws its
+// own), swapping the buffers: rows [0, drawn) of t.x are then in, and the
+// step draws the rest. ok reports whether it took them.
+func (t *Trainer[T]) takePrefetch(step int64, K, k int, local []int) (drawn int, ok bool) {
 	pf := &t.pf
 	pf.mu.Lock()
 	defer pf.mu.Unlock()
 	if !pf.active {
-		return false
+		return 0, false
 	}
 	pf.active = false
 	if pf.step != step || pf.K != K || pf.k != k || !slices.Equal(pf.local, local) {
-		return false
+		return 0, false
 	}
-	t.drawRows(pf.x, pf.step, pf.local, pf.next, len(pf.local))
 	t.x, pf.x = pf.x, t.x
 	t.prefetched++
-	return true
+	return pf.next, true
 }

@@ -77,6 +77,13 @@ func TestPrefetchIsTakenOnlyForItsStep(t *testing.T) {
 				{"another rank", 5, K, 0, localOf(5), false},
 				{"other samples", 5, K, k, localOf(7), false},
 			}
+			// take runs the step's data phase and reports whether it took
+			// the prefetched rows.
+			take := func(step int64, K, k int, local []int) bool {
+				before := tr.prefetched
+				tr.fillInput(step, K, k, local)
+				return tr.prefetched > before
+			}
 			for i, c := range cases {
 				tr.startPrefetch(5, K, k, lo, hi)
 				// Some rows drawn in "waits", the rest by the step.
@@ -85,7 +92,7 @@ func TestPrefetchIsTakenOnlyForItsStep(t *testing.T) {
 						t.Fatalf("%s: nothing to prefetch", c.name)
 					}
 				}
-				if got := tr.takePrefetch(c.step, c.K, c.k, c.local); got != c.accept {
+				if got := take(c.step, c.K, c.k, c.local); got != c.accept {
 					t.Errorf("%s: taken %v, want %v", c.name, got, c.accept)
 				}
 				if c.accept && !slices.Equal(tr.x, drawn(5)) {
@@ -109,7 +116,7 @@ func TestPrefetchIsTakenOnlyForItsStep(t *testing.T) {
 			tr.startPrefetch(3, K, k, lo, hi)
 			for tr.PrefetchSome() {
 			}
-			if tr.pf.next != hi-lo || !tr.takePrefetch(3, K, k, localOf(3)) || !slices.Equal(tr.x, drawn(3)) {
+			if tr.pf.next != hi-lo || !take(3, K, k, localOf(3)) || !slices.Equal(tr.x, drawn(3)) {
 				t.Error("a fully prefetched step does not get exactly its rows")
 			}
 		})

@@ -75,8 +75,9 @@ type Trainer[T gemm.Float] struct {
 
 	aug         dataset.AugConfig
 	pixPool     *rowPool // draws a step's input rows over the threads
-	augStep     int64    // the step and samples pixPool draws
+	augStep     int64    // the step and samples pixPool draws,
 	augLocal    []int
+	augFrom     int // from this row on
 	pf          prefetch[T]
 	prefetched  int64 // steps whose input came from the prefetch
 	zeroedAhead int64 // gradient elements cleared in waits
@@ -502,17 +503,22 @@ func (t *Trainer[T]) inputRows(b int) int {
 
 // fillInput writes the image rows of step's local samples into t.x: the
 // rows drawn ahead by the prefetch when it drew this very step for this
-// ring, else drawn here, split over the trainer's threads.
+// ring, and the rest drawn here, split over the trainer's threads.
 func (t *Trainer[T]) fillInput(step int64, K, k int, local []int) {
-	if t.takePrefetch(step, K, k, local) {
+	from, ok := t.takePrefetch(step, K, k, local)
+	if !ok {
+		t.x = grow(t.x, t.inputRows(len(local))*t.pixels())
+	}
+	if from == len(local) {
 		return
 	}
-	t.x = grow(t.x, t.inputRows(len(local))*t.pixels())
-	t.augStep, t.augLocal = step, local
+	t.augStep, t.augLocal, t.augFrom = step, local, from
 	if t.pixPool == nil {
-		t.pixPool = newRowPool(func(lo, hi int) { t.drawRows(t.x, t.augStep, t.augLocal, lo, hi) })
+		t.pixPool = newRowPool(func(lo, hi int) {
+			t.drawRows(t.x, t.augStep, t.augLocal, t.augFrom+lo, t.augFrom+hi)
+		})
 	}
-	t.pixPool.run(len(local))
+	t.pixPool.run(len(local) - from)
 }
 
 // drawRows writes the input of local samples [lo, hi) of step into dst, a
