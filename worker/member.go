@@ -761,8 +761,11 @@ const ctlRetry = 2 * time.Second
 
 // boundaryEvery is the time between two Boundary reports: a worker waiting
 // to join is admitted at the first boundary reported after it arrived, so
-// it waits about this long plus a step.
-const boundaryEvery = 100 * time.Millisecond
+// it waits up to this long plus a step. Every report wakes the coordinator,
+// which on a machine whose cores all train takes a core from a rank, and
+// every rank waits with that one: at 100 ms, 20 reports a second of two
+// workers cost 2 % of their throughput (docs/BENCHMARKS.md, Scaling).
+const boundaryEvery = time.Second
 
 // reporter tells the coordinator, off the training loop, of the step
 // boundaries this worker reaches (Boundary, every boundaryEvery) and of its
