@@ -33,7 +33,8 @@ type CLIP[T gemm.Float] struct {
 	// P(i) = {j : id_j = id_i}, and likewise for columns.
 	MaskFalseNegatives bool
 
-	ug, vg []T       // gathered U, V: B×d
+	uvl    []T       // local rows of U and V side by side: b×2d, row i = [u_i | v_i]
+	uvg    []T       // gathered rows of U and V side by side: B×2d
 	ids    []int32   // gathered caption ids: B
 	tile   []T       // b×chunk logits, then dL/dS; 2·b×B when the blocks are kept
 	stats  []float64 // local statistics: b×ns
@@ -89,8 +90,8 @@ func (c *CLIP[T]) Compute(ctx context.Context, coll Collective, in CLIPInput[T])
 	if c.MaskFalseNegatives {
 		ns = 4
 	}
-	c.ug = grow(c.ug, B*d)
-	c.vg = grow(c.vg, B*d)
+	c.uvl = grow(c.uvl, b*2*d)
+	c.uvg = grow(c.uvg, B*2*d)
 	// keep: one chunk spans all B columns, so the row block and the
 	// column block of pass 1 are whole and pass 2 reuses them.
 	keep := chunk >= B
@@ -105,12 +106,15 @@ func (c *CLIP[T]) Compute(ctx context.Context, coll Collective, in CLIPInput[T])
 	c.diag = grow(c.diag, b)
 	c.gstats = grow(c.gstats, B*ns)
 
-	// Step 3 of the design: gather U and V (and the caption ids).
-	if err := gatherRows(ctx, coll, in.U, c.ug, in.Counts, d, &c.bc); err != nil {
-		return res, fmt.Errorf("clip: gather U: %w", err)
+	// Step 3 of the design: gather U and V (and the caption ids). U and V
+	// travel side by side in one all-gather: every sync of the ranks costs
+	// the lead of one over the other, and two back to back cost it twice.
+	for i := range b {
+		copy(c.uvl[i*2*d:i*2*d+d], in.U[i*d:i*d+d])
+		copy(c.uvl[i*2*d+d:i*2*d+2*d], in.V[i*d:i*d+d])
 	}
-	if err := gatherRows(ctx, coll, in.V, c.vg, in.Counts, d, &c.bc); err != nil {
-		return res, fmt.Errorf("clip: gather V: %w", err)
+	if err := gatherRows(ctx, coll, c.uvl, c.uvg, in.Counts, 2*d, &c.bc); err != nil {
+		return res, fmt.Errorf("clip: gather U and V: %w", err)
 	}
 	var ids []int32
 	if c.MaskFalseNegatives {
@@ -186,7 +190,7 @@ func (c *CLIP[T]) localStats(ctx context.Context, l layout, in CLIPInput[T], chu
 		w := min(chunk, B-c0)
 		tile := c.tile[:b*w]
 		// Rows: tile[i][jj] = S_{off+i, c0+jj} = s·u_i·v_{c0+jj}.
-		gemm.Gemm(false, true, b, w, d, s, in.U, d, c.vg[c0*d:], d, 0, tile, w)
+		gemm.Gemm(false, true, b, w, d, s, in.U, d, c.uvg[c0*2*d+d:], 2*d, 0, tile, w)
 		for i := 0; i < b; i++ {
 			row := tile[i*w : i*w+w]
 			k := i*ns + statRow
@@ -202,7 +206,7 @@ func (c *CLIP[T]) localStats(ctx context.Context, l layout, in CLIPInput[T], chu
 		if keep {
 			tile = c.tile[b*w : 2*b*w]
 		}
-		gemm.Gemm(false, true, b, w, d, s, in.V, d, c.ug[c0*d:], d, 0, tile, w)
+		gemm.Gemm(false, true, b, w, d, s, in.V, d, c.uvg[c0*2*d:], 2*d, 0, tile, w)
 		for j := 0; j < b; j++ {
 			col := tile[j*w : j*w+w]
 			k := j*ns + statCol
@@ -245,19 +249,19 @@ func (c *CLIP[T]) gradients(ctx context.Context, l layout, in CLIPInput[T], chun
 		}
 		// Owned rows i against columns c0..c0+w.
 		if !keep {
-			gemm.Gemm(false, true, b, w, d, s, in.U, d, c.vg[c0*d:], d, 0, tile, w)
+			gemm.Gemm(false, true, b, w, d, s, in.U, d, c.uvg[c0*2*d+d:], 2*d, 0, tile, w)
 		}
 		dt += c.rowsG(tile, l, c0, w, ns, ids, inv)
-		gemm.Gemm(false, false, b, d, w, s, tile, w, c.vg[c0*d:], d, beta, in.DU, d)
+		gemm.Gemm(false, false, b, d, w, s, tile, w, c.uvg[c0*2*d+d:], 2*d, beta, in.DU, d)
 
 		// Owned columns j against rows c0..c0+w: tile[j][ii] = S_{c0+ii, off+j}.
 		if keep {
 			tile = c.tile[b*w : 2*b*w]
 		} else {
-			gemm.Gemm(false, true, b, w, d, s, in.V, d, c.ug[c0*d:], d, 0, tile, w)
+			gemm.Gemm(false, true, b, w, d, s, in.V, d, c.uvg[c0*2*d:], 2*d, 0, tile, w)
 		}
 		c.colsG(tile, l, c0, w, ns, ids, inv)
-		gemm.Gemm(false, false, b, d, w, s, tile, w, c.ug[c0*d:], d, beta, in.DV, d)
+		gemm.Gemm(false, false, b, d, w, s, tile, w, c.uvg[c0*2*d:], 2*d, beta, in.DV, d)
 	}
 	return dt, nil
 }
