@@ -15,16 +15,18 @@ import (
 //
 //	ℓ(a) = −log exp(s·z_a·z_p(a)) / Σ_{m≠a} exp(s·z_a·z_m),   L = 1/(2B)·Σ_a ℓ(a).
 //
-// The global views are ordered [Z1 of every rank; Z2 of every rank], so
-// view a < B is sample a's first view and p(a) = a ± B. The zero value is
-// ready to use; an NTXent keeps its work buffers and must not be used by
-// two goroutines at once.
+// The global views are ordered sample by sample, the two views of sample
+// i side by side: view a = 2i+v is view v+1 of sample i, and p(a) = a xor 1
+// (the order of the views does not change the loss, a sum over all of
+// them). The zero value is ready to use; an NTXent keeps its work buffers
+// and must not be used by two goroutines at once.
 type NTXent[T gemm.Float] struct {
 	// Chunk is the number of columns of the logit matrix held at once
 	// (DefaultChunk if 0).
 	Chunk int
 
-	zg     []T       // gathered views [Z1; Z2]: 2B×d
+	zl     []T       // local views side by side: b×2d, row i = [z1_i | z2_i]
+	zg     []T       // gathered views side by side: B×2d, that is 2B×d in view order
 	tile   []T       // 2b×chunk logits, then coefficients
 	stats  []float64 // lse of the local anchors, interleaved (view 1, view 2): b×2
 	gstats []float64 // gathered: B×2
@@ -82,6 +84,7 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 	if err != nil {
 		return res, fmt.Errorf("ntxent: %w", err)
 	}
+	n.zl = grow(n.zl, b*2*d)
 	n.zg = grow(n.zg, N*d)
 	n.tile = grow(n.tile, 2*b*chunk)
 	n.stats = grow(n.stats, 2*b)
@@ -90,35 +93,27 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 	n.accZ = grow(n.accZ, 2*b)
 	n.pos = grow(n.pos, 2*b)
 
-	if err := gatherRows(ctx, coll, in.Z1, n.zg[:B*d], in.Counts, d, &n.bc); err != nil {
-		return res, fmt.Errorf("ntxent: gather Z1: %w", err)
+	// One all-gather for both views (one sync of the ranks, not two): a
+	// sample's two views travel side by side, which is the view order.
+	for i := range b {
+		copy(n.zl[i*2*d:i*2*d+d], in.Z1[i*d:i*d+d])
+		copy(n.zl[i*2*d+d:i*2*d+2*d], in.Z2[i*d:i*d+d])
 	}
-	if err := gatherRows(ctx, coll, in.Z2, n.zg[B*d:], in.Counts, d, &n.bc); err != nil {
-		return res, fmt.Errorf("ntxent: gather Z2: %w", err)
+	if err := gatherRows(ctx, coll, n.zl, n.zg, in.Counts, 2*d, &n.bc); err != nil {
+		return res, fmt.Errorf("ntxent: gather Z1 and Z2: %w", err)
 	}
 	// The 2b local anchors are the tile's rows: first the local view-1
 	// rows, then the local view-2 rows; anchor(al) is the global index of
 	// tile row al.
 	anchor := func(al int) int {
 		if al < b {
-			return l.off + al
+			return 2 * (l.off + al)
 		}
-		return B + l.off + al - b
+		return 2*(l.off+al-b) + 1
 	}
-	partner := func(a int) int {
-		if a < B {
-			return a + B
-		}
-		return a - B
-	}
-	// slot(a) is anchor a's index in the interleaved B×2 statistics (sample
-	// i's two views side by side); slot(a) − 2·off indexes the local b×2.
-	slot := func(a int) int {
-		if a < B {
-			return 2 * a
-		}
-		return 2*(a-B) + 1
-	}
+	partner := func(a int) int { return a ^ 1 }
+	// The B×2 statistics are in view order too (sample i's two views side
+	// by side): view a's is at a, and a − 2·off indexes the local b×2.
 	fill := func(c0, w int) []T {
 		tile := n.tile[:2*b*w]
 		gemm.Gemm(false, true, b, w, d, s, in.Z1, d, n.zg[c0*d:], d, 0, tile[:b*w], w)
@@ -138,7 +133,7 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 		tile := fill(c0, w)
 		for al := 0; al < 2*b; al++ {
 			a := anchor(al)
-			k := slot(a) - 2*l.off
+			k := a - 2*l.off
 			row := tile[al*w : al*w+w]
 			lseAddSkip(&n.accM[k], &n.accZ[k], row, a-c0)
 			if jj := partner(a) - c0; jj >= 0 && jj < w {
@@ -165,7 +160,7 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 	if f32 {
 		n.lse32 = grow(n.lse32, N)
 		for m := range n.lse32 {
-			n.lse32[m] = float32(n.gstats[slot(m)])
+			n.lse32[m] = float32(n.gstats[m])
 		}
 		n.buf32 = grow(n.buf32, min(chunk, N))
 	}
@@ -177,11 +172,11 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 		tile := fill(c0, w)
 		for al := 0; al < 2*b; al++ {
 			a := anchor(al)
-			la := n.gstats[slot(a)]
+			la := n.gstats[a]
 			p := partner(a)
 			row := tile[al*w : al*w+w]
 			if f32 {
-				dt += n.coefficients32(any(row).([]float32), c0, a, p, la, n.gstats[slot(p)], inv)
+				dt += n.coefficients32(any(row).([]float32), c0, a, p, la, n.gstats[p], inv)
 				continue
 			}
 			for jj, x := range row {
@@ -191,7 +186,7 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 					continue
 				}
 				sam := float64(x)
-				cam := math.Exp(sam-la) + math.Exp(sam-n.gstats[slot(m)])
+				cam := math.Exp(sam-la) + math.Exp(sam-n.gstats[m])
 				if m == p {
 					cam -= 2
 				}
