@@ -81,6 +81,9 @@ type Client struct {
 	closed   bool
 	epoch    uint64        // counts Joins
 	done     chan struct{} // closed by Close
+	// asked receives when the coordinator asks for the next step boundary
+	// (a worker waits to join); one pending request is enough.
+	asked chan struct{}
 }
 
 // Dial prepares a connection to the coordinator at addr (host:port). The
@@ -91,7 +94,7 @@ func Dial(ctx context.Context, addr, token string, opts ...ClientOption) (*Clien
 		return nil, fmt.Errorf("dial coordinator %s: %w", addr, err)
 	}
 	c := &Client{log: slog.Default(), backoff: DefaultBackoff(), changed: make(chan struct{}), done: make(chan struct{}),
-		rng: rand.New(rand.NewPCG(hash64(addr), 0))}
+		asked: make(chan struct{}, 1), rng: rand.New(rand.NewPCG(hash64(addr), 0))}
 	for _, o := range opts {
 		o(c)
 	}
@@ -343,6 +346,12 @@ func (c *Client) watchOnce(ctx context.Context, id string, after uint64, attempt
 			return err
 		}
 		*attempt = 0
+		if m.GetBoundaryWanted() {
+			select {
+			case c.asked <- struct{}{}:
+			default: // one request pending is enough
+			}
+		}
 		a, err := assignmentFromPB(m)
 		if err != nil {
 			c.log.Error("ignoring assignment", "worker", id, "err", err)
@@ -357,6 +366,13 @@ func (c *Client) watchOnce(ctx context.Context, id string, after uint64, attempt
 		c.mu.Unlock()
 	}
 }
+
+// BoundaryWanted receives when the coordinator asks for this worker's next
+// step boundary at once, because a worker waits to join the run and is
+// admitted only at a boundary reported by a rank (Boundary). A worker
+// that reports its boundaries now and then reports the next one when this
+// receives.
+func (c *Client) BoundaryWanted() <-chan struct{} { return c.asked }
 
 // wait returns the back-off before attempt (0-based).
 func (c *Client) wait(attempt int) time.Duration {

@@ -184,6 +184,10 @@ type Rendezvous struct {
 	// (HeldState); new generations are numbered above it, because a
 	// worker's data plane refuses a generation older than one it ran.
 	genFloor uint64
+	// asks counts the times a joiner arrived that the running ring has
+	// room for: each asks the ring's workers for their next step boundary
+	// at once (BoundaryAsks), since a joiner is admitted only there.
+	asks uint64
 }
 
 // NewRendezvous returns a machine in PhaseWaiting, created at now.
@@ -277,9 +281,19 @@ func (r *Rendezvous) Join(now time.Time, req JoinRequest) (string, error) {
 		r.evalWaiting(now)
 	case PhasePaused:
 		r.evalPaused(now)
+	case PhaseRunning:
+		if len(r.ring) < r.cfg.MaxWorkers {
+			r.asks++
+		}
 	}
 	return id, nil
 }
+
+// BoundaryAsks counts the requests for a step boundary made so far: when
+// it grows, the running ring's workers should report their next boundary
+// now rather than at their next periodic report, for a joiner waits to be
+// admitted there.
+func (r *Rendezvous) BoundaryAsks() uint64 { return r.asks }
 
 // Leave removes a worker that leaves on its own.
 func (r *Rendezvous) Leave(now time.Time, id, reason string) error {

@@ -460,9 +460,11 @@ func (v *service) Watch(in *pb.WatchRequest, stream pb.Coordinator_WatchServer) 
 	}()
 
 	after := in.GetAfterGeneration()
+	var asked uint64 // the boundary requests this stream has passed on
 	for {
 		s.mu.Lock()
 		a, err := s.rv.Assignment(id)
+		asks := s.rv.BoundaryAsks()
 		changed := s.changed
 		s.mu.Unlock()
 		switch {
@@ -473,10 +475,19 @@ func (v *service) Watch(in *pb.WatchRequest, stream pb.Coordinator_WatchServer) 
 			if err := stream.Send(assignmentToPB(a)); err != nil {
 				return err
 			}
-			after = a.Generation
+			after, asked = a.Generation, asks
 			if a.Action == ActionStop {
 				return nil
 			}
+		case asks > asked && a.Generation == after && a.Action == ActionRun:
+			// A joiner waits: the current assignment again, asking for
+			// the next step boundary now.
+			pb := assignmentToPB(a)
+			pb.BoundaryWanted = true
+			if err := stream.Send(pb); err != nil {
+				return err
+			}
+			asked = asks
 		}
 		select {
 		case <-changed:

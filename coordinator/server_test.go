@@ -550,3 +550,67 @@ func TestStoppedRunDoesNotSpinOnClosedWatchStreams(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A worker that joins a running ring with room asks the ring's workers,
+// through their Watch streams, for their next step boundary at once: the
+// workers report boundaries only now and then, and a joiner is admitted
+// only at a reported one. A joiner the ring has no room for asks nothing.
+func TestJoinerAsksRunningWorkersForABoundary(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		maxWorker int
+		asks      bool
+	}{
+		{"room", 2, true},
+		{"full", 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer checkNoLeaks(t)()
+			cfg := DefaultLocalConfig()
+			cfg.DisableGossip = true
+			cfg.MinWorkers, cfg.MaxWorkers = 1, tc.maxWorker
+			s, stop := testServer(t, cfg)
+			defer stop()
+			cs := joinedClients(t, s, 1, 9720)
+			defer closeClients(cs)
+			ctx := ctxT(t, 10*time.Second)
+			a, err := cs[0].NextAssignment(ctx, 0)
+			if err != nil || a.Action != ActionRun {
+				t.Fatalf("first assignment: %+v %v", a, err)
+			}
+			select {
+			case <-cs[0].BoundaryWanted():
+				t.Fatal("a boundary was asked for with no joiner")
+			case <-time.After(100 * time.Millisecond):
+			}
+			joiner := joinedClients(t, s, 1, 9730)
+			defer closeClients(joiner)
+			select {
+			case <-cs[0].BoundaryWanted():
+				if !tc.asks {
+					t.Fatal("a joiner the ring has no room for asked for a boundary")
+				}
+			case <-time.After(map[bool]time.Duration{true: 5 * time.Second, false: 300 * time.Millisecond}[tc.asks]):
+				if tc.asks {
+					t.Fatal("the running worker was not asked for a boundary within 5s of the join")
+				}
+				return
+			}
+			// The request repeats the current assignment: no new generation yet.
+			short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			if b, err := cs[0].NextAssignment(short, a.Generation); err == nil {
+				t.Fatalf("the request for a boundary read as a new assignment: %+v", b)
+			}
+			// The boundary reported on request admits the joiner.
+			gen, err := cs[0].Boundary(ctx, a.Generation, 7)
+			if err != nil || gen != a.Generation+1 {
+				t.Fatalf("boundary: generation %d, %v; want %d", gen, err, a.Generation+1)
+			}
+			b, err := joiner[0].NextAssignment(ctx, 0)
+			if err != nil || b.Generation != gen || b.World != 2 {
+				t.Fatalf("joiner's assignment: %+v %v", b, err)
+			}
+		})
+	}
+}

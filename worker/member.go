@@ -759,17 +759,20 @@ func (m *member) stopOnRequest(ctl context.Context, gen uint64) (*Summary, bool,
 // that is down or restarting must not be flooded.
 const ctlRetry = 2 * time.Second
 
-// boundaryEvery is the time between two Boundary reports: a worker waiting
-// to join is admitted at the first boundary reported after it arrived, so
-// it waits up to this long plus a step. Every report wakes the coordinator,
-// which on a machine whose cores all train takes a core from a rank, and
-// every rank waits with that one: at 100 ms, 20 reports a second of two
-// workers cost 2 % of their throughput (docs/BENCHMARKS.md, Scaling).
+// boundaryEvery is the time between two Boundary reports. A worker waiting
+// to join is admitted at the first boundary reported after it arrived; the
+// coordinator asks for that one at once (Client.BoundaryWanted), so the
+// periodic report only backs that request up. Every report wakes the
+// coordinator, which on a machine whose cores all train takes a core from
+// a rank, and every rank waits with that one: at 100 ms, 20 reports a
+// second of two workers cost 1–2 % of their throughput (docs/BENCHMARKS.md,
+// Scaling).
 const boundaryEvery = time.Second
 
 // reporter tells the coordinator, off the training loop, of the step
-// boundaries this worker reaches (Boundary, every boundaryEvery) and of its
-// progress (Report, as the loop hands it over). The loop never waits for
+// boundaries this worker reaches (Boundary, every boundaryEvery and when
+// the coordinator asks) and of its progress (Report, as the loop hands it
+// over). The loop never waits for
 // the coordinator: on a machine whose cores are all training, a round trip
 // to the coordinator waits for the scheduler to run it, and every rank
 // waited with the one that asked. A joiner admitted at a boundary the
@@ -809,6 +812,8 @@ func (r *reporter) run(ctx context.Context) {
 			return
 		case <-tick.C:
 		case <-r.kick:
+		case <-r.m.client.BoundaryWanted():
+			// A joiner waits for the next boundary: report it now.
 		}
 		if time.Since(down) < ctlRetry {
 			continue

@@ -478,9 +478,14 @@ type Assignment struct {
 	Reason               string      `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
 	CheckpointBeforeStop bool        `protobuf:"varint,11,opt,name=checkpoint_before_stop,json=checkpointBeforeStop,proto3" json:"checkpoint_before_stop,omitempty"`
 	// Worker ids of the ring, in rank order.
-	PeerIds       []string `protobuf:"bytes,12,rep,name=peer_ids,json=peerIds,proto3" json:"peer_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PeerIds []string `protobuf:"bytes,12,rep,name=peer_ids,json=peerIds,proto3" json:"peer_ids,omitempty"`
+	// Set on a repeat of the worker's current assignment (same generation),
+	// which is then no new assignment: a worker waits to join, and the
+	// coordinator asks for the next step boundary now (ReportRequest
+	// boundary) instead of at the worker's next periodic report.
+	BoundaryWanted bool `protobuf:"varint,13,opt,name=boundary_wanted,json=boundaryWanted,proto3" json:"boundary_wanted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -595,6 +600,13 @@ func (x *Assignment) GetPeerIds() []string {
 		return x.PeerIds
 	}
 	return nil
+}
+
+func (x *Assignment) GetBoundaryWanted() bool {
+	if x != nil {
+		return x.BoundaryWanted
+	}
+	return false
 }
 
 type Progress struct {
@@ -1218,7 +1230,7 @@ const file_coordinator_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2!.infonce.coordinator.v1.StartKindR\x04kind\x12'\n" +
 	"\x0fcheckpoint_path\x18\x02 \x01(\tR\x0echeckpointPath\x12\x1f\n" +
 	"\vsource_rank\x18\x03 \x01(\x05R\n" +
-	"sourceRank\"\xa5\x03\n" +
+	"sourceRank\"\xce\x03\n" +
 	"\n" +
 	"Assignment\x12\x1e\n" +
 	"\n" +
@@ -1238,7 +1250,8 @@ const file_coordinator_proto_rawDesc = "" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x124\n" +
 	"\x16checkpoint_before_stop\x18\v \x01(\bR\x14checkpointBeforeStop\x12\x19\n" +
-	"\bpeer_ids\x18\f \x03(\tR\apeerIds\"Z\n" +
+	"\bpeer_ids\x18\f \x03(\tR\apeerIds\x12'\n" +
+	"\x0fboundary_wanted\x18\r \x01(\bR\x0eboundaryWanted\"Z\n" +
 	"\bProgress\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04loss\x18\x02 \x01(\x01R\x04loss\x12&\n" +

@@ -37,7 +37,9 @@ type CoordinatorClient interface {
 	// Join admits a worker to the run and returns its worker id.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	// Watch streams the worker's assignment for every generation after
-	// after_generation. A broken stream is a hint that the worker is gone.
+	// after_generation, and repeats the current one with boundary_wanted
+	// when a worker waits to join. A broken stream is a hint that the
+	// worker is gone.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Assignment], error)
 	// Report carries progress, a step boundary, an error or the end of training.
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
@@ -121,7 +123,9 @@ type CoordinatorServer interface {
 	// Join admits a worker to the run and returns its worker id.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	// Watch streams the worker's assignment for every generation after
-	// after_generation. A broken stream is a hint that the worker is gone.
+	// after_generation, and repeats the current one with boundary_wanted
+	// when a worker waits to join. A broken stream is a hint that the
+	// worker is gone.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[Assignment]) error
 	// Report carries progress, a step boundary, an error or the end of training.
 	Report(context.Context, *ReportRequest) (*ReportResponse, error)
