@@ -112,8 +112,6 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 		return 2*(l.off+al-b) + 1
 	}
 	partner := func(a int) int { return a ^ 1 }
-	// The B×2 statistics are in view order too (sample i's two views side
-	// by side): view a's is at a, and a − 2·off indexes the local b×2.
 	fill := func(c0, w int) []T {
 		tile := n.tile[:2*b*w]
 		gemm.Gemm(false, true, b, w, d, s, in.Z1, d, n.zg[c0*d:], d, 0, tile[:b*w], w)
@@ -133,6 +131,8 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 		tile := fill(c0, w)
 		for al := 0; al < 2*b; al++ {
 			a := anchor(al)
+			// The B×2 statistics are in view order too (sample i's two
+			// views side by side): view a's is at a, its local one at k.
 			k := a - 2*l.off
 			row := tile[al*w : al*w+w]
 			lseAddSkip(&n.accM[k], &n.accZ[k], row, a-c0)

@@ -560,9 +560,10 @@ func TestJoinerAsksRunningWorkersForABoundary(t *testing.T) {
 		name      string
 		maxWorker int
 		asks      bool
+		wait      time.Duration // for the request after the join
 	}{
-		{"room", 2, true},
-		{"full", 1, false},
+		{"room", 2, true, 5 * time.Second},
+		{"full", 1, false, 300 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer checkNoLeaks(t)()
@@ -590,7 +591,7 @@ func TestJoinerAsksRunningWorkersForABoundary(t *testing.T) {
 				if !tc.asks {
 					t.Fatal("a joiner the ring has no room for asked for a boundary")
 				}
-			case <-time.After(map[bool]time.Duration{true: 5 * time.Second, false: 300 * time.Millisecond}[tc.asks]):
+			case <-time.After(tc.wait):
 				if tc.asks {
 					t.Fatal("the running worker was not asked for a boundary within 5s of the join")
 				}
