@@ -73,11 +73,13 @@ type Trainer[T gemm.Float] struct {
 	// backward pass.
 	overlappedSteps int64
 
-	aug         dataset.AugConfig
-	pixPool     *rowPool // draws a step's input rows over the threads
-	augStep     int64    // the step and samples pixPool draws,
+	aug     dataset.AugConfig
+	pixPool *rowPool // draws a step's input rows over the threads
+	// augStep, augLocal and augFrom are what pixPool draws: the rows of
+	// step's local samples from row augFrom on.
+	augStep     int64
 	augLocal    []int
-	augFrom     int // from this row on
+	augFrom     int
 	pf          prefetch[T]
 	prefetched  int64 // steps whose input came from the prefetch
 	zeroedAhead int64 // gradient elements cleared in waits
