@@ -12,8 +12,10 @@
 // For each worker count the report holds the median throughput X(n) over
 // the repeats, the scaling efficiency E(n) = X(n) / (n·X(1)), and rank 0's
 // mean step-time breakdown (data, forward, gather, loss, backward, the
-// all-reduce with the wait for the slowest rank, optimizer, other). It is
-// written as a table, CSV, JSON and PNG/SVG plots.
+// all-reduce with the wait for the slowest rank, optimizer, other), and a
+// 95 % bootstrap interval of E(n) over the rounds of repeats. It is
+// written as a table, CSV, JSON and PNG/SVG plots; Pool merges the runs of
+// several reports of one benchmark.
 //
 // Model is the strong-scaling step time
 //

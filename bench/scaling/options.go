@@ -32,7 +32,7 @@ type Options struct {
 	TrainArgs []string      // flags passed through to every job
 	Timeout   time.Duration // deadline of one job
 	Cores     int           // cores of this machine (for the oversubscription note)
-	From      string        // redraw the outputs of this scaling.json instead of measuring
+	From      []string      // redraw the outputs of these scaling.json files, pooled (Pool), instead of measuring
 	Fit       []string      // fit the model across these scaling.json files instead of measuring
 	HopMS     float64       // with Fit: λ to predict with instead of the fitted one (negative: the fitted one)
 	Nice      int           // scheduling niceness of the jobs' processes (negative: ahead of other work; needs root)
@@ -64,7 +64,7 @@ func ParseArgs(args []string, cores int, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.Nice, "nice", 0, "run each job in its own session at niceness N, the session's scheduler autogroup included (-20..19; negative values put the jobs ahead of other work on a shared machine and need root)")
 	fit := fs.String("fit", "", "fit the model across these comma-separated scaling.json files (same model; e.g. loopback and rate-limited runs), print its predictions and write model.json into --out, without measuring")
 	fs.Float64Var(&o.HopMS, "hop-ms", -1, "with --fit: predict with this latency λ per ring step (ms, summed over a step's collectives) instead of the fitted one, e.g. one measured with 'infonce bench allreduce'")
-	fs.StringVar(&o.From, "from", "", "redraw the table, CSV, JSON, plots and model of this scaling.json into --out, without measuring")
+	from := fs.String("from", "", "redraw the table, CSV, JSON, plots and model of this scaling.json into --out, without measuring; with several comma-separated files of the same benchmark, of their runs pooled")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: infonce bench scaling [flags] [training flags] [-- training flags]\n\nRuns the same training job at each worker count; flags not listed here go to 'infonce train'.")
 		fmt.Fprintln(stderr)
@@ -76,11 +76,7 @@ func ParseArgs(args []string, cores int, stderr io.Writer) (Options, error) {
 		}
 		return o, UsageError{err}
 	}
-	for _, f := range strings.Split(*fit, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			o.Fit = append(o.Fit, f)
-		}
-	}
+	o.Fit, o.From = splitList(*fit), splitList(*from)
 	var err error
 	if o.Workers, err = parseWorkers(*workers); err != nil {
 		return o, UsageError{fmt.Errorf("--workers %q: %w", *workers, err)}
@@ -116,6 +112,17 @@ func ParseArgs(args []string, cores int, stderr io.Writer) (Options, error) {
 	}
 	o.TrainArgs = pass
 	return o, nil
+}
+
+// splitList splits a comma-separated list of files, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // splitArgs separates the benchmark's own flags from the training flags.

@@ -16,6 +16,7 @@ func TestParseArgs(t *testing.T) {
 		threads int
 		pass    []string
 		net     *NetLimits
+		from    []string
 		wantErr bool
 	}{
 		{name: "defaults", args: nil, workers: []int{1, 2, 4, 8}},
@@ -25,6 +26,7 @@ func TestParseArgs(t *testing.T) {
 		{name: "after dashes", args: []string{"--steps", "3", "--", "--out", "x"}, workers: []int{1, 2, 4, 8}, pass: []string{"--out", "x"}},
 		{name: "netem", args: []string{"--netem", "rate=1gbit,delay=1ms", "--workers=2"}, workers: []int{2},
 			net: &NetLimits{RateBitsPerSecond: 1e9, Delay: time.Millisecond}},
+		{name: "from several", args: []string{"--from", "a.json, b.json,,c.json"}, workers: []int{1, 2, 4, 8}, from: []string{"a.json", "b.json", "c.json"}},
 		{name: "descending", args: []string{"--workers", "2,1"}, wantErr: true},
 		{name: "zero workers", args: []string{"--workers", "0,1"}, wantErr: true},
 		{name: "zero steps", args: []string{"--steps", "0"}, wantErr: true},
@@ -45,6 +47,9 @@ func TestParseArgs(t *testing.T) {
 			}
 			if !slices.Equal(o.Workers, tc.workers) || o.Threads != tc.threads || !slices.Equal(o.TrainArgs, tc.pass) {
 				t.Errorf("got workers %v threads %d pass %q", o.Workers, o.Threads, o.TrainArgs)
+			}
+			if !slices.Equal(o.From, tc.from) {
+				t.Errorf("from %q, want %q", o.From, tc.from)
 			}
 			if (o.Net == nil) != (tc.net == nil) || (o.Net != nil && *o.Net != *tc.net) {
 				t.Errorf("net %v, want %v", o.Net, tc.net)

@@ -157,13 +157,17 @@ type Run struct {
 
 // Point is one worker count: the median of its repeats.
 type Point struct {
-	Workers            int       `json:"workers"`
-	Threads            int       `json:"threads_per_worker"`
-	Oversubscribed     bool      `json:"oversubscribed"` // workers × threads exceeds the machine's cores
-	SamplesPerSecond   float64   `json:"samples_per_second"`
-	MinSamplesPerSec   float64   `json:"min_samples_per_second"`
-	MaxSamplesPerSec   float64   `json:"max_samples_per_second"`
-	Efficiency         float64   `json:"efficiency"`
+	Workers          int     `json:"workers"`
+	Threads          int     `json:"threads_per_worker"`
+	Oversubscribed   bool    `json:"oversubscribed"` // workers × threads exceeds the machine's cores
+	SamplesPerSecond float64 `json:"samples_per_second"`
+	MinSamplesPerSec float64 `json:"min_samples_per_second"`
+	MaxSamplesPerSec float64 `json:"max_samples_per_second"`
+	Efficiency       float64 `json:"efficiency"`
+	// EfficiencyCI95 is the 95 % bootstrap interval of Efficiency over
+	// the rounds of repeats (setEfficiencyIntervals), absent with fewer
+	// than MinRoundsForInterval of them.
+	EfficiencyCI95     []float64 `json:"efficiency_ci95,omitempty"`
 	Speedup            float64   `json:"speedup"`
 	StepMS             float64   `json:"step_ms"`
 	StepTime           Breakdown `json:"step_time"` // of the median run
@@ -283,13 +287,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "# %s, %d cores, %s, load average %.1f at the start, %.1f at the end\n", r.Machine.CPU, r.Machine.Cores, r.Date.UTC().Format(time.RFC3339), r.Machine.LoadStart, r.Machine.LoadEnd)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workers\tthreads\tsamples/s\tmin\tmax\tspeedup\tefficiency\tstep ms\tdata\tforward\tgather\tloss\tbackward\tall-reduce\toptimizer\tother\tcores busy\t")
+	fmt.Fprintln(tw, "workers\tthreads\tsamples/s\tmin\tmax\tspeedup\tefficiency\t95% CI\tstep ms\tdata\tforward\tgather\tloss\tbackward\tall-reduce\toptimizer\tother\tcores busy\t")
 	for _, p := range r.Points {
 		note := ""
 		if p.Oversubscribed {
 			note = "*"
 		}
-		fmt.Fprintf(tw, "%d%s\t%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.3f\t%.1f\t", p.Workers, note, p.Threads, p.SamplesPerSecond, p.MinSamplesPerSec, p.MaxSamplesPerSec, p.Speedup, p.Efficiency, p.StepMS)
+		ci := "–"
+		if len(p.EfficiencyCI95) == 2 {
+			ci = fmt.Sprintf("%.3f–%.3f", p.EfficiencyCI95[0], p.EfficiencyCI95[1])
+		}
+		fmt.Fprintf(tw, "%d%s\t%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.3f\t%s\t%.1f\t", p.Workers, note, p.Threads, p.SamplesPerSecond, p.MinSamplesPerSec, p.MaxSamplesPerSec, p.Speedup, p.Efficiency, ci, p.StepMS)
 		for _, ph := range p.StepTime.Phases(p.StepMS) {
 			fmt.Fprintf(tw, "%.1f\t", ph.MS)
 		}
@@ -301,6 +309,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if slices.ContainsFunc(r.Points, func(p Point) bool { return p.Oversubscribed }) {
 		fmt.Fprintf(w, "* workers × threads exceed the %d cores: the workers share cores, so compute slows down and the all-reduce waits for descheduled ranks.\n", r.Machine.Cores)
 	}
+	if len(r.Points) > 0 && len(r.Points[0].EfficiencyCI95) == 2 {
+		fmt.Fprintf(w, "95%% CI: percentile bootstrap of the efficiency over the %d rounds of repeats (%d resamples)\n", len(r.Points[0].Runs), Resamples)
+	}
 	if len(r.Points) > 0 && r.Points[0].Workers != 1 {
 		fmt.Fprintf(w, "efficiency is against %d workers: X(n)·%d / (n·X(%d))\n", r.Points[0].Workers, r.Points[0].Workers, r.Points[0].Workers)
 	}
@@ -309,7 +320,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 // csvHeader is the first line of scaling.csv.
 var csvHeader = []string{"workers", "threads_per_worker", "oversubscribed", "samples_per_second", "min_samples_per_second", "max_samples_per_second",
-	"speedup", "efficiency", "step_ms", "data_ms", "forward_ms", "gather_ms", "loss_ms", "backward_ms", "reduce_ms", "optimizer_ms", "other_ms", "cores_busy", "runs"}
+	"speedup", "efficiency", "step_ms", "data_ms", "forward_ms", "gather_ms", "loss_ms", "backward_ms", "reduce_ms", "optimizer_ms", "other_ms", "cores_busy", "runs",
+	"efficiency_ci95_low", "efficiency_ci95_high"}
 
 // WriteCSV writes one line per worker count.
 func (r *Report) WriteCSV(w io.Writer) error {
@@ -325,6 +337,11 @@ func (r *Report) WriteCSV(w io.Writer) error {
 			rec = append(rec, f(ph.MS))
 		}
 		rec = append(rec, f(p.CoresBusy), strconv.Itoa(len(p.Runs)))
+		if len(p.EfficiencyCI95) == 2 {
+			rec = append(rec, f(p.EfficiencyCI95[0]), f(p.EfficiencyCI95[1]))
+		} else {
+			rec = append(rec, "", "")
+		}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}

@@ -168,15 +168,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, binary s
 	if len(o.Fit) > 0 {
 		return fitMain(o, stdout)
 	}
-	if o.From != "" {
-		f, err := os.Open(o.From)
+	if len(o.From) > 0 {
+		reps, err := readReports("--from", o.From)
 		if err != nil {
-			return fmt.Errorf("--from: %w", err)
+			return err
 		}
-		rep, err := ReadReport(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("--from %s: %w", o.From, err)
+		rep := reps[0]
+		if len(reps) > 1 {
+			if rep, err = Pool(reps...); err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
 		}
 		return finish(rep, o.Out, stdout, slog.New(slog.NewTextHandler(stderr, nil)))
 	}
@@ -208,18 +209,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, binary s
 // fitMain fits the model across the reports of o.Fit, prints it with its
 // predictions and writes it to model.json in o.Out.
 func fitMain(o Options, stdout io.Writer) error {
-	var reps []*Report
-	for _, path := range o.Fit {
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("--fit: %w", err)
-		}
-		r, err := ReadReport(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("--fit %s: %w", path, err)
-		}
-		reps = append(reps, r)
+	reps, err := readReports("--fit", o.Fit)
+	if err != nil {
+		return err
 	}
 	m, err := FitReport(reps...)
 	if err != nil {
@@ -255,9 +247,28 @@ func fitMain(o Options, stdout io.Writer) error {
 	return m.WriteModel(stdout, PredictWorkers, PredictRates)
 }
 
-// finish fits the model, writes the outputs into dir and prints the table
-// and the model's predictions.
+// readReports reads the scaling.json files given to the flag name.
+func readReports(name string, paths []string) ([]*Report, error) {
+	var reps []*Report
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		r, err := ReadReport(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", name, path, err)
+		}
+		reps = append(reps, r)
+	}
+	return reps, nil
+}
+
+// finish fits the model, sets the efficiencies' intervals, writes the
+// outputs into dir and prints the table and the model's predictions.
 func finish(rep *Report, dir string, stdout io.Writer, logger *slog.Logger) error {
+	setEfficiencyIntervals(rep.Points)
 	rep.Model = nil
 	if m, err := FitReport(rep); err == nil {
 		rep.Model = &m
