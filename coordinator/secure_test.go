@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/infonce/infonce/internal/tlstest"
@@ -89,9 +87,7 @@ func TestControlPlaneTLSAndToken(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	creds := func(c *tls.Config) ClientOption {
-		return WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(c)))
-	}
+	creds := WithTLS
 	tests := []struct {
 		name  string
 		token string

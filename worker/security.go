@@ -7,9 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	"github.com/infonce/infonce/allreduce"
 	"github.com/infonce/infonce/coordinator"
 )
@@ -31,7 +28,7 @@ func (o *MemberOptions) dialSecurity() []coordinator.ClientOption {
 	if o.TLSClient == nil {
 		return nil
 	}
-	return []coordinator.ClientOption{coordinator.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(o.TLSClient)))}
+	return []coordinator.ClientOption{coordinator.WithTLS(o.TLSClient)}
 }
 
 // checkNetworkOut checks the run directory a worker without its own --out
