@@ -87,25 +87,24 @@ func TestControlPlaneTLSAndToken(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	creds := WithTLS
 	tests := []struct {
 		name  string
 		token string
 		opts  []ClientOption
 		check func(error) bool
 	}{
-		{"admitted", "s3", []ClientOption{creds(tlstest.ClientConfig(ca.Issue(t, "w"), ca))}, func(err error) bool { return err == nil }},
-		{"wrong token", "guess", []ClientOption{creds(tlstest.ClientConfig(ca.Issue(t, "w"), ca))},
+		{"admitted", "s3", []ClientOption{WithTLS(tlstest.ClientConfig(ca.Issue(t, "w"), ca))}, func(err error) bool { return err == nil }},
+		{"wrong token", "guess", []ClientOption{WithTLS(tlstest.ClientConfig(ca.Issue(t, "w"), ca))},
 			func(err error) bool {
 				return status.Code(errors.Unwrap(err)) == codes.Unauthenticated && strings.Contains(err.Error(), "token")
 			}},
-		{"no token", "", []ClientOption{creds(tlstest.ClientConfig(ca.Issue(t, "w"), ca))},
+		{"no token", "", []ClientOption{WithTLS(tlstest.ClientConfig(ca.Issue(t, "w"), ca))},
 			func(err error) bool { return strings.Contains(err.Error(), "missing bearer token") }},
-		{"certificate of another CA", "s3", []ClientOption{creds(tlstest.ClientConfig(other.Issue(t, "x"), ca))},
+		{"certificate of another CA", "s3", []ClientOption{WithTLS(tlstest.ClientConfig(other.Issue(t, "x"), ca))},
 			func(err error) bool { return errors.Is(err, ErrTLS) }},
-		{"no client certificate", "s3", []ClientOption{creds(tlstest.ClientConfig(tlstest.Pair{}, ca))},
+		{"no client certificate", "s3", []ClientOption{WithTLS(tlstest.ClientConfig(tlstest.Pair{}, ca))},
 			func(err error) bool { return errors.Is(err, ErrTLS) }},
-		{"server not trusted", "s3", []ClientOption{creds(tlstest.ClientConfig(ca.Issue(t, "w"), other))},
+		{"server not trusted", "s3", []ClientOption{WithTLS(tlstest.ClientConfig(ca.Issue(t, "w"), other))},
 			func(err error) bool { return errors.Is(err, ErrTLS) }},
 		{"plain text", "s3", nil, func(err error) bool { return err != nil }},
 	}

@@ -157,17 +157,14 @@ type Run struct {
 
 // Point is one worker count: the median of its repeats.
 type Point struct {
-	Workers          int     `json:"workers"`
-	Threads          int     `json:"threads_per_worker"`
-	Oversubscribed   bool    `json:"oversubscribed"` // workers × threads exceeds the machine's cores
-	SamplesPerSecond float64 `json:"samples_per_second"`
-	MinSamplesPerSec float64 `json:"min_samples_per_second"`
-	MaxSamplesPerSec float64 `json:"max_samples_per_second"`
-	Efficiency       float64 `json:"efficiency"`
-	// EfficiencyCI95 is the 95 % bootstrap interval of Efficiency over
-	// the rounds of repeats (setEfficiencyIntervals), absent with fewer
-	// than MinRoundsForInterval of them.
-	EfficiencyCI95     []float64 `json:"efficiency_ci95,omitempty"`
+	Workers            int       `json:"workers"`
+	Threads            int       `json:"threads_per_worker"`
+	Oversubscribed     bool      `json:"oversubscribed"` // workers × threads exceeds the machine's cores
+	SamplesPerSecond   float64   `json:"samples_per_second"`
+	MinSamplesPerSec   float64   `json:"min_samples_per_second"`
+	MaxSamplesPerSec   float64   `json:"max_samples_per_second"`
+	Efficiency         float64   `json:"efficiency"`
+	EfficiencyCI95     []float64 `json:"efficiency_ci95,omitempty"` // 95 % bootstrap interval (setEfficiencyIntervals); absent under MinRoundsForInterval rounds
 	Speedup            float64   `json:"speedup"`
 	StepMS             float64   `json:"step_ms"`
 	StepTime           Breakdown `json:"step_time"` // of the median run
