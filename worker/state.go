@@ -16,10 +16,8 @@ import (
 
 // Blob names of a training checkpoint.
 const (
-	blobParams    = "params"
-	blobKeyParams = "moco_key_params"
-	blobQueue     = "moco_queue"
-	optimPrefix   = "optim_"
+	blobParams  = "params"
+	optimPrefix = "optim_"
 )
 
 // CheckpointDir is where a run keeps its checkpoints.
@@ -55,12 +53,12 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 	for _, b := range t.Opt.State() {
 		blobs = append(blobs, checkpoint.Blob{Name: optimPrefix + b.Name, Data: floatBytes(b.Data)})
 	}
-	if t.moco != nil {
-		q := t.moco.Queue
-		blobs = append(blobs,
-			checkpoint.Blob{Name: blobKeyParams, Data: floatBytes(t.keyW)},
-			checkpoint.Blob{Name: blobQueue, Data: floatBytes(q.Data())})
-		m.Extra["moco_queue_ptr"] = fmt.Sprint(q.Ptr())
+	if o, ok := t.Obj.(Stateful[T]); ok {
+		ob, extra := o.Snapshot()
+		blobs = append(blobs, ob...)
+		for k, v := range extra {
+			m.Extra[k] = v
+		}
 	}
 	return m, blobs, nil
 }
@@ -94,20 +92,9 @@ func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(strin
 		return 0, fmt.Errorf("state from %s: optimizer_steps: %w", from, err)
 	}
 	t.Opt.SetStep(steps)
-	if t.moco != nil {
-		if err := loadFloats(from, blob, blobKeyParams, t.keyW); err != nil {
+	if o, ok := t.Obj.(Stateful[T]); ok {
+		if err := o.Restore(from, blob, m.Extra); err != nil {
 			return 0, err
-		}
-		q := make([]T, len(t.moco.Queue.Data()))
-		if err := loadFloats(from, blob, blobQueue, q); err != nil {
-			return 0, err
-		}
-		var ptr int
-		if _, err := fmt.Sscan(m.Extra["moco_queue_ptr"], &ptr); err != nil {
-			return 0, fmt.Errorf("state from %s: moco_queue_ptr: %w", from, err)
-		}
-		if err := t.moco.Queue.Restore(q, ptr); err != nil {
-			return 0, fmt.Errorf("state from %s: moco queue: %w", from, err)
 		}
 	}
 	if !allFinite(t.Model.P.W) {
