@@ -8,20 +8,20 @@ import (
 
 // Config describes the towers of a Model.
 type Config struct {
-	ImageIn     int   // input width of the image tower (784 for 28×28 images)
-	ImageHidden []int // widths of the hidden layers of the image tower; at least one
-	TextVocab   int   // vocabulary size; 0 = no text tower (SimCLR and MoCo use only the image tower)
-	TextHidden  int   // width of the text tower's embedding bag
-	Dim         int   // embedding dimension d
-	Activation  string
+	ImageIn     int    `json:"image_in"`     // input width of the image tower (784 for 28×28 images)
+	ImageHidden []int  `json:"image_hidden"` // widths of the hidden layers of the image tower; at least one
+	TextVocab   int    `json:"text_vocab"`   // vocabulary size; 0 = no text tower (SimCLR and MoCo use only the image tower)
+	TextHidden  int    `json:"text_hidden"`  // width of the text tower's embedding bag
+	Dim         int    `json:"dim"`          // embedding dimension d
+	Activation  string `json:"activation"`
 	// LayerNorm puts a LayerNorm before each hidden activation.
-	LayerNorm bool
+	LayerNorm bool `json:"layer_norm"`
 	// InitLogitScale is t0, the initial value of t (logit scale s = exp t).
-	InitLogitScale float64
+	InitLogitScale float64 `json:"init_logit_scale"`
 	// ImageTower and TextTower name the registered kinds of the towers
 	// ("" means TowerMLP and TowerBagOfWords).
-	ImageTower string
-	TextTower  string
+	ImageTower string `json:"image_tower"`
+	TextTower  string `json:"text_tower"`
 }
 
 // Activation names accepted by Config.Activation ("" means ActReLU).

@@ -117,3 +117,29 @@ func orDefault(s, def string) string {
 	}
 	return s
 }
+
+// TowerInfo describes one tower of a Config: its kind, its modality and its
+// parameter tensors in buffer order.
+type TowerInfo struct {
+	Modality string    `json:"modality"`
+	Kind     string    `json:"kind"`
+	Params   int       `json:"params"`
+	Segments []Segment `json:"segments"`
+}
+
+// Describe lists the towers of a valid Config as a model built from it has
+// them; the logit scale, which no tower owns, is left out.
+func (c Config) Describe() ([]TowerInfo, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	c = c.clone()
+	var out []TowerInfo
+	l := &layout{}
+	for _, side := range c.sides() {
+		n, s := l.n, len(l.segs)
+		towerKinds[c.kindName(side)].declare(c, l)
+		out = append(out, TowerInfo{Modality: side, Kind: c.kindName(side), Params: l.n - n, Segments: l.segs[s:]})
+	}
+	return out, nil
+}

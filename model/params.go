@@ -9,11 +9,12 @@ import (
 // Segment names one parameter tensor inside the flat buffer: its values are
 // W[Off : Off+Len] and its gradient G[Off : Off+Len].
 type Segment struct {
-	Name     string
-	Off, Len int
+	Name string `json:"name"`
+	Off  int    `json:"offset"`
+	Len  int    `json:"len"`
 	// NoDecay marks tensors that weight decay must skip: biases, LayerNorm
 	// gains and biases, and the logit scale. Weights and embeddings decay.
-	NoDecay bool
+	NoDecay bool `json:"no_decay,omitempty"`
 }
 
 // Params is the flat parameter buffer W, the flat gradient buffer G (same

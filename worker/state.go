@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"time"
 	"unsafe"
 
 	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/model"
 )
 
 // Blob names of a training checkpoint.
@@ -19,6 +21,19 @@ const (
 	blobParams  = "params"
 	optimPrefix = "optim_"
 )
+
+// ExtraModel is the manifest's Extra key of the model's configuration (the
+// towers' kinds and shapes, as JSON of model.Config): what eval, resume
+// and checkpoint inspect rebuild the towers from.
+const ExtraModel = "model"
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
 
 // CheckpointDir is where a run keeps its checkpoints.
 func CheckpointDir(out string) string { return filepath.Join(out, "checkpoints") }
@@ -31,6 +46,10 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 	cfg, err := json.Marshal(t.Cfg)
 	if err != nil {
 		return checkpoint.Manifest{}, nil, fmt.Errorf("encode config: %w", err)
+	}
+	mc, err := json.Marshal(t.Model.Cfg)
+	if err != nil {
+		return checkpoint.Manifest{}, nil, fmt.Errorf("encode model config: %w", err)
 	}
 	epoch := 0
 	if spe := t.Sampler.StepsPerEpoch(); spe > 0 {
@@ -47,6 +66,7 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 		Extra: map[string]string{
 			"optimizer_steps": fmt.Sprint(t.Opt.StepCount()),
 			"param_sha256":    ParamSHA256(t.Model.P.W),
+			ExtraModel:        string(mc),
 		},
 	}
 	blobs := []checkpoint.Blob{{Name: blobParams, Data: floatBytes(t.Model.P.W)}}
@@ -78,6 +98,18 @@ func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(strin
 	}
 	if saved.Fingerprint() != t.Cfg.Fingerprint() {
 		return 0, fmt.Errorf("state from %s was written by a different run (%s), this run is %s: resume with the same model, objective and batch, or start a new --out", from, saved.Fingerprint(), t.Cfg.Fingerprint())
+	}
+	if saved, ok := m.Extra[ExtraModel]; ok {
+		var mc model.Config
+		if err := json.Unmarshal([]byte(saved), &mc); err != nil {
+			return 0, fmt.Errorf("state from %s: model config: %w", from, err)
+		}
+		// t0 is only the start of training: a resumed run keeps the t it
+		// restores, whatever its --temperature.
+		mc.InitLogitScale = t.Model.Cfg.InitLogitScale
+		if !reflect.DeepEqual(mc, t.Model.Cfg) {
+			return 0, fmt.Errorf("state from %s holds towers %s, this run builds %s: the data or the tower flags differ from the run that wrote it", from, saved, mustJSON(t.Model.Cfg))
+		}
 	}
 	if err := loadFloats(from, blob, blobParams, t.Model.P.W); err != nil {
 		return 0, err
