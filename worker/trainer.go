@@ -37,8 +37,11 @@ var ErrNonFinite = errors.New("loss or gradient is not finite")
 
 // Trainer owns one rank's model, optimizer and step buffers.
 type Trainer[T gemm.Float] struct {
-	Cfg     Config
-	Set     *dataset.Set
+	Cfg Config
+	Set *dataset.Set
+	// Train is the training split as a source of samples with named
+	// fields: the views of a step are built from its samples' fields.
+	Train   dataset.Split
 	Model   *model.Model[T]
 	Opt     optim.Optimizer[T]
 	Sched   optim.WarmupCosine
@@ -198,7 +201,7 @@ func NewTrainerGrad[T gemm.Float](cfg Config, set *dataset.Set, grad func(n int)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Trainer[T]{Cfg: cfg, Set: set, aug: dataset.DefaultAugConfig()}
+	t := &Trainer[T]{Cfg: cfg, Set: set, Train: dataset.Split{Set: set}, aug: dataset.DefaultAugConfig()}
 	t.Sampler = dataset.Sampler{Seed: cfg.Seed, N: set.Train.N, B: cfg.Batch}
 	if err := t.Sampler.Validate(); err != nil {
 		return nil, fmt.Errorf("--batch %d with data set %s: %w", cfg.Batch, set.Name, err)
@@ -487,15 +490,19 @@ func (t *Trainer[T]) fillInput(step int64, K, k int, local []int) {
 
 // drawRows writes the input of local samples [lo, hi) of step into dst, a
 // pure function of (seed, step, sample): the rows of image view v of the
-// objective from row v·len(local) on, each the image scaled to [0, 1], or
-// the augmented view its ViewSpec.Augment names.
+// objective from row v·len(local) on, each built from the sample's image
+// field: scaled to [0, 1], or the augmented view its ViewSpec.Augment
+// names.
 func (t *Trainer[T]) drawRows(dst []T, step int64, local []int, lo, hi int) {
 	P := t.pixels()
 	H, W := t.Set.Train.H, t.Set.Train.W
 	b := len(local)
+	var s dataset.Sample
 	for r := lo; r < hi; r++ {
 		i := local[r]
-		src := t.Set.Train.Pixels[i*P : (i+1)*P]
+		// A Split's samples are views of the set's memory, always whole.
+		_ = t.Train.Sample(context.Background(), i, &s)
+		src := s.Image.Pix
 		for v, vi := range t.imageViews {
 			row := dst[(v*b+r)*P : (v*b+r+1)*P]
 			if a := t.in.Views[vi].Augment; a > 0 {
@@ -615,15 +622,18 @@ func (t *Trainer[T]) Close() {
 	}
 }
 
-// fillCaptions builds the embedding-bag input of the local captions: one
-// template per sample, a pure function of (seed, epoch, sample).
+// fillCaptions builds the embedding-bag input of the local captions from
+// the samples' label field: one template per sample, a pure function of
+// (seed, epoch, sample).
 func (t *Trainer[T]) fillCaptions(epoch int, local []int) {
 	nT := t.captioner.NumTemplates()
 	t.ids = t.ids[:0]
 	t.offsets = t.offsets[:0]
 	t.capIDs = t.capIDs[:0]
+	var s dataset.Sample
 	for _, i := range local {
-		c := int(t.Set.Train.Labels[i])
+		_ = t.Train.Sample(context.Background(), i, &s)
+		c := s.Label
 		m := t.captioner.Pick(t.Cfg.Seed, epoch, i)
 		t.offsets = append(t.offsets, int32(len(t.ids)))
 		t.ids = append(t.ids, t.tokens[c*nT+m]...)
