@@ -55,6 +55,14 @@ func TestTrainEvalCheckpointCommands(t *testing.T) {
 			t.Errorf("inspect output lacks %s", want)
 		}
 	}
+	// A run's checkpoints folder and the run directory mean its newest
+	// checkpoint, as eval --checkpoint takes them.
+	for _, p := range []string{filepath.Join(out, "checkpoints"), out} {
+		stdout.Reset()
+		if code := run(context.Background(), []string{"checkpoint", "verify", p}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "good") {
+			t.Fatalf("verify %s exited %d: %s %s", p, code, stdout.String(), stderr.String())
+		}
+	}
 	// A flipped byte in the parameters is reported.
 	blob := filepath.Join(dirs[0], "params.zst")
 	b, err := os.ReadFile(blob)
