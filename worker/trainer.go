@@ -29,8 +29,9 @@ type Single[T gemm.Float] struct{ contrastive.Single }
 // AllReduce over one rank is the identity.
 func (Single[T]) AllReduce(context.Context, []T) error { return nil }
 
-// maxLogitScale is the clamp of t = ln s: s ∈ [1, 100], as CLIP.
-var maxLogitScale = math.Log(100)
+// maxLogitScale is the clamp of t = ln s: s ∈ [1, 100], as CLIP
+// (1/MinTemperature).
+var maxLogitScale = math.Log(1 / MinTemperature)
 
 // ErrNonFinite reports a NaN or Inf loss or gradient.
 var ErrNonFinite = errors.New("loss or gradient is not finite")

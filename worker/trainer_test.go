@@ -223,6 +223,11 @@ func TestBadConfigErrorsNameTheFlag(t *testing.T) {
 		{"batch too large", func(c *Config) { c.Batch = 5000 }, "--batch"},
 		{"queue", func(c *Config) { c.Objective = MoCo; c.MoCoQueue = 100 }, "--moco-queue"},
 		{"lr", func(c *Config) { c.LR = math.NaN() }, "--lr"},
+		// τ outside the clamp of the logit scale would be silently clamped.
+		{"temperature above the clamp", func(c *Config) { c.Temperature = 2 }, "--temperature 2: τ must be in [0.01, 1]"},
+		{"temperature below the clamp", func(c *Config) { c.Temperature = 0.005 }, "--temperature 0.005"},
+		{"image tower", func(c *Config) { c.ImageTower = "resnet-9000" }, "--image-tower"},
+		{"text tower", func(c *Config) { c.TextTower = "mlp" }, "--text-tower"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := smallConfig(t, CLIP)
