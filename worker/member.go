@@ -764,9 +764,8 @@ const ctlRetry = 2 * time.Second
 // coordinator asks for that one at once (Client.BoundaryWanted), so the
 // periodic report only backs that request up. Every report wakes the
 // coordinator, which on a machine whose cores all train takes a core from
-// a rank, and every rank waits with that one: at 100 ms, 20 reports a
-// second of two workers cost 1–2 % of their throughput (docs/BENCHMARKS.md,
-// Scaling).
+// a rank, and every rank waits with that one (reports every 100 ms
+// against every second: docs/BENCHMARKS.md, "Worker defaults").
 const boundaryEvery = time.Second
 
 // reporter tells the coordinator, off the training loop, of the step

@@ -345,9 +345,8 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads, cores int, 
 	if threads <= 0 {
 		// The machine's cores shared out. Workers of one machine exchange
 		// their data through shared memory, which needs no thread of its
-		// own: on 2 cores, 2 workers ran at 48,839 samples/s with one
-		// thread each and 41,955 with two, 4 workers at 33,148 and 28,310
-		// (docs/BENCHMARKS.md). Over gRPC (TLS) a worker needs a second
+		// own, and one thread each is faster than two (docs/BENCHMARKS.md,
+		// "Worker defaults"). Over gRPC (TLS) a worker needs a second
 		// thread: at one, its network goroutines wait for the compute to
 		// yield.
 		least := 1
