@@ -188,7 +188,16 @@ type Rendezvous struct {
 	// room for: each asks the ring's workers for their next step boundary
 	// at once (BoundaryAsks), since a joiner is admitted only there.
 	asks uint64
+	// finished is the step a worker of the running ring reported
+	// finishing the training at (Finish); finishedOK says there was one.
+	finished   int64
+	finishedOK bool
 }
+
+// Finished returns the step at which a worker reported the training done,
+// and whether one did: a run that stopped after it is complete, whatever
+// happened to other workers.
+func (r *Rendezvous) Finished() (step int64, ok bool) { return r.finished, r.finishedOK }
 
 // NewRendezvous returns a machine in PhaseWaiting, created at now.
 func NewRendezvous(cfg RendezvousConfig, now time.Time) (*Rendezvous, error) {
@@ -426,6 +435,7 @@ func (r *Rendezvous) Finish(now time.Time, id string, gen uint64, step int64) er
 	if step > m.step {
 		m.step = step
 	}
+	r.finished, r.finishedOK = step, true
 	r.stop(now, fmt.Sprintf("training finished at step %d (reported by %s)", step, id), false)
 	return nil
 }

@@ -21,6 +21,7 @@ var fpA = Fingerprint{"model": "vit-t d=256", "objective": "infonce", "batch": "
 //	boundary w1 G S             boundary before step S, generation G
 //	progress w1 G S LOSS SPS    progress report
 //	finish w1 G S               training finished
+//	finished S | finished -     Finished reports step S, or nothing
 //	commit w1 G S PATH          checkpoint committed
 //	fatal w1 G S MSG            fatal error report
 //	expect PHASE gN ACTION w1,w2 START STEP
@@ -102,6 +103,15 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 			lastErr = r.Progress(now, f[1], uint64(num(f[2])), Progress{Step: num(f[3]), Loss: loss, SamplesPerSec: sps})
 		case "finish":
 			lastErr = r.Finish(now, f[1], uint64(num(f[2])), num(f[3]))
+		case "finished":
+			step, ok := r.Finished()
+			got := "-"
+			if ok {
+				got = strconv.FormatInt(step, 10)
+			}
+			if got != f[1] {
+				fail("finished %s, want %s", got, f[1])
+			}
 		case "commit":
 			lastErr = r.CommitCheckpoint(now, f[1], uint64(num(f[2])), num(f[3]), f[4])
 		case "fatal":
@@ -314,8 +324,16 @@ func TestRendezvousScenarios(t *testing.T) {
 			"fatal w2 1 3 NaN loss", "expect running g2 run w1 bcast:0 0", "reason fatal error: NaN loss",
 		}},
 		{"finish stops the run", cfg(1, 1), []string{
-			"join", "finish w1 1 1000", "expect stopped g2 stop w1 bcast:0 1000", "reason training finished",
-			"leave w1", "expect stopped g2",
+			"join", "finished -", "finish w1 1 1000", "expect stopped g2 stop w1 bcast:0 1000", "reason training finished",
+			"finished 1000", "leave w1", "expect stopped g2", "finished 1000",
+		}},
+		{"a worker lost before the finish leaves the run finished", cfg(1, 3), []string{
+			"join", "join", "join", "at 1s", "expect running g1 run w1,w2,w3 fresh 0",
+			"dead w2", "expect running g2 run w1,w3 bcast:0 0", "finished -",
+			"finish w1 2 500", "finished 500",
+		}},
+		{"a run stopped without a finish is not finished", cfg(1, 1), []string{
+			"join", "fatal w1 1 3 NaN loss", "finished -",
 		}},
 		{"reports from unknown workers fail", cfg(1, 1), []string{
 			"boundary w9 0 1", "err unknown worker", "leave w9", "err unknown worker",

@@ -343,14 +343,17 @@ func (s *Server) gossipLeft(name, addr string) {
 
 // Status is a snapshot of the run for a status page.
 type Status struct {
-	JobID     string
-	Phase     Phase
-	Current   Generation   // Number 0 before the first generation
-	History   []Generation // oldest first
-	Members   []MemberStatus
-	Progress  Aggregate
-	Latest    *Checkpoint // newest committed checkpoint
-	Gossip    []string    // memberlist nodes believed alive
+	JobID    string
+	Phase    Phase
+	Current  Generation   // Number 0 before the first generation
+	History  []Generation // oldest first
+	Members  []MemberStatus
+	Progress Aggregate
+	Latest   *Checkpoint // newest committed checkpoint
+	// Finished is the step a worker reported the training done at; nil
+	// while the training is not done.
+	Finished  *int64
+	Gossip    []string // memberlist nodes believed alive
 	Addr      string
 	StartedAt time.Time
 	At        time.Time
@@ -378,6 +381,9 @@ func (s *Server) Status() Status {
 	st.Current, _ = s.rv.Current()
 	if c, ok := s.rv.LatestCheckpoint(); ok {
 		st.Latest = &c
+	}
+	if step, ok := s.rv.Finished(); ok {
+		st.Finished = &step
 	}
 	return st
 }
