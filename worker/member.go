@@ -61,6 +61,8 @@ type MemberOptions struct {
 	// Backoff is the reconnection back-off towards the coordinator (zero:
 	// coordinator.DefaultBackoff).
 	Backoff coordinator.Backoff
+	// Faults are injected into the worker, for tests (zero: none).
+	Faults Faults
 }
 
 // ErrAborted reports a run that stopped because every rank met the same
@@ -367,8 +369,8 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 		}
 	}
 	var comm Comm[float32] = ring
-	if m.faults.killAllReduce >= 0 {
-		comm = killComm{Ring: ring, step: &m.stepNow, atStep: m.faults.killAllReduce, delay: 200 * time.Microsecond}
+	if len(m.faults.killSteps) > 0 {
+		comm = killComm{Ring: ring, step: &m.stepNow, atSteps: m.faults.killSteps, delay: 200 * time.Microsecond}
 	}
 	local := func() int { lo, hi := dataset.Shard(m.cfg.Batch, ring.Size(), rank); return hi - lo }()
 	rep := m.startReporter(ctx, gen)

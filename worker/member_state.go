@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
 
 	"github.com/infonce/infonce/allreduce"
 	"github.com/infonce/infonce/checkpoint"
@@ -34,12 +33,12 @@ func (m *member) configure(a coordinator.Assignment) (*membership.Schedule, erro
 	if err != nil {
 		return nil, fmt.Errorf("--data %s: %w", cfg.Data, err)
 	}
-	f, err := faultsFromEnv()
+	f, all, err := m.o.Faults.withEnv()
 	if err != nil {
 		return nil, err
 	}
-	if path := os.Getenv(EnvSampleLog); path != "" && m.samples == nil {
-		if m.samples, err = openSampleLog(path); err != nil {
+	if all.SampleLog != "" && m.samples == nil {
+		if m.samples, err = openSampleLog(all.SampleLog); err != nil {
 			return nil, err
 		}
 	}
