@@ -200,6 +200,9 @@ type member struct {
 	haveLast bool
 }
 
+// run takes the coordinator's assignments one after another and does what
+// the machine decides for each: start the generation, save, report an abort
+// or a fatal error, leave.
 func (m *member) run(ctl context.Context) (*Summary, error) {
 	m.started = time.Now()
 	for {
@@ -207,7 +210,7 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 		var acts []membership.Action
 		a, cause := m.waitAssignment(ctl, gen)
 		if cause != nil {
-			acts = m.mach.WaitEnded(m.waitOutcome(ctl, cause))
+			acts = m.mach.WaitEnded(waitOutcome(cause))
 		} else {
 			m.log.Info("generation", "gen", a.Generation, "action", a.Action, "rank", a.Rank, "world", a.World,
 				"start", a.Start, "step", a.StartStep, "reason", a.Reason)
@@ -298,7 +301,7 @@ func (m *member) waitAssignment(ctl context.Context, gen uint64) (coordinator.As
 }
 
 // waitOutcome classifies how a wait for an assignment failed.
-func (m *member) waitOutcome(ctl context.Context, err error) membership.Outcome {
+func waitOutcome(err error) membership.Outcome {
 	switch {
 	case errors.Is(err, ErrStopped):
 		return membership.Stopped
