@@ -60,10 +60,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// setup builds the binary and writes the data set into dir.
+// setup builds the binary, with the faultinject tag so that it reads the
+// fault variables (worker.EnvFaultNaNSteps and the others), and writes the
+// data set into dir.
 func setup(dir string) error {
 	binary = filepath.Join(dir, "infonce")
-	build := exec.Command("go", "build", "-o", binary, "github.com/infonce/infonce/cmd/infonce")
+	build := exec.Command("go", "build", "-tags", "faultinject", "-o", binary, "github.com/infonce/infonce/cmd/infonce")
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}

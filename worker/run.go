@@ -68,6 +68,8 @@ type Options struct {
 	// MaxBadSteps is how many non-finite steps in a row are skipped
 	// before the run stops with an error (0: DefaultMaxBadSteps).
 	MaxBadSteps int
+	// Faults are injected into the run, for tests (zero: none).
+	Faults Faults
 }
 
 // ErrStopped reports a run that stopped on request (SIGINT, SIGTERM) after
@@ -114,7 +116,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		}
 		opt.Observer.GenerationStarted(0, 0, 1)
 	}
-	f, err := faultsFromEnv()
+	f, _, err := opt.Faults.withEnv()
 	if err != nil {
 		return nil, err
 	}

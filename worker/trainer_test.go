@@ -300,8 +300,7 @@ func TestRunLocalSkipsNonFiniteSteps(t *testing.T) {
 	set := smallMNIST(t, 1024, 100)
 	cfg := smallConfig(t, CLIP)
 	cfg.Steps = 8
-	t.Setenv(EnvFaultNaNSteps, "2,3")
-	sum, err := RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3})
+	sum, err := RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3, Faults: Faults{NaNSteps: []int64{2, 3}}})
 	if err != nil {
 		t.Fatalf("two bad steps with --max-bad-steps 3: %v", err)
 	}
@@ -309,8 +308,7 @@ func TestRunLocalSkipsNonFiniteSteps(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	cfg.Out = t.TempDir()
-	t.Setenv(EnvFaultNaNSteps, "2,3,4")
-	_, err = RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3})
+	_, err = RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3, Faults: Faults{NaNSteps: []int64{2, 3, 4}}})
 	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "steps 2 to 4") {
 		t.Fatalf("three bad steps with --max-bad-steps 3: err = %v", err)
 	}
