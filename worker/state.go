@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 	"unsafe"
 
 	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/rundir"
 )
 
 // Blob names of a training checkpoint.
@@ -23,7 +23,7 @@ const (
 )
 
 // CheckpointDir is where a run keeps its checkpoints.
-func CheckpointDir(out string) string { return filepath.Join(out, "checkpoints") }
+func CheckpointDir(out string) string { return rundir.CheckpointDir(out) }
 
 // Snapshot is the full training state after `done` completed steps: the
 // parameters, the optimizer's moments, MoCo's key encoder and queue, and

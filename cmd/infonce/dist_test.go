@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infonce/infonce/rundir"
 )
 
 // TestMain lets the test binary stand in for the infonce binary: the
@@ -55,40 +54,20 @@ func binary(t *testing.T, ctx context.Context, args ...string) (string, error) {
 // step winning (a step that ran again after a failure logs twice).
 func losses(t *testing.T, dir string) map[int64]float64 {
 	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
+	ms, _, err := rundir.ReadMetrics(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	out := map[int64]float64{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m struct {
-			Step int64   `json:"step"`
-			Loss float64 `json:"loss"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("metrics line %q: %v", sc.Text(), err)
-		}
-		out[m.Step] = m.Loss
-	}
-	return out
+	return rundir.Losses(ms)
 }
 
 func summarySHA(t *testing.T, dir string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	s, err := rundir.ReadSummary(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s struct {
-		SHA     string `json:"param_sha256"`
-		Workers int    `json:"workers"`
-	}
-	if err := json.Unmarshal(data, &s); err != nil {
-		t.Fatal(err)
-	}
-	return s.SHA
+	return s.ParamSHA256
 }
 
 // TestWholeRunOneVersusFourWorkers: 50 steps with one worker (in process)
@@ -156,7 +135,7 @@ func TestResumeAfterSIGTERM(t *testing.T) {
 			// Stop once some steps are logged.
 			deadline := time.Now().Add(time.Minute)
 			for time.Now().Before(deadline) {
-				data, _ := os.ReadFile(filepath.Join(parted, "metrics.jsonl"))
+				data, _ := os.ReadFile(rundir.MetricsPath(parted))
 				if bytes.Count(data, []byte("\n")) >= 8 {
 					break
 				}
