@@ -5,14 +5,13 @@ import (
 	"os"
 	"testing"
 
+	"github.com/infonce/infonce/internal/testcluster"
 	"github.com/infonce/infonce/rundir"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testcluster.Cleanup()
 	os.Exit(code)
 }
 

@@ -63,6 +63,10 @@ func setup(dir string) error {
 	if binary, err = testcluster.Binary(context.Background()); err != nil {
 		return err
 	}
+	// A worker run as another user (TestPartition) reads the data set.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
 	dataDir = filepath.Join(dir, "data")
 	return testcluster.WriteMNIST(dataDir, nTrain, nTest)
 }

@@ -58,8 +58,8 @@ var (
 // faultinject tag), building it on first use.
 func Binary(ctx context.Context) (string, error) { return Build(ctx, BuildOptions{}) }
 
-// Build returns the binary built with o, building it on the first call
-// for o; later calls return the same file. The directory of the builds is
+// Build returns the binary built with o (a file named infonce), building
+// it on the first call for o; later calls return the same file. The directory of the builds is
 // readable by every user (a test may run workers as another user) and is
 // removed by Cleanup.
 func Build(ctx context.Context, o BuildOptions) (string, error) {
@@ -76,7 +76,12 @@ func Build(ctx context.Context, o BuildOptions) (string, error) {
 			b.err = err
 			return
 		}
-		path := filepath.Join(dir, o.name())
+		sub := filepath.Join(dir, o.name())
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			b.err = fmt.Errorf("testcluster: %w", err)
+			return
+		}
+		path := filepath.Join(sub, "infonce")
 		cmd := exec.CommandContext(ctx, goTool(), o.args(path)...)
 		cmd.Env = os.Environ()
 		if o.Production {
