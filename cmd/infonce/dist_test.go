@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"math"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/infonce/infonce/internal/testcluster"
 	"github.com/infonce/infonce/rundir"
 )
 
@@ -39,15 +38,20 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // binary runs the test binary as infonce and returns its combined output.
 func binary(t *testing.T, ctx context.Context, args ...string) (string, error) {
 	t.Helper()
+	p := startBinary(t, args...)
+	err := p.WaitContext(ctx)
+	return p.Output(), err
+}
+
+// startBinary starts the test binary as infonce, in a process group the
+// test kills when it ends; its output goes to a file of its own.
+func startBinary(t *testing.T, args ...string) *testcluster.Proc {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, exe, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	return out.String(), err
+	return testcluster.Start(t, testcluster.ProcOptions{Binary: exe, Dir: t.TempDir(), Name: "infonce", Args: args})
 }
 
 // losses reads metrics.jsonl: the loss of every step, the last line of a
@@ -125,25 +129,18 @@ func TestResumeAfterSIGTERM(t *testing.T) {
 			if out, err := binary(t, ctx, tiny(whole, steps, "--workers", workers)...); err != nil {
 				t.Fatalf("uninterrupted: %v\n%s", err, out)
 			}
-			exe, _ := os.Executable()
-			cmd := exec.CommandContext(ctx, exe, tiny(parted, steps, "--workers", workers)...)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			p := startBinary(t, tiny(parted, steps, "--workers", workers)...)
 			// Stop once some steps are logged.
 			deadline := time.Now().Add(time.Minute)
 			for time.Now().Before(deadline) {
-				data, _ := os.ReadFile(rundir.MetricsPath(parted))
-				if bytes.Count(data, []byte("\n")) >= 8 {
+				if len(testcluster.ReadMetrics(t, parted)) >= 8 {
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("the stopped run exited with %v\n%s", err, out.String())
+			_ = p.Signal(syscall.SIGTERM)
+			if err := p.WaitContext(ctx); err != nil {
+				t.Fatalf("the stopped run exited with %v\n%s", err, p.Output())
 			}
 			stopped := len(losses(t, parted))
 			if stopped >= steps {
