@@ -306,5 +306,7 @@ func ParamSHA256[T gemm.Float](w []T) string {
 	return hex.EncodeToString(s[:])
 }
 
-// writeJSON writes v to path atomically: a temporary file, fsync, rename.
+// writeJSON writes v to path atomically (rundir.WriteJSON): a temporary
+// file, fsync, rename. The distributed run's rank 0 writes summary.json
+// through it.
 func writeJSON(path string, v any) error { return rundir.WriteJSON(path, v) }
