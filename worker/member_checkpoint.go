@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/rundir"
 )
 
 // save writes a checkpoint of the state held, step completed steps, and
@@ -76,7 +76,7 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 	}
 	sum.WallSeconds = time.Since(m.started).Seconds()
 	sum.PeakRSSBytes = PeakRSS()
-	if err := writeJSON(filepath.Join(m.cfg.Out, "summary.json"), sum); err != nil {
+	if err := rundir.WriteSummary(m.cfg.Out, sum); err != nil {
 		return nil, false, err
 	}
 	return sum, true, nil

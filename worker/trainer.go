@@ -14,6 +14,7 @@ import (
 	"github.com/infonce/infonce/gemm"
 	"github.com/infonce/infonce/model"
 	"github.com/infonce/infonce/optim"
+	"github.com/infonce/infonce/rundir"
 )
 
 // Comm is what the training loop needs from the ranks it runs with: the
@@ -115,17 +116,8 @@ type StepTimes struct {
 }
 
 // Breakdown is a step-time breakdown in milliseconds, as the run files
-// report it.
-type Breakdown struct {
-	DataMS      float64 `json:"data_ms"`
-	ForwardMS   float64 `json:"forward_ms"`
-	GatherMS    float64 `json:"gather_ms"`
-	LossMS      float64 `json:"loss_ms"`
-	BackwardMS  float64 `json:"backward_ms"`
-	ReduceMS    float64 `json:"reduce_ms"`
-	OptimizerMS float64 `json:"optimizer_ms"`
-	TotalMS     float64 `json:"total_ms"`
-}
+// report it (rundir.Breakdown), with the sums the trainer keeps.
+type Breakdown rundir.Breakdown
 
 // add accumulates s into b.
 func (b *Breakdown) add(s StepTimes) {

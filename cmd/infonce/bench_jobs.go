@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 
 	"github.com/infonce/infonce/internal/affinity"
+	"github.com/infonce/infonce/rundir"
 )
 
 // trainJob is one `infonce train` process of a benchmark that compares
@@ -51,18 +50,12 @@ func runTrainJob(ctx context.Context, j trainJob) (float64, error) {
 
 // summaryRate reads the samples_per_second of a run directory's summary.json.
 func summaryRate(dir string) (float64, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	s, err := rundir.ReadSummary(dir)
 	if err != nil {
 		return 0, fmt.Errorf("read the job's summary: %w", err)
 	}
-	var s struct {
-		SamplesPerSecond float64 `json:"samples_per_second"`
-	}
-	if err := json.Unmarshal(data, &s); err != nil {
-		return 0, fmt.Errorf("%s: %w", filepath.Join(dir, "summary.json"), err)
-	}
 	if s.SamplesPerSecond <= 0 {
-		return 0, fmt.Errorf("%s: no samples_per_second", filepath.Join(dir, "summary.json"))
+		return 0, fmt.Errorf("%s: no samples_per_second", rundir.SummaryPath(dir))
 	}
 	return s.SamplesPerSecond, nil
 }
