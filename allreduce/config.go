@@ -109,16 +109,16 @@ type Config struct {
 	// same range of its own vector. One open ring at a time uses it.
 	Shared *SharedVector
 
-	// Idle, when set, is called while this rank waits for its peers on a
-	// shared-memory link, in an in-place all-reduce or in the TCP event
-	// loop (Linux) before it would sleep, between two polls:
-	// it may do a short piece of the caller's own work (tens of
-	// microseconds at most) and reports whether it did any; the rank keeps
-	// polling, instead of going to sleep, for as long as it does. It may be
-	// called from any goroutine that waits in a collective (a bucket's
-	// all-reduce waits beside the caller's computation) and must be safe
-	// for that.
-	Idle func() bool
+	// OnWait, when set, lends the caller the time this rank spends
+	// waiting for its peers: it is called between two polls while the
+	// rank waits on a shared-memory link, in an in-place all-reduce or in
+	// the TCP event loop (Linux), before the rank would sleep. It may do a
+	// short piece of the caller's own work (tens of microseconds at most)
+	// and reports whether it did any; the rank keeps polling, instead of
+	// going to sleep, for as long as it does. It may be called from any
+	// goroutine that waits in a collective (a bucket's all-reduce waits
+	// beside the caller's computation) and must be safe for that.
+	OnWait func() bool
 
 	Logger *slog.Logger // nil discards
 }

@@ -73,11 +73,12 @@
 // their gradient in a SharedVector whenever shared memory is allowed.
 //
 // A rank that waits for its peers on a shared-memory link, in an in-place
-// all-reduce or in the TCP event loop calls Config.Idle between its polls,
+// all-reduce or in the TCP event loop calls Config.OnWait between its polls,
 // when set, and keeps polling as long as that does work (on shared memory
 // yielding to the process's other goroutines after each piece, since the
-// sending half of the collective may be one of them): workers draw the
-// next step's input there (worker.Trainer.PrefetchSome).
+// sending half of the collective may be one of them). The caller decides
+// what the waits are good for, such as preparing the input of its next
+// step.
 //
 // # Choosing the data plane
 //
