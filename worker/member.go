@@ -445,12 +445,12 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 		return nil, false, fmt.Errorf("%w: %w", errFatal, err)
 	}
 	m.heldGen.Store(gen)
-	ring, err := allreduce.NewRing(genCtx, m.srv, allreduce.Config{
+	ring, err := allreduce.NewRing(genCtx, m.srv, m.cfg.withGradWire(allreduce.Config{
 		JobID: a.JobID, Generation: gen, Rank: a.Rank, Peers: a.Peers, Timeout: m.o.OpTimeout,
 		Token: m.o.Token, TLS: m.o.TLSClient, Logger: m.log,
 		Transport: dataTransport(m.o.TLSClient != nil, m.o.NoSharedMemory), BucketBytes: m.cfg.BucketKiB << 10,
 		Shared: m.shared, OnWait: m.t.PrefetchSome,
-	})
+	}))
 	if err != nil {
 		return nil, false, fmt.Errorf("ring of generation %d: %w", gen, err)
 	}

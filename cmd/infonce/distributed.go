@@ -170,6 +170,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "rank 0 saves a checkpoint every N steps (0: only at the end and on a stop)")
 	fs.IntVar(&cfg.ChecksumEvery, "checksum-every", cfg.ChecksumEvery, "compare a checksum of the parameters across workers every N steps (0: never)")
 	fs.IntVar(&cfg.BucketKiB, "bucket-kib", cfg.BucketKiB, "with several workers, all-reduce the gradient in buckets of this many KiB during the backward pass (0: in one piece after it)")
+	gradWireFlags(fs, &cfg)
 	resume := fs.String("resume", "", "start from a checkpoint: a directory, 'latest' in --out, or 'auto' (latest if --out holds one: how a restarted coordinator continues its run)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	set, err := parseFlags(fs, args, stderr)
