@@ -147,6 +147,32 @@ type direct struct {
 	idle  func() bool // Config.OnWait
 }
 
+// DataPlane names how this ring's data move: "shm+in-place" when it sums
+// its shared vector in place, "shm" when both links of this rank go
+// through shared memory, otherwise the network transport ("tcp", "grpc"),
+// "mem" for in-memory rings and "local" for a ring of one rank.
+func (r *Ring) DataPlane() string {
+	switch {
+	case r.direct != nil:
+		return "shm+in-place"
+	case r.size == 1:
+		return "local"
+	}
+	switch t := r.t.(type) {
+	case *netTransport:
+		if t.linksShared() {
+			return TransportSHM
+		}
+		if r.cfg.Transport == TransportSHM {
+			return TransportTCP
+		}
+		return r.cfg.Transport
+	case *memTransport:
+		return "mem"
+	}
+	return "custom"
+}
+
 // InPlace reports whether this ring sums all-reduces of slices of
 // Config.Shared in place (every rank on this machine, linked through shared
 // memory, with a vector of the same length).

@@ -1000,11 +1000,5 @@ func checkParams(ctx context.Context, ring *allreduce.Ring, w []float32, step in
 // one machine unless noShm, or gRPC when TLS is configured (only gRPC
 // carries it).
 func dataTransport(tls, noShm bool) string {
-	switch {
-	case tls:
-		return allreduce.TransportGRPC
-	case noShm:
-		return allreduce.TransportTCP
-	}
-	return allreduce.TransportSHM
+	return allreduce.ChooseTransport(tls, !noShm)
 }
