@@ -835,44 +835,41 @@ TEXT ·toBF16AVX2(SB), NOSPLIT, $0-24
 	VMOVDQU posInf<>+0(SB), Y3
 	VMOVDQU bf16Quiet<>+0(SB), Y4
 
-blockLoop:
-	CMPQ         DX, $0x10
-	JL           blockDone
-	VMOVDQU      (CX), Y5
-	VPSRLD       $0x10, Y5, Y6
-	VPAND        Y1, Y6, Y7
-	VPADDD       Y0, Y7, Y7
-	VPADDD       Y5, Y7, Y7
-	VPSRLD       $0x10, Y7, Y7
-	VPAND        Y2, Y5, Y5
-	VPCMPGTD     Y3, Y5, Y5
-	VPOR         Y4, Y6, Y6
-	VPBLENDVB    Y5, Y6, Y7, Y7
-	VEXTRACTI128 $0x01, Y7, X5
-	VPACKUSDW    X5, X7, X5
-	VMOVDQU      X5, (AX)
-	VMOVDQU      32(CX), Y5
-	VPSRLD       $0x10, Y5, Y6
-	VPAND        Y1, Y6, Y7
-	VPADDD       Y0, Y7, Y7
-	VPADDD       Y5, Y7, Y7
-	VPSRLD       $0x10, Y7, Y7
-	VPAND        Y2, Y5, Y5
-	VPCMPGTD     Y3, Y5, Y5
-	VPOR         Y4, Y6, Y6
-	VPBLENDVB    Y5, Y6, Y7, Y7
-	VEXTRACTI128 $0x01, Y7, X5
-	VPACKUSDW    X5, X7, X5
-	VMOVDQU      X5, 16(AX)
-	ADDQ         $0x20, AX
-	ADDQ         $0x40, CX
-	SUBQ         $0x10, DX
-	JMP          blockLoop
+pairLoop:
+	CMPQ      DX, $0x10
+	JL        pairDone
+	VMOVDQU   (CX), Y5
+	VPSRLD    $0x10, Y5, Y6
+	VPAND     Y1, Y6, Y7
+	VPADDD    Y0, Y7, Y7
+	VPADDD    Y5, Y7, Y7
+	VPSRLD    $0x10, Y7, Y7
+	VPAND     Y2, Y5, Y5
+	VPCMPGTD  Y3, Y5, Y5
+	VPOR      Y4, Y6, Y6
+	VPBLENDVB Y5, Y6, Y7, Y7
+	VMOVDQU   32(CX), Y5
+	VPSRLD    $0x10, Y5, Y6
+	VPAND     Y1, Y6, Y8
+	VPADDD    Y0, Y8, Y8
+	VPADDD    Y5, Y8, Y8
+	VPSRLD    $0x10, Y8, Y8
+	VPAND     Y2, Y5, Y5
+	VPCMPGTD  Y3, Y5, Y5
+	VPOR      Y4, Y6, Y6
+	VPBLENDVB Y5, Y6, Y8, Y8
+	VPACKUSDW Y8, Y7, Y7
+	VPERMQ    $0xd8, Y7, Y7
+	VMOVDQU   Y7, (AX)
+	ADDQ      $0x40, CX
+	ADDQ      $0x20, AX
+	SUBQ      $0x10, DX
+	JMP       pairLoop
 
-blockDone:
-singleLoop:
+pairDone:
+oneLoop:
 	CMPQ         DX, $0x08
-	JL           singleDone
+	JL           oneDone
 	VMOVDQU      (CX), Y5
 	VPSRLD       $0x10, Y5, Y6
 	VPAND        Y1, Y6, Y7
@@ -886,12 +883,12 @@ singleLoop:
 	VEXTRACTI128 $0x01, Y7, X5
 	VPACKUSDW    X5, X7, X5
 	VMOVDQU      X5, (AX)
-	ADDQ         $0x10, AX
 	ADDQ         $0x20, CX
+	ADDQ         $0x10, AX
 	SUBQ         $0x08, DX
-	JMP          singleLoop
+	JMP          oneLoop
 
-singleDone:
+oneDone:
 	VZEROUPPER
 	RET
 

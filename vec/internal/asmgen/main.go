@@ -462,9 +462,11 @@ func toBF16Kernel() {
 	VMOVDQU(cAbsMask, abs)
 	VMOVDQU(cInf, inf)
 	VMOVDQU(cQuietBF16, quiet)
-	loopStrided(cnt, []GPVirtual{dst, x}, []int{16, 32}, 2, func(i int) {
+	// round returns the 8 rounded bfloat16 of the float32 at m, each in
+	// the low half of a dword lane.
+	round := func(m Mem) VecVirtual {
 		b, hi, r, nan := YMM(), YMM(), YMM(), YMM()
-		VMOVDQU(at(x, i), b)
+		VMOVDQU(m, b)
 		VPSRLD(Imm(16), b, hi)
 		VPAND(one, hi, r)
 		VPADDD(bias, r, r)
@@ -474,12 +476,35 @@ func toBF16Kernel() {
 		VPCMPGTD(inf, nan, nan) // |b| > +Inf: NaN
 		VPOR(quiet, hi, hi)
 		VPBLENDVB(nan, hi, r, r) // nan ? hi : r
-		// the 8 dwords, each < 2^16, to 8 words in order
-		h := XMM()
-		VEXTRACTI128(Imm(1), r, h)
-		VPACKUSDW(h, r.AsX(), h)
-		VMOVDQU(h, at16(dst, i))
-	})
+		return r
+	}
+	// Blocks of 16: two vectors packed into one (per 128-bit lane, so the
+	// quadwords are put back in order), then single vectors of 8.
+	Label("pairLoop")
+	CMPQ(cnt, Imm(16))
+	JL(LabelRef("pairDone"))
+	r0, r1 := round(at(x, 0)), round(at(x, 1))
+	VPACKUSDW(r1, r0, r0)
+	VPERMQ(Imm(0xd8), r0, r0)
+	VMOVDQU(r0, at(dst, 0))
+	ADDQ(Imm(64), x)
+	ADDQ(Imm(32), dst)
+	SUBQ(Imm(16), cnt)
+	JMP(LabelRef("pairLoop"))
+	Label("pairDone")
+	Label("oneLoop")
+	CMPQ(cnt, Imm(8))
+	JL(LabelRef("oneDone"))
+	r := round(at(x, 0))
+	h := XMM()
+	VEXTRACTI128(Imm(1), r, h)
+	VPACKUSDW(h, r.AsX(), h)
+	VMOVDQU(h, at16(dst, 0))
+	ADDQ(Imm(32), x)
+	ADDQ(Imm(16), dst)
+	SUBQ(Imm(8), cnt)
+	JMP(LabelRef("oneLoop"))
+	Label("oneDone")
 	VZEROUPPER()
 	RET()
 }
