@@ -131,6 +131,33 @@ func TestGradWireBF16TrainsCloseToF32(t *testing.T) {
 	t.Logf("final loss: f32 %.5f, bf16 %.5f", f32Loss[steps-1], bf16Loss[steps-1])
 }
 
+// TestGradWireBF16ErrorOnDefaultModel: the default job's model and batch
+// (B = 512, 576,641 parameters) on 2 ranks with the gradient on the wire
+// as bfloat16: every step's reduced gradient stays within 1.5·2⁻⁸ of the
+// exact float32 sum, in the 2-norm relative to it. The log gives the
+// figures docs/SCALING.md quotes.
+func TestGradWireBF16ErrorOnDefaultModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("40 steps of the default model; skipped in -short mode")
+	}
+	cfg := DefaultConfig()
+	cfg.Out = t.TempDir()
+	cfg.BucketKiB = 0
+	cfg.GradWire = "bf16"
+	const steps = 40
+	_, _, relErr := gradWireRun(t, cfg, steps)
+	if len(relErr) != steps {
+		t.Fatalf("%d all-reduces in %d steps", len(relErr), steps)
+	}
+	for s, e := range relErr {
+		if e > 1.5*math.Ldexp(1, -8) {
+			t.Errorf("step %d: relative gradient error %.3g, want below 1.5·2⁻⁸", s, e)
+		}
+	}
+	t.Logf("default model, 2 ranks, %d steps: ‖ĝ−g‖₂/‖g‖₂ median %.3g, min %.3g, max %.3g",
+		steps, median(relErr), slices.Min(relErr), slices.Max(relErr))
+}
+
 // TestGradCompressionIsExact: compressing the gradient's chunks (zstd,
 // s2) gives the parameters of the uncompressed run bit for bit.
 func TestGradCompressionIsExact(t *testing.T) {
