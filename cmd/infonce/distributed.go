@@ -219,6 +219,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// optimizer) when it joins, and a worker that differs is refused.
 	own := worker.DefaultConfig()
 	trainFlags(fs, &own)
+	gradWireFlags(fs, &own) // checked too when the wire format is lossy
 	fs.StringVar(&o.Coordinator, "coordinator", "", "host:port of the coordinator (required)")
 	fs.StringVar(&o.Token, "token", "", "shared secret of the run")
 	fs.StringVar(&o.Name, "name", "", "label of this worker in logs (default the host name)")
@@ -295,6 +296,7 @@ func trainFlagsSet(set map[string]bool) bool {
 	probe := flag.NewFlagSet("probe", flag.ContinueOnError)
 	var cfg worker.Config
 	trainFlags(probe, &cfg)
+	gradWireFlags(probe, &cfg)
 	found := false
 	probe.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] && f.Name != "out" && f.Name != "log-every" {
