@@ -51,18 +51,34 @@ const (
 	TransportSHM = "shm"
 )
 
+// ChooseTransport is the data plane a worker uses when nothing forces
+// another: TransportSHM (plain TCP between hosts, its links moved to
+// shared memory between processes of one machine), TransportTCP when
+// shared memory is not allowed, and TransportGRPC when the links need TLS,
+// which only gRPC carries. Plain TCP costs about two thirds of gRPC's CPU
+// per byte (see docs/BENCHMARKS.md, `infonce bench allreduce --transport
+// tcp` against `--transport grpc`).
+func ChooseTransport(tls, sharedMemory bool) string {
+	switch {
+	case tls:
+		return TransportGRPC
+	case !sharedMemory:
+		return TransportTCP
+	}
+	return TransportSHM
+}
+
 // Defaults, chosen by measurement on loopback (see the benchmark command).
 const (
 	// DefaultChunkBytes is the pipelining unit: a segment is cut into chunks
 	// of this size so that sending, receiving and adding overlap.
 	DefaultChunkBytes = 512 << 10
-	// DefaultBucketBytes is the fusion bucket size of a Fuser. Reducing
-	// 64 MiB of gradients in buckets of 1, 4, 16 and 25 MiB over TCP gave
-	// 0.41, 0.57, 0.79, 0.53 GB/s busbw with 2 ranks and 0.19, 0.27, 0.29,
-	// 0.35 GB/s with 4 (bench --op fused): below 4 MiB the per-bucket
-	// start-up of the ring dominates, and 16 MiB is the best 2-rank figure
-	// while still leaving several buckets to overlap with the backward pass
-	// of a large model.
+	// DefaultBucketBytes is the fusion bucket size of a Fuser: below a few
+	// MiB the per-bucket start-up of the ring dominates, and 16 MiB is
+	// about as fast as larger buckets while still leaving several to
+	// overlap with the backward pass of a large model (docs/BENCHMARKS.md,
+	// "Collectives": `infonce bench allreduce --op fused --sizes 64MiB
+	// --bucket 1MiB|4MiB|16MiB|25MiB`).
 	DefaultBucketBytes = 16 << 20
 	// DefaultTimeout is the per-operation deadline when the context has none.
 	DefaultTimeout = 30 * time.Second
@@ -109,16 +125,16 @@ type Config struct {
 	// same range of its own vector. One open ring at a time uses it.
 	Shared *SharedVector
 
-	// Idle, when set, is called while this rank waits for its peers on a
-	// shared-memory link, in an in-place all-reduce or in the TCP event
-	// loop (Linux) before it would sleep, between two polls:
-	// it may do a short piece of the caller's own work (tens of
-	// microseconds at most) and reports whether it did any; the rank keeps
-	// polling, instead of going to sleep, for as long as it does. It may be
-	// called from any goroutine that waits in a collective (a bucket's
-	// all-reduce waits beside the caller's computation) and must be safe
-	// for that.
-	Idle func() bool
+	// OnWait, when set, lends the caller the time this rank spends
+	// waiting for its peers: it is called between two polls while the
+	// rank waits on a shared-memory link, in an in-place all-reduce or in
+	// the TCP event loop (Linux), before the rank would sleep. It may do a
+	// short piece of the caller's own work (tens of microseconds at most)
+	// and reports whether it did any; the rank keeps polling, instead of
+	// going to sleep, for as long as it does. It may be called from any
+	// goroutine that waits in a collective (a bucket's all-reduce waits
+	// beside the caller's computation) and must be safe for that.
+	OnWait func() bool
 
 	Logger *slog.Logger // nil discards
 }

@@ -144,7 +144,33 @@ type direct struct {
 	alive func() error
 	abort atomic.Bool // the ring failed or closed: every wait ends
 	spin  time.Duration
-	idle  func() bool // Config.Idle
+	idle  func() bool // Config.OnWait
+}
+
+// DataPlane names how this ring's data move: "shm+in-place" when it sums
+// its shared vector in place, "shm" when both links of this rank go
+// through shared memory, otherwise the network transport ("tcp", "grpc"),
+// "mem" for in-memory rings and "local" for a ring of one rank.
+func (r *Ring) DataPlane() string {
+	switch {
+	case r.direct != nil:
+		return "shm+in-place"
+	case r.size == 1:
+		return "local"
+	}
+	switch t := r.t.(type) {
+	case *netTransport:
+		if t.linksShared() {
+			return TransportSHM
+		}
+		if r.cfg.Transport == TransportSHM {
+			return TransportTCP
+		}
+		return r.cfg.Transport
+	case *memTransport:
+		return "mem"
+	}
+	return "custom"
 }
 
 // InPlace reports whether this ring sums all-reduces of slices of
@@ -255,7 +281,7 @@ func (d *direct) await(ctx context.Context, w *atomic.Uint32, seq uint32) error 
 
 // poll is the first phase of a wait on shared memory: it polls ready for
 // about spin, and every 64 polls calls check (which ends the wait with its
-// error) and idle, the caller's work (Config.Idle). While idle does work
+// error) and idle, the caller's work (Config.OnWait). While idle does work
 // the spin starts over, and after each piece the other goroutines of the
 // process get their turn: the sending half of the very collective may be
 // one of them. ok reports that ready held; false with a nil error means
@@ -401,7 +427,7 @@ func setupDirect(ctx context.Context, r *Ring, nt *netTransport) error {
 		}
 		return nil
 	}
-	r.direct = &direct{vec: v, self: v.view(), peers: peers, alive: nt.linksAlive, spin: shmSpinShared, idle: r.cfg.Idle}
+	r.direct = &direct{vec: v, self: v.view(), peers: peers, alive: nt.linksAlive, spin: shmSpinShared, idle: r.cfg.OnWait}
 	if k <= machineCores() {
 		r.direct.spin = shmSpinOwnCore
 	}

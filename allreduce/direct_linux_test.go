@@ -405,14 +405,14 @@ func TestShmLinksMixedByPermission(t *testing.T) {
 	}
 }
 
-// TestIdleRunsInWaits: a rank that waits for a late peer, on a
+// TestOnWaitRunsInWaits: a rank that waits for a late peer, on a
 // shared-memory link, in an in-place all-reduce and in the TCP event loop,
-// does the caller's idle work between its polls, the results stay exact,
+// does the caller's OnWait work between its polls, the results stay exact,
 // and the work does not hold up the rest of the process: with one
 // processor and idle work that never runs out, the waiting goroutine still
 // lets the collective's other goroutines (its sending half, the late peer)
 // run at once instead of only when the runtime preempts it.
-func TestIdleRunsInWaits(t *testing.T) {
+func TestOnWaitRunsInWaits(t *testing.T) {
 	needShm(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	ctx := context.Background()
@@ -425,7 +425,7 @@ func TestIdleRunsInWaits(t *testing.T) {
 				if transport == TransportSHM {
 					c.Shared = vs[rank]
 				}
-				c.Idle = func() bool { calls[rank].Add(1); return true }
+				c.OnWait = func() bool { calls[rank].Add(1); return true }
 			})
 			defer closeAll(rings)
 			if inPlace := rings[0].direct != nil; inPlace != (transport == TransportSHM) {
@@ -465,7 +465,7 @@ func TestIdleRunsInWaits(t *testing.T) {
 				}
 			}
 			if calls[0].Load() == 0 {
-				t.Error("rank 0 waited for rank 1 without calling Idle")
+				t.Error("rank 0 waited for rank 1 without calling OnWait")
 			}
 			slices.Sort(took)
 			// 1 ms of sleep per round; a waiter that never yields waits for

@@ -36,7 +36,7 @@
 //
 // A Transport moves whole tagged messages to the right neighbour and from
 // the left one. Three exist: in memory (NewMemRings, for tests), gRPC (the
-// default: one long-lived bidirectional Link stream per ring edge, defined
+// default of Config.Transport: one long-lived bidirectional Link stream per ring edge, defined
 // in allreducepb/ring.proto, whose messages go through a raw codec that
 // neither protobuf-encodes nor allocates per message), and plain TCP
 // (Config.Transport = "tcp": length-prefixed frames written straight from
@@ -56,8 +56,9 @@
 // (other hosts, containers with their own /dev/shm, a rank on plain
 // "tcp") stays on TCP. The files are removed as soon as both ends mapped
 // them. Workers use it by default (worker --data-shm); between two
-// processes a 2.3 MB all-reduce takes about a third of the time and of the
-// CPU it takes over loopback TCP (docs/BENCHMARKS.md).
+// processes of one machine it takes a fraction of the time and of the CPU
+// of loopback TCP (docs/BENCHMARKS.md, "Collectives": `infonce bench
+// allreduce --transport shm --in-place=false` against `--transport tcp`).
 //
 // A ring whose ranks are all on one host, with both links of every rank
 // moved to shared memory, can go further when each rank passes its
@@ -67,61 +68,51 @@
 // K-th of the range reading the peers' elements directly, then copies the
 // other ranks' summed parts; sequence words in each vector's header,
 // spun on and then slept on with futexes, order the three phases. That is
-// half the memory traffic of frames through byte rings: between 2
-// processes a 2.3 MB all-reduce takes 0.18 ms instead of 0.9 ms, and 64
-// MiB runs at 15 GB/s busbw instead of 4 (docs/BENCHMARKS.md). Workers keep
-// their gradient in a SharedVector whenever shared memory is allowed.
+// half the memory traffic of frames through byte rings (docs/BENCHMARKS.md,
+// "Collectives": `infonce bench allreduce --transport shm
+// --in-place=false|true`). Workers keep their gradient in a SharedVector
+// whenever shared memory is allowed.
 //
 // A rank that waits for its peers on a shared-memory link, in an in-place
-// all-reduce or in the TCP event loop calls Config.Idle between its polls,
+// all-reduce or in the TCP event loop calls Config.OnWait between its polls,
 // when set, and keeps polling as long as that does work (on shared memory
 // yielding to the process's other goroutines after each piece, since the
-// sending half of the collective may be one of them): workers draw the
-// next step's input there (worker.Trainer.PrefetchSome).
+// sending half of the collective may be one of them). The caller decides
+// what the waits are good for, such as preparing the input of its next
+// step.
 //
 // # Choosing the data plane
 //
 // Both network transports move the same bytes; they differ in the CPU
 // they spend per byte, which on a loopback host whose cores also run the
-// workers is what limits bandwidth. Measured on a shared 2-core AMD EPYC
-// VM (Linux, Go 1.26, 2026-11-27, load average 3-12), CPU milliseconds
-// (user+sys, all processes) per 64 MiB float32 all-reduce, medians of 5
-// rounds of "bench/baselines/gloo/rounds.py" (docs/BENCHMARKS.md):
-//
-//	ranks   tcp     grpc    gloo (torch 1.13)
-//	2       56      94      69
-//	4       176     335     189
-//	8       455     823     441
-//
-// gRPC costs 1.7-1.9 times the CPU of the plain TCP transport: its
-// messages are copied into HTTP/2 frames, through bufio on both sides and
-// out of gRPC's receive buffers. The TCP transport runs each collective on
-// Linux as one event loop in the caller's goroutine: non-blocking
-// sendmsg(2) of header and chunk straight from the caller's buffer,
-// non-blocking recvmsg(2) straight into the destination (or into a scratch
-// chunk that is added at once, while it is still in the cache), and one
-// ppoll(2) on both sockets when neither can progress, with SO_RCVLOWAT set
-// so that the kernel wakes the loop once per chunk instead of once per
-// 64 KiB loopback segment; no goroutine hand-off, no second thread, no
-// allocation per chunk. What remains is mostly the kernel's: the copy
-// into the socket and the copy out of it. A single loopback stream costs
-// 0.31 ns of CPU per byte for both ends together on this machine; the
-// all-reduce costs 0.42, 0.44 and 0.48 ns per byte sent with 2, 4 and 8
-// ranks (gloo: 0.51, 0.47, 0.47), every rank sending 2(K-1)/K of the
-// buffer whatever the library. With as many ranks as cores or more, the
-// collective is bound by that cost, which gloo pays too. gRPC stays the
-// default because it is the transport that can carry TLS.
+// workers is what limits bandwidth. gRPC copies every message into HTTP/2
+// frames, through bufio on both sides and out of gRPC's receive buffers.
+// The TCP transport runs each collective on Linux as one event loop in
+// the caller's goroutine: non-blocking sendmsg(2) of header and chunk
+// straight from the caller's buffer, non-blocking recvmsg(2) straight into
+// the destination (or into a scratch chunk that is added at once, while it
+// is still in the cache), and one ppoll(2) on both sockets when neither
+// can progress, with SO_RCVLOWAT set so that the kernel wakes the loop
+// once per chunk instead of once per 64 KiB loopback segment; no goroutine
+// hand-off, no second thread, no allocation per chunk. What remains is
+// mostly the kernel's: the copy into the socket and the copy out of it,
+// which every ring pays for the 2(K-1)/K of the buffer each rank sends.
+// ChooseTransport is the choice workers make: shared memory between
+// processes of one machine, plain TCP between machines, gRPC only when
+// the links need TLS, the one thing only it carries. The CPU and
+// bandwidth of each, against gloo, are in docs/BENCHMARKS.md, section
+// "Collectives" (`bench/baselines/gloo/rounds.py`, which runs `infonce bench
+// allreduce --transport tcp|grpc`); `infonce bench allreduce` without
+// --transport measures the workers' choice and prints it.
 //
 // The bfloat16 wire halves the bytes and so the kernel's share of the
-// work: 2.71, 1.33 and 0.60 GB/s busbw at 64 MiB over TCP with 2, 4 and 8
-// ranks (2026-11-27), against float32's 2.06-2.26, 0.93-0.95 and 0.39-0.44.
-// Compression is for slow links and sparse data: each chunk is tried and
-// sent compressed only if that saves an eighth. On loopback the link is as
-// fast as the compressor and it never paid: with 2 ranks at 16 MiB over
-// TCP, dense data gave 1.69 GB/s without compression, 1.53 with s2 and
-// 1.25 with zstd; data 99% zeros gave 1.99, 1.70 and 0.77. It can pay
-// where the network is much slower than s2 (hundreds of MB/s per core) and
-// gradients are sparse.
+// work (docs/BENCHMARKS.md, "Collectives": `infonce bench allreduce
+// --transport tcp --wire bf16`). Compression is for slow links and sparse
+// data: each chunk is tried and sent compressed only if that saves an
+// eighth; on loopback the link is as fast as the compressor and it does
+// not pay (same section: `--compression s2|zstd [--sparsity 0.99]`).
+// What each costs and saves in training, on emulated 1 and 10 Gbit/s
+// links, is in docs/SCALING.md, section "Gradient wire formats".
 //
 // # Generations and failures
 //

@@ -304,3 +304,43 @@ func TestCompressionRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestDataPlaneNamesTheTransport: a ring reports how its data moved, and
+// ChooseTransport is the workers' choice.
+func TestDataPlaneNamesTheTransport(t *testing.T) {
+	for _, kind := range transportKinds {
+		t.Run(kind, func(t *testing.T) {
+			rings := makeRings(t, kind, 2, Config{JobID: "dataplane"})
+			want := kind
+			if kind == TransportSHM && runtime.GOOS != "linux" {
+				want = TransportTCP // the links stay on TCP
+			}
+			for _, r := range rings {
+				if got := r.DataPlane(); got != want {
+					t.Errorf("rank %d over %s: DataPlane() = %q, want %q", r.Rank(), kind, got, want)
+				}
+			}
+		})
+	}
+	one, err := NewMemRings(1, Config{JobID: "dataplane"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one[0].Close()
+	if got := one[0].DataPlane(); got != "local" {
+		t.Errorf("ring of one: DataPlane() = %q, want local", got)
+	}
+	for _, tc := range []struct {
+		tls, shm bool
+		want     string
+	}{
+		{false, true, TransportSHM},
+		{false, false, TransportTCP},
+		{true, true, TransportGRPC},
+		{true, false, TransportGRPC},
+	} {
+		if got := ChooseTransport(tc.tls, tc.shm); got != tc.want {
+			t.Errorf("ChooseTransport(tls %v, shared memory %v) = %q, want %q", tc.tls, tc.shm, got, tc.want)
+		}
+	}
+}

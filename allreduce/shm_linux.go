@@ -80,7 +80,7 @@ type shmSeg struct {
 	watchDone               chan struct{}
 	name                    string        // the file, until it is unlinked
 	spin                    time.Duration // how long await polls before it sleeps
-	idle                    func() bool   // Config.Idle of the ring, for await
+	idle                    func() bool   // Config.OnWait of the ring, for await
 	startedWatch, unlinking sync.Once
 }
 
@@ -427,7 +427,7 @@ func shmInLink(seg *shmSeg, conn net.Conn, ownCores bool, idle func() bool) inLi
 }
 
 // setWait sets how await waits: how long it polls, and the caller's work
-// it does meanwhile (Config.Idle).
+// it does meanwhile (Config.OnWait).
 func (s *shmSeg) setWait(ownCores bool, idle func() bool) {
 	s.spin = shmSpinShared
 	if ownCores {

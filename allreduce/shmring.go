@@ -89,12 +89,12 @@ func upgradeShm(ctx context.Context, r *Ring, nt *netTransport, enabled bool) er
 	}
 	ownCores := k <= machineCores()
 	if mine != nil && all[right] == 1 {
-		nt.out = shmOutLink(mine, tout.conn, ownCores, r.cfg.Idle)
+		nt.out = shmOutLink(mine, tout.conn, ownCores, r.cfg.OnWait)
 	} else {
 		drop(mine)
 	}
 	if theirs != nil {
-		nt.in = shmInLink(theirs, tin.conn, ownCores, r.cfg.Idle)
+		nt.in = shmInLink(theirs, tin.conn, ownCores, r.cfg.OnWait)
 	}
 	r.cfg.Logger.Debug("allreduce: links", "rank", rank, "out_shm", mine != nil && all[right] == 1, "in_shm", theirs != nil)
 	return nil

@@ -203,7 +203,7 @@ func (st *loopState) run(ctx context.Context) (int, error) {
 				return r.left(), fmt.Errorf("%w: %w", ErrDeadline, context.DeadlineExceeded)
 			}
 		}
-		if idle := r.cfg.Idle; idle != nil && idle() {
+		if idle := r.cfg.OnWait; idle != nil && idle() {
 			// The caller's work instead of a sleep; let the process's
 			// other goroutines have their turn too, then look again.
 			runtime.Gosched()

@@ -54,14 +54,6 @@ func toBF16(f float32) uint16 {
 
 func fromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
-// encodeBF16Go implements out[i] = toBF16(src[i]).
-func encodeBF16Go(out []uint16, src []float32) {
-	out = out[:len(src)]
-	for i, f := range src {
-		out[i] = toBF16(f)
-	}
-}
-
 // roundBF16 rounds x in place to bfloat16 precision.
 func roundBF16(x []float32) {
 	var tmp [256]uint16
@@ -71,26 +63,6 @@ func roundBF16(x []float32) {
 		encodeBF16(view, x[:n])
 		decodeBF16(x[:n], tmp[:n])
 		x = x[n:]
-	}
-}
-
-// addF32Go implements dst += src.
-func addF32Go(dst, src []float32) {
-	src = src[:len(dst)]
-	i := 0
-	for ; i+8 <= len(dst); i += 8 {
-		d, s := dst[i:i+8:i+8], src[i:i+8:i+8]
-		d[0] += s[0]
-		d[1] += s[1]
-		d[2] += s[2]
-		d[3] += s[3]
-		d[4] += s[4]
-		d[5] += s[5]
-		d[6] += s[6]
-		d[7] += s[7]
-	}
-	for ; i < len(dst); i++ {
-		dst[i] += src[i]
 	}
 }
 
@@ -107,22 +79,6 @@ func addF64Go(dst, src []float64) {
 	}
 	for ; i < len(dst); i++ {
 		dst[i] += src[i]
-	}
-}
-
-// addBF16Go implements dst += widen(src) for bfloat16 src.
-func addBF16Go(dst []float32, src []uint16) {
-	src = src[:len(dst)]
-	for i := range dst {
-		dst[i] += fromBF16(src[i])
-	}
-}
-
-// decodeBF16Go implements dst = widen(src).
-func decodeBF16Go(dst []float32, src []uint16) {
-	src = src[:len(dst)]
-	for i := range dst {
-		dst[i] = fromBF16(src[i])
 	}
 }
 

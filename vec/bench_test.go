@@ -100,5 +100,24 @@ func BenchmarkKernels(b *testing.B) {
 				k.add(dst, y)
 			}
 		})
+		h := make([]uint16, n)
+		b.Run("AddBF16/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.addBF16(dst, h)
+			}
+		})
+		b.Run("ToBF16/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.toBF16(h, y)
+			}
+		})
+		b.Run("FromBF16/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.fromBF16(dst, h)
+			}
+		})
 	}
 }

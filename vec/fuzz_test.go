@@ -97,6 +97,22 @@ func FuzzImplementationsAgree(f *testing.F) {
 			want.add(p, y)
 			k.add(q, y)
 			same("Add", p, q)
+			hp, hq := make([]uint16, len(x)), make([]uint16, len(x))
+			want.toBF16(hp, x)
+			k.toBF16(hq, x)
+			for i := range hp {
+				if hp[i] != hq[i] {
+					t.Fatalf("%s ToBF16(%#x) = %#x, go %#x", k.name, math.Float32bits(x[i]), hq[i], hp[i])
+				}
+			}
+			want.fromBF16(p, hp)
+			k.fromBF16(q, hp)
+			same("FromBF16", p, q)
+			copy(p, y)
+			copy(q, y)
+			want.addBF16(p, hp)
+			k.addBF16(q, hp)
+			same("AddBF16", p, q)
 			if m, n := want.max(x), k.max(x); m != n && !(m != m && n != n) {
 				t.Fatalf("%s Max = %v, go %v", k.name, n, m)
 			}

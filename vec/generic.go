@@ -13,6 +13,9 @@ var portable = kernels{
 	relu:         reluGo,
 	reluGrad:     reluGradGo,
 	add:          addGo,
+	addBF16:      addBF16Go,
+	toBF16:       toBF16Go,
+	fromBF16:     fromBF16Go,
 	dot:          dotGo,
 	scale:        scaleGo,
 	scaleSub:     scaleSubGo,
@@ -140,5 +143,38 @@ func scaleGo(dst, x []float32, a float32) {
 func scaleSubGo(dst, g, y []float32, c, a float32) {
 	for i, v := range g {
 		dst[i] = a * float32(float64(v)-float64(c)*float64(y[i]))
+	}
+}
+
+// bf16 rounds f to the nearest bfloat16, ties to even, on its bit pattern
+// b: (b + 0x7fff + bit 16 of b) >> 16; a NaN keeps its upper bits with the
+// quiet bit set.
+func bf16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return uint16(b>>16) | 0x40
+	}
+	b += 0x7fff + (b>>16)&1
+	return uint16(b >> 16)
+}
+
+// widenBF16 is the float32 whose upper half is h.
+func widenBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+func addBF16Go(dst []float32, x []uint16) {
+	for i, h := range x {
+		dst[i] += widenBF16(h)
+	}
+}
+
+func toBF16Go(dst []uint16, x []float32) {
+	for i, v := range x {
+		dst[i] = bf16(v)
+	}
+}
+
+func fromBF16Go(dst []float32, x []uint16) {
+	for i, h := range x {
+		dst[i] = widenBF16(h)
 	}
 }

@@ -72,6 +72,27 @@ var avx2 = kernels{
 		}
 		addGo(dst[n:], x[n:])
 	},
+	addBF16: func(dst []float32, x []uint16) {
+		n := len(x) &^ 7
+		if n > 0 {
+			addBF16AVX2(&dst[0], &x[0], n)
+		}
+		addBF16Go(dst[n:], x[n:])
+	},
+	toBF16: func(dst []uint16, x []float32) {
+		n := len(x) &^ 7
+		if n > 0 {
+			toBF16AVX2(&dst[0], &x[0], n)
+		}
+		toBF16Go(dst[n:], x[n:])
+	},
+	fromBF16: func(dst []float32, x []uint16) {
+		n := len(x) &^ 7
+		if n > 0 {
+			fromBF16AVX2(&dst[0], &x[0], n)
+		}
+		fromBF16Go(dst[n:], x[n:])
+	},
 	dot: func(x, y []float32) float64 {
 		n := len(x) &^ 7
 		var s float64

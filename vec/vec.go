@@ -17,6 +17,9 @@ type kernels struct {
 	relu         func(dst, x []float32)
 	reluGrad     func(dx, dy, y []float32)
 	add          func(dst, x []float32)
+	addBF16      func(dst []float32, x []uint16)
+	toBF16       func(dst []uint16, x []float32)
+	fromBF16     func(dst []float32, x []uint16)
 	dot          func(x, y []float32) float64
 	scale        func(dst, x []float32, a float32)
 	scaleSub     func(dst, g, y []float32, c, a float32)
@@ -164,6 +167,29 @@ func ReLUGrad(dx, dy, y []float32) {
 func Add(dst, x []float32) {
 	sameLen("Add", len(dst), len(x))
 	kernel().add(dst, x)
+}
+
+// AddBF16 sets dst_i += x_i, x in bfloat16 (the upper 16 bits of a
+// float32), each x_i widened exactly to float32 before the float32 sum.
+// dst and x must have the same length.
+func AddBF16(dst []float32, x []uint16) {
+	sameLen("AddBF16", len(dst), len(x))
+	kernel().addBF16(dst, x)
+}
+
+// ToBF16 sets dst_i = bf16(x_i): x_i rounded to the nearest bfloat16, ties
+// to even (a value beyond the largest bfloat16 becomes ±Inf), and a NaN
+// stays a NaN, made quiet. dst and x must have the same length.
+func ToBF16(dst []uint16, x []float32) {
+	sameLen("ToBF16", len(dst), len(x))
+	kernel().toBF16(dst, x)
+}
+
+// FromBF16 sets dst_i = x_i, x in bfloat16, widened exactly to float32.
+// dst and x must have the same length.
+func FromBF16(dst []float32, x []uint16) {
+	sameLen("FromBF16", len(dst), len(x))
+	kernel().fromBF16(dst, x)
 }
 
 // Dot returns Σ_i x_i·y_i with the products and the sum in float64 (a

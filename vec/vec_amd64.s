@@ -164,6 +164,56 @@ DATA zero<>+24(SB)/4, $0x00000000
 DATA zero<>+28(SB)/4, $0x00000000
 GLOBL zero<>(SB), RODATA|NOPTR, $32
 
+DATA bf16Bias<>+0(SB)/4, $0x00007fff
+DATA bf16Bias<>+4(SB)/4, $0x00007fff
+DATA bf16Bias<>+8(SB)/4, $0x00007fff
+DATA bf16Bias<>+12(SB)/4, $0x00007fff
+DATA bf16Bias<>+16(SB)/4, $0x00007fff
+DATA bf16Bias<>+20(SB)/4, $0x00007fff
+DATA bf16Bias<>+24(SB)/4, $0x00007fff
+DATA bf16Bias<>+28(SB)/4, $0x00007fff
+GLOBL bf16Bias<>(SB), RODATA|NOPTR, $32
+
+DATA one<>+0(SB)/4, $0x00000001
+DATA one<>+4(SB)/4, $0x00000001
+DATA one<>+8(SB)/4, $0x00000001
+DATA one<>+12(SB)/4, $0x00000001
+DATA one<>+16(SB)/4, $0x00000001
+DATA one<>+20(SB)/4, $0x00000001
+DATA one<>+24(SB)/4, $0x00000001
+DATA one<>+28(SB)/4, $0x00000001
+GLOBL one<>(SB), RODATA|NOPTR, $32
+
+DATA absMask<>+0(SB)/4, $0x7fffffff
+DATA absMask<>+4(SB)/4, $0x7fffffff
+DATA absMask<>+8(SB)/4, $0x7fffffff
+DATA absMask<>+12(SB)/4, $0x7fffffff
+DATA absMask<>+16(SB)/4, $0x7fffffff
+DATA absMask<>+20(SB)/4, $0x7fffffff
+DATA absMask<>+24(SB)/4, $0x7fffffff
+DATA absMask<>+28(SB)/4, $0x7fffffff
+GLOBL absMask<>(SB), RODATA|NOPTR, $32
+
+DATA posInf<>+0(SB)/4, $0x7f800000
+DATA posInf<>+4(SB)/4, $0x7f800000
+DATA posInf<>+8(SB)/4, $0x7f800000
+DATA posInf<>+12(SB)/4, $0x7f800000
+DATA posInf<>+16(SB)/4, $0x7f800000
+DATA posInf<>+20(SB)/4, $0x7f800000
+DATA posInf<>+24(SB)/4, $0x7f800000
+DATA posInf<>+28(SB)/4, $0x7f800000
+GLOBL posInf<>(SB), RODATA|NOPTR, $32
+
+DATA bf16Quiet<>+0(SB)/4, $0x00000040
+DATA bf16Quiet<>+4(SB)/4, $0x00000040
+DATA bf16Quiet<>+8(SB)/4, $0x00000040
+DATA bf16Quiet<>+12(SB)/4, $0x00000040
+DATA bf16Quiet<>+16(SB)/4, $0x00000040
+DATA bf16Quiet<>+20(SB)/4, $0x00000040
+DATA bf16Quiet<>+24(SB)/4, $0x00000040
+DATA bf16Quiet<>+28(SB)/4, $0x00000040
+GLOBL bf16Quiet<>(SB), RODATA|NOPTR, $32
+
 // func maxAVX2(x *float32, n int) float32
 // Requires: AVX, SSE
 TEXT ·maxAVX2(SB), NOSPLIT, $0-20
@@ -720,6 +770,166 @@ singleLoop:
 	ADDQ    $0x20, CX
 	SUBQ    $0x08, DX
 	JMP     singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET
+
+// func addBF16AVX2(dst *float32, x *uint16, n int)
+// Requires: AVX, AVX2
+TEXT ·addBF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ x+8(FP), CX
+	MOVQ n+16(FP), DX
+
+blockLoop:
+	CMPQ      DX, $0x20
+	JL        blockDone
+	VPMOVZXWD (CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VADDPS    (AX), Y0, Y0
+	VMOVUPS   Y0, (AX)
+	VPMOVZXWD 16(CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VADDPS    32(AX), Y0, Y0
+	VMOVUPS   Y0, 32(AX)
+	VPMOVZXWD 32(CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VADDPS    64(AX), Y0, Y0
+	VMOVUPS   Y0, 64(AX)
+	VPMOVZXWD 48(CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VADDPS    96(AX), Y0, Y0
+	VMOVUPS   Y0, 96(AX)
+	ADDQ      $0x80, AX
+	ADDQ      $0x40, CX
+	SUBQ      $0x20, DX
+	JMP       blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ      DX, $0x08
+	JL        singleDone
+	VPMOVZXWD (CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VADDPS    (AX), Y0, Y0
+	VMOVUPS   Y0, (AX)
+	ADDQ      $0x20, AX
+	ADDQ      $0x10, CX
+	SUBQ      $0x08, DX
+	JMP       singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET
+
+// func toBF16AVX2(dst *uint16, x *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·toBF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    n+16(FP), DX
+	VMOVDQU bf16Bias<>+0(SB), Y0
+	VMOVDQU one<>+0(SB), Y1
+	VMOVDQU absMask<>+0(SB), Y2
+	VMOVDQU posInf<>+0(SB), Y3
+	VMOVDQU bf16Quiet<>+0(SB), Y4
+
+pairLoop:
+	CMPQ      DX, $0x10
+	JL        pairDone
+	VMOVDQU   (CX), Y5
+	VPSRLD    $0x10, Y5, Y6
+	VPAND     Y1, Y6, Y7
+	VPADDD    Y0, Y7, Y7
+	VPADDD    Y5, Y7, Y7
+	VPSRLD    $0x10, Y7, Y7
+	VPAND     Y2, Y5, Y5
+	VPCMPGTD  Y3, Y5, Y5
+	VPOR      Y4, Y6, Y6
+	VPBLENDVB Y5, Y6, Y7, Y7
+	VMOVDQU   32(CX), Y5
+	VPSRLD    $0x10, Y5, Y6
+	VPAND     Y1, Y6, Y8
+	VPADDD    Y0, Y8, Y8
+	VPADDD    Y5, Y8, Y8
+	VPSRLD    $0x10, Y8, Y8
+	VPAND     Y2, Y5, Y5
+	VPCMPGTD  Y3, Y5, Y5
+	VPOR      Y4, Y6, Y6
+	VPBLENDVB Y5, Y6, Y8, Y8
+	VPACKUSDW Y8, Y7, Y7
+	VPERMQ    $0xd8, Y7, Y7
+	VMOVDQU   Y7, (AX)
+	ADDQ      $0x40, CX
+	ADDQ      $0x20, AX
+	SUBQ      $0x10, DX
+	JMP       pairLoop
+
+pairDone:
+oneLoop:
+	CMPQ         DX, $0x08
+	JL           oneDone
+	VMOVDQU      (CX), Y5
+	VPSRLD       $0x10, Y5, Y6
+	VPAND        Y1, Y6, Y7
+	VPADDD       Y0, Y7, Y7
+	VPADDD       Y5, Y7, Y7
+	VPSRLD       $0x10, Y7, Y7
+	VPAND        Y2, Y5, Y5
+	VPCMPGTD     Y3, Y5, Y5
+	VPOR         Y4, Y6, Y6
+	VPBLENDVB    Y5, Y6, Y7, Y7
+	VEXTRACTI128 $0x01, Y7, X5
+	VPACKUSDW    X5, X7, X5
+	VMOVDQU      X5, (AX)
+	ADDQ         $0x20, CX
+	ADDQ         $0x10, AX
+	SUBQ         $0x08, DX
+	JMP          oneLoop
+
+oneDone:
+	VZEROUPPER
+	RET
+
+// func fromBF16AVX2(dst *float32, x *uint16, n int)
+// Requires: AVX, AVX2
+TEXT ·fromBF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), AX
+	MOVQ x+8(FP), CX
+	MOVQ n+16(FP), DX
+
+blockLoop:
+	CMPQ      DX, $0x20
+	JL        blockDone
+	VPMOVZXWD (CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)
+	VPMOVZXWD 16(CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, 32(AX)
+	VPMOVZXWD 32(CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, 64(AX)
+	VPMOVZXWD 48(CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, 96(AX)
+	ADDQ      $0x80, AX
+	ADDQ      $0x40, CX
+	SUBQ      $0x20, DX
+	JMP       blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ      DX, $0x08
+	JL        singleDone
+	VPMOVZXWD (CX), Y0
+	VPSLLD    $0x10, Y0, Y0
+	VMOVUPS   Y0, (AX)
+	ADDQ      $0x20, AX
+	ADDQ      $0x10, CX
+	SUBQ      $0x08, DX
+	JMP       singleLoop
 
 singleDone:
 	VZEROUPPER

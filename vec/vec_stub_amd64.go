@@ -50,6 +50,24 @@ func reluGradAVX2(dx *float32, dy *float32, y *float32, n int)
 //go:noescape
 func addAVX2(dst *float32, x *float32, n int)
 
+// addBF16AVX2 sets dst[i] += float32(x[i]) for i < n, x in bfloat16, n a multiple of 8.
+// It needs AVX2.
+//
+//go:noescape
+func addBF16AVX2(dst *float32, x *uint16, n int)
+
+// toBF16AVX2 sets dst[i] = bfloat16(x[i]) for i < n, rounded to nearest even, a NaN
+// staying a quiet NaN, n a multiple of 8. It needs AVX2.
+//
+//go:noescape
+func toBF16AVX2(dst *uint16, x *float32, n int)
+
+// fromBF16AVX2 sets dst[i] = float32(x[i]) for i < n, x in bfloat16, n a multiple of 8.
+// It needs AVX2.
+//
+//go:noescape
+func fromBF16AVX2(dst *float32, x *uint16, n int)
+
 // dotAVX2 returns Σ_{i<n} x[i]·y[i], n a multiple of 8, with the products and the sum
 // in float64. It needs AVX2 and FMA.
 //

@@ -376,6 +376,66 @@ func TestReLUAndAdd(t *testing.T) {
 	})
 }
 
+// TestBF16: FromBF16 widens exactly, ToBF16 rounds to the nearest
+// bfloat16 with ties to even (checked against the neighbours of each
+// value), keeps NaN a quiet NaN, saturates to ±Inf, and AddBF16 is the
+// float32 sum of the widened values.
+func TestBF16(t *testing.T) {
+	forEach(t, func(t *testing.T, k *kernels) {
+		rng := rand.New(rand.NewPCG(21, 22))
+		for _, n := range lengths {
+			x := randRow(rng, n, 1, 1)
+			specials := []float32{nan32, inf32, -inf32, 0, float32(math.Copysign(0, -1)), math.MaxFloat32,
+				math.Float32frombits(0x3f808000), math.Float32frombits(0x3f818000), math.Float32frombits(0x7f800001),
+				math.Float32frombits(1), 1.00390625, -1.01171875}
+			for i := 0; i < n && i < len(specials); i++ {
+				x[n-1-i] = specials[i]
+			}
+			h := make([]uint16, n)
+			k.toBF16(h, x)
+			w := make([]float32, n)
+			k.fromBF16(w, h)
+			for i, v := range x {
+				got := w[i]
+				if v != v {
+					if got == got || h[i]&0x40 == 0 {
+						t.Fatalf("n %d: NaN %#x became %#x", n, math.Float32bits(v), h[i])
+					}
+					continue
+				}
+				if math.Float32bits(got)&0xffff != 0 {
+					t.Fatalf("n %d: FromBF16(%#x) = %v has low bits", n, h[i], got)
+				}
+				b := math.Float32bits(v) &^ 0xffff // truncated towards zero
+				lo, hi := math.Float32frombits(b), math.Float32frombits(b+0x10000)
+				if b&0x7fffffff == 0x7f800000 {
+					hi = lo // ±Inf
+				}
+				hi64 := float64(hi)
+				if math.IsInf(hi64, 0) && !math.IsInf(float64(v), 0) {
+					hi64 = math.Copysign(math.Ldexp(1, 128), hi64) // where +Inf stands in the rounding
+				}
+				dlo, dhi := math.Abs(float64(v)-float64(lo)), math.Abs(hi64-float64(v))
+				want := lo
+				if dhi < dlo || (dhi == dlo && (b>>16)&1 == 1) {
+					want = hi
+				}
+				if math.Float32bits(got) != math.Float32bits(want) {
+					t.Fatalf("n %d: ToBF16(%v = %#x) = %v (%#x), want %v", n, v, math.Float32bits(v), got, h[i], want)
+				}
+			}
+			acc := randRow(rng, n, 1, 1)
+			sum := clone(acc)
+			k.addBF16(sum, h)
+			for i := range sum {
+				if want := acc[i] + w[i]; !(sum[i] == want || (want != want && sum[i] != sum[i])) {
+					t.Fatalf("n %d: AddBF16: %v + %v = %v", n, acc[i], w[i], sum[i])
+				}
+			}
+		}
+	})
+}
+
 func TestDotScaleScaleSub(t *testing.T) {
 	forEach(t, func(t *testing.T, k *kernels) {
 		rng := rand.New(rand.NewPCG(15, 16))
@@ -436,6 +496,9 @@ func TestLengthMismatchPanics(t *testing.T) {
 		"ReLU":         func() { ReLU(a, b) },
 		"ReLUGrad":     func() { ReLUGrad(a, a, b) },
 		"Add":          func() { Add(b, a) },
+		"AddBF16":      func() { AddBF16(a, make([]uint16, 4)) },
+		"ToBF16":       func() { ToBF16(make([]uint16, 4), a) },
+		"FromBF16":     func() { FromBF16(a, make([]uint16, 4)) },
 		"Dot":          func() { Dot(a, b) },
 		"Scale":        func() { Scale(a, b, 1) },
 		"ScaleSub":     func() { ScaleSub(a, a, b, 1, 1) },
@@ -463,6 +526,7 @@ func TestImpl(t *testing.T) {
 
 func TestNoAllocation(t *testing.T) {
 	x, y, z, w := make([]float32, 1001), make([]float32, 1001), make([]float32, 1001), make([]float32, 1001)
+	h := make([]uint16, 1001)
 	allocs := testing.AllocsPerRun(10, func() {
 		_ = Max(x)
 		_ = ExpSum(x, 0)
@@ -472,6 +536,9 @@ func TestNoAllocation(t *testing.T) {
 		ReLU(y, x)
 		ReLUGrad(y, x, z)
 		Add(y, x)
+		ToBF16(h, x)
+		FromBF16(y, h)
+		AddBF16(y, h)
 		_ = Dot(x, y)
 		Scale(y, x, 2)
 		ScaleSub(y, x, z, 1, 2)

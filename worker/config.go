@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/infonce/infonce/allreduce"
 	"github.com/infonce/infonce/model"
 )
 
@@ -68,6 +69,12 @@ type Config struct {
 	// BucketKiB is the size of the gradient buckets whose all-reduce
 	// starts during the backward pass (0: one all-reduce after it).
 	BucketKiB int `json:"bucket_kib"`
+	// GradWire is the element format of the gradient on the data plane:
+	// "f32" (exact, the default) or "bf16" (half the bytes, rounded; see
+	// allreduce.BFloat16). GradCompression compresses each chunk of it:
+	// "none" (the default), "zstd" or "s2"; compression is lossless.
+	GradWire        string `json:"grad_wire,omitempty"`
+	GradCompression string `json:"grad_compression,omitempty"`
 
 	Seed     uint64 `json:"seed"`
 	LogEvery int    `json:"log_every"`
@@ -98,6 +105,8 @@ func DefaultConfig() Config {
 		Chunk:            1024,
 		ChecksumEvery:    20,
 		BucketKiB:        DefaultBucketKiB,
+		GradWire:         "f32",
+		GradCompression:  "none",
 		Seed:             1,
 		LogEvery:         10,
 		Out:              "runs/latest",
@@ -160,6 +169,16 @@ func (c Config) Validate() error {
 	if c.BucketKiB < 0 {
 		errs = append(errs, fmt.Errorf("--bucket-kib %d: must not be negative", c.BucketKiB))
 	}
+	switch c.GradWire {
+	case "", "f32", "bf16":
+	default:
+		errs = append(errs, fmt.Errorf("--grad-wire %q is unknown: use f32 or bf16", c.GradWire))
+	}
+	switch c.GradCompression {
+	case "", "none", "zstd", "s2":
+	default:
+		errs = append(errs, fmt.Errorf("--grad-compression %q is unknown: use none, zstd or s2", c.GradCompression))
+	}
 	if c.LogEvery < 1 {
 		errs = append(errs, fmt.Errorf("--log-every %d: must be at least 1", c.LogEvery))
 	}
@@ -175,7 +194,9 @@ func (c Config) moCoQueue() int {
 }
 
 // Fingerprint summarises what every rank must agree on: the model's shape,
-// the objective and the batch.
+// the objective and the batch, and the gradient's wire format when it is
+// not exact (bfloat16 changes the results; compression does not, and
+// neither appears).
 func (c Config) Fingerprint() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "objective=%s data=%s batch=%d dim=%d hidden=%v text=%d act=%s ln=%v seed=%d opt=%s",
@@ -185,5 +206,24 @@ func (c Config) Fingerprint() string {
 	if c.ImageTower != "" && c.ImageTower != model.TowerMLP || c.TextTower != "" && c.TextTower != model.TowerBagOfWords {
 		fmt.Fprintf(&b, " towers=%s,%s", c.ImageTower, c.TextTower)
 	}
+	if c.lossyGradWire() {
+		fmt.Fprintf(&b, " grad_wire=%s", c.GradWire)
+	}
 	return b.String()
 }
+
+// withGradWire returns rc with the gradient's wire format and compression
+// of c (GradWire, GradCompression).
+func (c Config) withGradWire(rc allreduce.Config) allreduce.Config {
+	rc.Wire, rc.Compression = allreduce.Float32, ""
+	if c.GradWire == "bf16" {
+		rc.Wire = allreduce.BFloat16
+	}
+	if c.GradCompression != "none" {
+		rc.Compression = c.GradCompression
+	}
+	return rc
+}
+
+// lossyGradWire reports whether the gradient's wire format rounds it.
+func (c Config) lossyGradWire() bool { return c.GradWire == "bf16" }

@@ -338,12 +338,12 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 	}
 	m.mach.Configured(run)
 	m.publishHeld()
-	ring, err := allreduce.NewRing(genCtx, m.srv, allreduce.Config{
+	ring, err := allreduce.NewRing(genCtx, m.srv, m.cfg.withGradWire(allreduce.Config{
 		JobID: a.JobID, Generation: gen, Rank: a.Rank, Peers: a.Peers, Timeout: m.o.OpTimeout,
 		Token: m.o.Token, TLS: m.o.TLSClient, Logger: m.log,
 		Transport: dataTransport(m.o.TLSClient != nil, m.o.NoSharedMemory), BucketBytes: m.cfg.BucketKiB << 10,
-		Shared: m.shared, Idle: m.t.PrefetchSome,
-	})
+		Shared: m.shared, OnWait: m.t.PrefetchSome,
+	}))
 	if err != nil {
 		return nil, false, fmt.Errorf("ring of generation %d: %w", gen, err)
 	}
@@ -498,11 +498,5 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 // one machine unless noShm, or gRPC when TLS is configured (only gRPC
 // carries it).
 func dataTransport(tls, noShm bool) string {
-	switch {
-	case tls:
-		return allreduce.TransportGRPC
-	case noShm:
-		return allreduce.TransportTCP
-	}
-	return allreduce.TransportSHM
+	return allreduce.ChooseTransport(tls, !noShm)
 }

@@ -11,7 +11,7 @@ import (
 // all-gathers of the loss, the gradient's all-reduce). The input rows of
 // the next step are a pure function of (seed, step, sample), so the rank
 // draws them in those waits: the data plane calls PrefetchSome between
-// its polls for the peers (allreduce.Config.Idle), and each call draws a
+// its polls for the peers (allreduce.Config.OnWait), and each call draws a
 // few rows into a spare buffer. The next step takes the buffer, draws
 // whatever rows are still missing, and its data phase, otherwise on every
 // rank's critical path, shrinks by what the waits absorbed. A single
@@ -94,7 +94,7 @@ func (t *Trainer[T]) startPrefetch(step int64, K, k, lo, hi int) {
 // to draw, or else zeroes a piece of the gradient buffer when the step
 // has not started its backward pass yet, and reports whether it did
 // either. The data plane calls it while this rank waits for its peers
-// (allreduce.Config.Idle); it is safe to call from any goroutine, and
+// (allreduce.Config.OnWait); it is safe to call from any goroutine, and
 // returns at once when another call or the step itself holds the buffer.
 func (t *Trainer[T]) PrefetchSome() bool {
 	pf := &t.pf

@@ -53,14 +53,15 @@ func DecodeRunSpec(b []byte) (RunSpec, error) {
 
 // FingerprintFields names the parts of the configuration that every worker
 // of a run must share (the model's shape, the objective, the data, the
-// batch, the seed and the optimizer), for the coordinator's join check.
+// batch, the seed and the optimizer, and a lossy gradient wire format), for
+// the coordinator's join check.
 // They are the fields of Fingerprint, one entry each.
 func (c Config) FingerprintFields() map[string]string {
 	hidden := make([]string, len(c.ImageHidden))
 	for i, h := range c.ImageHidden {
 		hidden[i] = fmt.Sprint(h)
 	}
-	return map[string]string{
+	f := map[string]string{
 		"objective":   c.Objective,
 		"data":        c.Data,
 		"batch":       fmt.Sprint(c.Batch),
@@ -72,4 +73,8 @@ func (c Config) FingerprintFields() map[string]string {
 		"seed":        fmt.Sprint(c.Seed),
 		"optimizer":   c.Optimizer,
 	}
+	if c.lossyGradWire() {
+		f["grad_wire"] = c.GradWire
+	}
+	return f
 }

@@ -50,14 +50,50 @@ type options struct {
 	warmup      int
 	wire        string
 	compression string
-	transport   string
-	chunk       int
-	bucket      int64
-	timeout     time.Duration
-	sparsity    float64
-	seed        uint64
-	inPlace     bool
+	transport   string // as resolved by validate
+	// transportArg is --transport as given ("auto" by default).
+	transportArg string
+	chunk        int
+	bucket       int64
+	timeout      time.Duration
+	sparsity     float64
+	seed         uint64
+	inPlace      bool
+	// inPlaceSet is whether --in-place was given (true or false) rather
+	// than left to the automatic choice, which falls back quietly.
+	inPlaceSet bool
+	inPlaceArg autoBool
 }
+
+// autoBool is a boolean flag that may also be "auto" (its default).
+type autoBool struct {
+	set, val bool
+}
+
+func (b *autoBool) String() string {
+	if b == nil || !b.set {
+		return "auto"
+	}
+	return strconv.FormatBool(b.val)
+}
+
+func (b *autoBool) Set(s string) error {
+	if s == "auto" {
+		*b = autoBool{}
+		return nil
+	}
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%q: want true, false or auto", s)
+	}
+	*b = autoBool{set: true, val: v}
+	return nil
+}
+
+func (b *autoBool) IsBoolFlag() bool { return true }
+
+// transportAuto is the default of --transport: the workers' choice.
+const transportAuto = "auto"
 
 func (o *options) register(fs *flag.FlagSet) *string {
 	fs.StringVar(&o.op, "op", "allreduce", "collective: allreduce, allgather, reducescatter, broadcast, fused (all-reduce through buckets of --bucket), tcp (loopback baseline, 2 workers)")
@@ -66,14 +102,14 @@ func (o *options) register(fs *flag.FlagSet) *string {
 	fs.IntVar(&o.warmup, "warmup", 3, "untimed iterations per size")
 	fs.StringVar(&o.wire, "wire", "f32", "wire format of float32 payloads: f32 or bf16")
 	fs.StringVar(&o.compression, "compression", "", "payload compression: \"\", s2 or zstd")
-	fs.StringVar(&o.transport, "transport", "grpc", "data plane: grpc, tcp, or shm (tcp links moved to shared memory between processes of this machine)")
+	fs.StringVar(&o.transport, "transport", transportAuto, "data plane: auto (what training workers use: shm, in place for --op allreduce and fused with --wire f32), grpc, tcp, or shm (tcp links moved to shared memory between processes of this machine)")
 	o.bucket = allreduce.DefaultBucketBytes
 	fs.Var((*sizeValue)(&o.chunk), "chunk", "pipelining chunk, e.g. 512KiB (0: the package default)")
 	fs.Var((*sizeValue64)(&o.bucket), "bucket", "bucket size for --op fused, e.g. 4MiB")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-operation deadline")
 	fs.Float64Var(&o.sparsity, "sparsity", 0, "fraction of zero elements in the data (for compression)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the data")
-	fs.BoolVar(&o.inPlace, "in-place", false, "with --transport shm and --op allreduce or fused: the data live in shared vectors, which the ranks sum in place")
+	fs.Var(&o.inPlaceArg, "in-place", "with --transport shm and --op allreduce or fused: the data live in shared vectors, which the ranks sum in place (true, false, or auto: as training workers do with --transport auto)")
 	return sizes
 }
 
@@ -85,9 +121,9 @@ func (o *options) args() []string {
 	return []string{
 		"--op", o.op, "--sizes", strings.Join(s, ","), "--iters", strconv.Itoa(o.iters),
 		"--warmup", strconv.Itoa(o.warmup), "--wire", o.wire, "--compression", o.compression,
-		"--transport", o.transport, "--chunk", strconv.Itoa(o.chunk), "--bucket", strconv.FormatInt(o.bucket, 10),
+		"--transport", o.transportArg, "--chunk", strconv.Itoa(o.chunk), "--bucket", strconv.FormatInt(o.bucket, 10),
 		"--timeout", o.timeout.String(), "--sparsity", strconv.FormatFloat(o.sparsity, 'g', -1, 64),
-		"--seed", strconv.FormatUint(o.seed, 10), "--in-place=" + strconv.FormatBool(o.inPlace),
+		"--seed", strconv.FormatUint(o.seed, 10), "--in-place=" + o.inPlaceArg.String(),
 	}
 }
 
@@ -204,12 +240,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, spawn Sp
 	var rows []Row
 	for _, k := range ks {
 		fmt.Fprintf(stdout, "# op=%s workers=%d transport=%s in-place=%v wire=%s compression=%q iters=%d warmup=%d\n",
-			o.op, k, o.transport, o.inPlace, o.wire, o.compression, o.iters, o.warmup)
+			o.op, k, o.transportArg, o.inPlaceArg.String(), o.wire, o.compression, o.iters, o.warmup)
 		fmt.Fprintf(stdout, "# %12s %12s %10s %10s %10s %10s\n", "size(B)", "count(elem)", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "cpu(ms)")
 		got, err := runWorkers(ctx, k, o, spawn, stderr, func(r Row) {
 			fmt.Fprintf(stdout, "  %12d %12d %10.1f %10.3f %10.3f %10.2f\n", r.Bytes, r.Count, r.SecondsMedian*1e6, r.AlgbwGBps, r.BusbwGBps, r.CPUSeconds*1e3)
 		})
 		rows = append(rows, got...)
+		if len(got) > 0 {
+			fmt.Fprintf(stdout, "# transport used: %s\n", got[0].Transport)
+		}
 		if err != nil {
 			return fmt.Errorf("%d workers: %w", k, err)
 		}
@@ -224,15 +263,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, spawn Sp
 		}
 	}
 	return nil
-}
-
-// transportLabel is the transport as the rows report it: "shm+in-place"
-// for in-place all-reduces of shared vectors.
-func (o *options) transportLabel() string {
-	if o.inPlace {
-		return o.transport + "+in-place"
-	}
-	return o.transport
 }
 
 func (o *options) validate(sizes string) error {
@@ -252,7 +282,16 @@ func (o *options) validate(sizes string) error {
 	if o.sparsity < 0 || o.sparsity > 1 {
 		return fmt.Errorf("--sparsity %v outside [0,1]", o.sparsity)
 	}
-	if o.inPlace && (o.transport != allreduce.TransportSHM || (o.op != "allreduce" && o.op != "fused") || o.wire != "f32") {
+	o.transportArg = o.transport
+	if o.transport == transportAuto {
+		o.transport = allreduce.ChooseTransport(false, true)
+	}
+	canInPlace := o.transport == allreduce.TransportSHM && (o.op == "allreduce" || o.op == "fused") && o.wire == "f32"
+	o.inPlaceSet, o.inPlace = o.inPlaceArg.set, o.inPlaceArg.val
+	if !o.inPlaceSet {
+		o.inPlace = canInPlace && o.transportArg == transportAuto
+	}
+	if o.inPlace && !canInPlace {
 		return fmt.Errorf("--in-place needs --transport shm, --op allreduce or fused, and --wire f32")
 	}
 	return nil

@@ -144,9 +144,49 @@ func TestMainInPlace(t *testing.T) {
 	}
 }
 
+// TestMainDefaultsToWorkersDataPlane: without --transport the benchmark
+// takes the data plane training workers take (allreduce.ChooseTransport
+// without TLS: shared memory between these processes, summing in place
+// where the op and wire allow it), and says which it used.
+func TestMainDefaultsToWorkersDataPlane(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts worker processes; skipped in -short mode")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("shared-memory rings are built on Linux only")
+	}
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--op", "allreduce"}, "shm+in-place"},
+		{[]string{"--op", "fused", "--bucket", "32KiB"}, "shm+in-place"},
+		{[]string{"--op", "allreduce", "--wire", "bf16"}, "shm"},
+		{[]string{"--op", "allgather"}, "shm"},
+		{[]string{"--op", "allreduce", "--in-place=false"}, "shm"},
+		{[]string{"--op", "allreduce", "--transport", "grpc"}, "grpc"},
+		{[]string{"--op", "allreduce", "--transport", "tcp"}, "tcp"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			rows, out := runRows(t, filepath.Join(t.TempDir(), "rows.json"), append(tc.args,
+				"--workers", "2", "--sizes", "100KiB", "--iters", "10", "--warmup", "1")...)
+			if len(rows) != 1 || rows[0].Transport != tc.want {
+				t.Fatalf("rows %+v, want one on %s:\n%s", rows, tc.want, out)
+			}
+			if !strings.Contains(out, "# transport used: "+tc.want+"\n") {
+				t.Fatalf("the table does not name the transport %s:\n%s", tc.want, out)
+			}
+		})
+	}
+}
+
 func TestMainRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"--op", "nope"}, {"--iters", "3"}, {"--sizes", "x"}, {"--workers", "0"},
-		{"--in-place", "--transport", "tcp"}, {"--in-place", "--transport", "shm", "--op", "allgather"}} {
+		{"--in-place", "--transport", "tcp"}, {"--in-place", "--transport", "shm", "--op", "allgather"},
+		{"--in-place", "--op", "allgather"}, {"--in-place=maybe"}} {
 		err := Main(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}, testSpawner(t))
 		if _, ok := err.(UsageError); !ok {
 			t.Errorf("%v: %v, want a UsageError", args, err)

@@ -16,4 +16,12 @@
 // table. Peer is the worker. The op "tcp" measures the single-stream
 // loopback TCP copy throughput between two workers, the baseline the
 // collectives are judged against.
+//
+// By default (--transport auto) the workers use the data plane training
+// workers use, allreduce.ChooseTransport without TLS: their links move to
+// shared memory, and an all-reduce of float32 data sums shared vectors in
+// place, as workers do with their gradient. --transport grpc, tcp or shm
+// and --in-place choose otherwise. Every table ends with the data plane
+// the ring actually used ("# transport used: shm+in-place"), which is
+// also each row's transport in the JSON output.
 package bench

@@ -76,11 +76,16 @@ func Peer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	var vec *allreduce.SharedVector
 	if o.inPlace {
-		if vec, err = allreduce.NewSharedVector(int(slices.Max(o.sizes)/4) + 1); err != nil {
+		vec, err = allreduce.NewSharedVector(int(slices.Max(o.sizes)/4) + 1)
+		switch {
+		case err == nil:
+			defer vec.Close() // after the ring's Close
+			cfg.Shared = vec
+		case o.inPlaceSet:
 			return err
+		default:
+			vec = nil // the automatic choice falls back to frames
 		}
-		defer vec.Close() // after the ring's Close
-		cfg.Shared = vec
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	ring, err := allreduce.NewRing(cctx, srv, cfg)
@@ -89,7 +94,7 @@ func Peer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return err
 	}
 	defer ring.Close()
-	if o.inPlace && !ring.InPlace() {
+	if o.inPlace && !ring.InPlace() && o.inPlaceSet {
 		return fmt.Errorf("--in-place: the ring cannot sum in place (are all workers on this machine, with /dev/shm?)")
 	}
 	for _, s := range o.sizes {
@@ -226,7 +231,7 @@ func measure(ctx context.Context, ring *allreduce.Ring, vec *allreduce.SharedVec
 		factor = float64(k-1) / float64(k)
 	}
 	row := Row{Op: o.op, Workers: k, Bytes: bytes, Count: int64(n), SecondsMedian: med,
-		AlgbwGBps: algbw, BusbwGBps: algbw * factor, CPUSeconds: cpuAll / float64(o.iters), Iters: o.iters, Transport: o.transportLabel(),
+		AlgbwGBps: algbw, BusbwGBps: algbw * factor, CPUSeconds: cpuAll / float64(o.iters), Iters: o.iters, Transport: ring.DataPlane(),
 		Wire: o.wire, Compression: o.compression}
 	if o.op == "fused" {
 		row.Bucket = o.bucket

@@ -168,6 +168,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "rank 0 saves a checkpoint every N steps (0: only at the end and on a stop)")
 	fs.IntVar(&cfg.ChecksumEvery, "checksum-every", cfg.ChecksumEvery, "compare a checksum of the parameters across workers every N steps (0: never)")
 	fs.IntVar(&cfg.BucketKiB, "bucket-kib", cfg.BucketKiB, "with several workers, all-reduce the gradient in buckets of this many KiB during the backward pass (0: in one piece after it)")
+	gradWireFlags(fs, &cfg)
 	resume := fs.String("resume", "", "start from a checkpoint: a directory, 'latest' in --out, or 'auto' (latest if --out holds one: how a restarted coordinator continues its run)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	set, err := parseFlags(fs, args, stderr)
@@ -216,6 +217,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// optimizer) when it joins, and a worker that differs is refused.
 	own := worker.DefaultConfig()
 	trainFlags(fs, &own)
+	gradWireFlags(fs, &own) // checked too when the wire format is lossy
 	fs.StringVar(&o.Coordinator, "coordinator", "", "host:port of the coordinator (required)")
 	fs.StringVar(&o.Token, "token", "", "shared secret of the run")
 	fs.StringVar(&o.Name, "name", "", "label of this worker in logs (default the host name)")
@@ -292,6 +294,7 @@ func trainFlagsSet(set map[string]bool) bool {
 	probe := flag.NewFlagSet("probe", flag.ContinueOnError)
 	var cfg worker.Config
 	trainFlags(probe, &cfg)
+	gradWireFlags(probe, &cfg)
 	found := false
 	probe.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] && f.Name != "out" && f.Name != "log-every" {

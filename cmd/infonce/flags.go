@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/infonce/infonce/worker"
 )
 
 // envName is the environment variable that sets a flag when the command
@@ -80,4 +82,11 @@ func (l *intList) Set(v string) error {
 	}
 	*l = out
 	return nil
+}
+
+// gradWireFlags binds the gradient's data-plane format: --grad-wire and
+// --grad-compression (see allreduce.Config.Wire and Compression).
+func gradWireFlags(fs *flag.FlagSet, cfg *worker.Config) {
+	fs.StringVar(&cfg.GradWire, "grad-wire", cfg.GradWire, "with several workers, the gradient's element format on the data plane: f32 (exact) or bf16 (half the bytes, rounded to bfloat16; changes the results)")
+	fs.StringVar(&cfg.GradCompression, "grad-compression", cfg.GradCompression, "with several workers, compress each chunk of the gradient on the data plane: none, zstd or s2 (lossless; pays on slow links with compressible gradients)")
 }

@@ -38,6 +38,12 @@ var (
 	cHi     Mem // 89: exp above it is +Inf
 	cNegInf Mem
 	cZero   Mem
+
+	cBF16Bias  Mem // 0x7fff: rounding to nearest, before the tie bit
+	cOne       Mem // 1, as int32 lanes
+	cAbsMask   Mem // 0x7fffffff
+	cInf       Mem // 0x7f800000: above it (as |x|) is a NaN
+	cQuietBF16 Mem // 0x40: the quiet bit of a bfloat16 NaN
 )
 
 // vconst declares an 8-lane vector constant of the 32-bit pattern bits.
@@ -68,6 +74,11 @@ func main() {
 	cHi = fconst("expHi", 89)
 	cNegInf = vconst("negInf", 0xff800000)
 	cZero = vconst("zero", 0)
+	cBF16Bias = vconst("bf16Bias", 0x7fff)
+	cOne = vconst("one", 1)
+	cAbsMask = vconst("absMask", 0x7fffffff)
+	cInf = vconst("posInf", 0x7f800000)
+	cQuietBF16 = vconst("bf16Quiet", 0x40)
 
 	maxKernel()
 	expSumKernel()
@@ -77,6 +88,9 @@ func main() {
 	reluKernel()
 	reluGradKernel()
 	addKernel()
+	addBF16Kernel()
+	toBF16Kernel()
+	fromBF16Kernel()
 	dotKernel()
 	scaleKernel()
 	scaleSubKernel()
@@ -125,6 +139,18 @@ func (c expClamp) exp(t VecVirtual) {
 // the work on the i-th vector of the block, at byte offset 32·i from every
 // pointer; the pointers advance after each block.
 func loop(cnt GPVirtual, ptrs []GPVirtual, unroll int, body func(i int)) {
+	strides := make([]int, len(ptrs))
+	for i := range strides {
+		strides[i] = 32
+	}
+	loopStrided(cnt, ptrs, strides, unroll, body)
+}
+
+// loopStrided is loop over pointers whose elements are not all float32:
+// pointer j moves strides[j] bytes per vector of 8 elements (32 for
+// float32, 16 for bfloat16), and body addresses its i-th vector at byte
+// offset strides[j]·i.
+func loopStrided(cnt GPVirtual, ptrs []GPVirtual, strides []int, unroll int, body func(i int)) {
 	step := func(k int, label string) {
 		Label(label + "Loop")
 		CMPQ(cnt, Imm(uint64(8*k)))
@@ -132,8 +158,8 @@ func loop(cnt GPVirtual, ptrs []GPVirtual, unroll int, body func(i int)) {
 		for i := 0; i < k; i++ {
 			body(i)
 		}
-		for _, p := range ptrs {
-			ADDQ(Imm(uint64(32*k)), p)
+		for j, p := range ptrs {
+			ADDQ(Imm(uint64(strides[j]*k)), p)
 		}
 		SUBQ(Imm(uint64(8*k)), cnt)
 		JMP(LabelRef(label + "Loop"))
@@ -373,6 +399,112 @@ func addKernel() {
 		VADDPS(at(x, i), t, t)
 		VMOVUPS(t, at(dst, i))
 	})
+	VZEROUPPER()
+	RET()
+}
+
+// The bfloat16 kernels: a bfloat16 is the upper half of a float32, so
+// widening is a zero extension and a shift by 16 bits.
+
+func at16(p GPVirtual, i int) Mem { return Mem{Base: p, Disp: 16 * i} }
+
+// widenBF16 loads the 8 bfloat16 at m as float32 lanes of a new register.
+func widenBF16(m Mem) VecVirtual {
+	t := YMM()
+	VPMOVZXWD(m, t)
+	VPSLLD(Imm(16), t, t)
+	return t
+}
+
+func addBF16Kernel() {
+	TEXT("addBF16AVX2", NOSPLIT, "func(dst *float32, x *uint16, n int)")
+	Doc("addBF16AVX2 sets dst[i] += float32(x[i]) for i < n, x in bfloat16, n a multiple of 8.",
+		"It needs AVX2.")
+	Pragma("noescape")
+	dst, x, cnt := ptr("dst"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	loopStrided(cnt, []GPVirtual{dst, x}, []int{32, 16}, 4, func(i int) {
+		t := widenBF16(at16(x, i))
+		VADDPS(at(dst, i), t, t)
+		VMOVUPS(t, at(dst, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func fromBF16Kernel() {
+	TEXT("fromBF16AVX2", NOSPLIT, "func(dst *float32, x *uint16, n int)")
+	Doc("fromBF16AVX2 sets dst[i] = float32(x[i]) for i < n, x in bfloat16, n a multiple of 8.",
+		"It needs AVX2.")
+	Pragma("noescape")
+	dst, x, cnt := ptr("dst"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	loopStrided(cnt, []GPVirtual{dst, x}, []int{32, 16}, 4, func(i int) {
+		VMOVUPS(widenBF16(at16(x, i)), at(dst, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// toBF16Kernel rounds to nearest, ties to even, on the bit patterns:
+// h = (b + 0x7fff + ((b >> 16) & 1)) >> 16, and keeps a NaN a quiet NaN:
+// h = (b >> 16) | 0x40 where |b| > +Inf.
+func toBF16Kernel() {
+	TEXT("toBF16AVX2", NOSPLIT, "func(dst *uint16, x *float32, n int)")
+	Doc("toBF16AVX2 sets dst[i] = bfloat16(x[i]) for i < n, rounded to nearest even, a NaN",
+		"staying a quiet NaN, n a multiple of 8. It needs AVX2.")
+	Pragma("noescape")
+	dst, x, cnt := ptr("dst"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	bias, one, abs, inf, quiet := YMM(), YMM(), YMM(), YMM(), YMM()
+	VMOVDQU(cBF16Bias, bias)
+	VMOVDQU(cOne, one)
+	VMOVDQU(cAbsMask, abs)
+	VMOVDQU(cInf, inf)
+	VMOVDQU(cQuietBF16, quiet)
+	// round returns the 8 rounded bfloat16 of the float32 at m, each in
+	// the low half of a dword lane.
+	round := func(m Mem) VecVirtual {
+		b, hi, r, nan := YMM(), YMM(), YMM(), YMM()
+		VMOVDQU(m, b)
+		VPSRLD(Imm(16), b, hi)
+		VPAND(one, hi, r)
+		VPADDD(bias, r, r)
+		VPADDD(b, r, r)
+		VPSRLD(Imm(16), r, r)
+		VPAND(abs, b, nan)
+		VPCMPGTD(inf, nan, nan) // |b| > +Inf: NaN
+		VPOR(quiet, hi, hi)
+		VPBLENDVB(nan, hi, r, r) // nan ? hi : r
+		return r
+	}
+	// Blocks of 16: two vectors packed into one (per 128-bit lane, so the
+	// quadwords are put back in order), then single vectors of 8.
+	Label("pairLoop")
+	CMPQ(cnt, Imm(16))
+	JL(LabelRef("pairDone"))
+	r0, r1 := round(at(x, 0)), round(at(x, 1))
+	VPACKUSDW(r1, r0, r0)
+	VPERMQ(Imm(0xd8), r0, r0)
+	VMOVDQU(r0, at(dst, 0))
+	ADDQ(Imm(64), x)
+	ADDQ(Imm(32), dst)
+	SUBQ(Imm(16), cnt)
+	JMP(LabelRef("pairLoop"))
+	Label("pairDone")
+	Label("oneLoop")
+	CMPQ(cnt, Imm(8))
+	JL(LabelRef("oneDone"))
+	r := round(at(x, 0))
+	h := XMM()
+	VEXTRACTI128(Imm(1), r, h)
+	VPACKUSDW(h, r.AsX(), h)
+	VMOVDQU(h, at16(dst, 0))
+	ADDQ(Imm(32), x)
+	ADDQ(Imm(16), dst)
+	SUBQ(Imm(8), cnt)
+	JMP(LabelRef("oneLoop"))
+	Label("oneDone")
 	VZEROUPPER()
 	RET()
 }
