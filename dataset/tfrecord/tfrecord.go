@@ -1,0 +1,152 @@
+package tfrecord
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// MaskDelta is the constant added by the CRC mask.
+const MaskDelta = 0xa282ead8
+
+// MaskedCRC is the masked CRC-32C of b: rotate right by 15, add MaskDelta.
+func MaskedCRC(b []byte) uint32 {
+	c := crc32.Checksum(b, castagnoli)
+	return ((c >> 15) | (c << 17)) + MaskDelta
+}
+
+// MaxRecord bounds the length of one record.
+const MaxRecord = 1 << 30
+
+// Errors of the framing; each is wrapped with the offset it was found at.
+var (
+	ErrCRC       = errors.New("tfrecord: crc mismatch")
+	ErrTruncated = errors.New("tfrecord: truncated record")
+	ErrTooLarge  = errors.New("tfrecord: record too large")
+)
+
+// Writer writes TFRecord framing to an underlying writer.
+type Writer struct {
+	w   io.Writer
+	off int64
+	hdr [12]byte
+}
+
+// NewWriter returns a Writer to w.
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
+
+// Offset is the number of bytes written so far: the offset the next record
+// starts at.
+func (w *Writer) Offset() int64 { return w.off }
+
+// Write writes one record holding data.
+func (w *Writer) Write(data []byte) error {
+	binary.LittleEndian.PutUint64(w.hdr[:8], uint64(len(data)))
+	binary.LittleEndian.PutUint32(w.hdr[8:], MaskedCRC(w.hdr[:8]))
+	var foot [4]byte
+	binary.LittleEndian.PutUint32(foot[:], MaskedCRC(data))
+	for _, b := range [][]byte{w.hdr[:], data, foot[:]} {
+		n, err := w.w.Write(b)
+		w.off += int64(n)
+		if err != nil {
+			return fmt.Errorf("tfrecord: write: %w", err)
+		}
+	}
+	return nil
+}
+
+// Record locates one record in a file: the offset of its frame and the
+// length of its data.
+type Record struct {
+	Offset int64
+	Len    int64
+}
+
+// FrameLen is the size of a record's frame around its data.
+const FrameLen = 16
+
+// readHeader reads and checks a record header at the reader's position.
+func readHeader(r io.Reader, off int64) (int64, error) {
+	var hdr [12]byte
+	n, err := io.ReadFull(r, hdr[:])
+	if err == io.EOF {
+		return 0, io.EOF
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: %d header bytes at offset %d", ErrTruncated, n, off)
+	}
+	if got, want := binary.LittleEndian.Uint32(hdr[8:]), MaskedCRC(hdr[:8]); got != want {
+		return 0, fmt.Errorf("%w: length at offset %d (crc %08x, want %08x)", ErrCRC, off, got, want)
+	}
+	l := binary.LittleEndian.Uint64(hdr[:8])
+	if l > MaxRecord {
+		return 0, fmt.Errorf("%w: %d bytes at offset %d (limit %d)", ErrTooLarge, l, off, MaxRecord)
+	}
+	return int64(l), nil
+}
+
+// Reader reads records one after another.
+type Reader struct {
+	r   *bufio.Reader
+	off int64
+	// Verify checks the data CRC of each record (on by default).
+	Verify bool
+}
+
+// NewReader returns a Reader of r that checks every CRC.
+func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 1<<16), Verify: true} }
+
+// Next returns the next record's data (valid until the next call) and its
+// location; io.EOF at a clean end. A truncated or corrupt record returns an
+// error wrapping ErrTruncated or ErrCRC.
+func (r *Reader) Next(buf []byte) ([]byte, Record, error) {
+	off := r.off
+	l, err := readHeader(r.r, off)
+	if err != nil {
+		return nil, Record{}, err
+	}
+	if int64(cap(buf)) < l+4 {
+		buf = make([]byte, l+4)
+	}
+	buf = buf[:l+4]
+	n, err := io.ReadFull(r.r, buf)
+	r.off += 12 + int64(n)
+	if err != nil {
+		return nil, Record{}, fmt.Errorf("%w: record at offset %d has %d of %d data bytes", ErrTruncated, off, max(n-4, 0), l)
+	}
+	data := buf[:l]
+	if r.Verify {
+		if got, want := binary.LittleEndian.Uint32(buf[l:]), MaskedCRC(data); got != want {
+			return nil, Record{}, fmt.Errorf("%w: data of record at offset %d (crc %08x, want %08x)", ErrCRC, off, got, want)
+		}
+	}
+	return data, Record{Offset: off, Len: l}, nil
+}
+
+// ReadAt reads the record whose frame starts at off and checks both CRCs.
+// It returns the data in buf when buf has room.
+func ReadAt(r io.ReaderAt, off int64, buf []byte) ([]byte, error) {
+	l, err := readHeader(io.NewSectionReader(r, off, 12), off)
+	if err == io.EOF {
+		return nil, fmt.Errorf("%w: no record at offset %d", ErrTruncated, off)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if int64(cap(buf)) < l+4 {
+		buf = make([]byte, l+4)
+	}
+	buf = buf[:l+4]
+	if n, err := r.ReadAt(buf, off+12); n < len(buf) {
+		return nil, fmt.Errorf("%w: record at offset %d has %d of %d data bytes (%v)", ErrTruncated, off, max(n-4, 0), l, err)
+	}
+	if got, want := binary.LittleEndian.Uint32(buf[l:]), MaskedCRC(buf[:l]); got != want {
+		return nil, fmt.Errorf("%w: data of record at offset %d (crc %08x, want %08x)", ErrCRC, off, got, want)
+	}
+	return buf[:l], nil
+}
