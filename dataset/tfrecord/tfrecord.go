@@ -101,9 +101,12 @@ type Reader struct {
 // NewReader returns a Reader of r that checks every CRC.
 func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 1<<16), Verify: true} }
 
-// Next returns the next record's data (valid until the next call) and its
-// location; io.EOF at a clean end. A truncated or corrupt record returns an
-// error wrapping ErrTruncated or ErrCRC.
+// Next returns the next record's data (valid until buf is reused) and its
+// location; io.EOF at a clean end. A truncated record or a corrupt header
+// returns an error wrapping ErrTruncated, ErrCRC or ErrTooLarge, after
+// which the reader cannot go on. A record whose data does not match its
+// CRC returns its location and an error wrapping ErrCRC, and the reader
+// goes on with the next record.
 func (r *Reader) Next(buf []byte) ([]byte, Record, error) {
 	off := r.off
 	l, err := readHeader(r.r, off)
@@ -122,7 +125,7 @@ func (r *Reader) Next(buf []byte) ([]byte, Record, error) {
 	data := buf[:l]
 	if r.Verify {
 		if got, want := binary.LittleEndian.Uint32(buf[l:]), MaskedCRC(data); got != want {
-			return nil, Record{}, fmt.Errorf("%w: data of record at offset %d (crc %08x, want %08x)", ErrCRC, off, got, want)
+			return nil, Record{Offset: off, Len: l}, fmt.Errorf("%w: data of record at offset %d (crc %08x, want %08x)", ErrCRC, off, got, want)
 		}
 	}
 	return data, Record{Offset: off, Len: l}, nil
