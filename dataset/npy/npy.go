@@ -106,11 +106,14 @@ func Read(r io.Reader) (*Array, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := a.Len() * itemSize[a.DType]
-	a.Data = make([]byte, n)
-	if _, err := io.ReadFull(r, a.Data); err != nil {
-		return nil, bad("data of shape %v (%s) needs %d bytes: %v", a.Shape, a.DType, n, err)
+	// Read what is there before trusting the header's size with an
+	// allocation: a short file costs only its own length.
+	n := int64(a.Len()) * int64(itemSize[a.DType])
+	data, err := io.ReadAll(io.LimitReader(r, n))
+	if err != nil || int64(len(data)) != n {
+		return nil, bad("data of shape %v (%s) needs %d bytes, found %d (%v)", a.Shape, a.DType, n, len(data), err)
 	}
+	a.Data = data
 	return a, nil
 }
 

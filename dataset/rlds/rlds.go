@@ -283,7 +283,7 @@ func ScanEpisodes(r io.Reader, keys *Keys) ([]shardidx.Entry, error) {
 		}
 		e := shardidx.Entry{Offset: rec.Offset, Size: rec.Len}
 		switch {
-		case errors.Is(err, tfrecord.ErrCRC) && rec.Len > 0:
+		case errors.Is(err, tfrecord.ErrDataCRC):
 			e.N = recCRC
 			out = append(out, e)
 			continue

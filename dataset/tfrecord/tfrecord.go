@@ -28,6 +28,9 @@ var (
 	ErrCRC       = errors.New("tfrecord: crc mismatch")
 	ErrTruncated = errors.New("tfrecord: truncated record")
 	ErrTooLarge  = errors.New("tfrecord: record too large")
+	// ErrDataCRC is the CRC mismatch of a record's data (it wraps ErrCRC):
+	// the record is lost but the next one can be read.
+	ErrDataCRC = fmt.Errorf("%w of the data", ErrCRC)
 )
 
 // Writer writes TFRecord framing to an underlying writer.
@@ -105,8 +108,8 @@ func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 1
 // location; io.EOF at a clean end. A truncated record or a corrupt header
 // returns an error wrapping ErrTruncated, ErrCRC or ErrTooLarge, after
 // which the reader cannot go on. A record whose data does not match its
-// CRC returns its location and an error wrapping ErrCRC, and the reader
-// goes on with the next record.
+// CRC returns its location and an error wrapping ErrDataCRC, and the
+// reader goes on with the next record.
 func (r *Reader) Next(buf []byte) ([]byte, Record, error) {
 	off := r.off
 	l, err := readHeader(r.r, off)
@@ -125,7 +128,7 @@ func (r *Reader) Next(buf []byte) ([]byte, Record, error) {
 	data := buf[:l]
 	if r.Verify {
 		if got, want := binary.LittleEndian.Uint32(buf[l:]), MaskedCRC(data); got != want {
-			return nil, Record{Offset: off, Len: l}, fmt.Errorf("%w: data of record at offset %d (crc %08x, want %08x)", ErrCRC, off, got, want)
+			return nil, Record{Offset: off, Len: l}, fmt.Errorf("%w: record at offset %d (crc %08x, want %08x)", ErrDataCRC, off, got, want)
 		}
 	}
 	return data, Record{Offset: off, Len: l}, nil
@@ -149,7 +152,7 @@ func ReadAt(r io.ReaderAt, off int64, buf []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: record at offset %d has %d of %d data bytes (%v)", ErrTruncated, off, max(n-4, 0), l, err)
 	}
 	if got, want := binary.LittleEndian.Uint32(buf[l:]), MaskedCRC(buf[:l]); got != want {
-		return nil, fmt.Errorf("%w: data of record at offset %d (crc %08x, want %08x)", ErrCRC, off, got, want)
+		return nil, fmt.Errorf("%w: record at offset %d (crc %08x, want %08x)", ErrDataCRC, off, got, want)
 	}
 	return buf[:l], nil
 }
