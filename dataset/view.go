@@ -229,7 +229,7 @@ func randomResizedCrop(r *rng, H, W int, scale, ratio [2]float64) (x0, y0, w, h 
 	case inRatio > ratio[1]:
 		cw = int(math.Round(float64(H) * ratio[1]))
 	}
-	return float64(W-cw) / 2, float64(H-ch) / 2, float64(cw), float64(ch)
+	return float64((W - cw) / 2), float64((H - ch) / 2), float64(cw), float64(ch)
 }
 
 // tap is one source pixel's weight in an output pixel.
