@@ -71,6 +71,24 @@ func FromImage(im image.Image, bg color.Color) Picture {
 		}
 		return p
 	}
+	br, bgc, bb, _ := bg.RGBA()
+	back := [3]uint32{br >> 8, bgc >> 8, bb >> 8}
+	if m, ok := im.(*image.RGBA); ok {
+		// Premultiplied: out = src + (1−α)·bg.
+		p := Picture{H: h, W: w, C: 3, Pix: make([]byte, h*w*3)}
+		for y := range h {
+			row := m.Pix[m.PixOffset(b.Min.X, b.Min.Y+y):]
+			o := p.Pix[y*w*3:]
+			for x := range w {
+				s := row[4*x : 4*x+4]
+				a := 255 - uint32(s[3])
+				for c := range 3 {
+					o[3*x+c] = byte(min(255, uint32(s[c])+(back[c]*a+127)/255))
+				}
+			}
+		}
+		return p
+	}
 	// Everything else goes through NRGBA (non-premultiplied) and is
 	// composited onto the background here.
 	var n *image.NRGBA
@@ -81,8 +99,6 @@ func FromImage(im image.Image, bg color.Color) Picture {
 		draw.Draw(n, n.Bounds(), im, b.Min, draw.Src)
 		b = n.Bounds()
 	}
-	br, bgc, bb, _ := bg.RGBA()
-	back := [3]uint32{br >> 8, bgc >> 8, bb >> 8}
 	p := Picture{H: h, W: w, C: 3, Pix: make([]byte, h*w*3)}
 	for y := range h {
 		row := n.Pix[(y+b.Min.Y-n.Rect.Min.Y)*n.Stride+(b.Min.X-n.Rect.Min.X)*4:]

@@ -109,6 +109,16 @@ func TestDecodeGreyAndAlpha(t *testing.T) {
 	if want := []byte{0, 0, 0, 128, 0, 0, 255, 0, 0}; !slices.Equal(black.Pix, want) {
 		t.Errorf("over black: %v, want %v", black.Pix, want)
 	}
+	// The premultiplied path agrees with the straight one to a unit.
+	pre := image.NewRGBA(a.Bounds())
+	for x := range 3 {
+		pre.Set(x, 0, a.At(x, 0))
+	}
+	for i, v := range FromImage(pre, nil).Pix {
+		if d := int(v) - int(white.Pix[i]); d > 1 || d < -1 {
+			t.Errorf("premultiplied over white, byte %d: %d, want %d", i, v, white.Pix[i])
+		}
+	}
 }
 
 func TestDecodeCorrupt(t *testing.T) {
