@@ -31,8 +31,10 @@
 // index is stored beside the shard (SHARD.idx) or in a cache folder and
 // reused while the shard's size and modification time are unchanged (see
 // package shardidx). Sample i is then a few positioned reads. A truncated
-// shard keeps its complete samples; the sample cut by the end, or the
-// truncated header, is a bad sample with reason "truncated-tar".
+// shard keeps its complete samples; the last sample, which the cut (in a
+// member's data or in a header) may have robbed of members, is a bad
+// sample with reason "truncated-tar" ("corrupt-tar" when a header does not
+// parse).
 //
 // The fields of the source are those that at least half of the samples
 // carry; a sample that lacks one of them is bad ("missing-image",

@@ -86,17 +86,21 @@ func SplitName(name string) (key, ext string) {
 }
 
 // Group cuts the members of one shard into samples: each run of
-// consecutive members with the same key is one sample. It returns the
-// first member of every sample and the end (one past the last).
+// consecutive members with the same key is one sample. A marker entry (no
+// name: the shard is cut or corrupt there) joins the sample before it,
+// which may have lost members to the cut. Group returns the first member
+// of every sample.
 func Group(entries []shardidx.Entry) (starts []int) {
 	for i, e := range entries {
-		k, _ := SplitName(e.Name)
-		// A marker entry (no name) is a sample of its own.
-		if i == 0 || e.Name == "" || entries[i-1].Name == "" {
+		if i == 0 {
 			starts = append(starts, i)
 			continue
 		}
-		if prev, _ := SplitName(entries[i-1].Name); k != prev {
+		if e.Name == "" {
+			continue
+		}
+		k, _ := SplitName(e.Name)
+		if prev, _ := SplitName(entries[i-1].Name); k != prev || entries[i-1].Name == "" {
 			starts = append(starts, i)
 		}
 	}
