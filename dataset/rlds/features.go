@@ -58,6 +58,9 @@ func ParseFeatures(b []byte) ([]Spec, error) {
 	if err := json.Unmarshal(b, &root); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFeatures, err)
 	}
+	if root["featuresDict"] == nil {
+		return nil, fmt.Errorf("%w: the root is not a FeaturesDict", ErrFeatures)
+	}
 	var out []Spec
 	if err := walk(root, "", false, 0, &out); err != nil {
 		return nil, err
