@@ -59,17 +59,7 @@ func FromImage(im image.Image, bg color.Color) Picture {
 		}
 		return p
 	case *image.YCbCr:
-		p := Picture{H: h, W: w, C: 3, Pix: make([]byte, h*w*3)}
-		for y := range h {
-			o := p.Pix[y*w*3:]
-			for x := range w {
-				yi := m.YOffset(b.Min.X+x, b.Min.Y+y)
-				ci := m.COffset(b.Min.X+x, b.Min.Y+y)
-				r, g, bb := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
-				o[3*x], o[3*x+1], o[3*x+2] = r, g, bb
-			}
-		}
-		return p
+		return fromYCbCr(m)
 	}
 	br, bgc, bb, _ := bg.RGBA()
 	back := [3]uint32{br >> 8, bgc >> 8, bb >> 8}
@@ -137,4 +127,39 @@ func (p Picture) Validate() error {
 		return fmt.Errorf("dataset: picture %d×%d×%d holds %d bytes, want %d", p.H, p.W, p.C, len(p.Pix), p.H*p.W*p.C)
 	}
 	return nil
+}
+
+// fromYCbCr converts a JPEG's planes to RGB with the standard library's
+// integer formula (color.YCbCrToRGB), walking the chroma planes by the
+// subsampling ratio instead of calling COffset per pixel.
+func fromYCbCr(m *image.YCbCr) Picture {
+	b := m.Bounds()
+	h, w := b.Dy(), b.Dx()
+	p := Picture{H: h, W: w, C: 3, Pix: make([]byte, h*w*3)}
+	var sx, sy int // log2 of the horizontal and vertical subsampling
+	switch m.SubsampleRatio {
+	case image.YCbCrSubsampleRatio422:
+		sx = 1
+	case image.YCbCrSubsampleRatio420:
+		sx, sy = 1, 1
+	case image.YCbCrSubsampleRatio440:
+		sy = 1
+	case image.YCbCrSubsampleRatio411:
+		sx = 2
+	case image.YCbCrSubsampleRatio410:
+		sx, sy = 2, 1
+	}
+	for y := range h {
+		yy := b.Min.Y + y
+		yrow := m.Y[(yy-m.Rect.Min.Y)*m.YStride:]
+		crow := (yy>>sy - m.Rect.Min.Y>>sy) * m.CStride
+		o := p.Pix[y*w*3 : (y+1)*w*3]
+		for x := range w {
+			xx := b.Min.X + x
+			ci := crow + (xx>>sx - m.Rect.Min.X>>sx)
+			r, g, bb := color.YCbCrToRGB(yrow[xx-m.Rect.Min.X], m.Cb[ci], m.Cr[ci])
+			o[3*x], o[3*x+1], o[3*x+2] = r, g, bb
+		}
+	}
+	return p
 }

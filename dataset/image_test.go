@@ -438,3 +438,34 @@ func BenchmarkView(b *testing.B) {
 		})
 	}
 }
+
+// TestFromYCbCr compares the planar conversion with the standard
+// library's colour model for every subsampling ratio, on a whole image and
+// on a sub-image with odd bounds.
+func TestFromYCbCr(t *testing.T) {
+	for _, ratio := range []image.YCbCrSubsampleRatio{
+		image.YCbCrSubsampleRatio444, image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420,
+		image.YCbCrSubsampleRatio440, image.YCbCrSubsampleRatio411, image.YCbCrSubsampleRatio410,
+	} {
+		m := image.NewYCbCr(image.Rect(0, 0, 13, 7), ratio)
+		for i := range m.Y {
+			m.Y[i] = byte(i * 37)
+		}
+		for i := range m.Cb {
+			m.Cb[i], m.Cr[i] = byte(i*91+7), byte(255-i*53)
+		}
+		for _, im := range []image.Image{m, m.SubImage(image.Rect(3, 1, 12, 6))} {
+			p := FromImage(im, nil)
+			b := im.Bounds()
+			for y := range b.Dy() {
+				for x := range b.Dx() {
+					c := color.RGBAModel.Convert(im.At(b.Min.X+x, b.Min.Y+y)).(color.RGBA)
+					got := p.Pix[(y*b.Dx()+x)*3:][:3]
+					if got[0] != c.R || got[1] != c.G || got[2] != c.B {
+						t.Fatalf("%v %v (%d, %d): %v, want %v", ratio, b, x, y, got, c)
+					}
+				}
+			}
+		}
+	}
+}
