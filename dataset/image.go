@@ -41,6 +41,10 @@ func DecodeImage(data []byte, key string, bg color.Color) (Picture, error) {
 	if err != nil {
 		return Picture{}, &BadSample{Reason: "corrupt-image", Key: key, Err: err}
 	}
+	if im.Bounds().Empty() {
+		// A GIF's first frame may be empty within a non-empty screen.
+		return Picture{}, &BadSample{Reason: "corrupt-image", Key: key, Err: fmt.Errorf("empty image %v", im.Bounds())}
+	}
 	return FromImage(im, bg), nil
 }
 

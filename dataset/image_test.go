@@ -229,6 +229,34 @@ func TestViewTrainDeterministic(t *testing.T) {
 	}
 }
 
+// TestViewGreyChannels: a grey picture gives equal channels in an RGB
+// view, and an RGB picture a luma channel in a one-channel view.
+func TestViewGreyChannels(t *testing.T) {
+	g := Picture{H: 4, W: 4, C: 1, Pix: []byte{0, 51, 102, 153, 0, 51, 102, 153, 0, 51, 102, 153, 0, 51, 102, 153}}
+	c := EvalViewConfig(4)
+	c.Mean, c.Std = [3]float32{}, [3]float32{1, 1, 1}
+	dst := make([]float32, c.ViewLen())
+	if err := View(c, g, 0, 0, 0, 0, dst); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 16 {
+		if want := float32(g.Pix[i]) / 255; dst[i] != want || dst[16+i] != want || dst[32+i] != want {
+			t.Fatalf("pixel %d: %v %v %v, want %v", i, dst[i], dst[16+i], dst[32+i], want)
+		}
+	}
+	c.Channels = 1
+	one := make([]float32, c.ViewLen())
+	if err := View(c, constant(4, 4, [3]byte{255, 0, 0}), 0, 0, 0, 0, one); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(float64(one[5])-0.299) > 1e-6 {
+		t.Fatalf("luma of red %v, want 0.299", one[5])
+	}
+	if err := View(c, Picture{H: 2, W: 2, C: 3, Pix: make([]byte, 5)}, 0, 0, 0, 0, one); err == nil {
+		t.Fatal("a picture of the wrong size was viewed")
+	}
+}
+
 // TestViewGrayscale: with grayscale certain and nothing else, the three
 // channels of a view hold the same grey before normalisation.
 func TestViewGrayscale(t *testing.T) {

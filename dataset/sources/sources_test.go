@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -21,10 +22,14 @@ import (
 	"github.com/infonce/infonce/dataset/tfrecord"
 )
 
-func pngOf(t *testing.T, v uint8) []byte {
-	im := image.NewRGBA(image.Rect(0, 0, 6, 5))
-	for i := range 30 {
-		im.Set(i%6, i/6, color.RGBA{v, uint8(i), 255 - v, 255})
+func pngOf(t testing.TB, v uint8) []byte {
+	return pngSized(t, v, 6, 5)
+}
+
+func pngSized(t testing.TB, v uint8, w, h int) []byte {
+	im := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := range w * h {
+		im.Set(i%w, i/w, color.RGBA{v, uint8(i), 255 - v, 255})
 	}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, im); err != nil {
@@ -34,7 +39,7 @@ func pngOf(t *testing.T, v uint8) []byte {
 }
 
 // fixtures writes one small data set of every kind and returns their specs.
-func fixtures(t *testing.T) []string {
+func fixtures(t testing.TB) []string {
 	dir := t.TempDir()
 	// folder: 3 classes × 4 images.
 	for c, class := range []string{"ant", "bee", "cat"} {
@@ -171,5 +176,31 @@ func TestOpenAll(t *testing.T) {
 		if _, err := dataset.Open(spec, dataset.OpenOptions{}); err == nil {
 			t.Errorf("%s opened", spec)
 		}
+	}
+}
+
+// BenchmarkSample reads every kind of source in a shuffled order (6×5 PNG
+// images, so that the access path, not the decoder, dominates); with
+// -cpu 1 the samples/s metric is per core.
+func BenchmarkSample(b *testing.B) {
+	ctx := context.Background()
+	for _, spec := range fixtures(b) {
+		src, err := dataset.Open(spec, dataset.OpenOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		name := spec[:strings.IndexByte(spec, ':')]
+		perm := dataset.Permutation(1, 0, src.Len(), nil)
+		b.Run(name, func(b *testing.B) {
+			var s dataset.Sample
+			i := 0
+			for b.Loop() {
+				if err := src.Sample(ctx, perm[i%len(perm)], &s); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "samples/s")
+		})
 	}
 }
