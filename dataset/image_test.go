@@ -369,6 +369,9 @@ func TestSynthetic(t *testing.T) {
 			t.Errorf("sample lacks %s", f)
 		}
 	}
+	if tok := NewTokenizer(src.(*Synthetic).Vocabulary()); slices.Contains(tok.Encode(a.Text, nil), Unknown) {
+		t.Fatalf("caption %q has a word outside the vocabulary", a.Text)
+	}
 	src.Sample(ctx, 3, &b)
 	if slices.Equal(a.Image.Pix, b.Image.Pix) {
 		t.Fatal("samples 2 and 3 are equal")
@@ -496,4 +499,29 @@ func TestFromYCbCr(t *testing.T) {
 			}
 		}
 	}
+}
+
+func FuzzDecodeImage(f *testing.F) {
+	for _, format := range []string{"png", "jpeg", "gif"} {
+		f.Add(encode(f, format, gradient(5, 3)))
+	}
+	g := image.NewGray(image.Rect(0, 0, 2, 2))
+	f.Add(encode(f, "png", g))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := DecodeImage(b, "f", nil)
+		if err != nil {
+			var bad *BadSample
+			if !errors.As(err, &bad) || bad.Reason != "corrupt-image" {
+				t.Fatalf("error %v is not a corrupt-image BadSample", err)
+			}
+			return
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		c := EvalViewConfig(4)
+		if err := View(c, p, 0, 0, 0, 0, make([]float32, c.ViewLen())); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

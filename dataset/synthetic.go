@@ -77,6 +77,16 @@ func (s *Synthetic) Fields() []Field {
 	return f
 }
 
+// Vocabulary is every word a synthetic caption can hold ("w0" … ), so
+// that NewTokenizer(s.Vocabulary()) gives each word its own token id.
+func (s *Synthetic) Vocabulary() []string {
+	v := make([]string, s.Cfg.Vocab)
+	for i := range v {
+		v[i] = "w" + strconv.Itoa(i)
+	}
+	return v
+}
+
 // Sample fills dst with sample i.
 func (s *Synthetic) Sample(ctx context.Context, i int, dst *Sample) error {
 	if i < 0 || i >= s.N {

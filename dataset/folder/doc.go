@@ -8,7 +8,8 @@
 // class is its position in that order; a class's name is its folder name
 // with "_" read as a space ("golden_retriever" is "golden retriever").
 // Images are found in each class folder and its sub-folders, sorted by
-// path; files with other extensions are ignored. The tree is listed once,
+// path; files with other extensions are ignored. A class folder may be a
+// symbolic link; links inside class folders are not followed. The tree is listed once,
 // when the source is opened.
 //
 // A sample carries its image, its label and a caption of its class from

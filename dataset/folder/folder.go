@@ -51,12 +51,18 @@ func Open(dir string, opts dataset.OpenOptions) (*Source, error) {
 	}
 	s := &Source{dir: dir, opts: opts}
 	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+		isDir := e.IsDir()
+		if e.Type()&fs.ModeSymlink != 0 {
+			// A class folder may be a link, as ImageFolder follows them.
+			fi, err := os.Stat(filepath.Join(dir, e.Name()))
+			isDir = err == nil && fi.IsDir()
+		}
+		if !isDir || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		label := int32(len(s.classes))
 		var files []string
-		err := filepath.WalkDir(filepath.Join(dir, e.Name()), func(p string, d fs.DirEntry, err error) error {
+		err := filepath.WalkDir(filepath.Join(dir, e.Name())+string(filepath.Separator), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}

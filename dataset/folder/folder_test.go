@@ -95,12 +95,25 @@ func TestSource(t *testing.T) {
 			}
 		}
 	}
+	// A class folder that is a link.
+	other := t.TempDir()
+	writeImage(t, filepath.Join(other, "y.png"), "png", color.White)
+	if err := os.Symlink(other, filepath.Join(dir, "linked")); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
+	}
+	src, err = Open(dir, dataset.OpenOptions{})
+	if err != nil || src.Len() != 5 || src.Classes()[3] != "linked" {
+		t.Fatalf("linked class: %d images, classes %q, %v", src.Len(), src.Classes(), err)
+	}
+	if err := src.Sample(ctx, 2, &s); err != nil || s.Label != 3 {
+		t.Fatalf("image of the linked class: %+v %v", s, err)
+	}
 	// Built-in templates without a file.
 	src, err = Open(dir, dataset.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.Sample(ctx, 2, &s)
+	src.Sample(ctx, 4, &s)
 	if !strings.Contains(s.Text, "zebra") {
 		t.Errorf("built-in caption %q", s.Text)
 	}

@@ -14,7 +14,7 @@
 // extensions read are
 //
 //	jpg, jpeg, png, gif     the image (Sample.Image)
-//	txt                     the caption (Sample.Text)
+//	txt, text, caption      the caption (Sample.Text)
 //	cls                     the class, a decimal integer (Sample.Label)
 //	json                    metadata: "caption" or "text" when there is no
 //	                        txt, "label" when there is no cls, "task" and

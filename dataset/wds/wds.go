@@ -112,7 +112,7 @@ func kindOf(ext string) dataset.Field {
 	switch ext {
 	case "jpg", "jpeg", "png", "gif":
 		return dataset.FieldImage
-	case "txt", "json":
+	case "txt", "text", "caption", "json":
 		return dataset.FieldText
 	case "cls":
 		return dataset.FieldLabel
@@ -266,7 +266,7 @@ func (s *Source) Sample(ctx context.Context, i int, dst *dataset.Sample) error {
 			if dst.Image, err = dataset.DecodeImage(b, dst.Key, s.opts.Background); err != nil {
 				return err
 			}
-		case "txt":
+		case "txt", "text", "caption":
 			dst.Text = strings.TrimSpace(string(b))
 		case "cls":
 			v, err := strconv.Atoi(strings.TrimSpace(string(b)))
