@@ -26,15 +26,19 @@ type OpenOptions struct {
 	// template a folder sample gets in Sample).
 	Seed uint64
 
-	// Manifest and WebDataset keys (OpenCLIP's names): Separator of a CSV
-	// manifest ("\t" by default; a .jsonl manifest is JSON Lines),
-	// ImageKey ("filepath"), CaptionKey ("title"), LabelKey (none),
+	// Keys of a csv: manifest, with OpenCLIP's names as defaults: the
+	// Separator of a CSV manifest ("\t"; a .jsonl manifest is JSON Lines),
+	// ImageKey ("filepath"), CaptionKey ("title"), LabelKey (none) and
 	// ActionKey (none: the column holding the path of a .npy action).
+	// ImageKey and ActionKey also name the step features of rlds:DIR.
+	// WebDataset shards name their members by extension and use none of
+	// these.
 	Separator                                 string
 	ImageKey, CaptionKey, LabelKey, ActionKey string
 
-	// RLDS feature keys, relative to steps/ or absolute; empty means the
-	// first of the Open X-Embodiment names present (see package rlds).
+	// Instruction and State name the step features of rlds:DIR, relative
+	// to steps/ or absolute; empty means the first of the Open
+	// X-Embodiment names present (see package rlds).
 	Instruction, State string
 
 	// CacheDir holds the member and record indexes of shards whose folder
