@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/gif"
@@ -524,4 +525,14 @@ func FuzzDecodeImage(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestReason(t *testing.T) {
+	_, err := DecodeImage(nil, "k", nil)
+	if Reason(err) != "corrupt-image" || Reason(nil) != "" || Reason(errors.New("io")) != "" {
+		t.Fatalf("Reason(%v) = %q", err, Reason(err))
+	}
+	if Reason(fmt.Errorf("read: %w", &BadSample{Reason: "bad-npy"})) != "bad-npy" {
+		t.Fatal("Reason of a wrapped BadSample")
+	}
 }
