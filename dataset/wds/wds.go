@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -124,6 +125,9 @@ func kindOf(ext string) dataset.Field {
 	return ""
 }
 
+// fieldOrder lists the fields members can give, in the order of Fields.
+var fieldOrder = []dataset.Field{dataset.FieldImage, dataset.FieldText, dataset.FieldLabel, dataset.FieldAction, dataset.FieldState}
+
 type shard struct {
 	path    string
 	entries []shardidx.Entry
@@ -152,7 +156,7 @@ func Open(pattern string, opts dataset.OpenOptions) (*Source, error) {
 		return nil, err
 	}
 	s := &Source{name: "wds:" + pattern, opts: opts}
-	count := map[dataset.Field]int{}
+	count := make([]int, len(fieldOrder))
 	for si, p := range paths {
 		ix, err := shardidx.Load(p, IndexKind, opts.CacheDir, func(f *os.File, size int64) ([]shardidx.Entry, error) {
 			return ScanTar(f, size)
@@ -168,23 +172,25 @@ func Open(pattern string, opts dataset.OpenOptions) (*Source, error) {
 				end = starts[j+1]
 			}
 			s.samples = append(s.samples, ref{int32(si), int32(st), int32(end)})
-			seen := map[dataset.Field]bool{}
+			var seen uint8 // bit j: the sample has a member of fieldOrder[j]
 			for _, e := range ix.Entries[st:end] {
 				_, ext := SplitName(e.Name)
-				if k := kindOf(ext); k != "" {
-					seen[k] = true
+				if j := slices.Index(fieldOrder, kindOf(ext)); j >= 0 {
+					seen |= 1 << j
 				}
 			}
-			for k := range seen {
-				count[k]++
+			for j := range fieldOrder {
+				if seen&(1<<j) != 0 {
+					count[j]++
+				}
 			}
 		}
 	}
 	if len(s.samples) == 0 {
 		return nil, fmt.Errorf("wds: %q (%d shards) holds no member: want tar files of key.jpg/key.txt/… members", pattern, len(paths))
 	}
-	for _, f := range []dataset.Field{dataset.FieldImage, dataset.FieldText, dataset.FieldLabel, dataset.FieldAction, dataset.FieldState} {
-		if 2*count[f] >= len(s.samples) && count[f] > 0 {
+	for j, f := range fieldOrder {
+		if 2*count[j] >= len(s.samples) && count[j] > 0 {
 			s.fields = append(s.fields, f)
 		}
 	}
