@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -319,4 +320,59 @@ func FuzzParseFeatures(f *testing.F) {
 		}
 		ResolveKeys(specs, dataset.OpenOptions{}) // must not panic
 	})
+}
+
+// BenchmarkStep reads steps of 16 episodes of 50 steps with 64×64 PNG
+// images, in episode order and in a shuffled order (where the cache of
+// decoded episodes rarely helps and each step reads its whole episode).
+func BenchmarkStep(b *testing.B) {
+	dir := b.TempDir()
+	l := Layout{ImageH: 64, ImageW: 64, ImageC: 3, ImageFormat: "png", Action: 7, Instruction: true}
+	os.WriteFile(filepath.Join(dir, "features.json"), FeaturesJSON(l), 0o644)
+	im := image.NewRGBA(image.Rect(0, 0, 64, 64))
+	r := rand.New(rand.NewPCG(1, 2)) // incompressible pixels: PNGs of ~16 KB
+	for i := range im.Pix {
+		im.Pix[i] = byte(r.Uint32())
+		if i%4 == 3 {
+			im.Pix[i] = 255
+		}
+	}
+	var pbuf bytes.Buffer
+	png.Encode(&pbuf, im)
+	var buf bytes.Buffer
+	w := tfrecord.NewWriter(&buf)
+	for range 16 {
+		steps := make([]Step, 50)
+		for t := range steps {
+			steps[t] = Step{Image: pbuf.Bytes(), Instruction: "stack the cups", Action: make([]float32, 7)}
+		}
+		w.Write(EpisodeExample(steps).Marshal())
+	}
+	os.WriteFile(filepath.Join(dir, "b-train.tfrecord-00000-of-00001"), buf.Bytes(), 0o644)
+	b.Logf("%d bytes per episode, %d per image", buf.Len()/16, pbuf.Len())
+	src, err := Open(dir, dataset.OpenOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, order := range []string{"episode", "shuffled"} {
+		idx := make([]int, src.Len())
+		for i := range idx {
+			idx[i] = i
+		}
+		if order == "shuffled" {
+			idx = dataset.Permutation(1, 0, src.Len(), nil)
+		}
+		b.Run(order, func(b *testing.B) {
+			var s dataset.Sample
+			i := 0
+			for b.Loop() {
+				if err := src.Sample(ctx, idx[i%len(idx)], &s); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "steps/s")
+		})
+	}
 }
