@@ -38,10 +38,14 @@
 // Each shard is scanned once for the offset, length and number of steps of
 // every record; the index is kept beside the shard or in a cache folder and
 // reused while the shard's size and modification time are unchanged (see
-// package shardidx). Sample reads and decodes the whole episode record of
-// its step, with a small cache of recently decoded episodes, so reading
-// the steps of one episode together is much cheaper than reading them in
-// a random order.
+// package shardidx). The first step Sample reads of an episode costs the
+// whole record: it is read, its CRC checked, and decoded, and the
+// episode's layout is kept (where each step's encoded image lies in the
+// shard, and the instructions, actions and states themselves, for up to
+// MaxCachedSteps steps, least recently used dropped first). Any other step
+// of a known episode costs one positioned read of its image. Those reads
+// are not covered by the record's CRC, which was checked when the layout
+// was made.
 //
 // A record whose data fails its CRC ("crc-mismatch"), that is cut by the
 // end of the shard ("truncated-record") or that is not a tf.train.Example

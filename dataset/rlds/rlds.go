@@ -1,6 +1,7 @@
 package rlds
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -162,11 +163,6 @@ type shard struct {
 	entries []shardidx.Entry
 }
 
-type episode struct {
-	shard, rec int
-	ex         tfrecord.Example
-}
-
 // Source is the steps of one split of an RLDS folder.
 type Source struct {
 	dir, name, split string
@@ -180,12 +176,12 @@ type Source struct {
 	fields  []dataset.Field
 	opts    dataset.OpenOptions
 
-	mu    sync.Mutex
-	cache []*episode // most recent last
+	mu      sync.Mutex
+	layouts map[int]*list.Element // record → element of lru holding its *layout
+	lru     list.List             // most recently used first
+	cached  int                   // steps of the cached layouts
+	limit   int                   // MaxCachedSteps, lower in tests
 }
-
-// CacheEpisodes is the number of decoded episodes a Source keeps.
-const CacheEpisodes = 4
 
 // Open reads features.json, finds the shards of the split and indexes
 // them. A folder without features.json or shards, or whose shards hold
@@ -211,7 +207,7 @@ func Open(dir string, opts dataset.OpenOptions) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{dir: dir, split: split, specs: specs, keys: keys, opts: opts, name: filepath.Base(filepath.Clean(dir))}
+	s := &Source{dir: dir, split: split, specs: specs, keys: keys, opts: opts, name: filepath.Base(filepath.Clean(dir)), layouts: map[int]*list.Element{}, limit: MaxCachedSteps}
 	var info struct {
 		Name string `json:"name"`
 	}
@@ -327,43 +323,136 @@ func (s *Source) locate(i int) (rec, step int) {
 	return rec, i - s.start[rec]
 }
 
-func (s *Source) episode(rec int) (tfrecord.Example, error) {
-	s.mu.Lock()
-	for j, e := range s.cache {
-		if e.rec == rec {
-			s.cache = append(append(s.cache[:j:j], s.cache[j+1:]...), e)
-			s.mu.Unlock()
-			return e.ex, nil
-		}
-	}
-	s.mu.Unlock()
+// layout is what Sample needs of one episode, kept after its record has
+// been read once: where each step's encoded image lies in the shard, and
+// the (small) instructions, actions and states themselves. A step read
+// later costs one positioned read of its image instead of its whole
+// episode.
+type layout struct {
+	rec    int
+	T      int
+	images [][2]int64 // shard offset and length of the image of each step
+	texts  []string
+	action []float32 // T × actionN
+	state  []float32 // T × stateN
+	// bad and badErr describe a problem of the whole episode.
+	bad    string
+	badErr error
+}
+
+// steps is the layout's weight in the cache.
+func (l *layout) steps() int { return max(l.T, 1) }
+
+// MaxCachedSteps bounds the steps whose layouts a Source keeps; beyond it
+// the least recently used episodes are dropped and read again when needed.
+const MaxCachedSteps = 1 << 20
+
+// buildLayout reads record rec whole (checking its CRC), decodes it and
+// extracts the layout of its steps. It returns the record's data too, which
+// the caller may use for the step at hand, and the shard offset of data[0].
+func (s *Source) buildLayout(rec int) (*layout, []byte, int64, error) {
 	ref := s.records[rec]
 	sh := &s.shards[ref[0]]
 	ent := sh.entries[ref[1]]
+	lay := &layout{rec: rec, T: int(ent.N)}
 	f, err := os.Open(sh.path)
 	if err != nil {
-		return nil, fmt.Errorf("rlds: %w", err)
+		return nil, nil, 0, fmt.Errorf("rlds: %w", err)
 	}
 	defer f.Close()
 	data, err := tfrecord.ReadAt(f, ent.Offset, nil)
-	if err != nil {
-		return nil, err
+	switch {
+	case errors.Is(err, tfrecord.ErrCRC):
+		lay.bad, lay.badErr = "crc-mismatch", err
+		return lay, nil, 0, nil
+	case errors.Is(err, tfrecord.ErrTruncated):
+		lay.bad, lay.badErr = "truncated-record", err
+		return lay, nil, 0, nil
+	case err != nil:
+		return nil, nil, 0, err
 	}
+	base := ent.Offset + 12
 	ex, err := tfrecord.DecodeExample(data)
 	if err != nil {
-		return nil, err
+		lay.bad, lay.badErr = "bad-example", err
+		return lay, nil, 0, nil
 	}
-	s.mu.Lock()
-	if len(s.cache) >= CacheEpisodes {
-		s.cache = s.cache[1:]
+	T, k := lay.T, &s.keys
+	if k.Image != nil {
+		f := ex[k.Image.Path]
+		if f == nil || len(f.Bytes) != T {
+			lay.bad, lay.badErr = "missing-image", fmt.Errorf("feature %q has %d images for %d steps", k.Image.Path, lenOf(f), T)
+			return lay, nil, 0, nil
+		}
+		lay.images = make([][2]int64, T)
+		for t, b := range f.Bytes {
+			// The bytes alias data (DecodeExample does not copy), so
+			// their position in data is the difference of capacities.
+			lay.images[t] = [2]int64{base + int64(cap(data)-cap(b)), int64(len(b))}
+		}
 	}
-	s.cache = append(s.cache, &episode{shard: int(ref[0]), rec: rec, ex: ex})
-	s.mu.Unlock()
-	return ex, nil
+	if k.Instruction != nil {
+		f := ex[k.Instruction.Path]
+		if f == nil || len(f.Bytes) != T {
+			lay.bad, lay.badErr = "missing-text", fmt.Errorf("feature %q has %d texts for %d steps", k.Instruction.Path, lenOf(f), T)
+			return lay, nil, 0, nil
+		}
+		lay.texts = make([]string, T)
+		for t, b := range f.Bytes {
+			if t > 0 && string(b) == string(f.Bytes[t-1]) {
+				lay.texts[t] = lay.texts[t-1] // one string for a repeated instruction
+				continue
+			}
+			lay.texts[t] = strings.TrimSpace(string(b))
+		}
+	}
+	for _, part := range []struct {
+		specs  []*Spec
+		dst    *[]float32
+		reason string
+	}{{k.Action, &lay.action, "bad-action"}, {k.State, &lay.state, "bad-state"}} {
+		for t := range T {
+			for _, sp := range part.specs {
+				if *part.dst, err = stepValues(ex, sp, T, t, *part.dst); err != nil {
+					lay.bad, lay.badErr = part.reason, err
+					return lay, nil, 0, nil
+				}
+			}
+		}
+	}
+	return lay, data, base, nil
 }
 
-// Sample fills dst with step i: decodes (or finds in the cache) its
-// episode and takes the step's image, instruction, action and state.
+// layoutOf returns the layout of record rec, from the cache or built; data
+// is the record's data when it was just read, nil otherwise.
+func (s *Source) layoutOf(rec int) (*layout, []byte, int64, error) {
+	s.mu.Lock()
+	if e, ok := s.layouts[rec]; ok {
+		s.lru.MoveToFront(e)
+		s.mu.Unlock()
+		return e.Value.(*layout), nil, 0, nil
+	}
+	s.mu.Unlock()
+	lay, data, base, err := s.buildLayout(rec)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.layouts[rec]; !ok {
+		s.layouts[rec] = s.lru.PushFront(lay)
+		s.cached += lay.steps()
+		for s.cached > s.limit && s.lru.Len() > 1 {
+			old := s.lru.Remove(s.lru.Back()).(*layout)
+			delete(s.layouts, old.rec)
+			s.cached -= old.steps()
+		}
+	}
+	return lay, data, base, nil
+}
+
+// Sample fills dst with step i: the step's image (read alone once its
+// episode's layout is known), instruction, action and state.
 func (s *Source) Sample(ctx context.Context, i int, dst *dataset.Sample) error {
 	if i < 0 || i >= s.Len() {
 		return fmt.Errorf("rlds: %s: sample %d out of range [0, %d)", s.Name(), i, s.Len())
@@ -373,71 +462,73 @@ func (s *Source) Sample(ctx context.Context, i int, dst *dataset.Sample) error {
 	}
 	rec, t := s.locate(i)
 	ref := s.records[rec]
-	ent := s.shards[ref[0]].entries[ref[1]]
+	sh := &s.shards[ref[0]]
+	ent := sh.entries[ref[1]]
 	dst.Reset()
 	dst.Index = i
-	dst.Key = fmt.Sprintf("%s#%d/%d", filepath.Base(s.shards[ref[0]].path), ref[1], t)
+	dst.Key = fmt.Sprintf("%s#%d/%d", filepath.Base(sh.path), ref[1], t)
 	badf := func(reason string, err error) error {
 		return &dataset.BadSample{Reason: reason, Key: dst.Key, Err: err}
 	}
 	if ent.N < 0 {
 		return badf(recReason[ent.N], nil)
 	}
-	ex, err := s.episode(rec)
-	switch {
-	case errors.Is(err, tfrecord.ErrCRC):
-		return badf("crc-mismatch", err)
-	case errors.Is(err, tfrecord.ErrTruncated):
-		return badf("truncated-record", err)
-	case errors.Is(err, tfrecord.ErrProto):
-		return badf("bad-example", err)
-	case err != nil:
+	lay, data, base, err := s.layoutOf(rec)
+	if err != nil {
 		return err
 	}
-	T := int(ent.N)
+	if lay.bad != "" {
+		return badf(lay.bad, lay.badErr)
+	}
+	T := lay.T
 	dst.Episode, dst.Step, dst.EpisodeLen = int64(rec), t, T
-	k := &s.keys
-	if k.Image != nil {
-		f := ex[k.Image.Path]
-		if f == nil || len(f.Bytes) != T {
-			return badf("missing-image", fmt.Errorf("feature %q has %d images for %d steps", k.Image.Path, lenOf(f), T))
+	if lay.images != nil {
+		off, n := lay.images[t][0], lay.images[t][1]
+		var b []byte
+		if data != nil {
+			b = data[off-base : off-base+n]
+		} else if b, err = readRange(sh.path, off, n); err != nil {
+			return badf("truncated-record", err)
 		}
-		if dst.Image, err = dataset.DecodeImage(f.Bytes[t], dst.Key, s.opts.Background); err != nil {
+		if dst.Image, err = dataset.DecodeImage(b, dst.Key, s.opts.Background); err != nil {
 			return err
 		}
 	}
-	if k.Instruction != nil {
-		f := ex[k.Instruction.Path]
-		if f == nil || len(f.Bytes) != T {
-			return badf("missing-text", fmt.Errorf("feature %q has %d texts for %d steps", k.Instruction.Path, lenOf(f), T))
-		}
-		dst.Text = strings.TrimSpace(string(f.Bytes[t]))
-		if dst.Text == "" {
+	if lay.texts != nil {
+		if dst.Text = lay.texts[t]; dst.Text == "" {
 			return badf("missing-text", nil)
 		}
 	}
-	if len(k.Action) > 0 {
-		total := 0
-		for _, sp := range k.Action {
-			if dst.Action, err = stepValues(ex, sp, T, t, dst.Action); err != nil {
-				return badf("bad-action", err)
-			}
-			total += sp.Size()
-		}
-		dst.ActionShape = append(dst.ActionShape, total)
+	if len(s.keys.Action) > 0 {
+		n := len(lay.action) / T
+		dst.Action = append(dst.Action, lay.action[t*n:(t+1)*n]...)
+		dst.ActionShape = append(dst.ActionShape, n)
 		if err := finite(dst.Action); err != nil {
 			return badf("non-finite-action", err)
 		}
 	}
-	for _, sp := range k.State {
-		if dst.State, err = stepValues(ex, sp, T, t, dst.State); err != nil {
-			return badf("bad-state", err)
+	if len(s.keys.State) > 0 {
+		n := len(lay.state) / T
+		dst.State = append(dst.State, lay.state[t*n:(t+1)*n]...)
+		if err := finite(dst.State); err != nil {
+			return badf("non-finite-state", err)
 		}
 	}
-	if err := finite(dst.State); err != nil {
-		return badf("non-finite-state", err)
-	}
 	return nil
+}
+
+// readRange reads n bytes at off of the file at path.
+func readRange(path string, off, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return nil, fmt.Errorf("image of %d bytes at offset %d: %w", n, off, err)
+	}
+	return b, nil
 }
 
 func lenOf(f *tfrecord.Feature) int {

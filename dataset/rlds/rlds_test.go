@@ -2,6 +2,7 @@ package rlds
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -196,6 +197,22 @@ func TestSource(t *testing.T) {
 				i, s.Episode, s.Step, s.EpisodeLen, s.Text, s.Action, s.State, s.Image.Pix[0], e, st, T)
 		}
 	}
+	// With room for 3 cached steps, episodes are dropped and read again.
+	if src, err = Open(dir, dataset.OpenOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src.limit = 3
+	for _, i := range []int{8, 0, 4, 3, 7, 1, 5, 2, 6, 8, 0} {
+		if err := src.Sample(ctx, i, &s); err != nil {
+			t.Fatal(err)
+		}
+		if want := []uint8{0, 1, 2, 10, 11, 20, 21, 22, 23}[i]; s.Image.Pix[0] != want {
+			t.Fatalf("step %d with a small cache: red %d, want %d", i, s.Image.Pix[0], want)
+		}
+		if src.cached > 4 || src.lru.Len() != len(src.layouts) {
+			t.Fatalf("cache of %d steps in %d layouts (%d in the map), limit 3", src.cached, src.lru.Len(), len(src.layouts))
+		}
+	}
 	// Only the action, by name.
 	src, err = Open(dir, dataset.OpenOptions{ImageKey: "observation/image", Instruction: "language_instruction", State: "observation/state", ActionKey: "steps/action"})
 	if err != nil || src.Len() != 9 {
@@ -323,8 +340,11 @@ func FuzzParseFeatures(f *testing.F) {
 }
 
 // BenchmarkStep reads steps of 16 episodes of 50 steps with 64×64 PNG
-// images, in episode order and in a shuffled order (where the cache of
-// decoded episodes rarely helps and each step reads its whole episode).
+// images of 12 KB, in episode order and in a shuffled order, with the
+// layouts of every episode known ("warm": a step is one read of its image
+// and its decoding) and with the layouts dropped at every pass over the
+// steps ("cold": each episode is read whole once per pass, as in the first
+// epoch).
 func BenchmarkStep(b *testing.B) {
 	dir := b.TempDir()
 	l := Layout{ImageH: 64, ImageW: 64, ImageC: 3, ImageFormat: "png", Action: 7, Instruction: true}
@@ -363,16 +383,28 @@ func BenchmarkStep(b *testing.B) {
 		if order == "shuffled" {
 			idx = dataset.Permutation(1, 0, src.Len(), nil)
 		}
-		b.Run(order, func(b *testing.B) {
-			var s dataset.Sample
-			i := 0
-			for b.Loop() {
-				if err := src.Sample(ctx, idx[i%len(idx)], &s); err != nil {
-					b.Fatal(err)
-				}
-				i++
+		for _, cold := range []bool{false, true} {
+			name := order + "/warm"
+			if cold {
+				name = order + "/cold"
 			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "steps/s")
-		})
+			b.Run(name, func(b *testing.B) {
+				var s dataset.Sample
+				i := 0
+				for b.Loop() {
+					if cold && i%len(idx) == 0 {
+						src.mu.Lock()
+						src.layouts, src.cached = map[int]*list.Element{}, 0
+						src.lru.Init()
+						src.mu.Unlock()
+					}
+					if err := src.Sample(ctx, idx[i%len(idx)], &s); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "steps/s")
+			})
+		}
 	}
 }
