@@ -90,17 +90,16 @@ func ParseCSV(r io.Reader, k Keys) (rows []Row, header []string, err error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
-		row := Row{Line: line}
 		if err != nil {
 			var pe *csv.ParseError
 			if !errors.As(err, &pe) {
 				return nil, nil, fmt.Errorf("manifest: %w", err)
 			}
-			row.Err = err
-			rows = append(rows, row)
+			rows = append(rows, Row{Line: pe.StartLine, Err: err})
 			continue
 		}
+		line, _ := cr.FieldPos(0)
+		row := Row{Line: line}
 		if len(rec) != len(header) {
 			row.Err = fmt.Errorf("record on line %d has %d fields, the header %d", line, len(rec), len(header))
 			rows = append(rows, row)
