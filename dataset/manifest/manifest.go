@@ -58,14 +58,14 @@ func keysOf(o dataset.OpenOptions) (Keys, error) {
 
 // Row is one parsed row of a manifest.
 type Row struct {
-	Line    int    // 1-based line (CSV: record) number, for messages
-	Image   string // as written, not resolved
-	Caption string
-	Label   string
-	Action  string    // path of a .npy
-	Inline  []float32 // an inline action (JSON Lines)
-	HasInl  bool
-	Err     error // the row could not be parsed
+	Line      int    // 1-based line (CSV: record) number, for messages
+	Image     string // as written, not resolved
+	Caption   string
+	Label     string
+	Action    string    // path of a .npy
+	Inline    []float32 // an inline action (JSON Lines)
+	HasInline bool
+	Err       error // the row could not be parsed
 }
 
 // MaxLine bounds a manifest line.
@@ -164,7 +164,7 @@ func ParseJSONL(r io.Reader, k Keys) (rows []Row, keys []string, err error) {
 		if raw, ok := obj[k.Action]; ok && k.Action != "" {
 			var arr []float64
 			if json.Unmarshal(raw, &arr) == nil {
-				row.HasInl = true
+				row.HasInline = true
 				for _, v := range arr {
 					row.Inline = append(row.Inline, float32(v))
 				}
@@ -350,7 +350,7 @@ func (s *Source) Sample(ctx context.Context, i int, dst *dataset.Sample) error {
 				return badf("missing-label", fmt.Errorf("label %q", r.Label))
 			}
 		case dataset.FieldAction:
-			if r.HasInl {
+			if r.HasInline {
 				dst.Action = append(dst.Action, r.Inline...)
 				dst.ActionShape = append(dst.ActionShape, len(r.Inline))
 			} else {

@@ -193,7 +193,7 @@ func FuzzParseJSONL(f *testing.F) {
 			if r.Line < 1 {
 				t.Fatalf("row with line %d", r.Line)
 			}
-			if r.HasInl && r.Action != "" {
+			if r.HasInline && r.Action != "" {
 				t.Fatalf("row with both an inline and a file action")
 			}
 		}

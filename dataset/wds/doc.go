@@ -4,7 +4,9 @@
 // PATTERN names the shards with brace expansion as webdataset writes it:
 // "shards/{000000..000099}.tar" is a zero-padded range (padded to the
 // longer bound when a bound starts with 0), "{a,b,c}" a list, and several braces expand in
-// turn; Expand implements it. A pattern may also be a single path.
+// turn; Expand implements it. A pattern may also be a single path. Shards
+// are plain tar files: a compressed shard (.tar.gz, .tar.zst) cannot be
+// read at random and is refused with an error that says so.
 //
 // # Samples
 //

@@ -42,6 +42,14 @@ const MaxMember = 1 << 30
 // header cut by the end, is listed with N = 1 (truncated), a header that
 // does not parse as an entry with N = 2 (corrupt); the scan stops there.
 func ScanTar(f io.ReadSeeker, size int64) ([]shardidx.Entry, error) {
+	var magic [4]byte
+	n, _ := io.ReadFull(f, magic[:])
+	switch {
+	case n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		return nil, errors.New("a gzip-compressed shard cannot be read at random: decompress it to a plain tar")
+	case n == 4 && magic == [4]byte{0x28, 0xb5, 0x2f, 0xfd}:
+		return nil, errors.New("a zstd-compressed shard cannot be read at random: decompress it to a plain tar")
+	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}

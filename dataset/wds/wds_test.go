@@ -269,6 +269,11 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("%s: %v does not name the shard", name, err)
 		}
 	}
+	gz := filepath.Join(dir, "c.tar.gz")
+	write(t, gz, []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0})
+	if _, err := Open(gz, dataset.OpenOptions{}); err == nil || !strings.Contains(err.Error(), "decompress") {
+		t.Errorf("gzip shard: %v", err)
+	}
 	empty := filepath.Join(dir, "empty.tar")
 	write(t, empty, tarOf(t))
 	if _, err := Open(empty, dataset.OpenOptions{}); err == nil || !strings.Contains(err.Error(), "no member") {
