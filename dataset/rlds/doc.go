@@ -47,6 +47,16 @@
 // are not covered by the record's CRC, which was checked when the layout
 // was made.
 //
+// # Writing
+//
+// FeaturesJSON writes the features.json of a Layout (image size and
+// format, action and state sizes, an instruction), and EpisodeExample
+// flattens the Steps of an episode into the tf.train.Example of one
+// record, for tfrecord.Writer: with them a program writes an RLDS folder
+// this package (and TFDS) reads, as the tests do.
+//
+// # Bad input
+//
 // A record whose data fails its CRC ("crc-mismatch"), that is cut by the
 // end of the shard ("truncated-record") or that is not a tf.train.Example
 // ("bad-example") counts as one bad sample; a step with an image that does
