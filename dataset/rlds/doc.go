@@ -53,7 +53,8 @@
 // format, action and state sizes, an instruction), and EpisodeExample
 // flattens the Steps of an episode into the tf.train.Example of one
 // record, for tfrecord.Writer: with them a program writes an RLDS folder
-// this package (and TFDS) reads, as the tests do.
+// in the layout this package reads, as the tests do. (The output has not
+// been checked against TFDS itself.)
 //
 // # Bad input
 //
