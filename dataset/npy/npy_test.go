@@ -47,7 +47,9 @@ func TestRoundTrip(t *testing.T) {
 	roundTrip(t, []int{}, []float32{42})
 }
 
-// numpyHeader is the header numpy 1.26 writes for np.zeros((2, 3), '<f4').
+// numpyHeader is the header of a (2, 3) float32 array in the form numpy's
+// format.py writes it (keys sorted, a trailing ", ", then spaces and a
+// newline up to a multiple of 64 bytes, which file adds).
 const numpyHeader = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
 
 func file(version byte, header string, data []byte) []byte {
