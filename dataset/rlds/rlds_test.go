@@ -253,6 +253,51 @@ func TestBadRecords(t *testing.T) {
 	}
 }
 
+// TestBigEpisode reads an episode of more than a megabyte (the read path
+// that grows its buffer) in a scrambled order, so that the image offsets
+// of its layout are used.
+func TestBigEpisode(t *testing.T) {
+	dir := t.TempDir()
+	l := Layout{ImageH: 128, ImageW: 128, ImageC: 3, ImageFormat: "png", Action: 1}
+	os.WriteFile(filepath.Join(dir, "features.json"), FeaturesJSON(l), 0o644)
+	r := rand.New(rand.NewPCG(3, 4))
+	var steps []Step
+	var want [][]byte
+	for st := range 24 {
+		im := image.NewRGBA(image.Rect(0, 0, 128, 128))
+		for i := range im.Pix {
+			im.Pix[i] = byte(r.Uint32())
+			if i%4 == 3 {
+				im.Pix[i] = 255
+			}
+		}
+		var buf bytes.Buffer
+		png.Encode(&buf, im)
+		steps = append(steps, Step{Image: buf.Bytes(), Action: []float32{float32(st)}})
+		want = append(want, im.Pix[:3])
+	}
+	var buf bytes.Buffer
+	w := tfrecord.NewWriter(&buf)
+	w.Write(EpisodeExample(steps).Marshal())
+	if buf.Len() < 1<<20 {
+		t.Fatalf("episode of %d bytes, want more than a megabyte", buf.Len())
+	}
+	os.WriteFile(filepath.Join(dir, "big-train.tfrecord-00000-of-00001"), buf.Bytes(), 0o644)
+	src, err := Open(dir, dataset.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s dataset.Sample
+	for _, i := range dataset.Permutation(7, 0, 24, nil) {
+		if err := src.Sample(context.Background(), i, &s); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if !slices.Equal(s.Image.Pix[:3], want[i]) || s.Action[0] != float32(i) {
+			t.Fatalf("step %d: pixel %v action %v, want %v %d", i, s.Image.Pix[:3], s.Action, want[i], i)
+		}
+	}
+}
+
 func mustKeys(t *testing.T, dir string) *Keys {
 	b, _ := os.ReadFile(filepath.Join(dir, "features.json"))
 	specs, err := ParseFeatures(b)

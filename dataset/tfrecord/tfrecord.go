@@ -116,11 +116,7 @@ func (r *Reader) Next(buf []byte) ([]byte, Record, error) {
 	if err != nil {
 		return nil, Record{}, err
 	}
-	if int64(cap(buf)) < l+4 {
-		buf = make([]byte, l+4)
-	}
-	buf = buf[:l+4]
-	n, err := io.ReadFull(r.r, buf)
+	buf, n, err := readData(r.r, l+4, buf)
 	r.off += 12 + int64(n)
 	if err != nil {
 		return nil, Record{}, fmt.Errorf("%w: record at offset %d has %d of %d data bytes", ErrTruncated, off, max(n-4, 0), l)
@@ -144,15 +140,31 @@ func ReadAt(r io.ReaderAt, off int64, buf []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if int64(cap(buf)) < l+4 {
-		buf = make([]byte, l+4)
-	}
-	buf = buf[:l+4]
-	if n, err := r.ReadAt(buf, off+12); n < len(buf) {
+	buf, n, err := readData(io.NewSectionReader(r, off+12, l+4), l+4, buf)
+	if err != nil {
 		return nil, fmt.Errorf("%w: record at offset %d has %d of %d data bytes (%v)", ErrTruncated, off, max(n-4, 0), l, err)
 	}
 	if got, want := binary.LittleEndian.Uint32(buf[l:]), MaskedCRC(buf[:l]); got != want {
 		return nil, fmt.Errorf("%w: record at offset %d (crc %08x, want %08x)", ErrDataCRC, off, got, want)
 	}
 	return buf[:l], nil
+}
+
+// readData reads n bytes into buf (grown if needed). Above a megabyte, a
+// buffer is grown as the bytes arrive, so that a corrupt length costs no
+// more memory than the file holds.
+func readData(r io.Reader, n int64, buf []byte) ([]byte, int, error) {
+	if int64(cap(buf)) >= n || n <= 1<<20 {
+		if int64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		k, err := io.ReadFull(r, buf)
+		return buf, k, err
+	}
+	b, err := io.ReadAll(io.LimitReader(r, n))
+	if err == nil && int64(len(b)) < n {
+		err = io.ErrUnexpectedEOF
+	}
+	return b, len(b), err
 }

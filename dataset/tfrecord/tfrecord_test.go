@@ -77,7 +77,8 @@ func TestFixture(t *testing.T) {
 func TestReadWrite(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
-	records := [][]byte{[]byte("a"), {}, bytes.Repeat([]byte("xyz"), 50000), []byte("last")}
+	// Records below and above a megabyte take the two read paths.
+	records := [][]byte{[]byte("a"), {}, bytes.Repeat([]byte("xyz"), 50000), bytes.Repeat([]byte("big"), 700000), []byte("last")}
 	var offs []int64
 	for _, r := range records {
 		offs = append(offs, w.Offset())
@@ -98,6 +99,18 @@ func TestReadWrite(t *testing.T) {
 	}
 	if _, _, err := r.Next(nil); err != io.EOF {
 		t.Fatalf("after the last record: %v, want EOF", err)
+	}
+	// The big record cut short.
+	cut := buf.Bytes()[:offs[3]+FrameLen+1000]
+	if _, err := ReadAt(bytes.NewReader(cut), offs[3], nil); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("ReadAt of a cut big record: %v", err)
+	}
+	r = NewReader(bytes.NewReader(cut))
+	for range 3 {
+		r.Next(nil)
+	}
+	if _, _, err := r.Next(nil); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("Next of a cut big record: %v", err)
 	}
 }
 
