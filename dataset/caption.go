@@ -115,6 +115,18 @@ func (c *Captioner) Corpus() []string { return slices.Clone(c.corpus) }
 type Tokenizer struct {
 	words []string // words[id]; words[0] = "[unk]"
 	ids   map[string]int32
+	// buckets > 0 makes the tokenizer hashed: a word's id is
+	// 1 + FNV-1a(word) mod (buckets−1), with no vocabulary to build.
+	buckets int
+}
+
+// NewHashTokenizer is a tokenizer without a corpus: a word's id is
+// 1 + FNV-1a(lower-cased word) mod (vocab−1), so that a streamed data set
+// needs no pass over its captions, at the price of collisions between
+// rare words. Id 0 stays "[unk]" (the empty word never occurs). vocab
+// must be at least 2.
+func NewHashTokenizer(vocab int) *Tokenizer {
+	return &Tokenizer{words: []string{"[unk]"}, buckets: max(vocab, 2)}
 }
 
 // Unknown is the token id of a word not in the vocabulary.
@@ -139,15 +151,41 @@ func NewTokenizer(corpus []string) *Tokenizer {
 }
 
 // Vocab is the number of token ids, [unk] included.
-func (t *Tokenizer) Vocab() int { return len(t.words) }
+func (t *Tokenizer) Vocab() int {
+	if t.buckets > 0 {
+		return t.buckets
+	}
+	return len(t.words)
+}
 
-// Word is the word of token id (for display); "[unk]" for 0.
-func (t *Tokenizer) Word(id int32) string { return t.words[id] }
+// Word is the word of token id (for display); "[unk]" for 0, and "#id"
+// for the buckets of a hashed tokenizer.
+func (t *Tokenizer) Word(id int32) string {
+	if t.buckets > 0 && id > 0 {
+		return "#" + strconv.Itoa(int(id))
+	}
+	return t.words[id]
+}
 
 // Encode appends the token ids of s to dst and returns it. It does not
 // allocate when dst has room (words longer than 64 bytes that need
 // lower-casing are the exception).
 func (t *Tokenizer) Encode(s string, dst []int32) []int32 {
+	if t.buckets > 0 {
+		eachWord(s, func(w string) {
+			// FNV-1a over the UTF-8 of the lower-cased runes.
+			h := uint32(2166136261)
+			var b [utf8.UTFMax]byte
+			for _, r := range w {
+				n := utf8.EncodeRune(b[:], unicode.ToLower(r))
+				for _, c := range b[:n] {
+					h = (h ^ uint32(c)) * 16777619
+				}
+			}
+			dst = append(dst, int32(1+h%uint32(t.buckets-1)))
+		})
+		return dst
+	}
 	var buf [64]byte
 	eachWord(s, func(w string) {
 		id, ok := Unknown, false

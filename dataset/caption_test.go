@@ -163,3 +163,27 @@ func TestTokenizerEncodeNoAlloc(t *testing.T) {
 		}
 	}
 }
+
+func TestHashTokenizer(t *testing.T) {
+	tok := NewHashTokenizer(4096)
+	if tok.Vocab() != 4096 {
+		t.Fatalf("Vocab = %d", tok.Vocab())
+	}
+	a := tok.Encode("A photo of a Zebra!", nil)
+	b := tok.Encode("a PHOTO of a zebra", nil)
+	if len(a) != 5 || !slices.Equal(a, b) {
+		t.Fatalf("case and punctuation must not change the ids: %v vs %v", a, b)
+	}
+	if a[0] != a[3] || a[0] == a[1] {
+		t.Errorf("ids %v: the two a's must agree, and a must differ from photo", a)
+	}
+	for _, id := range tok.Encode("ünïcode wörds 東京 and digits 42", nil) {
+		if id < 1 || id >= 4096 {
+			t.Errorf("id %d outside [1, 4096)", id)
+		}
+	}
+	dst := make([]int32, 0, 16)
+	if n := testing.AllocsPerRun(10, func() { dst = tok.Encode("a photo of the digit seven", dst[:0]) }); n != 0 {
+		t.Errorf("Encode allocates %v times", n)
+	}
+}

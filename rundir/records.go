@@ -79,6 +79,9 @@ type Summary[C any] struct {
 	ParamSHA256      string  `json:"param_sha256"`
 	// StepTime is the mean step-time breakdown of rank 0 over the run.
 	StepTime Breakdown `json:"step_time"`
+	// BadSamples counts the samples the run could not use, by reason
+	// (rank 0's rows), when there were any.
+	BadSamples map[string]int64 `json:"bad_samples,omitempty"`
 	Evaluation
 	Config C `json:"config"`
 }

@@ -30,8 +30,10 @@ const (
 // that shape the computation.
 type Config struct {
 	Objective string `json:"objective"` // clip, simclr or moco
-	Data      string `json:"data"`      // "mnist" or "idx:DIR"
+	Data      string `json:"data"`      // mnist, idx:DIR, or any spec of dataset.Open
 	Classes   string `json:"classes,omitempty"`
+	// DataOptions are the settings of the data beyond its spec.
+	DataOptions DataOptions `json:"data_options,omitzero"`
 
 	Epochs int   `json:"epochs"` // used when Steps is 0
 	Steps  int64 `json:"steps"`  // total optimizer steps; 0 means Epochs whole epochs
@@ -166,6 +168,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--moco-queue %d: the queue must hold a positive multiple of --batch %d keys", q, c.Batch))
 		}
 	}
+	if err := c.DataOptions.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.BucketKiB < 0 {
 		errs = append(errs, fmt.Errorf("--bucket-kib %d: must not be negative", c.BucketKiB))
 	}
@@ -208,6 +213,10 @@ func (c Config) Fingerprint() string {
 	}
 	if c.lossyGradWire() {
 		fmt.Fprintf(&b, " grad_wire=%s", c.GradWire)
+	}
+	// The image views' shape joins it for the sources that have them.
+	if o := c.DataOptions; o.ImageSize != 0 || o.ImageChannels != 0 {
+		fmt.Fprintf(&b, " image=%dx%d", o.ImageSize, o.ImageChannels)
 	}
 	return b.String()
 }

@@ -31,6 +31,12 @@ func stepOnRanks[T gemm.Float](t *testing.T, cfg Config, K int, steps int64, com
 func stepOnRanksWith[T gemm.Float](t *testing.T, cfg Config, K int, steps int64, rc allreduce.Config, comm func(*allreduce.Ring) Comm[T]) ([]*Trainer[T], []float64) {
 	t.Helper()
 	set := smallMNIST(t, 512, 10)
+	return stepOnRanksData(t, cfg, &Data{Name: set.Name, Set: set}, K, steps, rc, comm)
+}
+
+// stepOnRanksData is stepOnRanksWith over the given data.
+func stepOnRanksData[T gemm.Float](t *testing.T, cfg Config, data *Data, K int, steps int64, rc allreduce.Config, comm func(*allreduce.Ring) Comm[T]) ([]*Trainer[T], []float64) {
+	t.Helper()
 	rings, err := allreduce.NewMemRings(K, rc)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +51,7 @@ func stepOnRanksWith[T gemm.Float](t *testing.T, cfg Config, K int, steps int64,
 	errs := make([]error, K)
 	var wg sync.WaitGroup
 	for k := range K {
-		tr, err := NewTrainer[T](cfg, set)
+		tr, err := NewTrainerData[T](cfg, data, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

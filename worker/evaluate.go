@@ -25,6 +25,9 @@ const evalBatch = 1000
 // the same probe on raw pixels, and alignment and uniformity. It runs on a
 // copy of the architecture over w, so the training caches are untouched.
 func (t *Trainer[T]) Evaluate(ctx context.Context) (Evaluation, error) {
+	if t.Set == nil {
+		return t.evaluateSources(ctx)
+	}
 	var ev Evaluation
 	m, err := model.NewWithParams[T](t.Model.Cfg, t.Model.P.W)
 	if err != nil {

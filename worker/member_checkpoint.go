@@ -66,6 +66,9 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 		StepTime:         m.rec.meanStepTime(),
 		Config:           m.cfg,
 	}
+	if bad := t.BadSamples(); len(bad) > 0 {
+		sum.BadSamples = bad
+	}
 	if m.o.Evaluate {
 		start := time.Now()
 		ev, err := t.Evaluate(ctl)

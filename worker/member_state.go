@@ -8,7 +8,6 @@ import (
 	"github.com/infonce/infonce/allreduce"
 	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/coordinator"
-	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/worker/membership"
 )
 
@@ -29,9 +28,9 @@ func (m *member) configure(a coordinator.Assignment) (*membership.Schedule, erro
 	} else if err := checkNetworkOut(cfg.Out, m.o.OutRoot); err != nil { // security.go
 		return nil, err
 	}
-	set, err := dataset.Load(cfg.Data, cfg.Classes)
+	data, err := LoadData(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("--data %s: %w", cfg.Data, err)
+		return nil, err
 	}
 	f, all, err := m.o.Faults.withEnv()
 	if err != nil {
@@ -42,7 +41,7 @@ func (m *member) configure(a coordinator.Assignment) (*membership.Schedule, erro
 			return nil, err
 		}
 	}
-	t, err := NewTrainerGrad[float32](cfg, set, m.gradStorage)
+	t, err := NewTrainerData[float32](cfg, data, m.gradStorage)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +100,7 @@ func (m *member) startState(ctx context.Context, ring *allreduce.Ring, a coordin
 	switch a.Start.Kind {
 	case coordinator.StartFresh:
 		if next != 0 {
-			t, err := NewTrainerGrad[float32](m.cfg, m.t.Set, m.gradStorage)
+			t, err := NewTrainerData[float32](m.cfg, m.t.Data, m.gradStorage)
 			if err != nil {
 				return 0, 0, err
 			}

@@ -37,6 +37,7 @@ type prefetch[T gemm.Float] struct {
 	next   int   // rows [0, next) are drawn
 	idx    []int // the global batch of step
 	x      []T
+	meta   []rowMeta // the rows' captions and labels (source runs)
 
 	g     []T // the gradient being zeroed ahead; nil when none
 	gNext int // g[:gNext] is zero
@@ -87,6 +88,9 @@ func (t *Trainer[T]) startPrefetch(step int64, K, k, lo, hi int) {
 	_, pf.idx = t.Sampler.Batch(step, pf.idx)
 	pf.local = pf.idx[lo:hi]
 	pf.x = grow(pf.x, t.inputRows(hi-lo)*t.pixels())
+	if t.Set == nil {
+		pf.meta = grow(pf.meta, hi-lo)
+	}
 	pf.step, pf.K, pf.k, pf.next, pf.active = step, K, k, 0, true
 }
 
@@ -112,7 +116,7 @@ func (t *Trainer[T]) PrefetchSome() bool {
 		return true
 	}
 	hi := min(pf.next+prefetchRowsPerCall, len(pf.local))
-	t.drawRows(pf.x, pf.step, pf.local, pf.next, hi)
+	t.drawRows(pf.x, pf.meta, pf.step, pf.local, pf.next, hi)
 	pf.next = hi
 	return true
 }
@@ -134,6 +138,7 @@ func (t *Trainer[T]) takePrefetch(step int64, K, k int, local []int) (drawn int,
 		return 0, false
 	}
 	t.x, pf.x = pf.x, t.x
+	t.rowMeta, pf.meta = pf.meta, t.rowMeta
 	t.prefetched++
 	return pf.next, true
 }

@@ -61,7 +61,7 @@ func TestPrefetchIsTakenOnlyForItsStep(t *testing.T) {
 			drawn := func(step int64) []float32 {
 				local := localOf(step)
 				x := make([]float32, tr.inputRows(len(local))*tr.pixels())
-				tr.drawRows(x, step, local, 0, len(local))
+				tr.drawRows(x, nil, step, local, 0, len(local))
 				return x
 			}
 			cases := []struct {

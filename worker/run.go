@@ -46,9 +46,14 @@ var ErrStopped = errors.New("stopped on request")
 // RunLocal trains cfg on one process, evaluates, and writes metrics.jsonl,
 // summary.json and a final checkpoint into cfg.Out.
 func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*Summary, error) {
+	return RunLocalData(ctx, cfg, &Data{Name: set.Name, Set: set}, opt)
+}
+
+// RunLocalData is RunLocal over any Data (LoadData).
+func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Summary, error) {
 	start := time.Now()
 	log := opt.logger()
-	t, err := NewTrainer[float32](cfg, set)
+	t, err := NewTrainerData[float32](cfg, data, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +79,8 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		return nil, err
 	}
 	defer rec.close()
-	log.Info("training", "objective", cfg.Objective, "data", set.Name, "steps", t.TotalSteps(),
+	t.log = log
+	log.Info("training", "objective", cfg.Objective, "data", data.Name, "steps", t.TotalSteps(),
 		"batch", cfg.Batch, "params", len(t.Model.P.W), "out", cfg.Out)
 
 	if opt.Observer != nil {
@@ -144,6 +150,9 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		StepTime:         rec.meanStepTime(),
 		Config:           cfg,
 	}
+	if bad := t.BadSamples(); len(bad) > 0 {
+		sum.BadSamples = bad
+	}
 	if err := t.SaveFinal(work); err != nil {
 		return nil, err
 	}
@@ -152,7 +161,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	}
 	if opt.Evaluate {
 		evalStart := time.Now()
-		log.Info("evaluating", "test", set.Test.N, "train", set.Train.N)
+		log.Info("evaluating")
 		ev, err := t.Evaluate(work)
 		if err != nil {
 			return nil, fmt.Errorf("evaluation: %w", err)

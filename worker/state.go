@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/infonce/infonce/checkpoint"
-	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/gemm"
 	"github.com/infonce/infonce/model"
 	"github.com/infonce/infonce/rundir"
@@ -187,11 +186,11 @@ func LoadForEval(ctx context.Context, path string) (*Trainer[float32], error) {
 	if err := json.Unmarshal(c.Manifest.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: config: %w", path, err)
 	}
-	set, err := dataset.Load(cfg.Data, cfg.Classes)
+	data, err := LoadData(cfg)
 	if err != nil {
 		return nil, err
 	}
-	t, err := NewTrainer[float32](cfg, set)
+	t, err := NewTrainerData[float32](cfg, data, nil)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 	}

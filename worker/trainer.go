@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,10 +42,25 @@ var ErrNonFinite = errors.New("loss or gradient is not finite")
 // Trainer owns one rank's model, optimizer and step buffers.
 type Trainer[T gemm.Float] struct {
 	Cfg Config
-	Set *dataset.Set
-	// Train is the training split as a source of samples with named
-	// fields: the views of a step are built from its samples' fields.
-	Train   dataset.Split
+	// Data is what the run reads. Set is its idx data set (nil for the
+	// other sources), and Train that set's training split as a source of
+	// samples with named fields: the views of a step are built from its
+	// samples' fields.
+	Data  *Data
+	Set   *dataset.Set
+	Train dataset.Split
+
+	// src is the training source of a run on a source other than an idx
+	// set; its images become views through viewCLIP (the plain training
+	// view), viewSimCLR (the augmented views) and viewEval.
+	src                           dataset.Source
+	viewCLIP, viewSimCLR, viewEva dataset.ViewConfig
+	srcCaptions                   *dataset.Captioner // captions rendered from classes (folder:), or nil
+	rowMeta                       []rowMeta          // the captions and labels of t.x's samples, source runs
+	bad                           badSamples
+	dataMu                        sync.Mutex
+	dataErr                       error // the first error of drawing a step's rows
+	log                           *slog.Logger
 	Model   *model.Model[T]
 	Opt     optim.Optimizer[T]
 	Sched   optim.WarmupCosine
@@ -183,7 +200,7 @@ type StepStats struct {
 // NewTrainer builds the rank's state from the configuration: the data set,
 // the model initialised from the seed, the optimizer and the objective.
 func NewTrainer[T gemm.Float](cfg Config, set *dataset.Set) (*Trainer[T], error) {
-	return NewTrainerGrad[T](cfg, set, nil)
+	return NewTrainerData[T](cfg, &Data{Name: set.Name, Set: set}, nil)
 }
 
 // NewTrainerGrad is NewTrainer with the model's gradient buffer from grad,
@@ -191,13 +208,28 @@ func NewTrainer[T gemm.Float](cfg Config, set *dataset.Set) (*Trainer[T], error)
 // grad nil, allocates it as NewTrainer does. Workers keep their gradient
 // in memory their peers on the machine can read (allreduce.SharedVector).
 func NewTrainerGrad[T gemm.Float](cfg Config, set *dataset.Set, grad func(n int) ([]T, error)) (*Trainer[T], error) {
+	return NewTrainerData[T](cfg, &Data{Name: set.Name, Set: set}, grad)
+}
+
+// NewTrainerData is NewTrainerGrad over any Data: an idx set or sources.
+func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T, error)) (*Trainer[T], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Trainer[T]{Cfg: cfg, Set: set, Train: dataset.Split{Set: set}, aug: dataset.DefaultAugConfig()}
-	t.Sampler = dataset.Sampler{Seed: cfg.Seed, N: set.Train.N, B: cfg.Batch}
+	t := &Trainer[T]{Cfg: cfg, Data: data, Set: data.Set, aug: dataset.DefaultAugConfig(), log: slog.Default()}
+	n := 0
+	if t.Set != nil {
+		t.Train = dataset.Split{Set: t.Set}
+		n = t.Set.Train.N
+	} else {
+		if err := t.setSource(data.Train); err != nil {
+			return nil, err
+		}
+		n = t.src.Len()
+	}
+	t.Sampler = dataset.Sampler{Seed: cfg.Seed, N: n, B: cfg.Batch}
 	if err := t.Sampler.Validate(); err != nil {
-		return nil, fmt.Errorf("--batch %d with data set %s: %w", cfg.Batch, set.Name, err)
+		return nil, fmt.Errorf("--batch %d with data set %s: %w", cfg.Batch, data.Name, err)
 	}
 	t.totalSteps = cfg.Steps
 	if t.totalSteps == 0 {
@@ -269,9 +301,9 @@ func NewTrainerGrad[T gemm.Float](cfg Config, set *dataset.Set, grad func(n int)
 // modelConfig derives the model's shape from the run's configuration and
 // the data set, and prepares the captions of a CLIP run.
 func (t *Trainer[T]) modelConfig() model.Config {
-	cfg, set := t.Cfg, t.Set
+	cfg := t.Cfg
 	mc := model.DefaultConfig()
-	mc.ImageIn = set.Train.H * set.Train.W
+	mc.ImageIn = t.pixels()
 	mc.ImageHidden = slices.Clone(cfg.ImageHidden)
 	mc.Dim = cfg.Dim
 	mc.TextHidden = cfg.TextHidden
@@ -281,20 +313,41 @@ func (t *Trainer[T]) modelConfig() model.Config {
 	mc.ImageTower = cfg.ImageTower
 	mc.TextTower = cfg.TextTower
 	mc.TextVocab = 0
-	if t.textView >= 0 {
-		t.captioner = dataset.NewCaptioner(set)
+	switch {
+	case t.textView < 0:
+	case t.Set != nil:
+		t.captioner = dataset.NewCaptioner(t.Set)
 		t.tokenizer = dataset.NewTokenizer(t.captioner.Corpus())
+		t.cacheTemplateTokens(len(t.Set.Classes))
+	case t.srcCaptions != nil:
+		// Captions rendered from the source's classes, drawn per epoch
+		// as for an idx set, over the templates' own vocabulary.
+		t.captioner = t.srcCaptions
+		t.tokenizer = dataset.NewTokenizer(t.captioner.Corpus())
+		t.cacheTemplateTokens(len(classesOf(t.src)))
+	default:
+		// Free text: a hashed vocabulary needs no pass over the data.
+		t.tokenizer = dataset.NewHashTokenizer(cfg.DataOptions.vocabSize())
+	}
+	if t.tokenizer != nil {
 		mc.TextVocab = t.tokenizer.Vocab()
-		nT := t.captioner.NumTemplates()
-		t.tokens = make([][]int32, len(set.Classes)*nT)
-		for c := range set.Classes {
-			for m := 0; m < nT; m++ {
-				t.tokens[c*nT+m] = t.tokenizer.Encode(t.captioner.Text(c, m), nil)
-			}
-		}
 	}
 	return mc
 }
+
+// cacheTemplateTokens tokenizes every (class, template) caption once.
+func (t *Trainer[T]) cacheTemplateTokens(classes int) {
+	nT := t.captioner.NumTemplates()
+	t.tokens = make([][]int32, classes*nT)
+	for c := range classes {
+		for m := range nT {
+			t.tokens[c*nT+m] = t.tokenizer.Encode(t.captioner.Text(c, m), nil)
+		}
+	}
+}
+
+// BadSamples returns the samples this rank could not use, by reason.
+func (t *Trainer[T]) BadSamples() map[string]int64 { return t.bad.counts() }
 
 // TotalSteps is the number of optimizer steps of the run.
 func (t *Trainer[T]) TotalSteps() int64 { return t.totalSteps }
@@ -334,7 +387,17 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	in.Scale = T(math.Exp(float64(p.W[t.Model.LogitScale])))
 	// 1.–4. Sample, encode, gather, and the loss with its gradient with
 	// respect to the local embeddings.
-	t.buildViews(epoch, local)
+	if err := t.takeDataErr(); err != nil {
+		return StepStats{}, fmt.Errorf("step %d: data: %w", step, err)
+	}
+	if t.Set == nil {
+		if err := t.bad.check(t.Cfg.DataOptions.maxBadFraction()); err != nil {
+			return StepStats{}, fmt.Errorf("step %d: %w", step, err)
+		}
+	}
+	if err := t.buildViews(epoch, local); err != nil {
+		return StepStats{}, fmt.Errorf("step %d: data: %w", step, err)
+	}
 	times.Data = sw.lap()
 	if err := t.encode(b); err != nil {
 		return StepStats{}, fmt.Errorf("step %d: %w", step, err)
@@ -455,7 +518,14 @@ func (t *Trainer[T]) reduce(ctx context.Context, comm Comm[T], lossShare T, stop
 	return float64(buf[n]), buf[n+1] > 0, nil
 }
 
-func (t *Trainer[T]) pixels() int { return t.Set.Train.H * t.Set.Train.W }
+// pixels is the length of one image row: H·W grey pixels of an idx set,
+// or C·S·S of a source's views.
+func (t *Trainer[T]) pixels() int {
+	if t.Set != nil {
+		return t.Set.Train.H * t.Set.Train.W
+	}
+	return t.viewCLIP.ViewLen()
+}
 
 // inputRows is the number of image rows a step draws for b local samples:
 // one per image view and sample.
@@ -468,6 +538,9 @@ func (t *Trainer[T]) fillInput(step int64, K, k int, local []int) {
 	from, ok := t.takePrefetch(step, K, k, local)
 	if !ok {
 		t.x = grow(t.x, t.inputRows(len(local))*t.pixels())
+		if t.Set == nil {
+			t.rowMeta = grow(t.rowMeta, len(local))
+		}
 	}
 	if from == len(local) {
 		return
@@ -475,7 +548,7 @@ func (t *Trainer[T]) fillInput(step int64, K, k int, local []int) {
 	t.augStep, t.augLocal, t.augFrom = step, local, from
 	if t.pixPool == nil {
 		t.pixPool = newRowPool(func(lo, hi int) {
-			t.drawRows(t.x, t.augStep, t.augLocal, t.augFrom+lo, t.augFrom+hi)
+			t.drawRows(t.x, t.rowMeta, t.augStep, t.augLocal, t.augFrom+lo, t.augFrom+hi)
 		})
 	}
 	t.pixPool.run(len(local) - from)
@@ -486,7 +559,11 @@ func (t *Trainer[T]) fillInput(step int64, K, k int, local []int) {
 // objective from row v·len(local) on, each built from the sample's image
 // field: scaled to [0, 1], or the augmented view its ViewSpec.Augment
 // names.
-func (t *Trainer[T]) drawRows(dst []T, step int64, local []int, lo, hi int) {
+func (t *Trainer[T]) drawRows(dst []T, meta []rowMeta, step int64, local []int, lo, hi int) {
+	if t.Set == nil {
+		t.drawSourceRows(dst, meta, step, local, lo, hi)
+		return
+	}
 	P := t.pixels()
 	H, W := t.Set.Train.H, t.Set.Train.W
 	b := len(local)
@@ -510,7 +587,7 @@ func (t *Trainer[T]) drawRows(dst []T, step int64, local []int, lo, hi int) {
 // buildViews sets the inputs of the objective's views for the local
 // samples of the step: the image rows drawn into t.x (fillInput), and the
 // captions.
-func (t *Trainer[T]) buildViews(epoch int, local []int) {
+func (t *Trainer[T]) buildViews(epoch int, local []int) error {
 	b, P := len(local), t.pixels()
 	for v, vi := range t.imageViews {
 		t.in.Views[vi].In = model.Rows(t.x[v*b*P:(v+1)*b*P], b)
@@ -519,12 +596,17 @@ func (t *Trainer[T]) buildViews(epoch int, local []int) {
 		t.in.towerIn[model.ModalityImage] = model.Rows(t.x[:len(t.imageViews)*b*P], len(t.imageViews)*b)
 	}
 	if t.textView >= 0 {
-		t.fillCaptions(epoch, local)
+		if t.Set != nil {
+			t.fillCaptions(epoch, local)
+		} else if err := t.fillSourceCaptions(epoch, local); err != nil {
+			return err
+		}
 		v := &t.in.Views[t.textView]
 		v.In = model.Bags[T](t.ids, t.offsets, b)
 		v.Groups = t.capIDs
 		t.in.towerIn[model.ModalityText] = v.In
 	}
+	return nil
 }
 
 // encode runs each tower's forward pass once over the rows of its encoded
@@ -634,9 +716,9 @@ func (t *Trainer[T]) fillCaptions(epoch int, local []int) {
 	}
 }
 
-func grow[T gemm.Float](x []T, n int) []T {
+func grow[E any](x []E, n int) []E {
 	if cap(x) < n {
-		return make([]T, n)
+		return make([]E, n)
 	}
 	return x[:n]
 }

@@ -12,7 +12,6 @@ import (
 	"runtime/pprof"
 	"strings"
 
-	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/internal/affinity"
 	"github.com/infonce/infonce/model"
 	"github.com/infonce/infonce/worker"
@@ -25,7 +24,8 @@ func init() {
 // trainFlags binds the flags of a training run to cfg.
 func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.StringVar(&cfg.Objective, "objective", cfg.Objective, "objective: "+strings.Join(worker.Objectives(), ", "))
-	fs.StringVar(&cfg.Data, "data", cfg.Data, "data set: mnist (embedded) or idx:DIR")
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "data: mnist (embedded), idx:DIR, folder:DIR, csv:FILE (.csv, .tsv, .jsonl), wds:PATTERN (brace ranges), rlds:DIR or synthetic[:N]")
+	dataFlags(fs, &cfg.DataOptions)
 	fs.StringVar(&cfg.Classes, "classes", cfg.Classes, "class names, one per line in label order (default DIR/classes.txt for idx:DIR)")
 	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "epochs to train (when --steps is 0)")
 	fs.Int64Var(&cfg.Steps, "steps", cfg.Steps, "optimizer steps to train; 0 means --epochs whole epochs")
@@ -132,9 +132,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	data, err := dataset.Load(cfg.Data, cfg.Classes)
+	data, err := worker.LoadData(cfg)
 	if err != nil {
-		return fmt.Errorf("--data %s: %w", cfg.Data, err)
+		return err
 	}
 	opt := worker.Options{Progress: stdout, Logger: logger, Evaluate: !*noEval, MaxBadSteps: cf.maxBadSteps}
 	stopHTTP, err := cf.serveTrain(ctx, cfg, &opt, logger) // --http (http.go)
@@ -149,7 +149,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		opt.Resume = c.Path
 	}
-	sum, err := worker.RunLocal(ctx, cfg, data, opt)
+	sum, err := worker.RunLocalData(ctx, cfg, data, opt)
 	if errors.Is(err, worker.ErrStopped) {
 		fmt.Fprintf(stderr, "infonce train: %v; continue with --resume latest --out %s\n", err, cfg.Out)
 		return nil

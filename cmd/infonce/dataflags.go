@@ -1,0 +1,57 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/infonce/infonce/worker"
+)
+
+// dataFlags binds the flags of the data beyond --data to o.
+func dataFlags(fs *flag.FlagSet, o *worker.DataOptions) {
+	fs.StringVar(&o.ValData, "val-data", o.ValData, "data to evaluate on, the same forms as --data (default: the test split of mnist and idx:DIR, none for the others)")
+	fs.IntVar(&o.ImageSize, "image-size", o.ImageSize, "side S of the square image views of sources other than mnist and idx:DIR (0: 64)")
+	fs.IntVar(&o.ImageChannels, "image-channels", o.ImageChannels, "1 (grey) or 3 (RGB) channels of the image views (0: those of the first sample)")
+	fs.Var((*floatPair)(&o.CropScale), "crop-scale", "area range lo,hi of the training view's random resized crop (default 0.9,1)")
+	fs.Float64Var(&o.FlipProb, "flip-prob", o.FlipProb, "probability of the training view's horizontal flip (0: 0.5)")
+	fs.StringVar(&o.Templates, "templates", o.Templates, "caption templates of labelled sources, one a line with {} for the class name")
+	fs.StringVar(&o.CSVSeparator, "csv-separator", o.CSVSeparator, "csv: the field separator (default tab)")
+	fs.StringVar(&o.CSVImageKey, "csv-image-key", o.CSVImageKey, "csv: the column of image paths (default filepath)")
+	fs.StringVar(&o.CSVCaptionKey, "csv-caption-key", o.CSVCaptionKey, "csv: the column of captions (default title)")
+	fs.StringVar(&o.CSVLabelKey, "csv-label-key", o.CSVLabelKey, "csv: the column of class labels (default none)")
+	fs.StringVar(&o.CSVActionKey, "csv-action-key", o.CSVActionKey, "csv: the column of .npy action paths (default none)")
+	fs.StringVar(&o.RLDSImageKey, "rlds-image-key", o.RLDSImageKey, "rlds: the camera's step feature (default the first Open X-Embodiment name present)")
+	fs.StringVar(&o.RLDSInstructionKey, "rlds-instruction-key", o.RLDSInstructionKey, "rlds: the instruction's step feature")
+	fs.StringVar(&o.RLDSActionKey, "rlds-action-key", o.RLDSActionKey, "rlds: the action's step feature")
+	fs.IntVar(&o.VocabSize, "vocab-size", o.VocabSize, "vocabulary of the hashed bag-of-words tokenizer of free-text captions (0: 4096)")
+	fs.Float64Var(&o.MaxBadFraction, "max-bad-fraction", o.MaxBadFraction, "stop the run once more than this fraction of the samples read were bad (0: 0.01)")
+}
+
+// floatPair is a flag of two comma-separated numbers.
+type floatPair [2]float64
+
+func (p *floatPair) String() string {
+	if p == nil || *p == ([2]float64{}) {
+		return ""
+	}
+	return fmt.Sprintf("%g,%g", p[0], p[1])
+}
+
+func (p *floatPair) Set(s string) error {
+	a, b, ok := strings.Cut(s, ",")
+	if !ok {
+		return fmt.Errorf("want two numbers lo,hi, got %q", s)
+	}
+	lo, err := strconv.ParseFloat(strings.TrimSpace(a), 64)
+	if err != nil {
+		return err
+	}
+	hi, err := strconv.ParseFloat(strings.TrimSpace(b), 64)
+	if err != nil {
+		return err
+	}
+	*p = floatPair{lo, hi}
+	return nil
+}

@@ -1,0 +1,278 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/infonce/infonce/dataset"
+	_ "github.com/infonce/infonce/dataset/sources" // folder:, csv:, wds:, rlds:
+)
+
+// DataOptions are the settings of the data beyond the --data spec.
+type DataOptions struct {
+	// ValData is the source evaluated on (the same forms as Data); empty
+	// means the test split of mnist and idx:DIR, and no evaluation for the
+	// other sources.
+	ValData string `json:"val_data,omitempty"`
+	// ImageSize is S, the side of the square image views of a source
+	// other than mnist and idx:DIR (whose images keep their own size);
+	// 0 means 64.
+	ImageSize int `json:"image_size,omitempty"`
+	// ImageChannels is 1 (grey) or 3 (RGB); 0 takes the channels of the
+	// source's first sample.
+	ImageChannels int `json:"image_channels,omitempty"`
+	// CropScale is the area range of the training view's random resized
+	// crop; FlipProb its probability of a horizontal flip.
+	CropScale [2]float64 `json:"crop_scale,omitempty"`
+	FlipProb  float64    `json:"flip_prob,omitempty"`
+	// Templates is a file of caption templates for labelled sources.
+	Templates string `json:"templates,omitempty"`
+	// The keys of csv: manifests and rlds: folders (dataset.OpenOptions).
+	CSVSeparator       string `json:"csv_separator,omitempty"`
+	CSVImageKey        string `json:"csv_image_key,omitempty"`
+	CSVCaptionKey      string `json:"csv_caption_key,omitempty"`
+	CSVLabelKey        string `json:"csv_label_key,omitempty"`
+	CSVActionKey       string `json:"csv_action_key,omitempty"`
+	RLDSImageKey       string `json:"rlds_image_key,omitempty"`
+	RLDSInstructionKey string `json:"rlds_instruction_key,omitempty"`
+	RLDSActionKey      string `json:"rlds_action_key,omitempty"`
+	// VocabSize is the vocabulary of the hashed bag-of-words tokenizer of
+	// sources with free-text captions (0: 4096).
+	VocabSize int `json:"vocab_size,omitempty"`
+	// MaxBadFraction is the fraction of bad samples (counted by reason and
+	// replaced) past which the run stops; 0 means 0.01.
+	MaxBadFraction float64 `json:"max_bad_fraction,omitempty"`
+}
+
+// Defaults of DataOptions.
+const (
+	DefaultImageSize      = 64
+	DefaultVocabSize      = 4096
+	DefaultMaxBadFraction = 0.01
+)
+
+func (o DataOptions) imageSize() int      { return cmpOr(o.ImageSize, DefaultImageSize) }
+func (o DataOptions) vocabSize() int      { return cmpOr(o.VocabSize, DefaultVocabSize) }
+func (o DataOptions) maxBadFraction() float64 {
+	if o.MaxBadFraction == 0 {
+		return DefaultMaxBadFraction
+	}
+	return o.MaxBadFraction
+}
+
+func cmpOr[N int | float64](v, def N) N {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (o DataOptions) validate() error {
+	var errs []error
+	if o.ImageSize < 0 || o.ImageSize > 4096 {
+		errs = append(errs, fmt.Errorf("--image-size %d: want 1 to 4096 (0: %d)", o.ImageSize, DefaultImageSize))
+	}
+	if o.ImageChannels != 0 && o.ImageChannels != 1 && o.ImageChannels != 3 {
+		errs = append(errs, fmt.Errorf("--image-channels %d: want 1 or 3 (0: the data's own)", o.ImageChannels))
+	}
+	if s := o.CropScale; s != [2]float64{} && !(s[0] > 0 && s[0] <= s[1] && s[1] <= 1) {
+		errs = append(errs, fmt.Errorf("--crop-scale %g,%g: want 0 < lo ≤ hi ≤ 1", s[0], s[1]))
+	}
+	if !(o.FlipProb >= 0 && o.FlipProb <= 1) {
+		errs = append(errs, fmt.Errorf("--flip-prob %g: want a probability", o.FlipProb))
+	}
+	if o.VocabSize < 0 || o.VocabSize == 1 {
+		errs = append(errs, fmt.Errorf("--vocab-size %d: want at least 2 (0: %d)", o.VocabSize, DefaultVocabSize))
+	}
+	if !(o.MaxBadFraction >= 0 && o.MaxBadFraction < 1) {
+		errs = append(errs, fmt.Errorf("--max-bad-fraction %g: want a fraction in [0, 1)", o.MaxBadFraction))
+	}
+	return errors.Join(errs...)
+}
+
+// isIDX reports whether spec names an in-memory idx data set (mnist,
+// idx:DIR), whose images keep their grey 28×28-style layout and the
+// trainer's own augmentations.
+func isIDX(spec string) bool { return spec == "mnist" || strings.HasPrefix(spec, "idx:") }
+
+// openOptions are the dataset.OpenOptions of the run's data.
+func (c Config) openOptions(test bool) dataset.OpenOptions {
+	o := c.DataOptions
+	return dataset.OpenOptions{
+		Test: test, Classes: c.Classes, Templates: o.Templates, Seed: c.Seed,
+		Separator: o.CSVSeparator, ImageKey: firstOf(o.CSVImageKey, o.RLDSImageKey), CaptionKey: o.CSVCaptionKey,
+		LabelKey: o.CSVLabelKey, ActionKey: firstOf(o.CSVActionKey, o.RLDSActionKey), Instruction: o.RLDSInstructionKey,
+	}
+}
+
+func firstOf(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Data is what a run trains and evaluates on: the in-memory idx Set of
+// mnist and idx:DIR, or the training and validation sources of any other
+// spec (dataset.Open).
+type Data struct {
+	Name string
+	// Set is the idx data set, or nil.
+	Set *dataset.Set
+	// Train and Val are the sources of the other specs (Val nil without
+	// --val-data).
+	Train, Val dataset.Source
+}
+
+// LoadData opens the data of cfg: the idx Set for mnist and idx:DIR, the
+// sources of dataset.Open otherwise. A source that does not exist or holds
+// no usable sample fails here, before training, saying what was looked
+// for.
+func LoadData(cfg Config) (*Data, error) {
+	if isIDX(cfg.Data) {
+		set, err := dataset.Load(cfg.Data, cfg.Classes)
+		if err != nil {
+			return nil, err
+		}
+		return &Data{Name: set.Name, Set: set}, nil
+	}
+	train, err := dataset.Open(cfg.Data, cfg.openOptions(false))
+	if err != nil {
+		return nil, fmt.Errorf("--data %s: %w", cfg.Data, err)
+	}
+	d := &Data{Name: train.Name(), Train: train}
+	if v := cfg.DataOptions.ValData; v != "" {
+		if d.Val, err = dataset.Open(v, cfg.openOptions(isIDX(v))); err != nil {
+			return nil, fmt.Errorf("--val-data %s: %w", v, err)
+		}
+	}
+	return d, nil
+}
+
+// classesOf returns the class names of a source that has them.
+func classesOf(s dataset.Source) []string {
+	if c, ok := s.(interface{ Classes() []string }); ok {
+		return c.Classes()
+	}
+	return nil
+}
+
+// captionerOf returns the caption templates of a source whose captions
+// are rendered from its classes (folder:DIR), or nil.
+func captionerOf(s dataset.Source) *dataset.Captioner {
+	if c, ok := s.(interface{ Captioner() *dataset.Captioner }); ok {
+		return c.Captioner()
+	}
+	return nil
+}
+
+// textGroup is the id of a caption for masking false negatives: equal
+// texts get equal ids (a 31-bit FNV-1a hash).
+func textGroup(s string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return int32(h.Sum32() >> 1)
+}
+
+// maxSubstitutes bounds how many following samples stand in for a bad
+// one before the step fails.
+const maxSubstitutes = 64
+
+// badSamples counts the samples a run could not use, by reason, with the
+// first few keys of each reason for the message that stops a run.
+type badSamples struct {
+	mu       sync.Mutex
+	read     int64
+	bad      int64
+	byReason map[string]int64
+	examples map[string][]string
+	logged   map[string]bool
+}
+
+// note records one read sample, bad with err when err is not nil.
+func (b *badSamples) note(err error, log *slog.Logger) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.read++
+	if err == nil {
+		return
+	}
+	if b.byReason == nil {
+		b.byReason, b.examples, b.logged = map[string]int64{}, map[string][]string{}, map[string]bool{}
+	}
+	reason := dataset.Reason(err)
+	b.bad++
+	b.byReason[reason]++
+	var bs *dataset.BadSample
+	key := err.Error()
+	if errors.As(err, &bs) {
+		key = bs.Key
+	}
+	if len(b.examples[reason]) < 3 {
+		b.examples[reason] = append(b.examples[reason], key)
+	}
+	if !b.logged[reason] && log != nil {
+		b.logged[reason] = true
+		log.Warn("bad sample skipped; later ones of this reason are counted, not logged", "reason", reason, "sample", key, "err", err)
+	}
+}
+
+// Counts returns the bad samples by reason.
+func (b *badSamples) counts() map[string]int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]int64, len(b.byReason))
+	for k, v := range b.byReason {
+		out[k] = v
+	}
+	return out
+}
+
+// check returns an error naming examples once more than frac of the
+// samples read (at least 1/frac of them) were bad.
+func (b *badSamples) check(frac float64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.bad == 0 || float64(b.read) < 1/frac || float64(b.bad) <= frac*float64(b.read) {
+		return nil
+	}
+	reasons := make([]string, 0, len(b.byReason))
+	for r := range b.byReason {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	var parts []string
+	for _, r := range reasons {
+		parts = append(parts, fmt.Sprintf("%s %d (e.g. %s)", r, b.byReason[r], strings.Join(b.examples[r], ", ")))
+	}
+	return fmt.Errorf("%w: %d of %d samples read were bad, more than --max-bad-fraction %g: %s; fix or remove them (infonce data verify lists them all)",
+		ErrTooManyBadSamples, b.bad, b.read, frac, strings.Join(parts, "; "))
+}
+
+// ErrTooManyBadSamples stops a run whose data is mostly unusable.
+var ErrTooManyBadSamples = errors.New("too many bad samples")
+
+// readSample fills s with sample i of the training source, or, when it is
+// bad, with the first good one of the samples that follow it (cyclically):
+// a pure function of i, so every rank substitutes alike. Each bad sample
+// met is counted.
+func (t *Trainer[T]) readSample(i int, s *dataset.Sample) error {
+	n := t.src.Len()
+	for k := 0; k < maxSubstitutes; k++ {
+		err := t.src.Sample(context.Background(), (i+k)%n, s)
+		t.bad.note(err, t.log)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, dataset.ErrBadSample) {
+			return fmt.Errorf("sample %d: %w", (i+k)%n, err)
+		}
+	}
+	return fmt.Errorf("%w: samples %d to %d of %s are all bad", ErrTooManyBadSamples, i, i+maxSubstitutes-1, t.src.Name())
+}

@@ -1,0 +1,150 @@
+package worker
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/infonce/infonce/dataset"
+)
+
+// setSource prepares a run on a source other than an idx set: the image
+// views' shape and transforms, and where the captions come from.
+func (t *Trainer[T]) setSource(src dataset.Source) error {
+	if src == nil || src.Len() == 0 {
+		return fmt.Errorf("--data %s: no samples", t.Cfg.Data)
+	}
+	t.src = src
+	o := t.Cfg.DataOptions
+	C := o.ImageChannels
+	if C == 0 {
+		// The channels of the first usable sample: a pure function of
+		// the data, the same on every rank.
+		var s dataset.Sample
+		if err := t.readSample(0, &s); err != nil {
+			return fmt.Errorf("--data %s: %w", t.Cfg.Data, err)
+		}
+		C = 3
+		if s.Image.C == 1 {
+			C = 1
+		}
+	}
+	S := o.imageSize()
+	t.viewSimCLR = dataset.SimCLRViewConfig(S)
+	t.viewSimCLR.Channels = C
+	t.viewEva = dataset.EvalViewConfig(S)
+	t.viewEva.Channels = C
+	// The plain training view of image–text objectives: OpenCLIP's random
+	// resized crop of 90 to 100 % of the image, and a flip.
+	t.viewCLIP = t.viewSimCLR
+	t.viewCLIP.Scale, t.viewCLIP.FlipProb = [2]float64{0.9, 1}, 0.5
+	t.viewCLIP.JitterProb, t.viewCLIP.GrayProb, t.viewCLIP.BlurProb = 0, 0, 0
+	if o.CropScale != [2]float64{} {
+		t.viewCLIP.Scale = o.CropScale
+	}
+	if o.FlipProb != 0 {
+		t.viewCLIP.FlipProb = o.FlipProb
+	}
+	for _, c := range []dataset.ViewConfig{t.viewCLIP, t.viewSimCLR, t.viewEva} {
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("image views: %w", err)
+		}
+	}
+	if t.textView >= 0 {
+		if c := captionerOf(src); c != nil && len(classesOf(src)) > 0 {
+			t.srcCaptions = c
+		} else if !slices.Contains(src.Fields(), dataset.FieldText) {
+			return fmt.Errorf("--objective %s reads captions, and --data %s has none (no text field and no classes to render them from)", t.Cfg.Objective, t.Cfg.Data)
+		}
+	}
+	return nil
+}
+
+// rowMeta is what the text view needs of a drawn row's sample.
+type rowMeta struct {
+	text  string
+	label int
+}
+
+// drawSourceRows is drawRows for a source: each sample is read once (a bad
+// one replaced as readSample says), its image turned into the views of the
+// objective, and its caption and label kept in meta[r].
+func (t *Trainer[T]) drawSourceRows(dst []T, meta []rowMeta, step int64, local []int, lo, hi int) {
+	P := t.pixels()
+	b := len(local)
+	epoch := int(step / int64(t.Sampler.StepsPerEpoch()))
+	var s dataset.Sample
+	var row32 []float32
+	if _, ok := any(dst).([]float32); !ok {
+		row32 = make([]float32, P)
+	}
+	for r := lo; r < hi; r++ {
+		i := local[r]
+		if err := t.readSample(i, &s); err != nil {
+			t.noteDataErr(err)
+			return
+		}
+		for v, vi := range t.imageViews {
+			row := dst[(v*b+r)*P : (v*b+r+1)*P]
+			out := row32
+			if out == nil {
+				out = any(row).([]float32)
+			}
+			cfg, view := t.viewCLIP, 0
+			if a := t.in.Views[vi].Augment; a > 0 {
+				cfg, view = t.viewSimCLR, a-1
+			}
+			if err := dataset.View(cfg, s.Image, t.Cfg.Seed, epoch, i, view, out); err != nil {
+				t.noteDataErr(fmt.Errorf("sample %d (%s): view: %w", i, s.Key, err))
+				return
+			}
+			if row32 != nil {
+				for j, x := range out {
+					row[j] = T(x)
+				}
+			}
+		}
+		meta[r] = rowMeta{text: s.Text, label: s.Label}
+	}
+}
+
+func (t *Trainer[T]) noteDataErr(err error) {
+	t.dataMu.Lock()
+	defer t.dataMu.Unlock()
+	if t.dataErr == nil {
+		t.dataErr = err
+	}
+}
+
+// takeDataErr returns and clears the first error of drawing rows.
+func (t *Trainer[T]) takeDataErr() error {
+	t.dataMu.Lock()
+	defer t.dataMu.Unlock()
+	err := t.dataErr
+	t.dataErr = nil
+	return err
+}
+
+// fillSourceCaptions builds the text view of a source run from the rows'
+// samples (kept by drawSourceRows in t.rowMeta): the caption each carries,
+// or for a source whose captions are rendered from its classes, one
+// template per sample drawn from (seed, epoch, sample) as for an idx set.
+func (t *Trainer[T]) fillSourceCaptions(epoch int, local []int) error {
+	t.ids, t.offsets, t.capIDs = t.ids[:0], t.offsets[:0], t.capIDs[:0]
+	for r, i := range local {
+		meta := t.rowMeta[r]
+		t.offsets = append(t.offsets, int32(len(t.ids)))
+		if t.srcCaptions == nil {
+			t.ids = t.tokenizer.Encode(meta.text, t.ids)
+			t.capIDs = append(t.capIDs, textGroup(meta.text))
+			continue
+		}
+		nT := t.captioner.NumTemplates()
+		if meta.label < 0 || meta.label*nT >= len(t.tokens) {
+			return fmt.Errorf("sample %d: label %d outside the %d classes", i, meta.label, len(t.tokens)/nT)
+		}
+		m := t.captioner.Pick(t.Cfg.Seed, epoch, i)
+		t.ids = append(t.ids, t.tokens[meta.label*nT+m]...)
+		t.capIDs = append(t.capIDs, t.captioner.ID(meta.label, m))
+	}
+	return nil
+}
