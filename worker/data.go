@@ -57,8 +57,8 @@ const (
 	DefaultMaxBadFraction = 0.01
 )
 
-func (o DataOptions) imageSize() int      { return cmpOr(o.ImageSize, DefaultImageSize) }
-func (o DataOptions) vocabSize() int      { return cmpOr(o.VocabSize, DefaultVocabSize) }
+func (o DataOptions) imageSize() int { return cmpOr(o.ImageSize, DefaultImageSize) }
+func (o DataOptions) vocabSize() int { return cmpOr(o.VocabSize, DefaultVocabSize) }
 func (o DataOptions) maxBadFraction() float64 {
 	if o.MaxBadFraction == 0 {
 		return DefaultMaxBadFraction

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -61,10 +61,10 @@ type Trainer[T gemm.Float] struct {
 	dataMu                        sync.Mutex
 	dataErr                       error // the first error of drawing a step's rows
 	log                           *slog.Logger
-	Model   *model.Model[T]
-	Opt     optim.Optimizer[T]
-	Sched   optim.WarmupCosine
-	Sampler dataset.Sampler
+	Model                         *model.Model[T]
+	Opt                           optim.Optimizer[T]
+	Sched                         optim.WarmupCosine
+	Sampler                       dataset.Sampler
 
 	captioner *dataset.Captioner
 	tokenizer *dataset.Tokenizer
