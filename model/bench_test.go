@@ -122,13 +122,13 @@ func newBenchStep(bm *testing.B, b int) func() {
 	}
 	return func() {
 		m.P.ZeroGrad()
-		if _, err := m.Image.Forward(x, b); err != nil {
+		if _, err := m.Image.Forward(Rows(x, b)); err != nil {
 			bm.Fatal(err)
 		}
 		if err := m.Image.Backward(dEmb); err != nil {
 			bm.Fatal(err)
 		}
-		if _, err := m.Text.Forward(ids, offsets, b); err != nil {
+		if _, err := m.Text.Forward(Bags[float32](ids, offsets, b)); err != nil {
 			bm.Fatal(err)
 		}
 		if err := m.Text.Backward(dEmb); err != nil {

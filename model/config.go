@@ -8,16 +8,20 @@ import (
 
 // Config describes the towers of a Model.
 type Config struct {
-	ImageIn     int   // input width of the image tower (784 for 28×28 images)
-	ImageHidden []int // widths of the hidden layers of the image tower; at least one
-	TextVocab   int   // vocabulary size; 0 = no text tower (SimCLR and MoCo use only the image tower)
-	TextHidden  int   // width of the text tower's embedding bag
-	Dim         int   // embedding dimension d
-	Activation  string
+	ImageIn     int    `json:"image_in"`     // input width of the image tower (784 for 28×28 images)
+	ImageHidden []int  `json:"image_hidden"` // widths of the hidden layers of the image tower; at least one
+	TextVocab   int    `json:"text_vocab"`   // vocabulary size; 0 = no text tower (SimCLR and MoCo use only the image tower)
+	TextHidden  int    `json:"text_hidden"`  // width of the text tower's embedding bag
+	Dim         int    `json:"dim"`          // embedding dimension d
+	Activation  string `json:"activation"`
 	// LayerNorm puts a LayerNorm before each hidden activation.
-	LayerNorm bool
+	LayerNorm bool `json:"layer_norm"`
 	// InitLogitScale is t0, the initial value of t (logit scale s = exp t).
-	InitLogitScale float64
+	InitLogitScale float64 `json:"init_logit_scale"`
+	// ImageTower and TextTower name the registered kinds of the towers
+	// ("" means TowerMLP and TowerBagOfWords).
+	ImageTower string `json:"image_tower"`
+	TextTower  string `json:"text_tower"`
 }
 
 // Activation names accepted by Config.Activation ("" means ActReLU).
@@ -43,16 +47,11 @@ func DefaultConfig() Config {
 // Validate reports every invalid field of c, each error naming the field.
 func (c Config) Validate() error {
 	var errs []error
-	if c.ImageIn <= 0 {
-		errs = append(errs, fmt.Errorf("model: Config.ImageIn = %d, want > 0", c.ImageIn))
-	}
-	if len(c.ImageHidden) == 0 {
-		errs = append(errs, errors.New("model: Config.ImageHidden is empty, want at least one hidden width (e.g. {512, 256})"))
-	}
-	for i, h := range c.ImageHidden {
-		if h <= 0 {
-			errs = append(errs, fmt.Errorf("model: Config.ImageHidden[%d] = %d, want > 0", i, h))
-		}
+	img, err := kindOf(c.kindName(ModalityImage), ModalityImage)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, img.check(c)...)
 	}
 	if c.TextVocab < 0 {
 		errs = append(errs, fmt.Errorf("model: Config.TextVocab = %d, want >= 0 (0 disables the text tower)", c.TextVocab))
@@ -60,8 +59,12 @@ func (c Config) Validate() error {
 	if c.TextVocab > math.MaxInt32 {
 		errs = append(errs, fmt.Errorf("model: Config.TextVocab = %d, want at most %d (ids are int32)", c.TextVocab, math.MaxInt32))
 	}
-	if c.TextVocab > 0 && c.TextHidden <= 0 {
-		errs = append(errs, fmt.Errorf("model: Config.TextHidden = %d, want > 0 when TextVocab > 0", c.TextHidden))
+	if c.TextVocab > 0 {
+		if txt, err := kindOf(c.kindName(ModalityText), ModalityText); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, txt.check(c)...)
+		}
 	}
 	if c.Dim <= 0 {
 		errs = append(errs, fmt.Errorf("model: Config.Dim = %d, want > 0", c.Dim))
@@ -86,36 +89,15 @@ func (c Config) Validate() error {
 // paramCount counts the parameters with overflow detection (limit 2^40).
 func (c Config) paramCount() (int, bool) {
 	const limit = 1 << 40
-	n := 0
-	add := func(a, b int) bool {
-		if a > 0 && b > limit/a {
-			return false
-		}
-		n += a * b
-		return n <= limit
-	}
-	in := c.ImageIn
-	for _, h := range c.ImageHidden {
-		if !add(h, in+1) {
+	n := 1 // the logit scale
+	for _, side := range c.sides() {
+		m, ok := towerKinds[c.kindName(side)].count(c, limit)
+		if !ok || m > limit-n {
 			return limit, false
 		}
-		if c.LayerNorm && !add(2, h) {
-			return limit, false
-		}
-		in = h
+		n += m
 	}
-	if !add(c.Dim, in+1) {
-		return limit, false
-	}
-	if c.TextVocab > 0 {
-		if !add(c.TextVocab, c.TextHidden) || !add(c.Dim, c.TextHidden+1) {
-			return limit, false
-		}
-		if c.LayerNorm && !add(2, c.TextHidden) {
-			return limit, false
-		}
-	}
-	return n + 1, true
+	return n, true
 }
 
 // NumParams is the length of the flat parameter buffer of c, logit scale
@@ -132,5 +114,7 @@ func (c Config) clone() Config {
 	if c.Activation == "" {
 		c.Activation = ActReLU
 	}
+	c.ImageTower = c.kindName(ModalityImage)
+	c.TextTower = c.kindName(ModalityText)
 	return c
 }

@@ -15,11 +15,24 @@
 //	EmbeddingBag  y_i = (1/n_i) Σ_{j ∈ bag i} E[id_j]
 //	L2Normalize   y = x/ν, ν = √(‖x‖² + ε²)        ∂L/∂x = (dy − y (y·dy))/ν
 //
-// Two towers are built from them. The image tower is an MLP
-// (Linear → [LayerNorm] → activation, repeated, then Linear to the embedding
-// dimension d) followed by L2 normalisation. The text tower is a mean-pooled
-// EmbeddingBag → [LayerNorm] → activation → Linear(→d) → L2 normalisation.
-// The learnable logit scale t (s = exp t) lives in the same buffer.
+// # Towers
+//
+// A Model is towers over one buffer: an image tower, a text tower when the
+// objective reads text, and the learnable logit scale t (s = exp t) after
+// them. Every tower implements Tower: Forward(Batch) → N×d L2-normalised
+// embeddings, Backward(∂L/∂emb) into its segments of the gradient buffer.
+// A kind of tower is one type in one file plus a registerTower call in
+// that file's init: its modality, the checks of its Config fields, its
+// parameter segments in buffer order with their initialisation, and how
+// to wire a tower over views of the buffers. Config.ImageTower and
+// Config.TextTower choose the kinds by name (TowerKinds lists them), and
+// Config.Describe lists the towers a Config builds, which is how a
+// checkpoint's manifest is read back into the same towers.
+//
+// The kinds so far: "mlp", an image MLP (Linear → [LayerNorm] →
+// activation, repeated, then Linear to the embedding dimension d) followed
+// by L2 normalisation; "bow", a text tower that mean-pools an EmbeddingBag
+// → [LayerNorm] → activation → Linear(→d) → L2 normalisation.
 //
 // Layers allocate their activation caches the first time a batch of a given
 // size arrives and reuse them afterwards (they grow only for a larger batch),

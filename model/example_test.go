@@ -22,13 +22,13 @@ func Example() {
 	for i := range x {
 		x[i] = float32(i%28) / 28
 	}
-	u, err := m.Image.Forward(x, b)
+	u, err := m.Image.Forward(model.Rows(x, b))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	// Captions "3 17 256" and "9 9": bag i starts at offsets[i].
-	v, err := m.Text.Forward([]int32{3, 17, 256, 9, 9}, []int32{0, 3}, b)
+	v, err := m.Text.Forward(model.Bags[float32]([]int32{3, 17, 256, 9, 9}, []int32{0, 3}, b))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -28,7 +28,7 @@ func FuzzTextForward(f *testing.F) {
 			}
 			return v
 		}
-		v, err := m.Text.Forward(ints(rawIDs), ints(rawOffsets), b)
+		v, err := m.Text.Forward(Bags[float32](ints(rawIDs), ints(rawOffsets), b))
 		if err != nil {
 			return
 		}

@@ -198,12 +198,12 @@ func TestTowerGradients(t *testing.T) {
 				offsets := []int32{0, 2, 5, 6}
 				r, q := randVec(rng, b*cfg.Dim), randVec(rng, b*cfg.Dim)
 				loss := func() float64 {
-					u, err := m.Image.Forward(x, b)
+					u, err := m.Image.Forward(Rows(x, b))
 					if err != nil {
 						t.Fatal(err)
 					}
 					lu := dot(r, u)
-					v, err := m.Text.Forward(ids, offsets, b)
+					v, err := m.Text.Forward(Bags[float64](ids, offsets, b))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -242,7 +242,7 @@ func TestGradientAccumulates(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
 	x, r := randVec(rng, 2*6), randVec(rng, 2*3)
-	if _, err := m.Image.Forward(x, 2); err != nil {
+	if _, err := m.Image.Forward(Rows(x, 2)); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Image.Backward(r); err != nil {

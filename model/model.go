@@ -13,8 +13,8 @@ import (
 type Model[T gemm.Float] struct {
 	Cfg   Config
 	P     *Params[T]
-	Image *ImageTower[T]
-	Text  *TextTower[T] // nil when Cfg.TextVocab == 0
+	Image Tower[T]
+	Text  Tower[T] // nil when Cfg.TextVocab == 0
 	// LogitScale is the index of t in P.W and P.G; the logit scale is
 	// s = exp(t). It is always present and never decayed.
 	LogitScale int
@@ -105,48 +105,13 @@ func NewWithParams[T gemm.Float](cfg Config, w []T) (*Model[T], error) {
 	return assemble(cfg, &Params[T]{W: w, Segments: l.segs}), nil
 }
 
-// assemble wires the layers of cfg to their views into p.
+// assemble wires the towers of cfg to their views into p.
 func assemble[T gemm.Float](cfg Config, p *Params[T]) *Model[T] {
 	c := &cursor[T]{p: p}
-	linear := func(name string, in, out int) *Linear[T] {
-		w, dw := c.next(name + ".weight")
-		b, db := c.next(name + ".bias")
-		return &Linear[T]{In: in, Out: out, W: w, B: b, DW: dw, DB: db}
-	}
-	layerNorm := func(name string, n int) *LayerNorm[T] {
-		g, dg := c.next(name + ".gain")
-		b, db := c.next(name + ".bias")
-		return &LayerNorm[T]{N: n, Gain: g, Bias: b, DGain: dg, DBias: db}
-	}
 	m := &Model[T]{Cfg: cfg, P: p}
-	img := &ImageTower[T]{L2: &L2Normalize[T]{N: cfg.Dim}}
-	if cfg.LayerNorm {
-		img.LayerNorms = make([]*LayerNorm[T], len(cfg.ImageHidden))
-	}
-	in := cfg.ImageIn
-	for i, h := range cfg.ImageHidden {
-		img.Linears = append(img.Linears, linear(fmt.Sprintf("image.fc%d", i), in, h))
-		if cfg.LayerNorm {
-			img.LayerNorms[i] = layerNorm(fmt.Sprintf("image.ln%d", i), h)
-		}
-		img.Acts = append(img.Acts, newActivation[T](cfg.Activation, h))
-		in = h
-	}
-	img.Linears = append(img.Linears, linear("image.proj", in, cfg.Dim))
-	img.Linears[0].NoInputGrad = true // the input is data
-	m.Image = img
+	m.Image = build(towerKinds[cfg.kindName(ModalityImage)], cfg, c)
 	if cfg.TextVocab > 0 {
-		e, de := c.next("text.embed.weight")
-		txt := &TextTower[T]{
-			Embed: &EmbeddingBag[T]{Vocab: cfg.TextVocab, Dim: cfg.TextHidden, E: e, DE: de},
-			Act:   newActivation[T](cfg.Activation, cfg.TextHidden),
-			L2:    &L2Normalize[T]{N: cfg.Dim},
-		}
-		if cfg.LayerNorm {
-			txt.LayerNorm = layerNorm("text.ln", cfg.TextHidden)
-		}
-		txt.Proj = linear("text.proj", cfg.TextHidden, cfg.Dim)
-		m.Text = txt
+		m.Text = build(towerKinds[cfg.kindName(ModalityText)], cfg, c)
 	}
 	c.next(LogitScaleName)
 	m.LogitScale = p.Segments[c.i-1].Off
@@ -168,8 +133,8 @@ func (m *Model[T]) Scale() T { return T(math.Exp(float64(m.P.W[m.LogitScale]))) 
 // no tower computes, excepted): what a bucketed all-reduce overlapped with
 // the backward pass needs.
 func (m *Model[T]) SetGradReady(ready func(g []T)) {
-	m.Image.Ready = ready
+	m.Image.SetGradReady(ready)
 	if m.Text != nil {
-		m.Text.Ready = ready
+		m.Text.SetGradReady(ready)
 	}
 }

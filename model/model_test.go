@@ -290,11 +290,11 @@ func TestNewWithParams(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(5, 5))
 	x := randVec(rng, 3*cfg.ImageIn)
-	um, err := m.Image.Forward(x, 3)
+	um, err := m.Image.Forward(Rows(x, 3))
 	if err != nil {
 		t.Fatal(err)
 	}
-	uk, err := k.Image.Forward(x, 3)
+	uk, err := k.Image.Forward(Rows(x, 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,14 +308,14 @@ func TestNewWithParams(t *testing.T) {
 	}
 	// A change of the shared W shows in the copy.
 	m.P.W[0] += 1
-	uk2, _ := k.Image.Forward(x, 3)
+	uk2, _ := k.Image.Forward(Rows(x, 3))
 	if uk2[0] == um[0] && uk2[1] == um[1] && uk2[2] == um[2] {
 		t.Error("the copy does not see updates of the shared W")
 	}
 	if err := k.Image.Backward(make([]float64, 3*cfg.Dim)); err == nil || !strings.Contains(err.Error(), "no gradient buffer") {
 		t.Errorf("image Backward without G: err = %v, want a no-gradient-buffer error", err)
 	}
-	if _, err := k.Text.Forward([]int32{1, 2}, []int32{0}, 1); err != nil {
+	if _, err := k.Text.Forward(Bags[float64]([]int32{1, 2}, []int32{0}, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := k.Text.Backward(make([]float64, cfg.Dim)); err == nil || !strings.Contains(err.Error(), "no gradient buffer") {
@@ -394,11 +394,11 @@ func TestBadInput(t *testing.T) {
 		{"negative batch", nil, -1},
 	}
 	for _, tc := range imageCases {
-		if _, err := m.Image.Forward(tc.x, tc.b); err == nil {
+		if _, err := m.Image.Forward(Rows(tc.x, tc.b)); err == nil {
 			t.Errorf("image Forward %s: no error", tc.name)
 		}
 	}
-	if _, err := m.Image.Forward(make([]float32, 2*cfg.ImageIn), 2); err != nil {
+	if _, err := m.Image.Forward(Rows(make([]float32, 2*cfg.ImageIn), 2)); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Image.Backward(make([]float32, 3*cfg.Dim)); err == nil {
@@ -419,19 +419,19 @@ func TestBadInput(t *testing.T) {
 		{"ids without bags", []int32{1}, nil, 0, "no bags"},
 	}
 	for _, tc := range textCases {
-		if _, err := m.Text.Forward(tc.ids, tc.offsets, tc.b); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := m.Text.Forward(Bags[float32](tc.ids, tc.offsets, tc.b)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("text Forward %s: err = %v, want one mentioning %q", tc.name, err, tc.want)
 		}
 	}
 	// A failed Forward leaves nothing for Backward.
-	if _, err := m.Image.Forward(make([]float32, 1), 2); err == nil {
+	if _, err := m.Image.Forward(Rows(make([]float32, 1), 2)); err == nil {
 		t.Fatal("bad Forward accepted")
 	}
 	if err := m.Image.Backward(make([]float32, 2*cfg.Dim)); err == nil {
 		t.Error("image Backward after a failed Forward accepted")
 	}
 	// An empty batch is allowed (a rank may own no rows).
-	if u, err := m.Image.Forward(nil, 0); err != nil || len(u) != 0 {
+	if u, err := m.Image.Forward(Rows[float32](nil, 0)); err != nil || len(u) != 0 {
 		t.Errorf("empty image batch: %v, %v", u, err)
 	}
 	if err := m.Image.Backward(nil); err != nil {
@@ -493,14 +493,14 @@ func testZeroAllocs(t *testing.T, act string) {
 	var stepErr error
 	step := func(b int) {
 		m.P.ZeroGrad()
-		if _, err := m.Image.Forward(x[:b*cfg.ImageIn], b); err != nil {
+		if _, err := m.Image.Forward(Rows(x[:b*cfg.ImageIn], b)); err != nil {
 			stepErr = err
 		}
 		_ = m.Image.Features()
 		if err := m.Image.Backward(dEmb[:b*cfg.Dim]); err != nil {
 			stepErr = err
 		}
-		if _, err := m.Text.Forward(ids[:3*b], offsets[:b], b); err != nil {
+		if _, err := m.Text.Forward(Bags[float32](ids[:3*b], offsets[:b], b)); err != nil {
 			stepErr = err
 		}
 		if err := m.Text.Backward(dEmb[:b*cfg.Dim]); err != nil {
@@ -539,11 +539,11 @@ func TestFloat32MatchesFloat64(t *testing.T) {
 	for i, v := range x64 {
 		x32[i] = float32(v)
 	}
-	u32, err := m32.Image.Forward(x32, b)
+	u32, err := m32.Image.Forward(Rows(x32, b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	u64, err := m64.Image.Forward(x64, b)
+	u64, err := m64.Image.Forward(Rows(x64, b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,10 +578,10 @@ func TestGradReadyOrder(t *testing.T) {
 		}
 		run := func() {
 			m.P.ZeroGrad()
-			if _, err := m.Image.Forward(x, b); err != nil {
+			if _, err := m.Image.Forward(Rows(x, b)); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := m.Text.Forward(ids, offsets, b); err != nil {
+			if _, err := m.Text.Forward(Bags[float64](ids, offsets, b)); err != nil {
 				t.Fatal(err)
 			}
 			if err := m.Text.Backward(dEmb); err != nil {

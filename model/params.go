@@ -9,11 +9,12 @@ import (
 // Segment names one parameter tensor inside the flat buffer: its values are
 // W[Off : Off+Len] and its gradient G[Off : Off+Len].
 type Segment struct {
-	Name     string
-	Off, Len int
+	Name string `json:"name"`
+	Off  int    `json:"offset"`
+	Len  int    `json:"len"`
 	// NoDecay marks tensors that weight decay must skip: biases, LayerNorm
 	// gains and biases, and the logit scale. Weights and embeddings decay.
-	NoDecay bool
+	NoDecay bool `json:"no_decay,omitempty"`
 }
 
 // Params is the flat parameter buffer W, the flat gradient buffer G (same
@@ -99,25 +100,29 @@ const LogitScaleName = "logit_scale"
 // the image tower, the text tower (if any), then the logit scale.
 func layoutOf(c Config) *layout {
 	l := &layout{}
-	in := c.ImageIn
-	for i, h := range c.ImageHidden {
-		l.linear(fmt.Sprintf("image.fc%d", i), in, h)
-		if c.LayerNorm {
-			l.layerNorm(fmt.Sprintf("image.ln%d", i), h)
-		}
-		in = h
-	}
-	l.linear("image.proj", in, c.Dim)
-	if c.TextVocab > 0 {
-		l.add("text.embed.weight", c.TextVocab*c.TextHidden, false, initSpec{kind: initNormal})
-		if c.LayerNorm {
-			l.layerNorm("text.ln", c.TextHidden)
-		}
-		l.linear("text.proj", c.TextHidden, c.Dim)
+	for _, side := range c.sides() {
+		towerKinds[c.kindName(side)].declare(c, l)
 	}
 	l.add(LogitScaleName, 1, true, initSpec{kind: initLogit})
 	return l
 }
+
+// counter sums products of sizes, remembering an overflow past limit.
+type counter struct {
+	n, limit int
+	over     bool
+}
+
+func (c *counter) add(a, b int) {
+	if c.over || (a > 0 && b > c.limit/a) {
+		c.over = true
+		return
+	}
+	c.n += a * b
+	c.over = c.n > c.limit
+}
+
+func (c *counter) ok() bool { return !c.over }
 
 // cursor hands out the views of a layout's segments in order.
 type cursor[T gemm.Float] struct {
@@ -132,4 +137,18 @@ func (c *cursor[T]) next(name string) (w, g []T) {
 	}
 	c.i++
 	return c.p.View(s)
+}
+
+// linear hands out the weight and bias of the Linear layer name.
+func (c *cursor[T]) linear(name string, in, out int) *Linear[T] {
+	w, dw := c.next(name + ".weight")
+	b, db := c.next(name + ".bias")
+	return &Linear[T]{In: in, Out: out, W: w, B: b, DW: dw, DB: db}
+}
+
+// layerNorm hands out the gain and bias of the LayerNorm name.
+func (c *cursor[T]) layerNorm(name string, n int) *LayerNorm[T] {
+	g, dg := c.next(name + ".gain")
+	b, db := c.next(name + ".bias")
+	return &LayerNorm[T]{N: n, Gain: g, Bias: b, DGain: dg, DBias: db}
 }

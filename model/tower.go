@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/infonce/infonce/gemm"
@@ -36,12 +37,13 @@ type ImageTower[T gemm.Float] struct {
 	ready    bool
 }
 
-// Forward encodes the b rows of x (b×ImageIn) and returns the b×Dim
+// Forward encodes the in.N rows of in.X (N×ImageIn) and returns the N×Dim
 // L2-normalised embeddings, a view valid until the next Forward. The first
-// layer keeps a reference to x for Backward: x must not change in between.
-func (t *ImageTower[T]) Forward(x []T, b int) ([]T, error) {
+// layer keeps a reference to in.X for Backward: it must not change in
+// between.
+func (t *ImageTower[T]) Forward(in Batch[T]) ([]T, error) {
 	t.ready = false // a failed Forward leaves nothing to run Backward on
-	h := x
+	h, b := in.X, in.N
 	var err error
 	last := len(t.Linears) - 1
 	for i, lin := range t.Linears[:last] {
@@ -136,12 +138,14 @@ type TextTower[T gemm.Float] struct {
 	ready    bool
 }
 
-// Forward encodes b bags, bag i being ids[offsets[i]:offsets[i+1]] (the last
-// bag runs to len(ids)), and returns the b×Dim L2-normalised embeddings, a
-// view valid until the next Forward. An id outside [0, TextVocab) is an error.
-func (t *TextTower[T]) Forward(ids, offsets []int32, b int) ([]T, error) {
+// Forward encodes in.N bags, bag i being IDs[Offsets[i]:Offsets[i+1]] (the
+// last bag runs to len(IDs)), and returns the N×Dim L2-normalised
+// embeddings, a view valid until the next Forward. An id outside
+// [0, TextVocab) is an error.
+func (t *TextTower[T]) Forward(in Batch[T]) ([]T, error) {
 	t.ready = false // a failed Forward leaves nothing to run Backward on
-	h, err := t.Embed.Forward(ids, offsets, b)
+	b := in.N
+	h, err := t.Embed.Forward(in.IDs, in.Offsets, b)
 	if err != nil {
 		return nil, fmt.Errorf("text tower: %w", err)
 	}
@@ -197,4 +201,147 @@ func (t *TextTower[T]) Backward(dEmb []T) error {
 	}
 	notify(t.Ready, t.Embed.DE)
 	return nil
+}
+
+// Tower kinds of this file.
+const (
+	TowerMLP        = "mlp" // ImageTower
+	TowerBagOfWords = "bow" // TextTower
+)
+
+// Kind is TowerMLP.
+func (t *ImageTower[T]) Kind() string { return TowerMLP }
+
+// SetGradReady sets Ready.
+func (t *ImageTower[T]) SetGradReady(ready func(g []T)) { t.Ready = ready }
+
+// Kind is TowerBagOfWords.
+func (t *TextTower[T]) Kind() string { return TowerBagOfWords }
+
+// SetGradReady sets Ready.
+func (t *TextTower[T]) SetGradReady(ready func(g []T)) { t.Ready = ready }
+
+func init() {
+	registerTower(TowerMLP, towerKind{
+		modality: ModalityImage,
+		check:    checkMLP,
+		count:    countMLP,
+		declare:  declareMLP,
+		build32:  func(c Config, cur *cursor[float32]) Tower[float32] { return newImageTower(c, cur) },
+		build64:  func(c Config, cur *cursor[float64]) Tower[float64] { return newImageTower(c, cur) },
+	})
+	registerTower(TowerBagOfWords, towerKind{
+		modality: ModalityText,
+		check:    checkBagOfWords,
+		count:    countBagOfWords,
+		declare:  declareBagOfWords,
+		build32:  func(c Config, cur *cursor[float32]) Tower[float32] { return newTextTower(c, cur) },
+		build64:  func(c Config, cur *cursor[float64]) Tower[float64] { return newTextTower(c, cur) },
+	})
+}
+
+func checkMLP(c Config) []error {
+	var errs []error
+	if c.ImageIn <= 0 {
+		errs = append(errs, fmt.Errorf("model: Config.ImageIn = %d, want > 0", c.ImageIn))
+	}
+	if len(c.ImageHidden) == 0 {
+		errs = append(errs, errors.New("model: Config.ImageHidden is empty, want at least one hidden width (e.g. {512, 256})"))
+	}
+	for i, h := range c.ImageHidden {
+		if h <= 0 {
+			errs = append(errs, fmt.Errorf("model: Config.ImageHidden[%d] = %d, want > 0", i, h))
+		}
+	}
+	return errs
+}
+
+func countMLP(c Config, limit int) (int, bool) {
+	var n counter
+	n.limit = limit
+	in := c.ImageIn
+	for _, h := range c.ImageHidden {
+		n.add(h, in+1)
+		if c.LayerNorm {
+			n.add(2, h)
+		}
+		in = h
+	}
+	n.add(c.Dim, in+1)
+	return n.n, n.ok()
+}
+
+// declareMLP lists the MLP's segments: per hidden layer i, image.fc<i>
+// (and image.ln<i> with LayerNorm), then image.proj.
+func declareMLP(c Config, l *layout) {
+	in := c.ImageIn
+	for i, h := range c.ImageHidden {
+		l.linear(fmt.Sprintf("image.fc%d", i), in, h)
+		if c.LayerNorm {
+			l.layerNorm(fmt.Sprintf("image.ln%d", i), h)
+		}
+		in = h
+	}
+	l.linear("image.proj", in, c.Dim)
+}
+
+func newImageTower[T gemm.Float](cfg Config, c *cursor[T]) *ImageTower[T] {
+	img := &ImageTower[T]{L2: &L2Normalize[T]{N: cfg.Dim}}
+	if cfg.LayerNorm {
+		img.LayerNorms = make([]*LayerNorm[T], len(cfg.ImageHidden))
+	}
+	in := cfg.ImageIn
+	for i, h := range cfg.ImageHidden {
+		img.Linears = append(img.Linears, c.linear(fmt.Sprintf("image.fc%d", i), in, h))
+		if cfg.LayerNorm {
+			img.LayerNorms[i] = c.layerNorm(fmt.Sprintf("image.ln%d", i), h)
+		}
+		img.Acts = append(img.Acts, newActivation[T](cfg.Activation, h))
+		in = h
+	}
+	img.Linears = append(img.Linears, c.linear("image.proj", in, cfg.Dim))
+	img.Linears[0].NoInputGrad = true // the input is data
+	return img
+}
+
+func checkBagOfWords(c Config) []error {
+	if c.TextHidden <= 0 {
+		return []error{fmt.Errorf("model: Config.TextHidden = %d, want > 0 when TextVocab > 0", c.TextHidden)}
+	}
+	return nil
+}
+
+func countBagOfWords(c Config, limit int) (int, bool) {
+	var n counter
+	n.limit = limit
+	n.add(c.TextVocab, c.TextHidden)
+	n.add(c.Dim, c.TextHidden+1)
+	if c.LayerNorm {
+		n.add(2, c.TextHidden)
+	}
+	return n.n, n.ok()
+}
+
+// declareBagOfWords lists text.embed.weight, text.ln (with LayerNorm) and
+// text.proj.
+func declareBagOfWords(c Config, l *layout) {
+	l.add("text.embed.weight", c.TextVocab*c.TextHidden, false, initSpec{kind: initNormal})
+	if c.LayerNorm {
+		l.layerNorm("text.ln", c.TextHidden)
+	}
+	l.linear("text.proj", c.TextHidden, c.Dim)
+}
+
+func newTextTower[T gemm.Float](cfg Config, c *cursor[T]) *TextTower[T] {
+	e, de := c.next("text.embed.weight")
+	txt := &TextTower[T]{
+		Embed: &EmbeddingBag[T]{Vocab: cfg.TextVocab, Dim: cfg.TextHidden, E: e, DE: de},
+		Act:   newActivation[T](cfg.Activation, cfg.TextHidden),
+		L2:    &L2Normalize[T]{N: cfg.Dim},
+	}
+	if cfg.LayerNorm {
+		txt.LayerNorm = c.layerNorm("text.ln", cfg.TextHidden)
+	}
+	txt.Proj = c.linear("text.proj", cfg.TextHidden, cfg.Dim)
+	return txt
 }

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
+
+	"github.com/infonce/infonce/model"
 )
 
 // Objectives accepted by Config.Objective.
@@ -37,6 +40,10 @@ type Config struct {
 	Temperature      float64 `json:"temperature"`       // τ: fixed, or the initial value when learned
 	LearnTemperature bool    `json:"learn_temperature"` // learn t = ln(1/τ) (CLIP's logit scale)
 
+	// ImageTower and TextTower name the kinds of the towers (model's
+	// registered kinds; "" means mlp and bow).
+	ImageTower  string `json:"image_tower,omitempty"`
+	TextTower   string `json:"text_tower,omitempty"`
 	Dim         int    `json:"dim"`
 	ImageHidden []int  `json:"image_hidden"`
 	TextHidden  int    `json:"text_hidden"`
@@ -93,10 +100,14 @@ func DefaultConfig() Config {
 // Validate reports the first field that cannot work, naming its flag.
 func (c Config) Validate() error {
 	var errs []error
-	switch c.Objective {
-	case CLIP, SimCLR, MoCo:
-	default:
-		errs = append(errs, fmt.Errorf("--objective %q is unknown: use clip, simclr or moco", c.Objective))
+	if !knownObjective(c.Objective) {
+		errs = append(errs, fmt.Errorf("--objective %q is unknown: use one of %v", c.Objective, Objectives()))
+	}
+	if k := c.ImageTower; k != "" && !slices.Contains(model.TowerKinds(model.ModalityImage), k) {
+		errs = append(errs, fmt.Errorf("--image-tower %q is unknown: use one of %v", k, model.TowerKinds(model.ModalityImage)))
+	}
+	if k := c.TextTower; k != "" && !slices.Contains(model.TowerKinds(model.ModalityText), k) {
+		errs = append(errs, fmt.Errorf("--text-tower %q is unknown: use one of %v", k, model.TowerKinds(model.ModalityText)))
 	}
 	switch c.Optimizer {
 	case "adamw", "sgd", "lars":
@@ -160,5 +171,10 @@ func (c Config) Fingerprint() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "objective=%s data=%s batch=%d dim=%d hidden=%v text=%d act=%s ln=%v seed=%d opt=%s",
 		c.Objective, c.Data, c.Batch, c.Dim, c.ImageHidden, c.TextHidden, c.Activation, c.LayerNorm, c.Seed, c.Optimizer)
+	// The towers' kinds join the summary when they are not the defaults,
+	// so that the checkpoints of runs with the default towers still match.
+	if c.ImageTower != "" && c.ImageTower != model.TowerMLP || c.TextTower != "" && c.TextTower != model.TowerBagOfWords {
+		fmt.Fprintf(&b, " towers=%s,%s", c.ImageTower, c.TextTower)
+	}
 	return b.String()
 }

@@ -16,6 +16,21 @@
 //	6 reduce   Σ over ranks (each share is normalised by the global B)
 //	7 step     the same update on every rank
 //
+// # Objectives
+//
+// The loss of step 4 is an Objective: it lists the named views it needs
+// (ViewSpec: "image", "image2", "text", with the tower that encodes each
+// and the augmentation that builds it) and computes its share of the loss
+// and the gradient of the local embeddings through the collective it is
+// given. Step builds the views from the samples' fields, runs each tower
+// once over the rows of its views, calls Loss, and runs each tower's
+// backward pass with the gradient. State of an objective's own (MoCo's
+// key encoder and queue) comes through optional interfaces and goes into
+// checkpoints. CLIP, SimCLR and MoCo are registered in objective_*.go; a
+// new objective is one type and one RegisterObjective call, after which
+// --objective accepts its name (objective_test.go registers one of its
+// own and trains it on 1 and 3 ranks).
+//
 // In a ring of more than one rank, step 1 of the next step runs ahead in
 // the waits of this one: the input rows are a pure function of (seed,
 // step, sample), and the data plane hands its idle polls to

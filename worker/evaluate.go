@@ -93,7 +93,7 @@ func (t *Trainer[T]) Evaluate(ctx context.Context) (Evaluation, error) {
 			ids = append(ids, t.tokens[c*nT+j]...)
 		}
 	}
-	templ, err := m.Text.Forward(ids, offsets, C*nT)
+	templ, err := m.Text.Forward(model.Bags[T](ids, offsets, C*nT))
 	if err != nil {
 		return ev, fmt.Errorf("zero-shot prompts: %w", err)
 	}
@@ -113,7 +113,7 @@ func (t *Trainer[T]) Evaluate(ctx context.Context) (Evaluation, error) {
 			offsets = append(offsets, int32(len(ids)))
 			ids = append(ids, t.tokens[testY[i]*nT+j]...)
 		}
-		v, err := m.Text.Forward(ids, offsets, hi-lo)
+		v, err := m.Text.Forward(model.Bags[T](ids, offsets, hi-lo))
 		if err != nil {
 			return ev, fmt.Errorf("retrieval captions: %w", err)
 		}
@@ -143,7 +143,7 @@ func (t *Trainer[T]) encodeImages(ctx context.Context, m *model.Model[T], split 
 		}
 		hi := min(lo+evalBatch, split.N)
 		dataset.Pixels(split.Pixels[lo*P:hi*P], x[:(hi-lo)*P])
-		e, err := m.Image.Forward(x[:(hi-lo)*P], hi-lo)
+		e, err := m.Image.Forward(model.Rows(x[:(hi-lo)*P], hi-lo))
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode images %d..%d: %w", lo, hi, err)
 		}

@@ -6,21 +6,34 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"time"
 	"unsafe"
 
 	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/model"
 )
 
 // Blob names of a training checkpoint.
 const (
-	blobParams    = "params"
-	blobKeyParams = "moco_key_params"
-	blobQueue     = "moco_queue"
-	optimPrefix   = "optim_"
+	blobParams  = "params"
+	optimPrefix = "optim_"
 )
+
+// ExtraModel is the manifest's Extra key of the model's configuration (the
+// towers' kinds and shapes, as JSON of model.Config): what eval, resume
+// and checkpoint inspect rebuild the towers from.
+const ExtraModel = "model"
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
 
 // CheckpointDir is where a run keeps its checkpoints.
 func CheckpointDir(out string) string { return filepath.Join(out, "checkpoints") }
@@ -33,6 +46,10 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 	cfg, err := json.Marshal(t.Cfg)
 	if err != nil {
 		return checkpoint.Manifest{}, nil, fmt.Errorf("encode config: %w", err)
+	}
+	mc, err := json.Marshal(t.Model.Cfg)
+	if err != nil {
+		return checkpoint.Manifest{}, nil, fmt.Errorf("encode model config: %w", err)
 	}
 	epoch := 0
 	if spe := t.Sampler.StepsPerEpoch(); spe > 0 {
@@ -49,18 +66,19 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 		Extra: map[string]string{
 			"optimizer_steps": fmt.Sprint(t.Opt.StepCount()),
 			"param_sha256":    ParamSHA256(t.Model.P.W),
+			ExtraModel:        string(mc),
 		},
 	}
 	blobs := []checkpoint.Blob{{Name: blobParams, Data: floatBytes(t.Model.P.W)}}
 	for _, b := range t.Opt.State() {
 		blobs = append(blobs, checkpoint.Blob{Name: optimPrefix + b.Name, Data: floatBytes(b.Data)})
 	}
-	if t.moco != nil {
-		q := t.moco.Queue
-		blobs = append(blobs,
-			checkpoint.Blob{Name: blobKeyParams, Data: floatBytes(t.keyW)},
-			checkpoint.Blob{Name: blobQueue, Data: floatBytes(q.Data())})
-		m.Extra["moco_queue_ptr"] = fmt.Sprint(q.Ptr())
+	if o, ok := t.Obj.(Stateful[T]); ok {
+		ob, extra := o.Snapshot()
+		blobs = append(blobs, ob...)
+		for k, v := range extra {
+			m.Extra[k] = v
+		}
 	}
 	return m, blobs, nil
 }
@@ -81,6 +99,18 @@ func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(strin
 	if saved.Fingerprint() != t.Cfg.Fingerprint() {
 		return 0, fmt.Errorf("state from %s was written by a different run (%s), this run is %s: resume with the same model, objective and batch, or start a new --out", from, saved.Fingerprint(), t.Cfg.Fingerprint())
 	}
+	if saved, ok := m.Extra[ExtraModel]; ok {
+		var mc model.Config
+		if err := json.Unmarshal([]byte(saved), &mc); err != nil {
+			return 0, fmt.Errorf("state from %s: model config: %w", from, err)
+		}
+		// t0 is only the start of training: a resumed run keeps the t it
+		// restores, whatever its --temperature.
+		mc.InitLogitScale = t.Model.Cfg.InitLogitScale
+		if !reflect.DeepEqual(mc, t.Model.Cfg) {
+			return 0, fmt.Errorf("state from %s holds towers %s, this run builds %s: the data or the tower flags differ from the run that wrote it", from, saved, mustJSON(t.Model.Cfg))
+		}
+	}
 	if err := loadFloats(from, blob, blobParams, t.Model.P.W); err != nil {
 		return 0, err
 	}
@@ -94,20 +124,9 @@ func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(strin
 		return 0, fmt.Errorf("state from %s: optimizer_steps: %w", from, err)
 	}
 	t.Opt.SetStep(steps)
-	if t.moco != nil {
-		if err := loadFloats(from, blob, blobKeyParams, t.keyW); err != nil {
+	if o, ok := t.Obj.(Stateful[T]); ok {
+		if err := o.Restore(from, blob, m.Extra); err != nil {
 			return 0, err
-		}
-		q := make([]T, len(t.moco.Queue.Data()))
-		if err := loadFloats(from, blob, blobQueue, q); err != nil {
-			return 0, err
-		}
-		var ptr int
-		if _, err := fmt.Sscan(m.Extra["moco_queue_ptr"], &ptr); err != nil {
-			return 0, fmt.Errorf("state from %s: moco_queue_ptr: %w", from, err)
-		}
-		if err := t.moco.Queue.Restore(q, ptr); err != nil {
-			return 0, fmt.Errorf("state from %s: moco queue: %w", from, err)
 		}
 	}
 	if !allFinite(t.Model.P.W) {

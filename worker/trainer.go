@@ -37,8 +37,11 @@ var ErrNonFinite = errors.New("loss or gradient is not finite")
 
 // Trainer owns one rank's model, optimizer and step buffers.
 type Trainer[T gemm.Float] struct {
-	Cfg     Config
-	Set     *dataset.Set
+	Cfg Config
+	Set *dataset.Set
+	// Train is the training split as a source of samples with named
+	// fields: the views of a step are built from its samples' fields.
+	Train   dataset.Split
 	Model   *model.Model[T]
 	Opt     optim.Optimizer[T]
 	Sched   optim.WarmupCosine
@@ -48,24 +51,23 @@ type Trainer[T gemm.Float] struct {
 	tokenizer *dataset.Tokenizer
 	tokens    [][]int32 // tokens[class*T+tmpl]
 
-	clip *contrastive.CLIP[T]
-	ntx  *contrastive.NTXent[T]
-	moco *contrastive.MoCo[T]
-	key  *model.Model[T] // MoCo's momentum encoder θ_k
-	keyW []T
+	// Obj is the objective; in holds its views of the current step.
+	Obj Objective[T]
+	in  LossInput[T]
+	// imageViews and textView index in.Views: the views whose input is
+	// the image rows in x (in that order), and the caption view (−1: none).
+	imageViews []int
+	textView   int
 
 	// per-step buffers, sized once for the largest local batch
-	idx      []int
-	x        []T // local images: b×P rows, or 2b×P (view 1 rows, then view 2 rows)
-	ids      []int32
-	offsets  []int32
-	capIDs   []int32
-	du, dv   []T
-	dq       []T
-	counts   []int
-	timed    timedComm[T]
-	mocoK2   []T
-	mocoRows int // rows of ∂L/∂q in dq
+	idx     []int
+	x       []T // the image views' rows of the local samples: view after view, b×P each
+	ids     []int32
+	offsets []int32
+	capIDs  []int32
+	dEmb    map[string][]T // ∂L/∂emb of each tower's encoded rows
+	counts  []int
+	timed   timedComm[T]
 
 	red       overlapped // the gradient reduction of the step, when in flight
 	gradReady func([]T)  // t.handOver, bound once
@@ -199,7 +201,7 @@ func NewTrainerGrad[T gemm.Float](cfg Config, set *dataset.Set, grad func(n int)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Trainer[T]{Cfg: cfg, Set: set, aug: dataset.DefaultAugConfig()}
+	t := &Trainer[T]{Cfg: cfg, Set: set, Train: dataset.Split{Set: set}, aug: dataset.DefaultAugConfig()}
 	t.Sampler = dataset.Sampler{Seed: cfg.Seed, N: set.Train.N, B: cfg.Batch}
 	if err := t.Sampler.Validate(); err != nil {
 		return nil, fmt.Errorf("--batch %d with data set %s: %w", cfg.Batch, set.Name, err)
@@ -208,6 +210,30 @@ func NewTrainerGrad[T gemm.Float](cfg Config, set *dataset.Set, grad func(n int)
 	if t.totalSteps == 0 {
 		t.totalSteps = int64(cfg.Epochs) * int64(t.Sampler.StepsPerEpoch())
 	}
+
+	obj, err := newObjective[T](cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.Obj = obj
+	t.textView = -1
+	for i, v := range obj.Views() {
+		switch v.Tower {
+		case model.ModalityImage:
+			t.imageViews = append(t.imageViews, i)
+		case model.ModalityText:
+			if t.textView >= 0 {
+				return nil, fmt.Errorf("objective %s: more than one text view", cfg.Objective)
+			}
+			t.textView = i
+		}
+	}
+	t.in.Views = make([]View[T], len(obj.Views()))
+	for i, v := range obj.Views() {
+		t.in.Views[i].ViewSpec = v
+	}
+	t.in.towerIn = map[string]model.Batch[T]{}
+	t.dEmb = map[string][]T{}
 
 	mc := t.modelConfig()
 	var g []T
@@ -220,7 +246,8 @@ func NewTrainerGrad[T gemm.Float](cfg Config, set *dataset.Set, grad func(n int)
 			return nil, fmt.Errorf("gradient buffer: %w", err)
 		}
 	}
-	m, err := model.NewWithGrad[T](mc, cfg.Seed, g)
+	var m *model.Model[T]
+	m, err = model.NewWithGrad[T](mc, cfg.Seed, g)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
@@ -238,19 +265,10 @@ func NewTrainerGrad[T gemm.Float](cfg Config, set *dataset.Set, grad func(n int)
 		t.Sched.Min = cfg.LR
 	}
 
-	switch cfg.Objective {
-	case CLIP:
-		t.clip = &contrastive.CLIP[T]{Chunk: cfg.Chunk, MaskFalseNegatives: cfg.MaskFalseNegatives}
-	case SimCLR:
-		t.ntx = &contrastive.NTXent[T]{Chunk: cfg.Chunk}
-	case MoCo:
-		t.keyW = slices.Clone(m.P.W)
-		t.key, err = model.NewWithParams[T](mc, t.keyW)
-		if err != nil {
-			return nil, fmt.Errorf("moco key encoder: %w", err)
+	if o, ok := obj.(initializer[T]); ok {
+		if err := o.Init(m); err != nil {
+			return nil, err
 		}
-		q := contrastive.NewQueue[T](cfg.moCoQueue(), cfg.Dim, cfg.Seed^0x9e3779b97f4a7c15)
-		t.moco = &contrastive.MoCo[T]{Queue: q, Symmetric: cfg.MoCoSymmetric, Chunk: cfg.Chunk}
 	}
 	return t, nil
 }
@@ -267,8 +285,10 @@ func (t *Trainer[T]) modelConfig() model.Config {
 	mc.Activation = cfg.Activation
 	mc.LayerNorm = cfg.LayerNorm
 	mc.InitLogitScale = math.Log(1 / cfg.Temperature)
+	mc.ImageTower = cfg.ImageTower
+	mc.TextTower = cfg.TextTower
 	mc.TextVocab = 0
-	if cfg.Objective == CLIP {
+	if t.textView >= 0 {
 		t.captioner = dataset.NewCaptioner(set)
 		t.tokenizer = dataset.NewTokenizer(t.captioner.Corpus())
 		mc.TextVocab = t.tokenizer.Vocab()
@@ -316,56 +336,25 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	p := t.Model.P
 	t.startZeroGrad(K)
 	defer t.finishZeroGrad()
-	d := t.Cfg.Dim
-	var res struct {
-		Loss, DT T
-	}
-	s := T(math.Exp(float64(p.W[t.Model.LogitScale])))
+	in := &t.in
+	in.D, in.Counts, in.Step = t.Cfg.Dim, counts, step
+	in.Scale = T(math.Exp(float64(p.W[t.Model.LogitScale])))
 	// 1.–4. Sample, encode, gather, and the loss with its gradient with
 	// respect to the local embeddings.
-	switch t.Cfg.Objective {
-	case CLIP:
-		t.fillCaptions(epoch, local)
-		times.Data = sw.lap()
-		u, err := t.Model.Image.Forward(t.x[:b*t.pixels()], b)
-		if err != nil {
-			return StepStats{}, fmt.Errorf("step %d: image tower: %w", step, err)
+	t.buildViews(epoch, local)
+	times.Data = sw.lap()
+	if err := t.encode(b); err != nil {
+		return StepStats{}, fmt.Errorf("step %d: %w", step, err)
+	}
+	if e, ok := t.Obj.(viewEncoder[T]); ok {
+		if err := e.EncodeViews(in); err != nil {
+			return StepStats{}, fmt.Errorf("step %d: %s: %w", step, t.Cfg.Objective, err)
 		}
-		v, err := t.Model.Text.Forward(t.ids, t.offsets, b)
-		if err != nil {
-			return StepStats{}, fmt.Errorf("step %d: text tower: %w", step, err)
-		}
-		t.du = grow(t.du, b*d)
-		t.dv = grow(t.dv, b*d)
-		times.Forward = sw.lap()
-		r, err := t.clip.Compute(ctx, comm, contrastive.CLIPInput[T]{
-			U: u, V: v, D: d, Counts: counts, Scale: s, IDs: t.capIDs, DU: t.du, DV: t.dv,
-		})
-		if err != nil {
-			return StepStats{}, fmt.Errorf("step %d: clip loss: %w", step, err)
-		}
-		res.Loss, res.DT = r.Loss, r.DT
-	case SimCLR:
-		times.Data = sw.lap()
-		z, err := t.Model.Image.Forward(t.x[:2*b*t.pixels()], 2*b)
-		if err != nil {
-			return StepStats{}, fmt.Errorf("step %d: image tower: %w", step, err)
-		}
-		t.du = grow(t.du, 2*b*d)
-		times.Forward = sw.lap()
-		r, err := t.ntx.Compute(ctx, comm, contrastive.NTXentInput[T]{
-			Z1: z[:b*d], Z2: z[b*d : 2*b*d], D: d, Counts: counts, Scale: s, DZ1: t.du[:b*d], DZ2: t.du[b*d : 2*b*d],
-		})
-		if err != nil {
-			return StepStats{}, fmt.Errorf("step %d: nt-xent loss: %w", step, err)
-		}
-		res.Loss, res.DT = r.Loss, r.DT
-	case MoCo:
-		r, err := t.mocoForwardLoss(ctx, comm, step, local, b, counts, s, &sw, &times)
-		if err != nil {
-			return StepStats{}, err
-		}
-		res.Loss, res.DT = r.Loss, r.DT
+	}
+	times.Forward = sw.lap()
+	res, err := t.Obj.Loss(ctx, comm, in)
+	if err != nil {
+		return StepStats{}, fmt.Errorf("step %d: %s loss: %w", step, t.Cfg.Objective, err)
 	}
 	times.Loss = sw.lap()
 	t.finishZeroGrad() // the backward pass accumulates into G from here
@@ -386,24 +375,8 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	// the backward pass; the loss pair goes first.
 	stopReq := t.StopRequested.Load()
 	overlap := t.startReduce(ctx, raw, res.Loss, stopReq)
-	switch t.Cfg.Objective {
-	case CLIP:
-		// The text tower first: the gradients then come in one run of
-		// adjacent slices from the top of the buffer down (Model.SetGradReady).
-		if err := t.Model.Text.Backward(t.dv); err != nil {
-			return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: text backward: %w", step, err))
-		}
-		if err := t.Model.Image.Backward(t.du); err != nil {
-			return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: image backward: %w", step, err))
-		}
-	case SimCLR:
-		if err := t.Model.Image.Backward(t.du[:2*b*d]); err != nil {
-			return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: image backward: %w", step, err))
-		}
-	case MoCo:
-		if err := t.Model.Image.Backward(t.dq[:t.mocoRows*d]); err != nil {
-			return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: query backward: %w", step, err))
-		}
+	if err := t.backward(); err != nil {
+		return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: %w", step, err))
 	}
 	times.Backward = sw.lap()
 
@@ -412,7 +385,6 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	}
 	var loss float64
 	var stop bool
-	var err error
 	if overlap {
 		loss, stop, err = t.finishReduce()
 	} else {
@@ -440,9 +412,9 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	// MoCo's queue takes this step's keys of every rank. It is the last
 	// collective of the step: a step that fails anywhere before here
 	// leaves the state as it was, so that it can run again.
-	if t.moco != nil {
-		if err := t.moco.Enqueue(ctx, comm, t.mocoKeys(), d, counts); err != nil {
-			return StepStats{}, fmt.Errorf("step %d: moco enqueue: %w", step, err)
+	if c, ok := t.Obj.(committer[T]); ok {
+		if err := c.Commit(ctx, comm, in); err != nil {
+			return StepStats{}, fmt.Errorf("step %d: %w", step, err)
 		}
 	}
 	times.Reduce = sw.lap()
@@ -456,10 +428,8 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		p.W[t.Model.LogitScale] = T(math.Log(1 / t.Cfg.Temperature))
 	}
 	p.W[t.Model.LogitScale] = T(math.Min(math.Max(float64(p.W[t.Model.LogitScale]), 0), maxLogitScale))
-	if t.moco != nil {
-		// θ_k ← m·θ_k + (1−m)·θ_q with the updated θ_q: the keys of the
-		// next step come from it, as in MoCo's update before each forward.
-		contrastive.MomentumUpdate(t.keyW, p.W, T(t.Cfg.MoCoMomentum))
+	if u, ok := t.Obj.(updater[T]); ok {
+		u.AfterUpdate(p.W)
 	}
 	times.Optimizer = sw.lap()
 	// The gathers ran inside the loss and the reduction phases.
@@ -495,13 +465,8 @@ func (t *Trainer[T]) reduce(ctx context.Context, comm Comm[T], lossShare T, stop
 func (t *Trainer[T]) pixels() int { return t.Set.Train.H * t.Set.Train.W }
 
 // inputRows is the number of image rows a step draws for b local samples:
-// one per sample for CLIP, two views per sample for SimCLR and MoCo.
-func (t *Trainer[T]) inputRows(b int) int {
-	if t.Cfg.Objective == CLIP {
-		return b
-	}
-	return 2 * b
-}
+// one per image view and sample.
+func (t *Trainer[T]) inputRows(b int) int { return len(t.imageViews) * b }
 
 // fillInput writes the image rows of step's local samples into t.x: the
 // rows drawn ahead by the prefetch when it drew this very step for this
@@ -524,26 +489,130 @@ func (t *Trainer[T]) fillInput(step int64, K, k int, local []int) {
 }
 
 // drawRows writes the input of local samples [lo, hi) of step into dst, a
-// pure function of (seed, step, sample): for CLIP the image scaled to
-// [0, 1] in row r; for SimCLR and MoCo two augmented views, view 1 in row
-// r and view 2 in row len(local)+r.
+// pure function of (seed, step, sample): the rows of image view v of the
+// objective from row v·len(local) on, each built from the sample's image
+// field: scaled to [0, 1], or the augmented view its ViewSpec.Augment
+// names.
 func (t *Trainer[T]) drawRows(dst []T, step int64, local []int, lo, hi int) {
 	P := t.pixels()
-	if t.Cfg.Objective == CLIP {
-		for r := lo; r < hi; r++ {
-			i := local[r]
-			dataset.Pixels(t.Set.Train.Pixels[i*P:(i+1)*P], dst[r*P:(r+1)*P])
-		}
-		return
-	}
 	H, W := t.Set.Train.H, t.Set.Train.W
 	b := len(local)
+	var s dataset.Sample
 	for r := lo; r < hi; r++ {
 		i := local[r]
-		src := t.Set.Train.Pixels[i*P : (i+1)*P]
-		dataset.Augment(t.aug, t.Cfg.Seed, step, i, 0, src, H, W, dst[r*P:(r+1)*P])
-		dataset.Augment(t.aug, t.Cfg.Seed, step, i, 1, src, H, W, dst[(b+r)*P:(b+r+1)*P])
+		// A Split's samples are views of the set's memory, always whole.
+		_ = t.Train.Sample(context.Background(), i, &s)
+		src := s.Image.Pix
+		for v, vi := range t.imageViews {
+			row := dst[(v*b+r)*P : (v*b+r+1)*P]
+			if a := t.in.Views[vi].Augment; a > 0 {
+				dataset.Augment(t.aug, t.Cfg.Seed, step, i, a-1, src, H, W, row)
+			} else {
+				dataset.Pixels(src, row)
+			}
+		}
 	}
+}
+
+// buildViews sets the inputs of the objective's views for the local
+// samples of the step: the image rows drawn into t.x (fillInput), and the
+// captions.
+func (t *Trainer[T]) buildViews(epoch int, local []int) {
+	b, P := len(local), t.pixels()
+	for v, vi := range t.imageViews {
+		t.in.Views[vi].In = model.Rows(t.x[v*b*P:(v+1)*b*P], b)
+	}
+	if len(t.imageViews) > 0 {
+		t.in.towerIn[model.ModalityImage] = model.Rows(t.x[:len(t.imageViews)*b*P], len(t.imageViews)*b)
+	}
+	if t.textView >= 0 {
+		t.fillCaptions(epoch, local)
+		v := &t.in.Views[t.textView]
+		v.In = model.Bags[T](t.ids, t.offsets, b)
+		v.Groups = t.capIDs
+		t.in.towerIn[model.ModalityText] = v.In
+	}
+}
+
+// encode runs each tower's forward pass once over the rows of its encoded
+// views (they come first among the tower's views, so their rows are one
+// run), and hands each view its embeddings and its part of the tower's
+// gradient buffer.
+func (t *Trainer[T]) encode(b int) error {
+	d := t.Cfg.Dim
+	for _, side := range t.sides() {
+		views := t.towerViews(side)
+		n := 0
+		for _, vi := range views {
+			if !t.in.Views[vi].InputOnly {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		in := t.in.towerIn[side]
+		in.N = n * b
+		if in.X != nil {
+			in.X = in.X[:n*b*t.pixels()]
+		}
+		emb, err := t.tower(side).Forward(in)
+		if err != nil {
+			return fmt.Errorf("%s tower: %w", side, err)
+		}
+		t.dEmb[side] = grow(t.dEmb[side], n*b*d)
+		for j, vi := range views[:n] {
+			v := &t.in.Views[vi]
+			v.Emb = emb[j*b*d : (j+1)*b*d]
+			v.DEmb = t.dEmb[side][j*b*d : (j+1)*b*d]
+		}
+	}
+	return nil
+}
+
+// backward runs the towers' backward passes with the gradients the
+// objective wrote, the last tower of the buffer first: the gradients then
+// come in one run of adjacent slices from the top of the buffer down
+// (Model.SetGradReady).
+func (t *Trainer[T]) backward() error {
+	sides := t.sides()
+	for i := len(sides) - 1; i >= 0; i-- {
+		side := sides[i]
+		g := t.dEmb[side]
+		if g == nil {
+			continue
+		}
+		if err := t.tower(side).Backward(g); err != nil {
+			return fmt.Errorf("%s backward: %w", side, err)
+		}
+	}
+	return nil
+}
+
+// sides lists the modalities of the model's towers in buffer order.
+func (t *Trainer[T]) sides() []string {
+	if t.Model.Text != nil {
+		return []string{model.ModalityImage, model.ModalityText}
+	}
+	return []string{model.ModalityImage}
+}
+
+func (t *Trainer[T]) tower(side string) model.Tower[T] {
+	if side == model.ModalityText {
+		return t.Model.Text
+	}
+	return t.Model.Image
+}
+
+// towerViews lists the indices of the views of a tower, in order.
+func (t *Trainer[T]) towerViews(side string) []int {
+	if side == model.ModalityText {
+		if t.textView < 0 {
+			return nil
+		}
+		return []int{t.textView}
+	}
+	return t.imageViews
 }
 
 // Close stops the trainer's helper goroutines.
@@ -553,15 +622,18 @@ func (t *Trainer[T]) Close() {
 	}
 }
 
-// fillCaptions builds the embedding-bag input of the local captions: one
-// template per sample, a pure function of (seed, epoch, sample).
+// fillCaptions builds the embedding-bag input of the local captions from
+// the samples' label field: one template per sample, a pure function of
+// (seed, epoch, sample).
 func (t *Trainer[T]) fillCaptions(epoch int, local []int) {
 	nT := t.captioner.NumTemplates()
 	t.ids = t.ids[:0]
 	t.offsets = t.offsets[:0]
 	t.capIDs = t.capIDs[:0]
+	var s dataset.Sample
 	for _, i := range local {
-		c := int(t.Set.Train.Labels[i])
+		_ = t.Train.Sample(context.Background(), i, &s)
+		c := s.Label
 		m := t.captioner.Pick(t.Cfg.Seed, epoch, i)
 		t.offsets = append(t.offsets, int32(len(t.ids)))
 		t.ids = append(t.ids, t.tokens[c*nT+m]...)

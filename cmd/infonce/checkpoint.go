@@ -9,6 +9,8 @@ import (
 	"io"
 
 	"github.com/infonce/infonce/checkpoint"
+	"github.com/infonce/infonce/model"
+	"github.com/infonce/infonce/worker"
 )
 
 func init() {
@@ -44,9 +46,24 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err != nil {
 			return err
 		}
+		out := struct {
+			checkpoint.Manifest
+			Towers []model.TowerInfo `json:"towers,omitempty"`
+		}{Manifest: m}
+		// The towers are rebuilt from the model configuration the
+		// manifest records (checkpoints written before it have none).
+		if s, ok := m.Extra[worker.ExtraModel]; ok {
+			var mc model.Config
+			if err := json.Unmarshal([]byte(s), &mc); err != nil {
+				return fmt.Errorf("%s: model config: %w", path, err)
+			}
+			if out.Towers, err = mc.Describe(); err != nil {
+				return fmt.Errorf("%s: model config: %w", path, err)
+			}
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(m)
+		return enc.Encode(out)
 	}
 	return usageError{fmt.Errorf("unknown checkpoint action %q: use verify or inspect", args[0])}
 }

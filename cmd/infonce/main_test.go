@@ -48,6 +48,13 @@ func TestTrainEvalCheckpointCommands(t *testing.T) {
 	if code := run(context.Background(), []string{"checkpoint", "inspect", dirs[0]}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), `"step": 4`) {
 		t.Fatalf("inspect exited %d: %s %s", code, stdout.String(), stderr.String())
 	}
+	// inspect rebuilds the towers from the model configuration the
+	// manifest records.
+	for _, want := range []string{`"modality": "image"`, `"kind": "mlp"`, `"kind": "bow"`, `"name": "image.fc0.weight"`, `"name": "text.proj.bias"`} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("inspect output lacks %s", want)
+		}
+	}
 	// A flipped byte in the parameters is reported.
 	blob := filepath.Join(dirs[0], "params.zst")
 	b, err := os.ReadFile(blob)

@@ -10,9 +10,11 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/internal/affinity"
+	"github.com/infonce/infonce/model"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -22,7 +24,7 @@ func init() {
 
 // trainFlags binds the flags of a training run to cfg.
 func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
-	fs.StringVar(&cfg.Objective, "objective", cfg.Objective, "objective: clip, simclr or moco")
+	fs.StringVar(&cfg.Objective, "objective", cfg.Objective, "objective: "+strings.Join(worker.Objectives(), ", "))
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data set: mnist (embedded) or idx:DIR")
 	fs.StringVar(&cfg.Classes, "classes", cfg.Classes, "class names, one per line in label order (default DIR/classes.txt for idx:DIR)")
 	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "epochs to train (when --steps is 0)")
@@ -37,6 +39,8 @@ func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.Float64Var(&cfg.ClipNorm, "clip-norm", cfg.ClipNorm, "clip the global gradient norm to this value (0: off)")
 	fs.Float64Var(&cfg.Temperature, "temperature", cfg.Temperature, "temperature τ (fixed, or the initial value with --learn-temperature); default 0.07 for clip, 0.2 otherwise")
 	fs.BoolVar(&cfg.LearnTemperature, "learn-temperature", cfg.LearnTemperature, "learn the logit scale t = ln(1/τ) (default true for clip)")
+	fs.StringVar(&cfg.ImageTower, "image-tower", cfg.ImageTower, "image tower: "+strings.Join(model.TowerKinds(model.ModalityImage), ", ")+" (default mlp)")
+	fs.StringVar(&cfg.TextTower, "text-tower", cfg.TextTower, "text tower: "+strings.Join(model.TowerKinds(model.ModalityText), ", ")+" (default bow)")
 	fs.IntVar(&cfg.Dim, "dim", cfg.Dim, "embedding dimension d")
 	fs.Var((*intList)(&cfg.ImageHidden), "hidden", "widths of the image tower's hidden layers, comma-separated")
 	fs.IntVar(&cfg.TextHidden, "text-hidden", cfg.TextHidden, "width of the text tower's embedding bag")
