@@ -26,7 +26,7 @@ type Conv2d[T gemm.Float] struct {
 	Cin, Cout, H, W int
 	KH, KW          int
 	Stride, Pad     int // Stride 0 means 1
-	Weight, Bias    []T // Cout×Cin×KH×KW and Cout
+	Weight, Bias    []T // Cout×Cin×KH×KW and Cout; a nil Bias means none (before a norm)
 	DWeight, DBias  []T // gradients; nil for a parameter-only layer
 	// NoInputGrad skips ∂L/∂x, as on the stem whose input is data.
 	NoInputGrad bool
@@ -63,7 +63,7 @@ func (c *Conv2d[T]) Forward(x []T, b int) ([]T, error) {
 		return nil, fmt.Errorf("model: %s: invalid shape for a %dx%d input with padding %d", c.name(), c.H, c.W, c.Pad)
 	}
 	k := c.Cin * c.KH * c.KW
-	if len(c.Weight) != c.Cout*k || len(c.Bias) != c.Cout {
+	if len(c.Weight) != c.Cout*k || (c.Bias != nil && len(c.Bias) != c.Cout) {
 		return nil, fmt.Errorf("model: %s: weight has %d and bias %d elements, want %d and %d", c.name(), len(c.Weight), len(c.Bias), c.Cout*k, c.Cout)
 	}
 	in := c.Cin * c.H * c.W
@@ -78,11 +78,14 @@ func (c *Conv2d[T]) Forward(x []T, b int) ([]T, error) {
 	for n := 0; n < b; n++ {
 		cols := c.im2col(x[n*in : (n+1)*in])
 		y := c.y[n*c.Cout*hw : (n+1)*c.Cout*hw]
-		for o, bo := range c.Bias {
-			fill(y[o*hw:(o+1)*hw], bo)
+		var beta T // Y = W X_col (+ bias)
+		if c.Bias != nil {
+			for o, bo := range c.Bias {
+				fill(y[o*hw:(o+1)*hw], bo)
+			}
+			beta = 1
 		}
-		// Y = W X_col + bias
-		gemm.Gemm(false, false, c.Cout, hw, k, 1, c.Weight, k, cols, hw, 1, y, hw)
+		gemm.Gemm(false, false, c.Cout, hw, k, 1, c.Weight, k, cols, hw, beta, y, hw)
 	}
 	c.x, c.b, c.ready = x, b, true
 	return c.y, nil
@@ -163,7 +166,7 @@ func (c *Conv2d[T]) Backward(dy []T) ([]T, error) {
 	if err := checkGrad(len(dy), c.b*c.Cout*hw); err != nil {
 		return nil, fmt.Errorf("model: %s: %w", c.name(), err)
 	}
-	if len(c.DWeight) != len(c.Weight) || len(c.DBias) != len(c.Bias) {
+	if len(c.DWeight) != len(c.Weight) || (c.Bias != nil && len(c.DBias) != len(c.Bias)) {
 		return nil, fmt.Errorf("model: %s: %w", c.name(), errNoGrad)
 	}
 	k, in := c.Cin*c.KH*c.KW, c.Cin*c.H*c.W
@@ -175,8 +178,10 @@ func (c *Conv2d[T]) Backward(dy []T) ([]T, error) {
 	}
 	for n := 0; n < c.b; n++ {
 		g := dy[n*c.Cout*hw : (n+1)*c.Cout*hw]
-		for o := range c.DBias {
-			c.DBias[o] += sum(g[o*hw : (o+1)*hw])
+		if c.Bias != nil {
+			for o := range c.DBias {
+				c.DBias[o] += sum(g[o*hw : (o+1)*hw])
+			}
 		}
 		cols := c.im2col(c.x[n*in : (n+1)*in])
 		gemm.Gemm(false, true, c.Cout, k, hw, 1, g, hw, cols, hw, 1, c.DWeight, k)

@@ -85,6 +85,7 @@ var seqCases = []seqCase{
 	{"conv3x3-s1-p1", 2 * 5 * 4, 3 * 5 * 4},
 	{"conv3x3-s2-p1", 2 * 5 * 4, 3 * 3 * 2},
 	{"conv1x1", 3 * 3 * 3, 2 * 3 * 3},
+	{"conv3x3-nobias", 2 * 5 * 4, 3 * 5 * 4},
 	{"conv2x3-s2-p0", 2 * 5 * 6, 3 * 2 * 2},
 	{"groupnorm", 4 * 3, 4 * 3},
 	{"groupnorm-instance", 4 * 3, 4 * 3},
@@ -112,6 +113,11 @@ func buildSeq[T gemm.Float](name string, bl *builder[T]) Layer[T] {
 		return bl.conv(2, 3, 5, 4, 3, 3, 1, 1)
 	case "conv3x3-s2-p1":
 		return bl.conv(2, 3, 5, 4, 3, 3, 2, 1)
+	case "conv3x3-nobias":
+		c := bl.conv(2, 3, 5, 4, 3, 3, 1, 1)
+		bl.params = bl.params[:len(bl.params)-1]
+		c.Bias, c.DBias = nil, nil
+		return c
 	case "conv1x1":
 		return bl.conv(3, 2, 3, 3, 1, 1, 1, 0)
 	case "conv2x3-s2-p0":

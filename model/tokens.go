@@ -253,18 +253,47 @@ func (e *TokenEmbedding[T]) Backward(dy []T) error {
 	return nil
 }
 
-// MeanPool averages each sequence's L tokens: y_n = (1/L) Σ_i x[n, i]
-// (b × D), and ∂L/∂x[n, i] = dy_n/L.
+// MeanPool averages each sequence's L tokens, or with ForwardPrefix its
+// first n_i tokens: y_i = (1/n_i) Σ_{t<n_i} x[i, t] (b × D), and
+// ∂L/∂x[i, t] = dy_i/n_i for t < n_i, 0 after.
 type MeanPool[T gemm.Float] struct {
 	L, D int
 
+	n     []int32 // n_i of the last Forward
 	y, dx []T
 	b     int
 	ready bool
 }
 
-// Forward returns the b × D token means of x (b × L × D).
+// Forward returns the b × D means of all L tokens of each sequence of x
+// (b × L × D).
 func (p *MeanPool[T]) Forward(x []T, b int) ([]T, error) {
+	if b >= 0 {
+		p.n = grow32(p.n, b)
+		for i := range p.n {
+			p.n[i] = int32(p.L)
+		}
+	}
+	return p.forward(x, b)
+}
+
+// ForwardPrefix returns the b × D means of the first n[i] tokens of each
+// sequence i of x (b × L × D); 1 ≤ n[i] ≤ L.
+func (p *MeanPool[T]) ForwardPrefix(x []T, n []int32, b int) ([]T, error) {
+	p.ready = false
+	if len(n) != b {
+		return nil, fmt.Errorf("model: mean pool: %d lengths for %d sequences", len(n), b)
+	}
+	for i, v := range n {
+		if v < 1 || int(v) > p.L {
+			return nil, fmt.Errorf("model: mean pool: n[%d] = %d out of range [1, %d]", i, v, p.L)
+		}
+	}
+	p.n = append(grow32(p.n, 0), n...)
+	return p.forward(x, b)
+}
+
+func (p *MeanPool[T]) forward(x []T, b int) ([]T, error) {
 	p.ready = false
 	if err := checkBatch(len(x), b, p.L*p.D); err != nil || p.L <= 0 {
 		return nil, fmt.Errorf("model: mean pool L=%d: %w", p.L, err)
@@ -272,19 +301,18 @@ func (p *MeanPool[T]) Forward(x []T, b int) ([]T, error) {
 	D, L := p.D, p.L
 	p.y = grow(p.y, b*D)
 	clear(p.y)
-	inv := 1 / T(L)
-	for n := 0; n < b; n++ {
-		y := p.y[n*D : (n+1)*D]
-		for i := 0; i < L; i++ {
-			addTo(y, x[(n*L+i)*D:(n*L+i+1)*D])
+	for i := 0; i < b; i++ {
+		y := p.y[i*D : (i+1)*D]
+		for t := 0; t < int(p.n[i]); t++ {
+			addTo(y, x[(i*L+t)*D:(i*L+t+1)*D])
 		}
-		scaleRow(y, inv)
+		scaleRow(y, 1/T(p.n[i]))
 	}
 	p.b, p.ready = b, true
 	return p.y, nil
 }
 
-// Backward returns ∂L/∂x[n, i] = dy_n/L.
+// Backward returns ∂L/∂x[i, t] = dy_i/n_i for t < n_i and 0 after.
 func (p *MeanPool[T]) Backward(dy []T) ([]T, error) {
 	if !p.ready {
 		return nil, fmt.Errorf("model: mean pool: %w", errNoForward)
@@ -294,13 +322,22 @@ func (p *MeanPool[T]) Backward(dy []T) ([]T, error) {
 	}
 	D, L := p.D, p.L
 	p.dx = grow(p.dx, p.b*L*D)
-	inv := 1 / T(L)
-	for n := 0; n < p.b; n++ {
-		for i := 0; i < L; i++ {
-			scaleTo(p.dx[(n*L+i)*D:(n*L+i+1)*D], dy[n*D:(n+1)*D], inv)
+	for i := 0; i < p.b; i++ {
+		n := int(p.n[i])
+		for t := 0; t < n; t++ {
+			scaleTo(p.dx[(i*L+t)*D:(i*L+t+1)*D], dy[i*D:(i+1)*D], 1/T(n))
 		}
+		clear(p.dx[(i*L+n)*D : (i+1)*L*D])
 	}
 	return p.dx, nil
+}
+
+// grow32 is grow for int32 slices.
+func grow32(buf []int32, n int) []int32 {
+	if cap(buf) < n {
+		return make([]int32, n)
+	}
+	return buf[:n]
 }
 
 // PoolAt takes one token of each sequence, y_n = x[n, at_n] (b × D), as
