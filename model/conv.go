@@ -106,27 +106,43 @@ func (c *Conv2d[T]) im2col(x []T) []T {
 			for v := 0; v < c.KW; v++ {
 				dst := cols[r*ho*wo : (r+1)*ho*wo]
 				r++
+				jlo, jhi := c.validCols(v, wo)
 				for i := 0; i < ho; i++ {
 					yy := i*s - c.Pad + u
 					drow := dst[i*wo : (i+1)*wo]
-					if yy < 0 || yy >= c.H {
+					if yy < 0 || yy >= c.H || jlo >= jhi {
 						clear(drow)
 						continue
 					}
+					clear(drow[:jlo])
+					clear(drow[jhi:])
 					src := plane[yy*c.W : (yy+1)*c.W]
-					for j := range drow {
-						xx := j*s - c.Pad + v
-						if xx < 0 || xx >= c.W {
-							drow[j] = 0
-						} else {
-							drow[j] = src[xx]
-						}
+					if s == 1 {
+						copy(drow[jlo:jhi], src[jlo-c.Pad+v:])
+						continue
+					}
+					for j, xx := jlo, jlo*s-c.Pad+v; j < jhi; j, xx = j+1, xx+s {
+						drow[j] = src[xx]
 					}
 				}
 			}
 		}
 	}
 	return cols
+}
+
+// validCols is the range [jlo, jhi) of output columns j whose input column
+// j·s − p + v lies inside the image, for kernel column v.
+func (c *Conv2d[T]) validCols(v, wo int) (jlo, jhi int) {
+	s := c.stride()
+	// j·s − p + v ≥ 0  ⇔  j ≥ ⌈(p − v)/s⌉;  j·s − p + v ≤ W − 1  ⇔  j ≤ ⌊(W − 1 + p − v)/s⌋.
+	if d := c.Pad - v; d > 0 {
+		jlo = (d + s - 1) / s
+	}
+	if d := c.W - 1 + c.Pad - v; d >= 0 {
+		jhi = min(wo, d/s+1)
+	}
+	return jlo, max(jlo, jhi)
 }
 
 // col2im adds ∂L/∂X_col of one image onto dx, the adjoint of im2col.
@@ -139,16 +155,20 @@ func (c *Conv2d[T]) col2im(dx, dcols []T) {
 			for v := 0; v < c.KW; v++ {
 				src := dcols[r*ho*wo : (r+1)*ho*wo]
 				r++
+				jlo, jhi := c.validCols(v, wo)
 				for i := 0; i < ho; i++ {
 					yy := i*s - c.Pad + u
-					if yy < 0 || yy >= c.H {
+					if yy < 0 || yy >= c.H || jlo >= jhi {
 						continue
 					}
 					drow := plane[yy*c.W : (yy+1)*c.W]
-					for j, g := range src[i*wo : (i+1)*wo] {
-						if xx := j*s - c.Pad + v; xx >= 0 && xx < c.W {
-							drow[xx] += g
-						}
+					g := src[i*wo+jlo : i*wo+jhi]
+					if s == 1 {
+						addTo(drow[jlo-c.Pad+v:jhi-c.Pad+v], g)
+						continue
+					}
+					for k, xx := 0, jlo*s-c.Pad+v; k < len(g); k, xx = k+1, xx+s {
+						drow[xx] += g[k]
 					}
 				}
 			}
