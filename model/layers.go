@@ -182,6 +182,7 @@ type GELU[T gemm.Float] struct {
 	N int
 
 	x, y, dx []T
+	erf      []float64 // erf(x/√2) of the last Forward, for Backward
 	ready    bool
 }
 
@@ -191,15 +192,22 @@ func (g *GELU[T]) Forward(x []T, b int) ([]T, error) {
 		return nil, fmt.Errorf("model: gelu: %w", err)
 	}
 	g.y = grow(g.y, len(x))
+	if cap(g.erf) < len(x) {
+		g.erf = make([]float64, len(x))
+	}
+	g.erf = g.erf[:len(x)]
 	for i, v := range x {
 		xf := float64(v)
-		g.y[i] = T(xf * 0.5 * (1 + math.Erf(xf/math.Sqrt2)))
+		e := math.Erf(xf / math.Sqrt2)
+		g.erf[i] = e
+		g.y[i] = T(xf * 0.5 * (1 + e))
 	}
 	g.x, g.ready = x, true
 	return g.y, nil
 }
 
-// Backward returns ∂L/∂x = dy ⊙ (Φ(x) + x φ(x)).
+// Backward returns ∂L/∂x = dy ⊙ (Φ(x) + x φ(x)), with erf(x/√2) kept from
+// Forward.
 func (g *GELU[T]) Backward(dy []T) ([]T, error) {
 	if !g.ready {
 		return nil, fmt.Errorf("model: gelu: %w", errNoForward)
@@ -211,7 +219,7 @@ func (g *GELU[T]) Backward(dy []T) ([]T, error) {
 	const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
 	for i, v := range g.x {
 		xf := float64(v)
-		cdf := 0.5 * (1 + math.Erf(xf/math.Sqrt2))
+		cdf := 0.5 * (1 + g.erf[i])
 		pdf := invSqrt2Pi * math.Exp(-0.5*xf*xf)
 		g.dx[i] = dy[i] * T(cdf+xf*pdf)
 	}
