@@ -97,8 +97,17 @@ func newBlock[T gemm.Float](c *cursor[T], name string, L, d, heads, f int, causa
 	fc2 := c.linear(name+".linear2", f, d)
 	return Sequential[T]{
 		&Residual[T]{F: Sequential[T]{PerToken[T]{L: L, F: ln1}, attn}},
-		&Residual[T]{F: PerToken[T]{L: L, F: Sequential[T]{ln2, fc1, &GELU[T]{N: f}, fc2}}},
+		&Residual[T]{F: PerToken[T]{L: L, F: Sequential[T]{ln2, fc1, &GELU[T]{N: f, Fast32: true}, fc2}}},
 	}
+}
+
+// newTowerActivation is the activation of the cnn, vit and transformer
+// towers: ReLU, or GELU with its float32 path in float32 (GELU.Fast32).
+func newTowerActivation[T gemm.Float](name string, n int) Layer[T] {
+	if name == ActGELU {
+		return &GELU[T]{N: n, Fast32: true}
+	}
+	return &ReLU[T]{N: n}
 }
 
 // gradSpan returns the gradient of segments [from, c.i) as one slice, the

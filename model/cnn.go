@@ -152,7 +152,7 @@ func newCNN[T gemm.Float](c Config, cur *cursor[T]) *CNN[T] {
 	stem.NoInputGrad = true // the input is data
 	hw := s.Height * s.Width
 	t.units = append(t.units, unit[T]{Sequential[T]{stem, cur.groupNorm("image.stem.gn", c.CNN.Width, g, hw),
-		newActivation[T](act, c.CNN.Width*hw)}, cur.gradSpan(from)})
+		newTowerActivation[T](act, c.CNN.Width*hw)}, cur.gradSpan(from)})
 	var last int
 	c.cnnBlocks(func(name string, cin, cout, stride, h, w int) {
 		from := cur.i
@@ -160,12 +160,12 @@ func newCNN[T gemm.Float](c Config, cur *cursor[T]) *CNN[T] {
 		conv1 := cur.conv(name+".conv1", cin, cout, 3, stride, h, w)
 		ho, wo := conv1.OutH(), conv1.OutW()
 		n := cout * ho * wo
-		blk.Main = Sequential[T]{conv1, cur.groupNorm(name+".gn1", cout, g, ho*wo), newActivation[T](act, n),
+		blk.Main = Sequential[T]{conv1, cur.groupNorm(name+".gn1", cout, g, ho*wo), newTowerActivation[T](act, n),
 			cur.conv(name+".conv2", cout, cout, 3, 1, ho, wo), cur.groupNorm(name+".gn2", cout, g, ho*wo)}
 		if stride != 1 || cin != cout {
 			blk.Shortcut = Sequential[T]{cur.conv(name+".down.conv", cin, cout, 1, stride, h, w), cur.groupNorm(name+".down.gn", cout, g, ho*wo)}
 		}
-		blk.Act = newActivation[T](act, n)
+		blk.Act = newTowerActivation[T](act, n)
 		t.units = append(t.units, unit[T]{blk, cur.gradSpan(from)})
 		last = ho * wo
 	})

@@ -43,6 +43,12 @@ func BenchmarkSeqLayers(bm *testing.B) {
 		{"meanpool-L77-D256", 77 * 256, 256, func(*builder[float32]) Layer[float32] {
 			return &MeanPool[float32]{L: 77, D: 256}
 		}},
+		{"gelu-65x768", 65 * 768, 65 * 768, func(*builder[float32]) Layer[float32] {
+			return &GELU[float32]{N: 65 * 768} // math.Erf in float64
+		}},
+		{"gelu-fast32-65x768", 65 * 768, 65 * 768, func(*builder[float32]) Layer[float32] {
+			return &GELU[float32]{N: 65 * 768, Fast32: true}
+		}},
 	}
 	for _, tc := range cases {
 		for _, impl := range []string{"avx2", "go"} {
