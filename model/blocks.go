@@ -30,6 +30,56 @@ func (c Config) imageShape() (ImageShape, error) {
 	return s, nil
 }
 
+// encoderDefaults fills in the zero fields of the shapes of the kinds c
+// uses: a "vit" of width 64, depth 4, 4 heads and a class token, its patch
+// the smallest P ≥ 4 dividing H and W that leaves at most 64 patches (1 if
+// none does); a "cnn" of width 16, 3 stages of 1 block and min(8, width)
+// groups; a "transformer" of context 32, width 64, depth 2, 4 heads,
+// pooled at the last token. The MLP width 0 stays (it means 4D). Fields of
+// kinds c does not use stay zero, so a Config without these towers
+// serialises as before.
+func (c Config) encoderDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.kindName(ModalityImage) == TowerViT {
+		v := &c.ViT
+		def(&v.Width, 64)
+		def(&v.Depth, 4)
+		def(&v.Heads, 4)
+		v.Pool = orDefault(v.Pool, "cls")
+		if s, err := c.imageShape(); err == nil && v.Patch == 0 {
+			v.Patch = 1
+			for p := 4; p <= min(s.Height, s.Width); p++ {
+				if s.Height%p == 0 && s.Width%p == 0 && (s.Height/p)*(s.Width/p) <= 64 {
+					v.Patch = p
+					break
+				}
+			}
+		}
+	}
+	if c.kindName(ModalityImage) == TowerCNN {
+		v := &c.CNN
+		def(&v.Width, 16)
+		def(&v.Stages, 3)
+		def(&v.Blocks, 1)
+		if v.Width > 0 {
+			def(&v.Groups, min(8, v.Width))
+		}
+	}
+	if c.TextVocab > 0 && c.kindName(ModalityText) == TowerTransformer {
+		v := &c.Transformer
+		def(&v.Context, 32)
+		def(&v.Width, 64)
+		def(&v.Depth, 2)
+		def(&v.Heads, 4)
+		v.Pool = orDefault(v.Pool, "eot")
+	}
+	return c
+}
+
 // mlpWidth is the hidden width of a transformer block's MLP: mlp, or 4D
 // when mlp is 0.
 func mlpWidth(mlp, d int) int {

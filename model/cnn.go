@@ -286,10 +286,11 @@ func (t *CNN[T]) Backward(dEmb []T) error {
 func init() {
 	registerTower(TowerCNN, towerKind{
 		modality: ModalityImage,
-		check:    checkCNN,
-		count:    countCNN,
-		declare:  declareCNN,
-		build32:  func(c Config, cur *cursor[float32]) Tower[float32] { return newCNN(c, cur) },
-		build64:  func(c Config, cur *cursor[float64]) Tower[float64] { return newCNN(c, cur) },
+		// Every entry sees the Config with the kind's defaults filled in.
+		check:   func(c Config) []error { return checkCNN(c.encoderDefaults()) },
+		count:   func(c Config, limit int) (int, bool) { return countCNN(c.encoderDefaults(), limit) },
+		declare: func(c Config, l *layout) { declareCNN(c.encoderDefaults(), l) },
+		build32: func(c Config, cur *cursor[float32]) Tower[float32] { return newCNN(c.encoderDefaults(), cur) },
+		build64: func(c Config, cur *cursor[float64]) Tower[float64] { return newCNN(c.encoderDefaults(), cur) },
 	})
 }

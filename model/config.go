@@ -124,5 +124,5 @@ func (c Config) clone() Config {
 	}
 	c.ImageTower = c.kindName(ModalityImage)
 	c.TextTower = c.kindName(ModalityText)
-	return c
+	return c.encoderDefaults()
 }

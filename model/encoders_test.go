@@ -279,3 +279,38 @@ func TestEncoderConfigs(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestEncoderDefaults checks the shapes a Config gets when it names a kind
+// and leaves its fields at zero, and that a Config of other kinds keeps
+// them zero.
+func TestEncoderDefaults(t *testing.T) {
+	for _, tc := range []struct{ in, side, patch int }{{784, 28, 4}, {1024, 32, 4}, {224 * 224, 224, 28}, {25, 5, 5}, {9, 3, 1}} {
+		c := Config{ImageIn: tc.in, Dim: 8, ImageTower: TowerViT, InitLogitScale: 1}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%d×%d: %v", tc.side, tc.side, err)
+		}
+		got := c.clone().ViT
+		if want := (ViTConfig{Patch: tc.patch, Width: 64, Depth: 4, Heads: 4, Pool: "cls"}); got != want {
+			t.Errorf("%d×%d: defaults %+v, want %+v", tc.side, tc.side, got, want)
+		}
+	}
+	c := Config{ImageIn: 784, Dim: 8, ImageTower: TowerCNN, TextTower: TowerTransformer, TextVocab: 50, InitLogitScale: 1}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cc := c.clone()
+	if want := (CNNConfig{Width: 16, Stages: 3, Blocks: 1, Groups: 8}); cc.CNN != want {
+		t.Errorf("cnn defaults %+v, want %+v", cc.CNN, want)
+	}
+	if want := (TransformerConfig{Context: 32, Width: 64, Depth: 2, Heads: 4, Pool: "eot"}); cc.Transformer != want {
+		t.Errorf("transformer defaults %+v, want %+v", cc.Transformer, want)
+	}
+	if cc.ViT != (ViTConfig{}) {
+		t.Errorf("a cnn Config got ViT fields %+v", cc.ViT)
+	}
+	d := DefaultConfig()
+	d.TextVocab = 10
+	if dc := d.clone(); dc.ViT != (ViTConfig{}) || dc.CNN != (CNNConfig{}) || dc.Transformer != (TransformerConfig{}) || dc.ImageShape != (ImageShape{}) {
+		t.Errorf("the default Config got encoder fields: %+v", dc)
+	}
+}

@@ -220,10 +220,11 @@ func (t *Transformer[T]) Backward(dEmb []T) error {
 func init() {
 	registerTower(TowerTransformer, towerKind{
 		modality: ModalityText,
-		check:    checkTransformer,
-		count:    countTransformer,
-		declare:  declareTransformer,
-		build32:  func(c Config, cur *cursor[float32]) Tower[float32] { return newTransformer(c, cur) },
-		build64:  func(c Config, cur *cursor[float64]) Tower[float64] { return newTransformer(c, cur) },
+		// Every entry sees the Config with the kind's defaults filled in.
+		check:   func(c Config) []error { return checkTransformer(c.encoderDefaults()) },
+		count:   func(c Config, limit int) (int, bool) { return countTransformer(c.encoderDefaults(), limit) },
+		declare: func(c Config, l *layout) { declareTransformer(c.encoderDefaults(), l) },
+		build32: func(c Config, cur *cursor[float32]) Tower[float32] { return newTransformer(c.encoderDefaults(), cur) },
+		build64: func(c Config, cur *cursor[float64]) Tower[float64] { return newTransformer(c.encoderDefaults(), cur) },
 	})
 }

@@ -213,10 +213,11 @@ func (t *ViT[T]) Backward(dEmb []T) error {
 func init() {
 	registerTower(TowerViT, towerKind{
 		modality: ModalityImage,
-		check:    checkViT,
-		count:    countViT,
-		declare:  declareViT,
-		build32:  func(c Config, cur *cursor[float32]) Tower[float32] { return newViT(c, cur) },
-		build64:  func(c Config, cur *cursor[float64]) Tower[float64] { return newViT(c, cur) },
+		// Every entry sees the Config with the kind's defaults filled in.
+		check:   func(c Config) []error { return checkViT(c.encoderDefaults()) },
+		count:   func(c Config, limit int) (int, bool) { return countViT(c.encoderDefaults(), limit) },
+		declare: func(c Config, l *layout) { declareViT(c.encoderDefaults(), l) },
+		build32: func(c Config, cur *cursor[float32]) Tower[float32] { return newViT(c.encoderDefaults(), cur) },
+		build64: func(c Config, cur *cursor[float64]) Tower[float64] { return newViT(c.encoderDefaults(), cur) },
 	})
 }
