@@ -319,3 +319,45 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTrain trains a vocabulary of 4096 on 200 000 words drawn from a
+// Zipf distribution over 20 000 random lower-case words, and encodes them.
+func BenchmarkTrain(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	words := make([]string, 20000)
+	for i := range words {
+		w := make([]byte, 2+rng.IntN(9))
+		for j := range w {
+			w[j] = byte('a' + rng.IntN(26))
+		}
+		words[i] = string(w)
+	}
+	z := rand.NewZipf(rng, 1.1, 1, uint64(len(words)-1))
+	corpus := make([]string, 20000)
+	for i := range corpus {
+		var sb strings.Builder
+		for range 10 {
+			sb.WriteString(words[z.Uint64()])
+			sb.WriteByte(' ')
+		}
+		corpus[i] = sb.String()
+	}
+	var tok *Tokenizer
+	b.Run("train", func(b *testing.B) {
+		for b.Loop() {
+			tok = train(b, corpus, 4096)
+		}
+		b.ReportMetric(float64(tok.NumMerges()), "merges")
+	})
+	b.Run("encode", func(b *testing.B) {
+		var n int
+		for b.Loop() {
+			n = 0
+			for _, s := range corpus {
+				n += len(tok.Tokens(s))
+			}
+		}
+		b.ReportMetric(float64(n)/float64(len(corpus)*10), "tokens/word")
+		b.ReportMetric(float64(len(corpus))*float64(b.N)/b.Elapsed().Seconds(), "texts/s")
+	})
+}
