@@ -86,7 +86,7 @@
 // workers is what limits bandwidth. Measured on a shared 2-core AMD EPYC
 // VM (Linux, Go 1.26, 2026-11-27, load average 3-12), CPU milliseconds
 // (user+sys, all processes) per 64 MiB float32 all-reduce, medians of 5
-// rounds of "bench/gloo/rounds.py" (docs/BENCHMARKS.md):
+// rounds of "bench/baselines/gloo/rounds.py" (docs/BENCHMARKS.md):
 //
 //	ranks   tcp     grpc    gloo (torch 1.13)
 //	2       56      94      69

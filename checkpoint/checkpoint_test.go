@@ -765,3 +765,37 @@ func TestConcurrentSaves(t *testing.T) {
 		t.Errorf("%d goroutines after the saves, %d before", n, before)
 	}
 }
+
+// TestLocate: a checkpoint, a folder of checkpoints and a run directory
+// each name a checkpoint (the latter two their newest); anything else is
+// an error that says what was looked for.
+func TestLocate(t *testing.T) {
+	run := t.TempDir()
+	s := &Store{Root: filepath.Join(run, "checkpoints"), Keep: -1}
+	mustSave(t, s, 3)
+	newest := mustSave(t, s, 12)
+	mustSave(t, s, 7)
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		name, path, want, err string
+	}{
+		{"checkpoint", newest, newest, ""},
+		{"folder of checkpoints", s.Root, newest, ""},
+		{"run directory", run, newest, ""},
+		{"empty directory", empty, "", "holds no checkpoint"},
+		{"missing", filepath.Join(empty, "nothing"), "", "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Locate(tc.path)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Locate(%s) = %q, %v; want an error with %q", tc.path, got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Locate(%s) = %q, %v; want %q", tc.path, got, err, tc.want)
+			}
+		})
+	}
+}

@@ -195,3 +195,27 @@ func Open(ctx context.Context, path string) (*Checkpoint, error) {
 	}
 	return (&Store{Root: path}).LoadLatest(ctx)
 }
+
+// Locate names the checkpoint directory that path means: path itself when
+// it holds a manifest; else the newest checkpoint of the directory of
+// checkpoints path is (by step, as List orders them), or of path's
+// "checkpoints" folder when path is a run directory. It does not check the
+// checkpoint; Load and Verify do.
+func Locate(path string) (string, error) {
+	if _, err := os.Stat(filepath.Join(path, ManifestName)); err == nil {
+		return path, nil
+	}
+	for _, root := range []string{path, filepath.Join(path, "checkpoints")} {
+		dirs, err := (&Store{Root: root}).List()
+		if err != nil {
+			return "", err
+		}
+		if len(dirs) > 0 {
+			return dirs[0], nil
+		}
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	return "", fmt.Errorf("checkpoint: %s holds no checkpoint: looked for %s, step-* directories and checkpoints/step-*", path, ManifestName)
+}

@@ -137,6 +137,7 @@ func (c Config) rendezvous() RendezvousConfig {
 		Fingerprint:       c.Fingerprint,
 		Resume:            c.Resume,
 		IDPrefix:          c.WorkerIDPrefix,
+		WatchGrace:        c.WatchGrace,
 	}
 }
 

@@ -30,7 +30,8 @@
 //     ActionPause holds the state, ActionStop ends (after a checkpoint when
 //     CheckpointBeforeStop).
 //  3. Report the step boundaries reached as Boundary (the worker does it
-//     every 100 ms from a goroutine beside its training loop); when a
+//     every second, and at once when the coordinator asks, from a
+//     goroutine beside its training loop); when a
 //     reply or the control stream names a newer generation, stop before
 //     the next step and take the new assignment. This is how waiting
 //     workers are admitted without losing a step.

@@ -1,8 +1,10 @@
 package coordinator
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -102,6 +104,10 @@ type RendezvousConfig struct {
 	// HistoryLimit caps the generations and departed members kept for
 	// Status (0: 64).
 	HistoryLimit int
+	// WatchGrace is how long a joined worker may be without an open
+	// Watch stream (WatchOpened, WatchClosed) before Tick declares it
+	// dead. Zero: never.
+	WatchGrace time.Duration
 	// IDPrefix starts every worker id, followed by the join number (empty:
 	// "w"). A coordinator that may restart gives each incarnation its own
 	// prefix, so that ids (which are also gossip node names) of one
@@ -116,9 +122,9 @@ func (c RendezvousConfig) validate() error {
 	if c.MaxWorkers < c.MinWorkers {
 		return fmt.Errorf("MaxWorkers = %d is below MinWorkers = %d", c.MaxWorkers, c.MinWorkers)
 	}
-	if c.JoinTimeout < 0 || c.JoinSettle < 0 || c.RendezvousTimeout < 0 {
-		return fmt.Errorf("negative timeout (JoinTimeout %v, JoinSettle %v, RendezvousTimeout %v)",
-			c.JoinTimeout, c.JoinSettle, c.RendezvousTimeout)
+	if c.JoinTimeout < 0 || c.JoinSettle < 0 || c.RendezvousTimeout < 0 || c.WatchGrace < 0 {
+		return fmt.Errorf("negative timeout (JoinTimeout %v, JoinSettle %v, RendezvousTimeout %v, WatchGrace %v)",
+			c.JoinTimeout, c.JoinSettle, c.RendezvousTimeout, c.WatchGrace)
 	}
 	return nil
 }
@@ -188,7 +194,20 @@ type Rendezvous struct {
 	// room for: each asks the ring's workers for their next step boundary
 	// at once (BoundaryAsks), since a joiner is admitted only there.
 	asks uint64
+	// finished is the step a worker of the running ring reported
+	// finishing the training at (Finish); finishedOK says there was one.
+	finished   int64
+	finishedOK bool
+	// streams counts the open Watch streams per worker; unwatched holds
+	// the present workers without one, and since when.
+	streams   map[string]int
+	unwatched map[string]time.Time
 }
+
+// Finished returns the step at which a worker reported the training done,
+// and whether one did: a run that stopped after it is complete, whatever
+// happened to other workers.
+func (r *Rendezvous) Finished() (step int64, ok bool) { return r.finished, r.finishedOK }
 
 // NewRendezvous returns a machine in PhaseWaiting, created at now.
 func NewRendezvous(cfg RendezvousConfig, now time.Time) (*Rendezvous, error) {
@@ -207,6 +226,9 @@ func NewRendezvous(cfg RendezvousConfig, now time.Time) (*Rendezvous, error) {
 		phase:   PhaseWaiting,
 		fp:      cfg.Fingerprint.clone(),
 		members: make(map[string]*member),
+
+		streams:   make(map[string]int),
+		unwatched: make(map[string]time.Time),
 	}
 	if cfg.Resume != nil {
 		c := *cfg.Resume
@@ -275,6 +297,8 @@ func (r *Rendezvous) Join(now time.Time, req JoinRequest) (string, error) {
 	}
 	r.members[id] = m
 	r.pending = append(r.pending, id)
+	// The worker opens its Watch stream next; until then it is unwatched.
+	r.unwatched[id] = now
 
 	switch r.phase {
 	case PhaseWaiting:
@@ -316,6 +340,7 @@ func (r *Rendezvous) remove(now time.Time, id string, state MemberState, reason 
 	m.leftAt = now
 	m.reason = reason
 	delete(r.members, id)
+	delete(r.unwatched, id)
 	r.pending = without(r.pending, id)
 	r.departed = append(r.departed, m)
 	if len(r.departed) > r.cfg.HistoryLimit {
@@ -426,6 +451,7 @@ func (r *Rendezvous) Finish(now time.Time, id string, gen uint64, step int64) er
 	if step > m.step {
 		m.step = step
 	}
+	r.finished, r.finishedOK = step, true
 	r.stop(now, fmt.Sprintf("training finished at step %d (reported by %s)", step, id), false)
 	return nil
 }
@@ -456,18 +482,102 @@ func (r *Rendezvous) reporter(id string, step int64) (*member, error) {
 	return m, nil
 }
 
-// Tick applies the timeouts that have expired at now.
-func (r *Rendezvous) Tick(now time.Time) {
+// Tick applies the timeouts that have expired at now: the phase's, then
+// WatchGrace. It returns the workers it declared dead for a missing Watch
+// stream, in the order it removed them: the one whose grace ended first
+// first, and workers whose grace ended at the same instant in join order,
+// so that the generations their removals open do not depend on a map's
+// order.
+func (r *Rendezvous) Tick(now time.Time) []Unwatched {
 	switch r.phase {
 	case PhaseWaiting:
 		r.evalWaiting(now)
 	case PhasePaused:
 		r.evalPaused(now)
 	}
+	if r.cfg.WatchGrace <= 0 {
+		return nil
+	}
+	var expired []Unwatched
+	for id, since := range r.unwatched {
+		m, ok := r.members[id]
+		if ok && !now.Before(since.Add(r.cfg.WatchGrace)) {
+			expired = append(expired, Unwatched{ID: id, Since: since, seq: m.seq})
+		}
+	}
+	slices.SortFunc(expired, func(a, b Unwatched) int {
+		if c := a.Since.Compare(b.Since); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	var dead []Unwatched
+	for _, u := range expired {
+		// A stopped run leaves its workers' streams alone: a stopped
+		// worker closes its stream.
+		if r.phase == PhaseStopped || !r.Present(u.ID) {
+			continue
+		}
+		u.For = now.Sub(u.Since)
+		_ = r.remove(now, u.ID, MemberDead, fmt.Sprintf("no Watch stream for %v", r.cfg.WatchGrace))
+		dead = append(dead, u)
+	}
+	return dead
+}
+
+// Unwatched is a worker that Tick declared dead because it had no open
+// Watch stream for WatchGrace.
+type Unwatched struct {
+	ID    string
+	Since time.Time     // when its last stream closed, or it joined
+	For   time.Duration // how long it had been without one
+	seq   uint64
+}
+
+// WatchOpened records that worker id opened a Watch stream.
+func (r *Rendezvous) WatchOpened(id string) error {
+	if !r.Present(id) {
+		return fmt.Errorf("watch %s: %w", id, ErrUnknownWorker)
+	}
+	r.streams[id]++
+	delete(r.unwatched, id)
+	return nil
+}
+
+// WatchClosed records that a Watch stream of worker id closed at now. When
+// it was the worker's last one and the worker is still in the run, its
+// WatchGrace starts, and WatchClosed reports true.
+func (r *Rendezvous) WatchClosed(now time.Time, id string) bool {
+	if r.streams[id] > 1 {
+		r.streams[id]--
+		return false
+	}
+	delete(r.streams, id)
+	if !r.Present(id) {
+		return false
+	}
+	r.unwatched[id] = now
+	return true
 }
 
 // NextDeadline returns the next time at which Tick may decide something.
 func (r *Rendezvous) NextDeadline() (time.Time, bool) {
+	d, ok := r.phaseDeadline()
+	// Tick leaves a missing Watch stream alone once the run has stopped,
+	// so its grace is no deadline then: one that passed would make a
+	// caller that waits for it spin.
+	if r.cfg.WatchGrace > 0 && r.phase != PhaseStopped {
+		for _, since := range r.unwatched {
+			if t := since.Add(r.cfg.WatchGrace); !ok || t.Before(d) {
+				d, ok = t, true
+			}
+		}
+	}
+	return d, ok
+}
+
+// phaseDeadline is the phase's next timeout.
+func (r *Rendezvous) phaseDeadline() (time.Time, bool) {
 	switch r.phase {
 	case PhaseWaiting:
 		var d time.Time

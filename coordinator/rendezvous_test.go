@@ -21,6 +21,7 @@ var fpA = Fingerprint{"model": "vit-t d=256", "objective": "infonce", "batch": "
 //	boundary w1 G S             boundary before step S, generation G
 //	progress w1 G S LOSS SPS    progress report
 //	finish w1 G S               training finished
+//	finished S | finished -     Finished reports step S, or nothing
 //	commit w1 G S PATH          checkpoint committed
 //	fatal w1 G S MSG            fatal error report
 //	expect PHASE gN ACTION w1,w2 START STEP
@@ -32,6 +33,10 @@ var fpA = Fingerprint{"model": "vit-t d=256", "objective": "infonce", "batch": "
 //	err SUBSTRING               the previous event failed with SUBSTRING
 //	reason SUBSTRING            the current generation's reason contains it
 //	deadline D                  NextDeadline is t0+D ("none" for none)
+//	watch w1 | unwatch w1       a Watch stream of w1 opened | closed
+//	expired w2,w3               the last Tick declared these dead for a
+//	                            missing Watch stream, in order ("-": none)
+//	genreason N SUBSTRING       generation N's reason contains SUBSTRING
 func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 	t.Helper()
 	r, err := NewRendezvous(cfg, t0)
@@ -40,6 +45,7 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 	}
 	now := t0
 	var lastErr error
+	var expired []Unwatched
 	joins := 0
 	for i, line := range lines {
 		f := strings.Fields(line)
@@ -64,7 +70,7 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 				fail("%v", err)
 			}
 			now = t0.Add(d)
-			r.Tick(now)
+			expired = r.Tick(now)
 		case "joinheld": // joinheld STEP GEN [JOB]: a worker holding state
 			job := cfgJob(r)
 			if len(f) > 3 {
@@ -102,6 +108,15 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 			lastErr = r.Progress(now, f[1], uint64(num(f[2])), Progress{Step: num(f[3]), Loss: loss, SamplesPerSec: sps})
 		case "finish":
 			lastErr = r.Finish(now, f[1], uint64(num(f[2])), num(f[3]))
+		case "finished":
+			step, ok := r.Finished()
+			got := "-"
+			if ok {
+				got = strconv.FormatInt(step, 10)
+			}
+			if got != f[1] {
+				fail("finished %s, want %s", got, f[1])
+			}
 		case "commit":
 			lastErr = r.CommitCheckpoint(now, f[1], uint64(num(f[2])), num(f[3]), f[4])
 		case "fatal":
@@ -171,6 +186,35 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 			g, _ := r.Current()
 			if want := strings.Join(f[1:], " "); !strings.Contains(g.Reason, want) {
 				fail("reason %q does not contain %q", g.Reason, want)
+			}
+		case "watch":
+			lastErr = r.WatchOpened(f[1])
+		case "unwatch":
+			r.WatchClosed(now, f[1])
+		case "expired":
+			var ids []string
+			for _, u := range expired {
+				ids = append(ids, u.ID)
+			}
+			got := strings.Join(ids, ",")
+			if got == "" {
+				got = "-"
+			}
+			if got != f[1] {
+				fail("expired %s, want %s", got, f[1])
+			}
+		case "genreason":
+			found := false
+			for _, g := range r.Generations() {
+				if g.Number == uint64(num(f[1])) {
+					found = true
+					if want := strings.Join(f[2:], " "); !strings.Contains(g.Reason, want) {
+						fail("generation %d's reason %q does not contain %q", g.Number, g.Reason, want)
+					}
+				}
+			}
+			if !found {
+				fail("no generation %s", f[1])
 			}
 		case "deadline":
 			d, ok := r.NextDeadline()
@@ -314,8 +358,16 @@ func TestRendezvousScenarios(t *testing.T) {
 			"fatal w2 1 3 NaN loss", "expect running g2 run w1 bcast:0 0", "reason fatal error: NaN loss",
 		}},
 		{"finish stops the run", cfg(1, 1), []string{
-			"join", "finish w1 1 1000", "expect stopped g2 stop w1 bcast:0 1000", "reason training finished",
-			"leave w1", "expect stopped g2",
+			"join", "finished -", "finish w1 1 1000", "expect stopped g2 stop w1 bcast:0 1000", "reason training finished",
+			"finished 1000", "leave w1", "expect stopped g2", "finished 1000",
+		}},
+		{"a worker lost before the finish leaves the run finished", cfg(1, 3), []string{
+			"join", "join", "join", "at 1s", "expect running g1 run w1,w2,w3 fresh 0",
+			"dead w2", "expect running g2 run w1,w3 bcast:0 0", "finished -",
+			"finish w1 2 500", "finished 500",
+		}},
+		{"a run stopped without a finish is not finished", cfg(1, 1), []string{
+			"join", "fatal w1 1 3 NaN loss", "finished -",
 		}},
 		{"reports from unknown workers fail", cfg(1, 1), []string{
 			"boundary w9 0 1", "err unknown worker", "leave w9", "err unknown worker",
@@ -375,5 +427,68 @@ func TestRendezvousGenerationMonotonic(t *testing.T) {
 		if g.Number != uint64(i+1) {
 			t.Fatalf("generation %d numbered %d", i, g.Number)
 		}
+	}
+}
+
+// TestWatchGraceScenarios: a worker without an open Watch stream for
+// WatchGrace is declared dead by Tick. Workers whose grace ends in the same
+// tick are removed in a fixed order (the earliest grace first, then join
+// order), so every run of a scenario opens the same generations: each
+// scenario runs many times, and an order that followed a map's would
+// differ between the runs.
+func TestWatchGraceScenarios(t *testing.T) {
+	cfg := RendezvousConfig{JobID: "job", MinWorkers: 1, MaxWorkers: 5, JoinTimeout: 10 * time.Second,
+		JoinSettle: time.Second, RendezvousTimeout: 5 * time.Second, WatchGrace: 2 * time.Second}
+	tests := []struct {
+		name  string
+		lines []string
+	}{
+		{"workers that never watch expire together, in join order", []string{
+			"join", "join", "join", "join", "join", "watch w1", // MaxWorkers: opens at once
+			"expect running g1 run w1,w2,w3,w4,w5 fresh 0", "deadline 2s",
+			"at 1s", "expired -",
+			"watch w2", "at 1500ms", "unwatch w2",
+			"deadline 2s",
+			"at 2s", "expired w3,w4,w5",
+			"genreason 2 w3 dead (no Watch stream for 2s)",
+			"genreason 3 w4 dead", "genreason 4 w5 dead",
+			"expect running g4 run w1,w2 bcast:0 0", "gone w3", "gone w5",
+			"deadline 3500ms",
+			"at 3499ms", "expired -", "expect running g4",
+			"at 3500ms", "expired w2", "expect running g5 run w1 bcast:0 0",
+			"deadline none",
+		}},
+		{"the earliest grace goes first, whatever the join order", []string{
+			"join", "join", "join", "join", "watch w1", "watch w2", "watch w3", "watch w4",
+			"at 1s", "expect running g1 run w1,w2,w3,w4 fresh 0",
+			"at 1200ms", "unwatch w4", "at 1300ms", "unwatch w2", "unwatch w3",
+			"at 1500ms", "unwatch w1", "watch w1", // a new stream in time
+			"deadline 3200ms",
+			"at 4s", "expired w4,w2,w3",
+			"genreason 2 w4 dead", "genreason 3 w2 dead", "genreason 4 w3 dead",
+			"expect running g4 run w1 bcast:0 0", "expired w4,w2,w3", "deadline none",
+		}},
+		{"a second stream keeps the worker watched", []string{
+			"join", "watch w1", "watch w1", "at 1s", "expect running g1 run w1 fresh 0",
+			"unwatch w1", "at 10s", "expired -", "expect running g1",
+			"unwatch w1", "deadline 12s", "at 12s", "expired w1", "expect paused g2 pause - fresh 0",
+		}},
+		{"a stopped run expires no one", []string{
+			"join", "join", "watch w1", "watch w2", "at 1s", "expect running g1 run w1,w2 fresh 0",
+			"finish w1 1 5", "expect stopped g2", "unwatch w1", "unwatch w2",
+			"deadline none", "at 100s", "expired -",
+		}},
+		{"a worker removed otherwise is no longer watched for", []string{
+			"join", "join", "watch w1", "at 1s", "expect running g1 run w1,w2 fresh 0",
+			"leave w2", "expect running g2 run w1 bcast:0 0", "deadline none", "at 10s", "expired -",
+			"watch w2", "err unknown worker",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 30 {
+				script(t, cfg, tc.lines)
+			}
+		})
 	}
 }

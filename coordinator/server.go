@@ -38,10 +38,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	rv        *Rendezvous
-	changed   chan struct{}        // closed and replaced after every change
-	logged    uint64               // last generation written to the log
-	streams   map[string]int       // open Watch streams per worker
-	unwatched map[string]time.Time // present workers without a stream, since when
+	changed   chan struct{} // closed and replaced after every change
+	logged    uint64        // last generation written to the log
 	stoppedAt time.Time
 	lastLog   time.Time
 	lastAgg   Aggregate
@@ -66,14 +64,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	logger = logger.With("job", cfg.JobID)
 	s := &Server{
-		cfg:       cfg,
-		log:       logger,
-		now:       time.Now,
-		changed:   make(chan struct{}),
-		streams:   map[string]int{},
-		unwatched: map[string]time.Time{},
-		wake:      make(chan struct{}, 1),
-		quit:      make(chan struct{}),
+		cfg:     cfg,
+		log:     logger,
+		now:     time.Now,
+		changed: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
 	}
 	s.startedAt = s.now()
 	rc := cfg.rendezvous()
@@ -242,18 +238,10 @@ func (s *Server) poke() {
 	}
 }
 
-// tickLocked applies expired timeouts: the machine's, and WatchGrace.
+// tickLocked applies the machine's expired timeouts, WatchGrace included.
 func (s *Server) tickLocked(now time.Time) {
-	s.rv.Tick(now)
-	for id, since := range s.unwatched {
-		switch {
-		case !s.rv.Present(id):
-			delete(s.unwatched, id)
-		case s.rv.Phase() != PhaseStopped && now.Sub(since) >= s.cfg.WatchGrace:
-			delete(s.unwatched, id)
-			s.log.Warn("worker declared dead", "worker", id, "reason", "no Watch stream", "for", now.Sub(since).Round(time.Millisecond))
-			_ = s.rv.Dead(now, id, fmt.Sprintf("no Watch stream for %v", s.cfg.WatchGrace))
-		}
+	for _, u := range s.rv.Tick(now) {
+		s.log.Warn("worker declared dead", "worker", u.ID, "reason", "no Watch stream", "for", u.For.Round(time.Millisecond))
 	}
 	if s.cfg.LogInterval > 0 && now.Sub(s.lastLog) >= s.cfg.LogInterval {
 		s.lastLog = now
@@ -273,17 +261,11 @@ func (s *Server) nextWakeLocked(now time.Time) time.Time {
 			next = t
 		}
 	}
+	// The machine's deadlines include the Watch streams' grace, but not
+	// once the run has stopped (a stopped worker closes its stream): a
+	// grace that passed would make the loop spin until StopGrace.
 	if d, ok := s.rv.NextDeadline(); ok {
 		earlier(d)
-	}
-	// tickLocked leaves a missing Watch stream alone once the run has
-	// stopped (a stopped worker closes its stream), so its grace is no
-	// reason to wake: a grace that passed would make the loop spin until
-	// StopGrace.
-	if s.rv.Phase() != PhaseStopped {
-		for _, since := range s.unwatched {
-			earlier(since.Add(s.cfg.WatchGrace))
-		}
 	}
 	if s.cfg.LogInterval > 0 {
 		earlier(s.lastLog.Add(s.cfg.LogInterval))
@@ -336,21 +318,23 @@ func (s *Server) gossipLeft(name, addr string) {
 	now := s.now()
 	s.log.Warn("worker declared dead", "worker", name, "reason", "gossip: node left or failed", "addr", addr)
 	_ = s.rv.Dead(now, name, "gossip: node left or failed")
-	delete(s.unwatched, name)
 	s.afterLocked(now)
 	s.poke()
 }
 
 // Status is a snapshot of the run for a status page.
 type Status struct {
-	JobID     string
-	Phase     Phase
-	Current   Generation   // Number 0 before the first generation
-	History   []Generation // oldest first
-	Members   []MemberStatus
-	Progress  Aggregate
-	Latest    *Checkpoint // newest committed checkpoint
-	Gossip    []string    // memberlist nodes believed alive
+	JobID    string
+	Phase    Phase
+	Current  Generation   // Number 0 before the first generation
+	History  []Generation // oldest first
+	Members  []MemberStatus
+	Progress Aggregate
+	Latest   *Checkpoint // newest committed checkpoint
+	// Finished is the step a worker reported the training done at; nil
+	// while the training is not done.
+	Finished  *int64
+	Gossip    []string // memberlist nodes believed alive
 	Addr      string
 	StartedAt time.Time
 	At        time.Time
@@ -378,6 +362,9 @@ func (s *Server) Status() Status {
 	st.Current, _ = s.rv.Current()
 	if c, ok := s.rv.LatestCheckpoint(); ok {
 		st.Latest = &c
+	}
+	if step, ok := s.rv.Finished(); ok {
+		st.Finished = &step
 	}
 	return st
 }
@@ -415,7 +402,6 @@ func (v *service) Join(_ context.Context, in *pb.JoinRequest) (*pb.JoinResponse,
 	now := s.now()
 	id, err := s.rv.Join(now, req)
 	if err == nil {
-		s.unwatched[id] = now
 		s.log.Info("worker joined", "worker", id, "name", req.Name, "data_addr", req.DataAddr, "gossip_addr", req.GossipAddr)
 	} else {
 		s.log.Warn("join refused", "name", req.Name, "data_addr", req.DataAddr, "err", err)
@@ -442,18 +428,12 @@ func (v *service) Watch(in *pb.WatchRequest, stream pb.Coordinator_WatchServer) 
 		s.mu.Unlock()
 		return statusOf(err)
 	}
-	s.streams[id]++
-	delete(s.unwatched, id)
+	_ = s.rv.WatchOpened(id) // present: checked above, under the same lock
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.streams[id]--
-		if s.streams[id] == 0 {
-			delete(s.streams, id)
-			if s.rv.Present(id) {
-				s.unwatched[id] = s.now()
-				s.log.Info("watch stream closed", "worker", id)
-			}
+		if s.rv.WatchClosed(s.now(), id) {
+			s.log.Info("watch stream closed", "worker", id)
 		}
 		s.mu.Unlock()
 		s.poke()
@@ -554,7 +534,6 @@ func (v *service) Leave(_ context.Context, in *pb.LeaveRequest) (*pb.LeaveRespon
 	if err := s.rv.Leave(now, id, in.GetReason()); err != nil {
 		return nil, statusOf(err)
 	}
-	delete(s.unwatched, id)
 	s.log.Info("worker left", "worker", id, "reason", in.GetReason())
 	s.afterLocked(now)
 	s.poke()

@@ -530,7 +530,7 @@ func TestStoppedRunDoesNotSpinOnClosedWatchStreams(t *testing.T) {
 		s.mu.Lock()
 		now := s.now()
 		stale := 0
-		for _, since := range s.unwatched {
+		for _, since := range s.rv.unwatched {
 			if now.Sub(since) > cfg.WatchGrace {
 				stale++
 			}

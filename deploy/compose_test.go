@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/infonce/infonce/rundir"
 )
 
 // The run of the compose tests: small enough for two cores, long enough
@@ -32,6 +34,10 @@ var composeRun = map[string]string{
 }
 
 const composeSteps = 250
+
+// runVolume is where docker-compose.yml mounts the run directory (INFONCE_OUT)
+// in the coordinator and the workers.
+const runVolume = "/run/infonce"
 
 // lossTolerance is the largest relative difference allowed between the
 // loss of a step in a distributed run and in one process: the global
@@ -66,7 +72,7 @@ func TestCompose(t *testing.T) {
 	// The reference: the same binary, one process, the same global batch.
 	refDir := t.TempDir()
 	run(t, ctx, withEnv(composeRun, "INFONCE_OUT="+refDir), refDir, bin, "train")
-	want := readLossesFile(t, filepath.Join(refDir, "metrics.jsonl"))
+	want := readLossesFile(t, rundir.MetricsPath(refDir))
 	if len(want) != composeSteps {
 		t.Fatalf("reference run logged %d steps, want %d", len(want), composeSteps)
 	}
@@ -202,7 +208,7 @@ func (s *stack) poll(what string, limit time.Duration, ok func() bool) {
 func (s *stack) waitStep(container string, step int64) {
 	s.t.Helper()
 	s.poll(fmt.Sprintf("step %d in metrics.jsonl", step), 3*time.Minute, func() bool {
-		b, err := copyFromContainer(s.ctx, container, "/run/infonce/metrics.jsonl")
+		b, err := copyFromContainer(s.ctx, container, runVolume+"/"+rundir.MetricsFile)
 		if err != nil {
 			return false
 		}
@@ -279,7 +285,7 @@ func (s *stack) waitAllExit(special map[string]int) {
 // compares the losses with the reference.
 func (s *stack) checkRun(coord string, want map[int64]float64, workers int) {
 	s.t.Helper()
-	b, err := copyFromContainer(s.ctx, coord, "/run/infonce/metrics.jsonl")
+	b, err := copyFromContainer(s.ctx, coord, runVolume+"/"+rundir.MetricsFile)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -296,7 +302,7 @@ func (s *stack) checkRun(coord string, want map[int64]float64, workers int) {
 		s.t.Errorf("loss of step %d is %.7f, one process has %.7f: relative difference %.3g over %g",
 			d.WorstAt, d.Got, d.Want, d.MaxRel, lossTolerance)
 	}
-	sum, err := copyFromContainer(s.ctx, coord, "/run/infonce/summary.json")
+	sum, err := copyFromContainer(s.ctx, coord, runVolume+"/"+rundir.SummaryFile)
 	if err != nil {
 		s.t.Fatalf("summary.json: %v", err)
 	}

@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/infonce/infonce/internal/testcluster"
 )
 
 // repoRoot is the repository's top directory (this package is deploy/).
@@ -93,36 +94,16 @@ func composeCommand(t *testing.T) []string {
 	return nil
 }
 
-// The static binary of this test run, built once (CGO_ENABLED=0, as
-// `make image` builds it) into binDir, which TestMain removes.
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
-	binOut  string
-)
-
-// buildBinary returns the static infonce binary, building it on first use.
+// buildBinary returns the static infonce binary of this test run, built
+// once as `make image` builds it (CGO_ENABLED=0, -trimpath, no test-only
+// build tags); TestMain removes it.
 func buildBinary(t *testing.T, ctx context.Context) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "infonce-deploy-bin-")
-		if binErr != nil {
-			return
-		}
-		// searchable by all: slurmd runs the job as the submitting user
-		if binErr = os.Chmod(binDir, 0o755); binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "infonce")
-		env := append(os.Environ(), "CGO_ENABLED=0")
-		binOut, binErr = tryRun(ctx, env, repoRoot(t), "go", "build", "-trimpath", "-o", binPath, "./cmd/infonce")
-	})
-	if binErr != nil {
-		t.Fatalf("go build ./cmd/infonce: %v\n%s", binErr, tail(binOut, 4000))
+	bin, err := testcluster.Build(ctx, testcluster.BuildOptions{Production: true})
+	if err != nil {
+		t.Fatalf("go build ./cmd/infonce: %s", tail(err.Error(), 4000))
 	}
-	return binPath
+	return bin
 }
 
 // buildImage builds the repository's Dockerfile exactly as `make image`

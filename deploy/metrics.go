@@ -1,64 +1,31 @@
 package deploy
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"sort"
+
+	"github.com/infonce/infonce/rundir"
 )
 
 // maxMetricsLine bounds one line of metrics.jsonl.
-const maxMetricsLine = 1 << 20
+const maxMetricsLine = rundir.MaxMetricLine
 
-// ReadLosses reads a metrics.jsonl stream (one JSON object per logged step,
-// with at least "step" and "loss") and returns the loss of every step.
-// When a step appears more than once (a rank 0 that died after logging it
-// and a survivor that ran it again), the last line wins. Blank lines are
-// skipped; any other line that is not such an object is an error naming
+// ReadLosses reads a metrics.jsonl stream (rundir.DecodeMetrics: one JSON
+// object per logged step, with at least "step" and "loss") and returns the
+// loss of every step. When a step appears more than once (a rank 0 that
+// died after logging it and a survivor that ran it again), the last line
+// wins. Blank lines are skipped, and so is a torn last line still being
+// written; any other line that is not such an object is an error naming
 // its line number.
 func ReadLosses(r io.Reader) (map[int64]float64, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxMetricsLine)
-	losses := map[int64]float64{}
-	line := 0
-	for sc.Scan() {
-		line++
-		b := sc.Bytes()
-		if len(trimSpace(b)) == 0 {
-			continue
-		}
-		var rec struct {
-			Step *int64   `json:"step"`
-			Loss *float64 `json:"loss"`
-		}
-		if err := json.Unmarshal(b, &rec); err != nil {
-			return nil, fmt.Errorf("metrics line %d: %w", line, err)
-		}
-		if rec.Step == nil || rec.Loss == nil {
-			return nil, fmt.Errorf("metrics line %d: no \"step\" or no \"loss\"", line)
-		}
-		if *rec.Step < 0 {
-			return nil, fmt.Errorf("metrics line %d: negative step %d", line, *rec.Step)
-		}
-		losses[*rec.Step] = *rec.Loss
+	ms, _, err := rundir.DecodeMetrics(r)
+	if err != nil {
+		return nil, err
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("metrics line %d: %w", line+1, err)
-	}
-	return losses, nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
+	return rundir.Losses(ms), nil
 }
 
 // LossDiff is the outcome of [CompareLosses].

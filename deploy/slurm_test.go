@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infonce/infonce/rundir"
 )
 
 // slurmConf is a one-node cluster on this machine: slurmctld and slurmd
@@ -149,13 +151,13 @@ func TestSlurmBatch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sbatch --wait: %v\n%s\njob output:\n%s\nslurmd.log:\n%s", err, res, tail(jobLog, 6000), tailFile(filepath.Join(dir, "slurmd.log")))
 	}
-	sum, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	sum, err := os.ReadFile(rundir.SummaryPath(out))
 	if err != nil {
 		t.Fatalf("no summary.json after the job: %v\njob output:\n%s", err, tail(jobLog, 6000))
 	}
 	checkSummary(t, sum, 30, 1)
 	t.Logf("job output ends:\n%s", tail(jobLog, 1500))
-	if l := readLossesFile(t, filepath.Join(out, "metrics.jsonl")); len(l) == 0 {
+	if l := readLossesFile(t, rundir.MetricsPath(out)); len(l) == 0 {
 		t.Error("metrics.jsonl has no step")
 	}
 	if !strings.Contains(jobLog, "coordinator listening on") || !strings.Contains(jobLog, "workers exited 0, coordinator 0") {

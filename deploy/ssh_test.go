@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infonce/infonce/rundir"
 )
 
 // localSSH stands in for ssh: `localssh HOST COMMAND...` runs COMMAND with
@@ -78,12 +80,12 @@ func TestSSHLaunch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("launch.sh: %v\n%s\n%s", err, b, dumpLogs(logs))
 	}
-	sum, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	sum, err := os.ReadFile(rundir.SummaryPath(out))
 	if err != nil {
 		t.Fatalf("no summary.json: %v\n%s\n%s", err, b, dumpLogs(logs))
 	}
 	checkSummary(t, sum, 30, 2)
-	if l := readLossesFile(t, filepath.Join(out, "metrics.jsonl")); len(l) != 30 {
+	if l := readLossesFile(t, rundir.MetricsPath(out)); len(l) != 30 {
 		t.Errorf("metrics.jsonl has %d steps, want 30", len(l))
 	}
 	for _, pat := range []string{"coordinator.log", "worker-0-127.0.0.1.log", "worker-1-127.0.0.1.log"} {
@@ -112,7 +114,7 @@ func TestSSHLaunchInterrupt(t *testing.T) {
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		if b, err := os.ReadFile(filepath.Join(out, "metrics.jsonl")); err == nil && strings.Count(string(b), "\n") >= 2 {
+		if b, err := os.ReadFile(rundir.MetricsPath(out)); err == nil && strings.Count(string(b), "\n") >= 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -141,7 +143,7 @@ func TestSSHLaunchInterrupt(t *testing.T) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		t.Errorf("processes of launch.sh were still running after it ended\n%s", dumpLogs(logs))
 	}
-	if m, _ := filepath.Glob(filepath.Join(out, "checkpoints", "step-*", "manifest.json")); len(m) == 0 {
+	if m, _ := filepath.Glob(filepath.Join(rundir.CheckpointDir(out), "step-*", "manifest.json")); len(m) == 0 {
 		t.Errorf("no checkpoint was saved on the stop\n%s", dumpLogs(logs))
 	}
 }

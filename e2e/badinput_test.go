@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infonce/infonce/checkpoint"
+	"github.com/infonce/infonce/internal/testcluster"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -26,17 +27,17 @@ func TestNonFiniteSteps(t *testing.T) {
 	t.Run("skip", func(t *testing.T) {
 		ref := referenceRunWith(t, steps, nil, nan...)
 		c := newCluster(t, clusterOpts{workers: 3, steps: steps})
-		c.addWorker(nil)
-		c.addWorker(nan)
-		c.addWorker(nil)
-		c.waitDone(2 * time.Minute)
-		for name, p := range c.workers {
-			if n := strings.Count(p.output(), "step skipped"); n != 2 {
+		c.AddWorker(nil)
+		c.AddWorker(nan)
+		c.AddWorker(nil)
+		c.WaitDone(2 * time.Minute)
+		for name, p := range c.Workers {
+			if n := strings.Count(p.Output(), "step skipped"); n != 2 {
 				t.Errorf("%s warned of %d skipped steps, want 2", name, n)
 			}
 		}
 		ranksSkipping := map[int64]int{}
-		for _, r := range readSamples(t, c.dir) {
+		for _, r := range readSamples(t, c.Dir) {
 			if r.Event == "skipped" {
 				ranksSkipping[r.Step]++
 			}
@@ -44,31 +45,31 @@ func TestNonFiniteSteps(t *testing.T) {
 		if ranksSkipping[5] != 3 || ranksSkipping[6] != 3 || len(ranksSkipping) != 2 {
 			t.Errorf("ranks skipping each step: %v, want steps 5 and 6 skipped by all 3", ranksSkipping)
 		}
-		worst := compareLosses(t, c.dir, c.out, ref, 1e-4, skipped)
-		lineage(t, c.dir, c.out, steps, ref.batch, skipped)
-		assertFiniteCheckpoint(t, c.out)
+		worst := compareLosses(t, c.Dir, c.Out, ref, 1e-4, skipped)
+		lineage(t, c.Dir, c.Out, steps, ref.batch, skipped)
+		assertFiniteCheckpoint(t, c.Out)
 		t.Logf("FIGURE nan-skip: steps 5 and 6 skipped by all 3 ranks, worst |Δloss| against a 1-worker run with the same fault %.2g", worst)
 	})
 	t.Run("max-bad-steps", func(t *testing.T) {
 		c := newCluster(t, clusterOpts{workers: 2, steps: steps, coordArgs: []string{"--max-bad-steps", "3"}})
 		bad := []string{worker.EnvFaultNaNSteps + "=10,11,12"}
-		a, b := c.addWorker(bad), c.addWorker(nil)
-		for _, p := range []*proc{a, b, c.coord} {
-			err := p.wait(t, 2*time.Minute)
+		a, b := c.AddWorker(bad), c.AddWorker(nil)
+		for _, p := range []*proc{a, b, c.Coord} {
+			err := p.Wait(t, 2*time.Minute)
 			if err == nil {
-				t.Errorf("%s exited cleanly after 3 non-finite steps in a row", p.name)
+				t.Errorf("%s exited cleanly after 3 non-finite steps in a row", p.Name)
 			}
 		}
 		for _, p := range []*proc{a, b} {
-			if !strings.Contains(p.output(), "3 non-finite steps in a row (steps 10 to 12, --max-bad-steps 3)") {
-				c.dump()
-				t.Errorf("%s: no clear error", p.name)
+			if !strings.Contains(p.Output(), "3 non-finite steps in a row (steps 10 to 12, --max-bad-steps 3)") {
+				c.Dump()
+				t.Errorf("%s: no clear error", p.Name)
 			}
 		}
-		if !strings.Contains(c.coord.output(), "run aborted") {
+		if !strings.Contains(c.Coord.Output(), "run aborted") {
 			t.Error("the coordinator did not report the aborted run")
 		}
-		m := assertFiniteCheckpoint(t, c.out)
+		m := assertFiniteCheckpoint(t, c.Out)
 		if m.Step != 13 {
 			t.Errorf("the checkpoint after the abort is at step %d, want 13 (steps 10-12 skipped)", m.Step)
 		}
@@ -109,30 +110,30 @@ func TestBadInput(t *testing.T) {
 	const steps = 150
 	ref := referenceRun(t, steps)
 	c := newCluster(t, clusterOpts{workers: 2, min: 2, max: 3, steps: steps})
-	c.addWorker(nil)
-	c.addWorker(nil)
-	c.waitStep(20, 90*time.Second)
-	stranger := c.addWorker(nil, "--hidden", "32", "--batch", "64")
-	err := stranger.wait(t, 30*time.Second)
+	c.AddWorker(nil)
+	c.AddWorker(nil)
+	c.WaitStep(20, 90*time.Second)
+	stranger := c.AddWorker(nil, "--hidden", "32", "--batch", "64")
+	err := stranger.Wait(t, 30*time.Second)
 	if err == nil {
 		t.Fatal("a worker with another configuration joined")
 	}
-	out := stranger.output()
+	out := stranger.Output()
 	for _, want := range []string{"does not match the run", `hidden: run has "64", worker has "32"`, `batch: run has "128", worker has "64"`} {
 		if !strings.Contains(out, want) {
-			t.Errorf("the refusal does not say %q:\n%s", want, tail(out, 5))
+			t.Errorf("the refusal does not say %q:\n%s", want, testcluster.Tail(out, 5))
 		}
 	}
-	c.waitDone(2*time.Minute, stranger.name)
-	for _, m := range readMetrics(t, c.out) {
+	c.WaitDone(2*time.Minute, stranger.Name)
+	for _, m := range testcluster.ReadMetrics(t, c.Out) {
 		if m.Generation != 1 {
 			t.Fatalf("step %d ran in generation %d: the refused worker disturbed the run", m.Step, m.Generation)
 		}
 	}
-	compareLosses(t, c.dir, c.out, ref, 1e-5, nil)
+	compareLosses(t, c.Dir, c.Out, ref, 1e-5, nil)
 
 	// The run's checkpoints, resumed with another model shape.
-	other := append(trainArgs(c.out, steps+10), "--hidden", "32", "--no-eval", "--resume", "latest")
+	other := append(trainArgs(c.Out, steps+10), "--hidden", "32", "--no-eval", "--resume", "latest")
 	for _, args := range [][]string{
 		append([]string{"train", "--workers", "2"}, other...),
 		append([]string{"train"}, other...),
@@ -146,9 +147,9 @@ func TestBadInput(t *testing.T) {
 			continue
 		}
 		if s := string(b); !strings.Contains(s, "another shape") && !strings.Contains(s, "different run") {
-			t.Errorf("%v: unclear error:\n%s", args[:3], tail(s, 5))
+			t.Errorf("%v: unclear error:\n%s", args[:3], testcluster.Tail(s, 5))
 		} else {
-			t.Logf("%v: %s", args[:3], strings.TrimSpace(tail(s, 1)))
+			t.Logf("%v: %s", args[:3], strings.TrimSpace(testcluster.Tail(s, 1)))
 		}
 	}
 }

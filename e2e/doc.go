@@ -4,9 +4,11 @@
 // inject the faults of docs/RELIABILITY.md, then check what the run must
 // guarantee.
 //
-// TestMain builds the binary once with `go build` and writes a small data
+// TestMain builds the binary once (internal/testcluster, with the
+// faultinject build tag the fault variables need) and writes a small data
 // set (the first 1280 MNIST training images, ten global batches of 128 per
-// epoch) so that a test sees several whole epochs. Every worker appends the
+// epoch) so that a test sees several whole epochs; the clusters are
+// testcluster's, and the run files are read through rundir. Every worker appends the
 // sample indices it contributes to each step, and each step it completes,
 // to its own sample log (worker.EnvSampleLog); the tests read the logs and
 // metrics.jsonl to check that no sample of an epoch is skipped or seen

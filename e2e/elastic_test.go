@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/infonce/infonce/checkpoint"
+	"github.com/infonce/infonce/internal/testcluster"
+	"github.com/infonce/infonce/rundir"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -28,31 +30,31 @@ func TestJoin(t *testing.T) {
 	const steps = 1000
 	ref := referenceRun(t, steps)
 	c := newCluster(t, clusterOpts{workers: 2, min: 2, max: 3, steps: steps})
-	c.addWorker(nil)
-	c.addWorker(nil)
-	c.waitStep(30, 90*time.Second)
+	c.AddWorker(nil)
+	c.AddWorker(nil)
+	c.WaitStep(30, 90*time.Second)
 	joinAt := time.Now()
-	joiner := c.addWorker(nil)
-	m, ok := c.firstStepAfter(1, 60*time.Second)
+	joiner := c.AddWorker(nil)
+	m, ok := c.FirstStepAfter(1, 60*time.Second)
 	if !ok {
-		c.dump()
+		c.Dump()
 		t.Fatal("the joiner was not admitted")
 	}
 	admitted := unixTime(m.Time).Sub(joinAt)
-	c.waitDone(3 * time.Minute)
-	if !regexp.MustCompile(`admitted \S+ at the boundary before step \d+`).MatchString(c.coord.output()) {
+	c.WaitDone(3 * time.Minute)
+	if !regexp.MustCompile(`admitted \S+ at the boundary before step \d+`).MatchString(c.Coord.Output()) {
 		t.Error("the coordinator did not admit the joiner at a step boundary")
 	}
-	if !strings.Contains(joiner.output(), `start="broadcast from rank 0"`) {
+	if !strings.Contains(joiner.Output(), `start="broadcast from rank 0"`) {
 		t.Error("the joiner did not start from a broadcast")
 	}
 	if m.Workers != 3 {
 		t.Errorf("world %d after the join, want 3", m.Workers)
 	}
-	worst := compareLosses(t, c.dir, c.out, ref, 1e-4, nil)
-	lineage(t, c.dir, c.out, steps, ref.batch, nil)
+	worst := compareLosses(t, c.Dir, c.Out, ref, 1e-4, nil)
+	lineage(t, c.Dir, c.Out, steps, ref.batch, nil)
 	// Throughput before the join and after it, from metrics.jsonl's clock.
-	ms := lastWins(readMetrics(t, c.out))
+	ms := rundir.LastWins(testcluster.ReadMetrics(t, c.Out))
 	rate := func(from, to int64) float64 {
 		a, b := ms[from], ms[to]
 		return float64((to-from)*batch) / (b.Time - a.Time)
@@ -87,24 +89,24 @@ func TestTooFewWorkers(t *testing.T) {
 	needSetup(t)
 	const timeout = 3 * time.Second
 	c := newCluster(t, clusterOpts{workers: 2, min: 2, steps: 5000, coordArgs: []string{"--rendezvous-timeout", timeout.String()}})
-	a, b := c.addWorker(nil), c.addWorker(nil)
-	last := c.waitStep(30, 90*time.Second)
+	a, b := c.AddWorker(nil), c.AddWorker(nil)
+	last := c.WaitStep(30, 90*time.Second)
 	victim, survivor := a, b
-	if p, _ := c.rankOf(0); p == b {
+	if p, _ := c.RankOf(0); p == b {
 		victim, survivor = b, a
 	}
 	killAt := time.Now()
-	victim.kill()
+	victim.Kill()
 	// The pause: the survivor stays alive without spinning.
 	time.Sleep(timeout / 3)
-	c0, ok0 := cpuTime(survivor.pid())
+	c0, ok0 := cpuTime(survivor.Pid())
 	time.Sleep(timeout / 3)
-	c1, ok1 := cpuTime(survivor.pid())
-	if !survivor.alive() {
-		c.dump()
+	c1, ok1 := cpuTime(survivor.Pid())
+	if !survivor.Alive() {
+		c.Dump()
 		t.Fatal("the survivor exited during the pause")
 	}
-	if !strings.Contains(c.coord.output(), "action=pause") {
+	if !strings.Contains(c.Coord.Output(), "action=pause") {
 		t.Error("the coordinator did not pause the run")
 	}
 	var busy float64
@@ -114,24 +116,24 @@ func TestTooFewWorkers(t *testing.T) {
 			t.Errorf("the paused worker used %.0f%% of a core", 100*busy)
 		}
 	}
-	if err := survivor.wait(t, timeout+20*time.Second); err != nil {
-		c.dump()
+	if err := survivor.Wait(t, timeout+20*time.Second); err != nil {
+		c.Dump()
 		t.Fatalf("the survivor: %v", err)
 	}
 	stoppedAfter := time.Since(killAt)
-	if err := c.coord.wait(t, 20*time.Second); err != nil {
-		c.dump()
+	if err := c.Coord.Wait(t, 20*time.Second); err != nil {
+		c.Dump()
 		t.Fatalf("the coordinator: %v", err)
 	}
 	if stoppedAfter < timeout {
 		t.Errorf("stopped %v after the kill, before the rendezvous timeout %v", stoppedAfter, timeout)
 	}
-	ck, err := (&checkpoint.Store{Root: worker.CheckpointDir(c.out)}).LoadLatest(context.Background())
+	ck, err := (&checkpoint.Store{Root: worker.CheckpointDir(c.Out)}).LoadLatest(context.Background())
 	if err != nil {
-		c.dump()
+		c.Dump()
 		t.Fatalf("no checkpoint after the stop: %v", err)
 	}
-	final := readMetrics(t, c.out)
+	final := testcluster.ReadMetrics(t, c.Out)
 	lastStep := final[len(final)-1].Step
 	if ck.Manifest.Step < lastStep {
 		t.Errorf("checkpoint of step %d, but step %d had completed", ck.Manifest.Step, lastStep)
@@ -153,27 +155,27 @@ func TestCoordinatorRestart(t *testing.T) {
 	ref := referenceRun(t, steps)
 	c := newCluster(t, clusterOpts{workers: 3, steps: steps})
 	for range 3 {
-		c.addWorker(nil)
+		c.AddWorker(nil)
 	}
-	c.waitStep(40, 90*time.Second)
-	c.coord.kill()
+	c.WaitStep(40, 90*time.Second)
+	c.Coord.Kill()
 	killed := time.Now()
-	before := readMetrics(t, c.out)
+	before := testcluster.ReadMetrics(t, c.Out)
 	time.Sleep(1500 * time.Millisecond)
-	during := readMetrics(t, c.out)
+	during := testcluster.ReadMetrics(t, c.Out)
 	restart := time.Now()
-	c.startCoordinator([]string{"--resume", "auto"})
+	c.StartCoordinator([]string{"--resume", "auto"})
 	gen := before[len(before)-1].Generation
-	m, ok := c.firstStepAfter(gen, 30*time.Second)
+	m, ok := c.FirstStepAfter(gen, 30*time.Second)
 	if !ok {
-		c.dump()
+		c.Dump()
 		t.Fatal("no step in a new generation within 30s of the restart")
 	}
-	c.waitDone(3 * time.Minute)
-	worst := compareLosses(t, c.dir, c.out, ref, 1e-4, nil)
-	lineage(t, c.dir, c.out, steps, ref.batch, nil)
+	c.WaitDone(3 * time.Minute)
+	worst := compareLosses(t, c.Dir, c.Out, ref, 1e-4, nil)
+	lineage(t, c.Dir, c.Out, steps, ref.batch, nil)
 	lastOld := int64(-1)
-	for _, x := range readMetrics(t, c.out) {
+	for _, x := range testcluster.ReadMetrics(t, c.Out) {
 		if x.Generation <= gen && x.Step > lastOld {
 			lastOld = x.Step
 		}
@@ -188,7 +190,7 @@ func TestCoordinatorRestart(t *testing.T) {
 	if m.Workers != 3 {
 		t.Errorf("world %d after the restart, want 3", m.Workers)
 	}
-	if !strings.Contains(c.coord.output(), "held=") && !strings.Contains(c.coord.output(), "broadcast from rank") {
+	if !strings.Contains(c.Coord.Output(), "held=") && !strings.Contains(c.Coord.Output(), "broadcast from rank") {
 		t.Error("the new generation did not start from the workers' state")
 	}
 }
@@ -229,8 +231,8 @@ func TestCrashDuringCheckpoint(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rnd.IntN(400)) * time.Millisecond)
-		_ = syscallKillGroup(p)
-		<-p.done
+		_ = p.KillGroup()
+		<-p.Done()
 		if tmp, _ := filepath.Glob(filepath.Join(worker.CheckpointDir(out), ".tmp-*")); len(tmp) > 0 {
 			interrupted++
 		}
@@ -241,17 +243,17 @@ func TestCrashDuringCheckpoint(t *testing.T) {
 		if c.Manifest.Step < prev {
 			t.Fatalf("round %d: latest checkpoint at step %d, older than the last round's %d", round, c.Manifest.Step, prev)
 		}
-		if !strings.Contains(p.output(), "checkpoint") && round > 0 {
-			t.Logf("round %d output:\n%s", round, tail(p.output(), 10))
+		if !strings.Contains(p.Output(), "checkpoint") && round > 0 {
+			t.Logf("round %d output:\n%s", round, testcluster.Tail(p.Output(), 10))
 		}
 		prev = c.Manifest.Step
 		t.Logf("round %d: killed; latest good checkpoint at step %d", round, prev)
 	}
 	p := runRound(t, dir, "final", args...)
-	if err := p.wait(t, 3*time.Minute); err != nil {
-		t.Fatalf("the final run: %v\n%s", err, tail(p.output(), 30))
+	if err := p.Wait(t, 3*time.Minute); err != nil {
+		t.Fatalf("the final run: %v\n%s", err, testcluster.Tail(p.Output(), 30))
 	}
-	if !strings.Contains(p.output(), "resum") && !strings.Contains(p.output(), `start="checkpoint `) {
+	if !strings.Contains(p.Output(), "resum") && !strings.Contains(p.Output(), `start="checkpoint `) {
 		t.Error("the final run did not resume from a checkpoint")
 	}
 	worst := compareLosses(t, "", out, ref, 1e-4, nil)
@@ -267,36 +269,36 @@ func TestStopWhilePaused(t *testing.T) {
 	needSetup(t)
 	const timeout = 5 * time.Minute
 	c := newCluster(t, clusterOpts{workers: 2, min: 2, steps: 5000, coordArgs: []string{"--rendezvous-timeout", timeout.String()}})
-	a, b := c.addWorker(nil), c.addWorker(nil)
-	c.waitStep(20, 90*time.Second)
+	a, b := c.AddWorker(nil), c.AddWorker(nil)
+	c.WaitStep(20, 90*time.Second)
 	victim, survivor := a, b
-	if p, _ := c.rankOf(0); p == b {
+	if p, _ := c.RankOf(0); p == b {
 		victim, survivor = b, a
 	}
-	victim.kill()
+	victim.Kill()
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(c.coord.output(), "action=pause") {
+	for !strings.Contains(c.Coord.Output(), "action=pause") {
 		if time.Now().After(deadline) {
-			c.dump()
+			c.Dump()
 			t.Fatal("the coordinator did not pause the run")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond) // the survivor takes the pause in
 	stopAt := time.Now()
-	_ = survivor.cmd.Process.Signal(syscall.SIGTERM)
-	err := survivor.wait(t, 20*time.Second)
+	_ = survivor.Signal(syscall.SIGTERM)
+	err := survivor.Wait(t, 20*time.Second)
 	stoppedAfter := time.Since(stopAt)
-	if err != nil && !strings.Contains(survivor.output(), "stopping on request") {
-		c.dump()
+	if err != nil && !strings.Contains(survivor.Output(), "stopping on request") {
+		c.Dump()
 		t.Fatalf("the survivor: %v", err)
 	}
-	ck, err := (&checkpoint.Store{Root: worker.CheckpointDir(c.out)}).LoadLatest(context.Background())
+	ck, err := (&checkpoint.Store{Root: worker.CheckpointDir(c.Out)}).LoadLatest(context.Background())
 	if err != nil {
-		c.dump()
+		c.Dump()
 		t.Fatalf("no checkpoint after the stop: %v", err)
 	}
-	final := readMetrics(t, c.out)
+	final := testcluster.ReadMetrics(t, c.Out)
 	if last := final[len(final)-1].Step; ck.Manifest.Step < last {
 		t.Errorf("checkpoint of step %d, but step %d had completed", ck.Manifest.Step, last)
 	}
@@ -362,21 +364,21 @@ func joinSpeedup(t *testing.T) joinResult {
 	defer meter.close()
 	c := newCluster(t, clusterOpts{workers: 1, min: 1, max: 2, steps: steps, coordArgs: []string{
 		"--batch", strconv.Itoa(B), "--hidden", "512,256", "--text-hidden", "256", "--dim", "64", "--activation", "relu", "--checksum-every", "0"}})
-	first := c.addWorkerOn(0, []int{0}, nil) // GOMAXPROCS=1, as every worker of the harness
-	meter.watch(first.pid())
-	c.waitStep(100, 90*time.Second)
-	joiner := c.addWorkerOn(0, []int{1}, nil)
-	meter.watch(joiner.pid())
-	m, ok := c.firstStepAfter(1, 60*time.Second)
+	first := c.AddWorkerWith(testcluster.WorkerOptions{CPUs: []int{0}}) // GOMAXPROCS=1, as every worker of the harness
+	meter.watch(first.Pid())
+	c.WaitStep(100, 90*time.Second)
+	joiner := c.AddWorkerWith(testcluster.WorkerOptions{CPUs: []int{1}})
+	meter.watch(joiner.Pid())
+	m, ok := c.FirstStepAfter(1, 60*time.Second)
 	if !ok {
-		c.dump()
+		c.Dump()
 		t.Fatal("the joiner was not admitted")
 	}
-	c.waitDone(3 * time.Minute)
+	c.WaitDone(3 * time.Minute)
 	if m.Workers != 2 {
 		t.Fatalf("world %d after the join, want 2", m.Workers)
 	}
-	ms := lastWins(readMetrics(t, c.out))
+	ms := rundir.LastWins(testcluster.ReadMetrics(t, c.Out))
 	if m.Step < 30 || m.Step > steps-60 {
 		t.Fatalf("joined before step %d: too late to measure", m.Step)
 	}
@@ -392,7 +394,7 @@ func joinSpeedup(t *testing.T) joinResult {
 		}
 		return float64((to-from)*B) / (b.Time - a.Time)
 	}
-	r.before = window(10, m.Step-1, first.pid())
-	r.after = window(m.Step+10, steps-1, first.pid(), joiner.pid())
+	r.before = window(10, m.Step-1, first.Pid())
+	r.after = window(m.Step+10, steps-1, first.Pid(), joiner.Pid())
 	return r
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infonce/infonce/internal/testcluster"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -59,8 +60,8 @@ func TestGradientsOfRealProcesses(t *testing.T) {
 				env := []string{worker.EnvDumpGrads + "=" + dump + ":0"}
 				a := append(append(append([]string{}, args...), "--out", filepath.Join(dir, name+"-run")), extra...)
 				p := start(t, dir, name, env, a...)
-				if err := p.wait(t, 2*time.Minute); err != nil {
-					t.Fatalf("%s: %v\n%s", name, err, tail(p.output(), 30))
+				if err := p.Wait(t, 2*time.Minute); err != nil {
+					t.Fatalf("%s: %v\n%s", name, err, testcluster.Tail(p.Output(), 30))
 				}
 				return dump
 			}

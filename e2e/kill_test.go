@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infonce/infonce/internal/testcluster"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -33,11 +34,11 @@ func TestKill(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, 7))
 	for _, kr := range []killRun{
 		{name: "random", pick: func(c *cluster, r *rand.Rand) *proc {
-			p, _ := c.rankOf(r.IntN(3))
+			p, _ := c.RankOf(r.IntN(3))
 			return p
 		}},
 		{name: "rank0", pick: func(c *cluster, r *rand.Rand) *proc {
-			p, _ := c.rankOf(0)
+			p, _ := c.RankOf(0)
 			return p
 		}},
 		{name: "in-allreduce", env: map[int][]string{2: {worker.EnvFaultKillInAllReduce + "=" + fmt.Sprint(40+r.IntN(20))}}},
@@ -46,7 +47,7 @@ func TestKill(t *testing.T) {
 			c := newCluster(t, clusterOpts{workers: 3, min: 2, steps: steps})
 			var victim *proc
 			for i := 1; i <= 3; i++ {
-				p := c.addWorker(kr.env[i])
+				p := c.AddWorker(kr.env[i])
 				if kr.env[i] != nil {
 					victim = p
 				}
@@ -55,44 +56,44 @@ func TestKill(t *testing.T) {
 			var gen uint64
 			if kr.pick != nil {
 				// A random moment between steps 20 and 60.
-				c.waitStep(int64(20+r.IntN(40)), 90*time.Second)
+				c.WaitStep(int64(20+r.IntN(40)), 90*time.Second)
 				time.Sleep(time.Duration(r.IntN(15)) * time.Millisecond)
 				victim = kr.pick(c, r)
 				if victim == nil {
-					c.dump()
+					c.Dump()
 					t.Fatal("no worker holds the rank")
 				}
-				ms := readMetrics(t, c.out)
+				ms := testcluster.ReadMetrics(t, c.Out)
 				gen = ms[len(ms)-1].Generation
 				killAt = time.Now()
-				victim.kill()
+				victim.Kill()
 			} else {
 				select {
-				case <-victim.done:
+				case <-victim.Done():
 				case <-time.After(90 * time.Second):
-					c.dump()
+					c.Dump()
 					t.Fatal("the worker did not kill itself")
 				}
 				killAt = time.Now()
-				ms := readMetrics(t, c.out)
+				ms := testcluster.ReadMetrics(t, c.Out)
 				gen = ms[len(ms)-1].Generation
 			}
-			lastBefore := readMetrics(t, c.out)
-			m, ok := c.firstStepAfter(gen, 30*time.Second)
+			lastBefore := testcluster.ReadMetrics(t, c.Out)
+			m, ok := c.FirstStepAfter(gen, 30*time.Second)
 			if !ok {
-				c.dump()
+				c.Dump()
 				t.Fatal("no step completed in a new generation within 30s of the kill")
 			}
 			recovery := unixTime(m.Time).Sub(killAt)
-			c.waitDone(2*time.Minute, victim.name)
-			worst := compareLosses(t, c.dir, c.out, ref, 1e-4, nil)
-			lineage(t, c.dir, c.out, steps, ref.batch, nil)
+			c.WaitDone(2*time.Minute, victim.Name)
+			worst := compareLosses(t, c.Dir, c.Out, ref, 1e-4, nil)
+			lineage(t, c.Dir, c.Out, steps, ref.batch, nil)
 			redone := int64(0)
 			if len(lastBefore) > 0 {
 				redone = max(0, lastBefore[len(lastBefore)-1].Step-m.Step+1)
 			}
 			t.Logf("FIGURE kill/%s: victim %s, recovery %v (kill to the next completed step, generation %d -> %d, world %d), steps redone %d, worst |Δloss| %.2g",
-				kr.name, victim.name, recovery.Round(time.Millisecond), gen, m.Generation, m.Workers, redone, worst)
+				kr.name, victim.Name, recovery.Round(time.Millisecond), gen, m.Generation, m.Workers, redone, worst)
 			if m.Workers != 2 {
 				t.Errorf("the new generation has %d workers, want 2", m.Workers)
 			}

@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infonce/infonce/internal/testcluster"
+	"github.com/infonce/infonce/rundir"
 )
 
 // partitionUID is the user the cut-off worker runs as, so that one
@@ -77,8 +80,8 @@ func TestPartition(t *testing.T) {
 // failed and removed, and later joins again.
 func TestSlowWorker(t *testing.T) {
 	needSetup(t)
-	stop := func(t *testing.T, p *proc) { _ = syscall.Kill(p.pid(), syscall.SIGSTOP) }
-	cont := func(t *testing.T, p *proc) { _ = syscall.Kill(p.pid(), syscall.SIGCONT) }
+	stop := func(t *testing.T, p *proc) { _ = syscall.Kill(p.Pid(), syscall.SIGSTOP) }
+	cont := func(t *testing.T, p *proc) { _ = syscall.Kill(p.Pid(), syscall.SIGCONT) }
 	removeAndRejoin(t, faultRun{name: "sigstop", cut: stop, heal: cont, hold: 4 * time.Second})
 }
 
@@ -93,35 +96,35 @@ func removeAndRejoin(t *testing.T, f faultRun) {
 	var victim *proc
 	if f.asUID != 0 {
 		// The cut-off worker writes its logs as another user.
-		for _, d := range []string{filepath.Dir(binary), filepath.Dir(c.dir), c.dir} {
+		for _, d := range []string{filepath.Dir(binary), filepath.Dir(c.Dir), c.Dir} {
 			if err := os.Chmod(d, 0o777); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := os.MkdirAll(c.out, 0o777); err != nil {
+		if err := os.MkdirAll(c.Out, 0o777); err != nil {
 			t.Fatal(err)
 		}
-		_ = os.Chmod(c.out, 0o777)
+		_ = os.Chmod(c.Out, 0o777)
 	}
 	for i := 1; i <= 3; i++ {
 		if i == 3 && f.asUID != 0 {
-			victim = c.addWorkerAs(uint32(f.asUID), nil)
+			victim = c.AddWorkerWith(testcluster.WorkerOptions{UID: uint32(f.asUID)})
 			continue
 		}
-		p := c.addWorker(nil)
+		p := c.AddWorker(nil)
 		if i == 3 {
 			victim = p
 		}
 	}
-	c.waitStep(40, 90*time.Second)
-	ms := readMetrics(t, c.out)
+	c.WaitStep(40, 90*time.Second)
+	ms := testcluster.ReadMetrics(t, c.Out)
 	gen := ms[len(ms)-1].Generation
 	cutAt := time.Now()
 	f.cut(t, victim)
-	m, ok := c.firstStepAfter(gen, 30*time.Second)
+	m, ok := c.FirstStepAfter(gen, 30*time.Second)
 	if !ok {
 		f.heal(t, victim)
-		c.dump()
+		c.Dump()
 		t.Fatal("the majority made no step in a new generation within 30s")
 	}
 	recovery := unixTime(m.Time).Sub(cutAt)
@@ -131,10 +134,10 @@ func removeAndRejoin(t *testing.T, f faultRun) {
 	healAt := time.Now()
 	f.heal(t, victim)
 	// The victim comes back: a generation of three again.
-	var back metric
+	var back rundir.Metric
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) && back.Workers != 3 {
-		for _, x := range readMetrics(t, c.out) {
+		for _, x := range testcluster.ReadMetrics(t, c.Out) {
 			if x.Generation > m.Generation && x.Workers == 3 {
 				back = x
 				break
@@ -143,20 +146,20 @@ func removeAndRejoin(t *testing.T, f faultRun) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if back.Workers != 3 {
-		c.dump()
+		c.Dump()
 		t.Fatalf("the %s worker did not rejoin within 60s of the heal", f.name)
 	}
 	rejoin := unixTime(back.Time).Sub(healAt)
-	c.waitStep(back.Step+20, time.Minute)
-	c.stopGracefully(time.Minute)
-	c.waitDone(time.Minute)
-	ms = readMetrics(t, c.out)
+	c.WaitStep(back.Step+20, time.Minute)
+	c.StopGracefully(time.Minute)
+	c.WaitDone(time.Minute)
+	ms = testcluster.ReadMetrics(t, c.Out)
 	done := int(ms[len(ms)-1].Step) + 1
 	// The victim stopped stepping within the deadline of a collective
 	// (3s) of the cut, and stepped again only in a later generation.
 	var lastDone time.Time
-	for _, r := range readSamples(t, c.dir) {
-		if r.Worker == victim.name && r.Event == "done" && r.Generation <= gen {
+	for _, r := range readSamples(t, c.Dir) {
+		if r.Worker == victim.Name && r.Event == "done" && r.Generation <= gen {
 			if ts := time.Unix(0, r.UnixNano); ts.After(lastDone) {
 				lastDone = ts
 			}
@@ -166,11 +169,11 @@ func removeAndRejoin(t *testing.T, f faultRun) {
 	if f.asUID != 0 && stoppedAfter > 3*time.Second+time.Second {
 		t.Errorf("the cut-off worker completed a step %v after the cut", stoppedAfter)
 	}
-	if !strings.Contains(victim.output(), "joining again") {
+	if !strings.Contains(victim.Output(), "joining again") {
 		t.Errorf("the %s worker did not join again", f.name)
 	}
-	worst := compareLosses(t, c.dir, c.out, ref, 1e-4, nil)
-	lineage(t, c.dir, c.out, done, ref.batch, nil)
+	worst := compareLosses(t, c.Dir, c.Out, ref, 1e-4, nil)
+	lineage(t, c.Dir, c.Out, done, ref.batch, nil)
 	t.Logf("FIGURE %s: recovery %v (fault to the majority's next step, generation %d -> %d, world %d), the victim's last step %v after the fault, rejoined %v after the heal (generation %d, world %d), worst |Δloss| %.2g",
 		f.name, recovery.Round(time.Millisecond), gen, m.Generation, m.Workers, stoppedAfter.Round(time.Millisecond),
 		rejoin.Round(time.Millisecond), back.Generation, back.Workers, worst)

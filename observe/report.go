@@ -1,7 +1,6 @@
 package observe
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -22,74 +20,25 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
-	"github.com/infonce/infonce/worker"
+	"github.com/infonce/infonce/rundir"
 )
 
 // MaxMetricLine bounds one line of metrics.jsonl.
-const MaxMetricLine = 1 << 20
+const MaxMetricLine = rundir.MaxMetricLine
 
-// ReadMetrics decodes metrics.jsonl: one worker.Metric per line, blank
-// lines ignored. A last line without its newline that does not decode (a
-// run killed while writing it) is dropped and counted in truncated; any
-// other line that does not decode is an error naming its line number.
-func ReadMetrics(r io.Reader) (ms []worker.Metric, truncated int, err error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	for line := 1; ; line++ {
-		b, err := readLine(br)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, 0, fmt.Errorf("metrics.jsonl line %d: %w", line, err)
-		}
-		last := errors.Is(err, io.EOF)
-		complete := len(b) > 0 && b[len(b)-1] == '\n'
-		if t := bytes.TrimSpace(b); len(t) > 0 {
-			var m worker.Metric
-			if derr := json.Unmarshal(t, &m); derr != nil {
-				if last && !complete {
-					return ms, 1, nil
-				}
-				return nil, 0, fmt.Errorf("metrics.jsonl line %d: %w", line, derr)
-			}
-			ms = append(ms, m)
-		}
-		if last {
-			return ms, 0, nil
-		}
-	}
-}
-
-// readLine reads one line, newline included, of at most MaxMetricLine bytes.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	var out []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		out = append(out, chunk...)
-		if len(out) > MaxMetricLine {
-			return nil, fmt.Errorf("line longer than %d bytes", MaxMetricLine)
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		return out, err
-	}
+// ReadMetrics decodes metrics.jsonl (rundir.DecodeMetrics): one
+// rundir.Metric per line, blank lines ignored. A last line without its
+// newline that does not decode (a run killed while writing it) is dropped
+// and counted in truncated; any other line that does not decode is an
+// error naming its line number.
+func ReadMetrics(r io.Reader) (ms []rundir.Metric, truncated int, err error) {
+	return rundir.DecodeMetrics(r)
 }
 
 // History orders metrics by step and keeps, for a step recorded more than
 // once (a run resumed from a checkpoint older than its last metrics line),
 // the line written last.
-func History(ms []worker.Metric) []worker.Metric {
-	last := map[int64]int{}
-	for i, m := range ms {
-		last[m.Step] = i
-	}
-	out := make([]worker.Metric, 0, len(last))
-	for i, m := range ms {
-		if last[m.Step] == i {
-			out = append(out, m)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Step < out[j].Step })
-	return out
-}
+func History(ms []rundir.Metric) []rundir.Metric { return rundir.History(ms) }
 
 // Report lists what WriteReport wrote.
 type Report struct {
@@ -110,7 +59,7 @@ type plotSpec struct {
 type plotLine struct {
 	name  string
 	color color.Color
-	value func(worker.Metric) float64
+	value func(rundir.Metric) float64
 }
 
 // phaseColors follow Phases.
@@ -123,26 +72,26 @@ var phaseColors = []color.Color{
 var blue = color.RGBA{0x1f, 0x6f, 0xb2, 0xff}
 
 func reportPlots() []plotSpec {
-	one := func(file, title, y string, f func(worker.Metric) float64) plotSpec {
+	one := func(file, title, y string, f func(rundir.Metric) float64) plotSpec {
 		return plotSpec{file: file, title: title, y: y, lines: []plotLine{{name: y, color: blue, value: f}}}
 	}
-	bd := func(f func(worker.Breakdown) float64) func(worker.Metric) float64 {
-		return func(m worker.Metric) float64 { return f(m.StepTime) }
+	bd := func(f func(rundir.Breakdown) float64) func(rundir.Metric) float64 {
+		return func(m rundir.Metric) float64 { return f(m.StepTime) }
 	}
 	return []plotSpec{
-		one("loss.png", "Training loss", "loss", func(m worker.Metric) float64 { return m.Loss }),
-		one("logit_scale.png", "Logit scale s = exp(t)", "logit scale", func(m worker.Metric) float64 { return m.LogitScale }),
-		one("lr.png", "Learning rate", "learning rate", func(m worker.Metric) float64 { return m.LR }),
-		one("throughput.png", "Throughput", "samples/s", func(m worker.Metric) float64 { return m.SamplesPerSecond }),
-		one("grad_norm.png", "Global gradient norm", "gradient norm", func(m worker.Metric) float64 { return m.GradNorm }),
+		one("loss.png", "Training loss", "loss", func(m rundir.Metric) float64 { return m.Loss }),
+		one("logit_scale.png", "Logit scale s = exp(t)", "logit scale", func(m rundir.Metric) float64 { return m.LogitScale }),
+		one("lr.png", "Learning rate", "learning rate", func(m rundir.Metric) float64 { return m.LR }),
+		one("throughput.png", "Throughput", "samples/s", func(m rundir.Metric) float64 { return m.SamplesPerSecond }),
+		one("grad_norm.png", "Global gradient norm", "gradient norm", func(m rundir.Metric) float64 { return m.GradNorm }),
 		{file: "step_time.png", title: "Step-time breakdown (mean per logged window)", y: "ms per step", stacked: true, lines: []plotLine{
-			{"data", phaseColors[0], bd(func(b worker.Breakdown) float64 { return b.DataMS })},
-			{"forward", phaseColors[1], bd(func(b worker.Breakdown) float64 { return b.ForwardMS })},
-			{"gather", phaseColors[2], bd(func(b worker.Breakdown) float64 { return b.GatherMS })},
-			{"loss", phaseColors[3], bd(func(b worker.Breakdown) float64 { return b.LossMS })},
-			{"backward", phaseColors[4], bd(func(b worker.Breakdown) float64 { return b.BackwardMS })},
-			{"reduce", phaseColors[5], bd(func(b worker.Breakdown) float64 { return b.ReduceMS })},
-			{"optimizer", phaseColors[6], bd(func(b worker.Breakdown) float64 { return b.OptimizerMS })},
+			{"data", phaseColors[0], bd(func(b rundir.Breakdown) float64 { return b.DataMS })},
+			{"forward", phaseColors[1], bd(func(b rundir.Breakdown) float64 { return b.ForwardMS })},
+			{"gather", phaseColors[2], bd(func(b rundir.Breakdown) float64 { return b.GatherMS })},
+			{"loss", phaseColors[3], bd(func(b rundir.Breakdown) float64 { return b.LossMS })},
+			{"backward", phaseColors[4], bd(func(b rundir.Breakdown) float64 { return b.BackwardMS })},
+			{"reduce", phaseColors[5], bd(func(b rundir.Breakdown) float64 { return b.ReduceMS })},
+			{"optimizer", phaseColors[6], bd(func(b rundir.Breakdown) float64 { return b.OptimizerMS })},
 		}},
 	}
 }
@@ -155,7 +104,7 @@ func WriteReport(runDir, outDir string) (*Report, error) {
 	if outDir == "" {
 		outDir = filepath.Join(runDir, "report")
 	}
-	f, err := os.Open(filepath.Join(runDir, "metrics.jsonl"))
+	f, err := os.Open(rundir.MetricsPath(runDir))
 	if err != nil {
 		return nil, fmt.Errorf("report: %w (is %s a run directory?)", err, runDir)
 	}
@@ -169,7 +118,7 @@ func WriteReport(runDir, outDir string) (*Report, error) {
 		return nil, fmt.Errorf("report: %s: metrics.jsonl has no lines yet", runDir)
 	}
 	var summary map[string]any
-	if b, err := os.ReadFile(filepath.Join(runDir, "summary.json")); err == nil {
+	if b, err := os.ReadFile(rundir.SummaryPath(runDir)); err == nil {
 		if err := json.Unmarshal(b, &summary); err != nil {
 			return nil, fmt.Errorf("report: %s: summary.json: %w", runDir, err)
 		}
@@ -203,7 +152,7 @@ const (
 // drawPlot draws one plot of the metrics against the step, with round
 // ticks; the parts of a stacked plot are filled areas with their legend on
 // the right.
-func drawPlot(spec plotSpec, ms []worker.Metric, path string) error {
+func drawPlot(spec plotSpec, ms []rundir.Metric, path string) error {
 	p := plot.New()
 	p.Title.Text = spec.title
 	p.X.Label.Text = "step"
@@ -365,7 +314,7 @@ type reportView struct {
 var headline = []string{"objective", "data", "workers", "steps", "samples", "final_loss", "final_logit_scale",
 	"samples_per_second", "train_seconds", "wall_seconds", "zero_shot_top1", "linear_probe_accuracy"}
 
-func writeReportHTML(path, runDir string, summary map[string]any, rep *Report, ms []worker.Metric) error {
+func writeReportHTML(path, runDir string, summary map[string]any, rep *Report, ms []rundir.Metric) error {
 	v := reportView{RunDir: runDir, Generated: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Plots: rep.Plots,
 		Lines: rep.Lines, Truncated: rep.Truncated, FirstStep: ms[0].Step + 1, LastStep: ms[len(ms)-1].Step + 1}
 	if summary != nil {

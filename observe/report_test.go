@@ -15,12 +15,13 @@ import (
 	"testing"
 
 	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/rundir"
 	"github.com/infonce/infonce/worker"
 )
 
 func metricLine(step int64, loss float64) string {
 	b, _ := json.Marshal(worker.Metric{Step: step, Loss: loss, LogitScale: 14, LR: 1e-3, SamplesPerSecond: 1000,
-		StepTime: worker.Breakdown{ForwardMS: 1, TotalMS: 3}})
+		StepTime: rundir.Breakdown{ForwardMS: 1, TotalMS: 3}})
 	return string(b)
 }
 

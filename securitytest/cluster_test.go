@@ -1,22 +1,18 @@
 package securitytest
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/infonce/infonce/coordinator"
 	"github.com/infonce/infonce/internal/tlstest"
+	"github.com/infonce/infonce/rundir"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -136,7 +132,7 @@ func run(t *testing.T, sec secrets, attack func(ctx context.Context, c *cluster)
 	if err := <-served; err != nil {
 		t.Fatalf("coordinator: %v", err)
 	}
-	return losses(t, filepath.Join(out, "metrics.jsonl"))
+	return losses(t, out)
 }
 
 // waitStarted waits until the run trained its first steps.
@@ -153,39 +149,19 @@ func waitStarted(ctx context.Context, srv *coordinator.Server) bool {
 	}
 }
 
-// losses reads the per-step losses of metrics.jsonl.
-func losses(t *testing.T, path string) []float64 {
+// losses reads the per-step losses of run's metrics.jsonl.
+func losses(t *testing.T, run string) []float64 {
 	t.Helper()
-	f, err := os.Open(path)
+	ms, _, err := rundir.ReadMetrics(run)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var out []float64
-	r := bufio.NewReader(f)
-	for {
-		line, err := r.ReadBytes('\n')
-		if len(line) > 0 {
-			var rec struct {
-				Step *int64   `json:"step"`
-				Loss *float64 `json:"loss"`
-			}
-			if jerr := json.Unmarshal(line, &rec); jerr != nil {
-				t.Fatalf("%s: %v", path, jerr)
-			}
-			if rec.Step != nil && rec.Loss != nil {
-				out = append(out, *rec.Loss)
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range ms {
+		out = append(out, m.Loss)
 	}
 	if len(out) != steps {
-		t.Fatalf("%s: %d losses, want %d", path, len(out), steps)
+		t.Fatalf("%s: %d losses, want %d", rundir.MetricsPath(run), len(out), steps)
 	}
 	return out
 }

@@ -17,6 +17,13 @@ const (
 	MoCo   = "moco"
 )
 
+// The range of the temperature τ: the logit scale s = exp(t) = 1/τ is
+// clamped to [1, 100] (t to [0, ln 100]) after every step.
+const (
+	MinTemperature = 0.01
+	MaxTemperature = 1.0
+)
+
 // Config is everything that defines a training run. Two ranks of one run
 // must agree on every field except Out; Fingerprint summarises the fields
 // that shape the computation.
@@ -131,8 +138,10 @@ func (c Config) Validate() error {
 	if c.WD < 0 {
 		errs = append(errs, fmt.Errorf("--wd %g: weight decay must not be negative", c.WD))
 	}
-	if !(c.Temperature > 0) || c.Temperature > 1e3 {
-		errs = append(errs, fmt.Errorf("--temperature %g: τ must be in (0, 1000]", c.Temperature))
+	// The trainer clamps t = ln(1/τ) to [0, ln 100] after every step, so
+	// a τ outside [0.01, 1] could never take effect.
+	if !(c.Temperature >= MinTemperature && c.Temperature <= MaxTemperature) {
+		errs = append(errs, fmt.Errorf("--temperature %g: τ must be in [%g, %g], the range the logit scale is clamped to (s = 1/τ in [1, 100])", c.Temperature, MinTemperature, MaxTemperature))
 	}
 	if c.Dim < 1 {
 		errs = append(errs, fmt.Errorf("--dim %d: the embedding dimension must be at least 1", c.Dim))

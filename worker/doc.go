@@ -37,6 +37,18 @@
 // Trainer.PrefetchSome, which draws a few rows at a time into a spare
 // buffer that the next step takes (prefetch.go).
 //
+// RunMember is one worker of a distributed run. Its decisions across
+// generations (which assignment to take, when a generation ends, who saves
+// a checkpoint and when, when to report to the coordinator, what to
+// announce on a re-join) are the state machine of package membership,
+// without I/O; member.go is the loop that feeds it events and does what it
+// answers, beside the control plane (member_control.go, member_report.go),
+// the start state (member_state.go), the checkpoints (member_checkpoint.go)
+// and the parameter checksums (checksum.go). Faults for the reliability
+// tests come through Options.Faults and MemberOptions.Faults, or, in a
+// binary built with the faultinject tag only, from environment variables
+// (fault.go).
+//
 // The package also evaluates a trained model (zero-shot accuracy, retrieval,
 // linear probes, alignment and uniformity) and writes the run's
 // metrics.jsonl and summary.json.

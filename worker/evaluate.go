@@ -7,34 +7,14 @@ import (
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/eval"
 	"github.com/infonce/infonce/model"
+	"github.com/infonce/infonce/rundir"
 )
 
 // Evaluation is the quality report of a model on the data set's test split.
 // Accuracies and recalls are fractions in [0, 1]; fields that do not apply
-// to an objective (zero-shot without a text tower) are nil.
-type Evaluation struct {
-	ZeroShotTop1 *float64 `json:"zero_shot_top1"`
-	ZeroShotTop5 *float64 `json:"zero_shot_top5"`
-
-	RecallI2TAt1   *float64 `json:"recall_i2t_at_1"`
-	RecallI2TAt5   *float64 `json:"recall_i2t_at_5"`
-	RecallI2TAt10  *float64 `json:"recall_i2t_at_10"`
-	RecallT2IAt1   *float64 `json:"recall_t2i_at_1"`
-	RecallT2IAt5   *float64 `json:"recall_t2i_at_5"`
-	RecallT2IAt10  *float64 `json:"recall_t2i_at_10"`
-	MeanRankI2T    *float64 `json:"mean_rank_i2t"`
-	MedianRankI2T  *float64 `json:"median_rank_i2t"`
-	MeanRankT2I    *float64 `json:"mean_rank_t2i"`
-	MedianRankT2I  *float64 `json:"median_rank_t2i"`
-	ClassRecallI2T *float64 `json:"class_recall_i2t_at_1"`
-	ClassRecallT2I *float64 `json:"class_recall_t2i_at_1"`
-
-	LinearProbeAccuracy float64 `json:"linear_probe_accuracy"`
-	PixelProbeAccuracy  float64 `json:"pixel_probe_accuracy"`
-
-	Alignment  *float64 `json:"alignment"`
-	Uniformity float64  `json:"uniformity"`
-}
+// to an objective (zero-shot without a text tower) are nil. Its fields are
+// summary.json's (rundir.Evaluation).
+type Evaluation = rundir.Evaluation
 
 // evalBatch is the number of rows encoded at once during evaluation.
 const evalBatch = 1000

@@ -18,28 +18,79 @@ import (
 )
 
 // Environment variables that inject faults into a worker process and record
-// what it trained on, for the end-to-end reliability tests. They are read
-// once, when the worker builds its trainer; an unset variable does nothing.
+// what it trained on, for the end-to-end reliability tests. Only a binary
+// built with the build tag faultinject reads them (fault_env.go); in any
+// other build they do nothing, and in-process tests give the same faults
+// through Options.Faults and MemberOptions.Faults. They are read once, when
+// the worker builds its trainer; an unset variable does nothing.
 const (
 	// EnvFaultNaNSteps lists global steps ("5,6") whose local gradient this
-	// worker corrupts with a NaN before the reduction.
+	// worker corrupts with a NaN before the reduction (Faults.NaNSteps).
 	EnvFaultNaNSteps = "INFONCE_FAULT_NAN_STEPS"
 	// EnvFaultKillInAllReduce names a global step: the worker sends itself
-	// SIGKILL while the step's gradient all-reduce is in flight.
+	// SIGKILL while the step's gradient all-reduce is in flight
+	// (Faults.KillInAllReduce).
 	EnvFaultKillInAllReduce = "INFONCE_FAULT_KILL_IN_ALLREDUCE"
 	// EnvSampleLog names a file to which the worker appends one JSON line
 	// per step it contributes to (its sample indices, before the
 	// reduction) and one per step it completes or skips. Give every
-	// worker process its own file.
+	// worker process its own file (Faults.SampleLog).
 	EnvSampleLog = "INFONCE_SAMPLE_LOG"
 	// EnvDumpGrads is "DIR:STEPS" (STEPS as "0,1"): at each listed global
 	// step the worker writes the summed gradient, as every rank holds it
 	// after the reduction and before clipping, to
 	// DIR/grad-step<STEP>-rank<RANK>.f32 (little-endian float32), and the
 	// global loss to the .loss file beside it: how the tests compare the
-	// gradients of real processes with the single process's.
+	// gradients of real processes with the single process's
+	// (Faults.DumpGradsDir, Faults.DumpGradsSteps).
 	EnvDumpGrads = "INFONCE_DUMP_GRADS"
 )
+
+// Faults are faults injected into a worker and records of what it trained
+// on, for reliability tests. The zero value injects and records nothing.
+type Faults struct {
+	// NaNSteps are global steps whose local gradient the worker corrupts
+	// with a NaN before the reduction.
+	NaNSteps []int64
+	// KillInAllReduce are global steps while whose gradient all-reduce
+	// the worker sends itself SIGKILL (the first one reached ends the
+	// process).
+	KillInAllReduce []int64
+	// DumpGradsDir, when set, receives the summed gradient and the global
+	// loss of each step in DumpGradsSteps (see EnvDumpGrads).
+	DumpGradsDir   string
+	DumpGradsSteps []int64
+	// SampleLog names a file to which the worker appends SampleRecords.
+	SampleLog string
+}
+
+// or fills the fields of f that are not set from g.
+func (f Faults) or(g Faults) Faults {
+	if len(f.NaNSteps) == 0 {
+		f.NaNSteps = g.NaNSteps
+	}
+	if len(f.KillInAllReduce) == 0 {
+		f.KillInAllReduce = g.KillInAllReduce
+	}
+	if f.DumpGradsDir == "" {
+		f.DumpGradsDir, f.DumpGradsSteps = g.DumpGradsDir, g.DumpGradsSteps
+	}
+	if f.SampleLog == "" {
+		f.SampleLog = g.SampleLog
+	}
+	return f
+}
+
+// withEnv is f with what the fault variables add (in a build with the
+// faultinject tag; nothing otherwise), compiled for the hooks.
+func (f Faults) withEnv() (faults, Faults, error) {
+	env, err := faultsFromEnv()
+	if err != nil {
+		return faults{}, Faults{}, err
+	}
+	all := f.or(env)
+	return all.compile(), all, nil
+}
 
 // SampleRecord is one line of the sample log (EnvSampleLog).
 type SampleRecord struct {
@@ -94,48 +145,73 @@ func (l *sampleLog) close() {
 	}
 }
 
-// faults are the injected faults of one worker process.
+// faults are the injected faults of one worker process, as the hooks use
+// them.
 type faults struct {
-	nanSteps      map[int64]bool
-	killAllReduce int64 // -1: none
-	dumpDir       string
-	dumpSteps     map[int64]bool
+	nanSteps  map[int64]bool
+	killSteps map[int64]bool
+	dumpDir   string
+	dumpSteps map[int64]bool
 }
 
-// faultsFromEnv reads the fault variables.
-func faultsFromEnv() (faults, error) {
-	f := faults{killAllReduce: -1}
-	if v := os.Getenv(EnvFaultNaNSteps); v != "" {
-		f.nanSteps = map[int64]bool{}
+func stepSet(steps []int64) map[int64]bool {
+	if len(steps) == 0 {
+		return nil
+	}
+	m := make(map[int64]bool, len(steps))
+	for _, s := range steps {
+		m[s] = true
+	}
+	return m
+}
+
+// compile turns f into the hooks' sets.
+func (f Faults) compile() faults {
+	c := faults{nanSteps: stepSet(f.NaNSteps), killSteps: stepSet(f.KillInAllReduce)}
+	if f.DumpGradsDir != "" {
+		c.dumpDir, c.dumpSteps = f.DumpGradsDir, stepSet(f.DumpGradsSteps)
+	}
+	return c
+}
+
+// parseFaults reads the fault variables through getenv.
+func parseFaults(getenv func(string) string) (Faults, error) {
+	var f Faults
+	steps := func(v string) ([]int64, bool) {
+		var out []int64
 		for _, s := range strings.Split(v, ",") {
 			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 			if err != nil || n < 0 {
-				return f, fmt.Errorf("%s=%q: want a comma-separated list of steps", EnvFaultNaNSteps, v)
+				return nil, false
 			}
-			f.nanSteps[n] = true
+			out = append(out, n)
+		}
+		return out, true
+	}
+	if v := getenv(EnvFaultNaNSteps); v != "" {
+		var ok bool
+		if f.NaNSteps, ok = steps(v); !ok {
+			return f, fmt.Errorf("%s=%q: want a comma-separated list of steps", EnvFaultNaNSteps, v)
 		}
 	}
-	if v := os.Getenv(EnvDumpGrads); v != "" {
-		dir, steps, ok := strings.Cut(v, ":")
+	if v := getenv(EnvDumpGrads); v != "" {
+		dir, list, ok := strings.Cut(v, ":")
 		if !ok || dir == "" {
 			return f, fmt.Errorf("%s=%q: want DIR:STEPS", EnvDumpGrads, v)
 		}
-		f.dumpDir, f.dumpSteps = dir, map[int64]bool{}
-		for _, s := range strings.Split(steps, ",") {
-			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-			if err != nil || n < 0 {
-				return f, fmt.Errorf("%s=%q: want DIR and a comma-separated list of steps", EnvDumpGrads, v)
-			}
-			f.dumpSteps[n] = true
+		if f.DumpGradsSteps, ok = steps(list); !ok {
+			return f, fmt.Errorf("%s=%q: want DIR and a comma-separated list of steps", EnvDumpGrads, v)
 		}
+		f.DumpGradsDir = dir
 	}
-	if v := os.Getenv(EnvFaultKillInAllReduce); v != "" {
+	if v := getenv(EnvFaultKillInAllReduce); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			return f, fmt.Errorf("%s=%q: want a step", EnvFaultKillInAllReduce, v)
 		}
-		f.killAllReduce = n
+		f.KillInAllReduce = []int64{n}
 	}
+	f.SampleLog = getenv(EnvSampleLog)
 	return f, nil
 }
 
@@ -181,15 +257,15 @@ func (f faults) nanHook() func(step int64, g []float32) {
 // (while its chunks are in flight) the process receives SIGKILL.
 type killComm struct {
 	*allreduce.Ring
-	step   *int64 // the step being run, set by the training loop
-	atStep int64
-	delay  time.Duration
+	step    *int64 // the step being run, set by the training loop
+	atSteps map[int64]bool
+	delay   time.Duration
 }
 
-// arm schedules the kill when buf is a gradient (not the loss pair) of the
-// step.
+// arm schedules the kill when buf is a gradient (not the loss pair) of one
+// of the steps.
 func (c killComm) arm(buf []float32) {
-	if *c.step == c.atStep && len(buf) > 2 {
+	if c.atSteps[*c.step] && len(buf) > 2 {
 		go func() {
 			time.Sleep(c.delay)
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)

@@ -9,8 +9,11 @@ import (
 	"github.com/infonce/infonce/model"
 )
 
-// DefaultBucketKiB is the default gradient bucket of a distributed step:
-// docs/BENCHMARKS.md has the measurement that chose it.
+// DefaultBucketKiB is the default gradient bucket of a distributed step.
+// It splits the default model's 2.3 MB gradient in two (the top layers,
+// the 1.6 MB first layer); with one core per worker buckets neither help
+// nor hurt (docs/BENCHMARKS.md, "Worker defaults"), and they pay where a
+// core is free to reduce beside the backward pass.
 const DefaultBucketKiB = 512
 
 // backgroundReducer is a Comm that can reduce float32 buffers in the

@@ -4,58 +4,25 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/rundir"
 )
 
-// Summary is the run's summary.json.
-type Summary struct {
-	Objective        string  `json:"objective"`
-	Data             string  `json:"data"`
-	Workers          int     `json:"workers"`
-	Generation       uint64  `json:"generation"`
-	Steps            int64   `json:"steps"`
-	Samples          int64   `json:"samples"`
-	FinalLoss        float64 `json:"final_loss"`
-	FinalLogitScale  float64 `json:"final_logit_scale"`
-	SamplesPerSecond float64 `json:"samples_per_second"` // training throughput, evaluation excluded
-	TrainSeconds     float64 `json:"train_seconds"`
-	EvalSeconds      float64 `json:"eval_seconds"`
-	WallSeconds      float64 `json:"wall_seconds"`
-	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
-	ParamSHA256      string  `json:"param_sha256"`
-	// StepTime is the mean step-time breakdown of rank 0 over the run.
-	StepTime Breakdown `json:"step_time"`
-	Evaluation
-	Config Config `json:"config"`
-}
+// Summary is the run's summary.json, its configuration a Config.
+type Summary = rundir.Summary[Config]
 
 // Metric is one line of metrics.jsonl.
-type Metric struct {
-	Step             int64   `json:"step"`
-	Epoch            int     `json:"epoch"`
-	Loss             float64 `json:"loss"`
-	LogitScale       float64 `json:"logit_scale"`
-	LR               float64 `json:"lr"`
-	GradNorm         float64 `json:"grad_norm"`
-	SamplesPerSecond float64 `json:"samples_per_second"`
-	Time             float64 `json:"time"` // Unix seconds
-	Workers          int     `json:"workers"`
-	Generation       uint64  `json:"generation"`
-	// StepTime is the mean breakdown of the steps since the last line.
-	StepTime Breakdown `json:"step_time"`
-}
+type Metric = rundir.Metric
 
 // Options are the parts of a run that are not its configuration.
 type Options struct {
@@ -68,6 +35,8 @@ type Options struct {
 	// MaxBadSteps is how many non-finite steps in a row are skipped
 	// before the run stops with an error (0: DefaultMaxBadSteps).
 	MaxBadSteps int
+	// Faults are injected into the run, for tests (zero: none).
+	Faults Faults
 }
 
 // ErrStopped reports a run that stopped on request (SIGINT, SIGTERM) after
@@ -114,7 +83,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		}
 		opt.Observer.GenerationStarted(0, 0, 1)
 	}
-	f, err := faultsFromEnv()
+	f, _, err := opt.Faults.withEnv()
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +162,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
 	sum.PeakRSSBytes = PeakRSS()
-	if err := writeJSON(filepath.Join(cfg.Out, "summary.json"), sum); err != nil {
+	if err := rundir.WriteSummary(cfg.Out, sum); err != nil {
 		return nil, err
 	}
 	return sum, nil
@@ -227,8 +196,7 @@ type recorder struct {
 	total      int64
 	workers    int
 	opt        Options
-	f          *os.File
-	enc        *json.Encoder
+	w          *rundir.MetricsWriter
 	start      time.Time
 	lastLog    time.Time
 	lastStep   int64
@@ -244,11 +212,11 @@ type recorder struct {
 }
 
 // meanStepTime is the mean breakdown of every step recorded.
-func (r *recorder) meanStepTime() Breakdown {
+func (r *recorder) meanStepTime() rundir.Breakdown {
 	if r.sumN == 0 {
-		return Breakdown{}
+		return rundir.Breakdown{}
 	}
-	return r.sum.scale(1 / float64(r.sumN))
+	return rundir.Breakdown(r.sum.scale(1 / float64(r.sumN)))
 }
 
 // samplesPerSecond is the throughput since the recorder opened.
@@ -263,19 +231,15 @@ func newRecorder(cfg Config, total int64, workers int, opt Options) (*recorder, 
 // openRecorder opens metrics.jsonl anew, or for appending when a run
 // continues at step next.
 func openRecorder(cfg Config, total int64, workers int, opt Options, appendTo bool, next int64) (*recorder, error) {
-	mode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
-	if appendTo {
-		mode = os.O_CREATE | os.O_WRONLY | os.O_APPEND
-	}
-	f, err := os.OpenFile(filepath.Join(cfg.Out, "metrics.jsonl"), mode, 0o644)
+	w, err := rundir.CreateMetrics(cfg.Out, appendTo)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, err
 	}
 	if opt.ProgressDT == 0 {
 		opt.ProgressDT = 2 * time.Second
 	}
 	now := time.Now()
-	return &recorder{cfg: cfg, total: total, workers: workers, opt: opt, f: f, enc: json.NewEncoder(f),
+	return &recorder{cfg: cfg, total: total, workers: workers, opt: opt, w: w,
 		start: now, lastLog: now, lastPrint: now, lastStep: next - 1, first: next}, nil
 }
 
@@ -297,11 +261,11 @@ func (r *recorder) step(st StepStats, gen uint64) error {
 			SamplesPerSecond: float64((st.Step-r.lastStep)*int64(r.cfg.Batch)) / dt,
 			Time:             float64(now.UnixNano()) / 1e9,
 			Workers:          r.workers, Generation: gen,
-			StepTime: r.window.scale(1 / float64(r.windowN)),
+			StepTime: rundir.Breakdown(r.window.scale(1 / float64(r.windowN))),
 		}
 		r.window, r.windowN = Breakdown{}, 0
-		if err := r.enc.Encode(m); err != nil {
-			return fmt.Errorf("metrics: %w", err)
+		if err := r.w.Write(m); err != nil {
+			return err
 		}
 		r.lastLog, r.lastStep = now, st.Step
 	}
@@ -325,9 +289,7 @@ func (r *recorder) print(now time.Time) {
 func (r *recorder) finish() {}
 
 func (r *recorder) close() {
-	if r.f != nil {
-		r.f.Close()
-	}
+	r.w.Close()
 }
 
 // PeakRSS returns the process's peak resident set size in bytes.
@@ -346,30 +308,7 @@ func ParamSHA256[T gemm.Float](w []T) string {
 	return hex.EncodeToString(s[:])
 }
 
-// writeJSON writes v to path atomically: a temporary file, fsync, rename.
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
-	}
-	return nil
-}
+// writeJSON writes v to path atomically (rundir.WriteJSON): a temporary
+// file, fsync, rename. The distributed run's rank 0 writes summary.json
+// through it.
+func writeJSON(path string, v any) error { return rundir.WriteJSON(path, v) }

@@ -37,52 +37,6 @@ func TestRunSpecRoundTrip(t *testing.T) {
 	}
 }
 
-func TestFaultsFromEnv(t *testing.T) {
-	for _, tc := range []struct {
-		name, nan, kill string
-		wantErr         string
-		nanSteps        []int64
-		killStep        int64
-	}{
-		{"none", "", "", "", nil, -1},
-		{"nan steps", "5, 6", "", "", []int64{5, 6}, -1},
-		{"kill", "", "40", "", nil, 40},
-		{"bad nan", "five", "", EnvFaultNaNSteps, nil, -1},
-		{"bad kill", "", "-3", EnvFaultKillInAllReduce, nil, -1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(EnvFaultNaNSteps, tc.nan)
-			t.Setenv(EnvFaultKillInAllReduce, tc.kill)
-			f, err := faultsFromEnv()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one naming %s", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if f.killAllReduce != tc.killStep || len(f.nanSteps) != len(tc.nanSteps) {
-				t.Fatalf("got %+v", f)
-			}
-			hook := f.nanHook()
-			for _, s := range tc.nanSteps {
-				g := []float32{1, 2, 3}
-				hook(s, g)
-				if g[1] == g[1] {
-					t.Errorf("step %d: no NaN injected", s)
-				}
-				g = []float32{1, 2, 3}
-				hook(s+100, g)
-				if g[1] != 2 {
-					t.Errorf("step %d: NaN injected", s+100)
-				}
-			}
-		})
-	}
-}
-
 func TestFingerprintFieldsFollowFingerprint(t *testing.T) {
 	a, b := DefaultConfig(), DefaultConfig()
 	b.ImageHidden = []int{32}

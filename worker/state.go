@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"time"
 	"unsafe"
@@ -14,6 +13,7 @@ import (
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/gemm"
 	"github.com/infonce/infonce/model"
+	"github.com/infonce/infonce/rundir"
 )
 
 // Blob names of a training checkpoint.
@@ -36,7 +36,7 @@ func mustJSON(v any) string {
 }
 
 // CheckpointDir is where a run keeps its checkpoints.
-func CheckpointDir(out string) string { return filepath.Join(out, "checkpoints") }
+func CheckpointDir(out string) string { return rundir.CheckpointDir(out) }
 
 // Snapshot is the full training state after `done` completed steps: the
 // parameters, the optimizer's moments, MoCo's key encoder and queue, and

@@ -14,6 +14,7 @@ import (
 	"github.com/infonce/infonce/gemm"
 	"github.com/infonce/infonce/model"
 	"github.com/infonce/infonce/optim"
+	"github.com/infonce/infonce/rundir"
 )
 
 // Comm is what the training loop needs from the ranks it runs with: the
@@ -29,8 +30,9 @@ type Single[T gemm.Float] struct{ contrastive.Single }
 // AllReduce over one rank is the identity.
 func (Single[T]) AllReduce(context.Context, []T) error { return nil }
 
-// maxLogitScale is the clamp of t = ln s: s ∈ [1, 100], as CLIP.
-var maxLogitScale = math.Log(100)
+// maxLogitScale is the clamp of t = ln s: s ∈ [1, 100], as CLIP
+// (1/MinTemperature).
+var maxLogitScale = math.Log(1 / MinTemperature)
 
 // ErrNonFinite reports a NaN or Inf loss or gradient.
 var ErrNonFinite = errors.New("loss or gradient is not finite")
@@ -114,17 +116,8 @@ type StepTimes struct {
 }
 
 // Breakdown is a step-time breakdown in milliseconds, as the run files
-// report it.
-type Breakdown struct {
-	DataMS      float64 `json:"data_ms"`
-	ForwardMS   float64 `json:"forward_ms"`
-	GatherMS    float64 `json:"gather_ms"`
-	LossMS      float64 `json:"loss_ms"`
-	BackwardMS  float64 `json:"backward_ms"`
-	ReduceMS    float64 `json:"reduce_ms"`
-	OptimizerMS float64 `json:"optimizer_ms"`
-	TotalMS     float64 `json:"total_ms"`
-}
+// report it (rundir.Breakdown), with the sums the trainer keeps.
+type Breakdown rundir.Breakdown
 
 // add accumulates s into b.
 func (b *Breakdown) add(s StepTimes) {

@@ -223,6 +223,11 @@ func TestBadConfigErrorsNameTheFlag(t *testing.T) {
 		{"batch too large", func(c *Config) { c.Batch = 5000 }, "--batch"},
 		{"queue", func(c *Config) { c.Objective = MoCo; c.MoCoQueue = 100 }, "--moco-queue"},
 		{"lr", func(c *Config) { c.LR = math.NaN() }, "--lr"},
+		// τ outside the clamp of the logit scale would be silently clamped.
+		{"temperature above the clamp", func(c *Config) { c.Temperature = 2 }, "--temperature 2: τ must be in [0.01, 1]"},
+		{"temperature below the clamp", func(c *Config) { c.Temperature = 0.005 }, "--temperature 0.005"},
+		{"image tower", func(c *Config) { c.ImageTower = "resnet-9000" }, "--image-tower"},
+		{"text tower", func(c *Config) { c.TextTower = "mlp" }, "--text-tower"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := smallConfig(t, CLIP)
@@ -295,8 +300,7 @@ func TestRunLocalSkipsNonFiniteSteps(t *testing.T) {
 	set := smallMNIST(t, 1024, 100)
 	cfg := smallConfig(t, CLIP)
 	cfg.Steps = 8
-	t.Setenv(EnvFaultNaNSteps, "2,3")
-	sum, err := RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3})
+	sum, err := RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3, Faults: Faults{NaNSteps: []int64{2, 3}}})
 	if err != nil {
 		t.Fatalf("two bad steps with --max-bad-steps 3: %v", err)
 	}
@@ -304,8 +308,7 @@ func TestRunLocalSkipsNonFiniteSteps(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	cfg.Out = t.TempDir()
-	t.Setenv(EnvFaultNaNSteps, "2,3,4")
-	_, err = RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3})
+	_, err = RunLocal(context.Background(), cfg, set, Options{MaxBadSteps: 3, Faults: Faults{NaNSteps: []int64{2, 3, 4}}})
 	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "steps 2 to 4") {
 		t.Fatalf("three bad steps with --max-bad-steps 3: err = %v", err)
 	}

@@ -9,23 +9,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-)
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-	buildDir  string
+	"github.com/infonce/infonce/internal/testcluster"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	testcluster.Cleanup()
 	os.Exit(code)
 }
 
@@ -33,26 +25,12 @@ func TestMain(m *testing.M) {
 // per test binary.
 func buildInfonce(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		if buildDir, buildErr = os.MkdirTemp("", "infonce-scaling-test"); buildErr != nil {
-			return
-		}
-		builtBin = filepath.Join(buildDir, "infonce")
-		start := time.Now()
-		out, err := exec.Command(goTool, "build", "-o", builtBin, "github.com/infonce/infonce/cmd/infonce").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/infonce: %w\n%s", err, out)
-		}
-		t.Logf("built the infonce binary in %v", time.Since(start).Round(time.Millisecond))
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	bin, err := testcluster.Binary(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return builtBin
+	t.Logf("built the infonce binary in %v", testcluster.BuildTime(testcluster.BuildOptions{}).Round(time.Millisecond))
+	return bin
 }
 
 // noLeak fails t if goroutines started after before are still running a

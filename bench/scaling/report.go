@@ -14,20 +14,13 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/infonce/infonce/rundir"
 )
 
 // Breakdown is the mean step time of rank 0 split into phases, in
-// milliseconds, as summary.json reports it.
-type Breakdown struct {
-	DataMS      float64 `json:"data_ms"`
-	ForwardMS   float64 `json:"forward_ms"`
-	GatherMS    float64 `json:"gather_ms"`
-	LossMS      float64 `json:"loss_ms"`
-	BackwardMS  float64 `json:"backward_ms"`
-	ReduceMS    float64 `json:"reduce_ms"` // the gradient all-reduce, waiting for the slowest rank included
-	OptimizerMS float64 `json:"optimizer_ms"`
-	TotalMS     float64 `json:"total_ms"`
-}
+// milliseconds, as summary.json reports it (rundir.Breakdown).
+type Breakdown rundir.Breakdown
 
 // Phase is one named part of a Breakdown.
 type Phase struct {
@@ -45,33 +38,24 @@ func (b Breakdown) Phases(stepMS float64) []Phase {
 	}
 }
 
-// summary is the part of a run's summary.json the benchmark reads.
-type summary struct {
-	Workers          int       `json:"workers"`
-	Steps            int64     `json:"steps"`
-	Samples          int64     `json:"samples"`
-	SamplesPerSecond float64   `json:"samples_per_second"`
-	TrainSeconds     float64   `json:"train_seconds"`
-	StepTime         Breakdown `json:"step_time"`
-	Config           struct {
-		Objective string `json:"objective"`
-		Batch     int    `json:"batch"`
-		Dim       int    `json:"dim"`
-	} `json:"config"`
+// jobConfig is the part of a job's configuration the benchmark reads.
+type jobConfig struct {
+	Objective string `json:"objective"`
+	Batch     int    `json:"batch"`
+	Dim       int    `json:"dim"`
 }
 
-// readSummary decodes dir/summary.json.
-func readSummary(dir string) (summary, error) {
-	var s summary
-	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+// summary is a job's summary.json.
+type summary = rundir.Summary[jobConfig]
+
+// readSummary reads dir/summary.json.
+func readSummary(dir string) (*summary, error) {
+	s, err := rundir.ReadSummaryOf[jobConfig](dir)
 	if err != nil {
-		return s, fmt.Errorf("read the job's summary: %w", err)
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("decode %s: %w", filepath.Join(dir, "summary.json"), err)
+		return nil, fmt.Errorf("read the job's summary: %w", err)
 	}
 	if s.Steps < 1 || s.SamplesPerSecond <= 0 || s.Config.Batch < 1 {
-		return s, fmt.Errorf("%s: no training measured (steps %d, %.3g samples/s)", filepath.Join(dir, "summary.json"), s.Steps, s.SamplesPerSecond)
+		return nil, fmt.Errorf("%s: no training measured (steps %d, %.3g samples/s)", rundir.SummaryPath(dir), s.Steps, s.SamplesPerSecond)
 	}
 	return s, nil
 }
@@ -84,19 +68,14 @@ func readSummary(dir string) (summary, error) {
 // checkpoint) fall outside. ok is false when fewer than two such lines
 // exist.
 func steadyRate(dir string, steps int64, batch int) (rate float64, ok bool) {
-	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+	ms, _, err := rundir.ReadMetricsSkipping(dir)
 	if err != nil {
 		return 0, false
 	}
-	type line struct {
-		Step int64   `json:"step"`
-		Time float64 `json:"time"`
-	}
-	var first, last line
+	var first, last rundir.Metric
 	found := false
-	for raw := range strings.Lines(string(b)) {
-		var l line
-		if json.Unmarshal([]byte(raw), &l) != nil || l.Time <= 0 {
+	for _, l := range ms {
+		if l.Time <= 0 {
 			continue
 		}
 		switch {
@@ -115,7 +94,7 @@ func steadyRate(dir string, steps int64, batch int) (rate float64, ok bool) {
 // readParams returns the number of parameters from the newest checkpoint's
 // manifest in dir/checkpoints (the raw size of params.zst over 4 bytes), or 0.
 func readParams(dir string) int64 {
-	manifests, _ := filepath.Glob(filepath.Join(dir, "checkpoints", "*", "manifest.json"))
+	manifests, _ := filepath.Glob(filepath.Join(rundir.CheckpointDir(dir), "*", "manifest.json"))
 	slices.Sort(manifests)
 	for i := len(manifests) - 1; i >= 0; i-- {
 		b, err := os.ReadFile(manifests[i])

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/infonce/infonce/rundir"
 )
 
 // Launcher runs one training job to completion; the job writes its
@@ -80,7 +82,7 @@ func Measure(ctx context.Context, o Options, l Launcher, logger *slog.Logger) (*
 			}
 			run := Run{
 				Dir: dir, SamplesPerSecond: rate, RunSamplesPerSecond: s.SamplesPerSecond, TrainSeconds: s.TrainSeconds,
-				StepMS: 1e3 * float64(s.Config.Batch) / rate, StepTime: s.StepTime,
+				StepMS: 1e3 * float64(s.Config.Batch) / rate, StepTime: Breakdown(s.StepTime),
 				WallSeconds: u.WallSeconds, CPUSeconds: u.CPUSeconds,
 			}
 			if u.WallSeconds > 0 {
@@ -98,7 +100,7 @@ func Measure(ctx context.Context, o Options, l Launcher, logger *slog.Logger) (*
 			}
 			// The job's checkpoints are of no use to the benchmark; its
 			// summary.json and metrics.jsonl stay.
-			if err := os.RemoveAll(filepath.Join(dir, "checkpoints")); err != nil {
+			if err := os.RemoveAll(rundir.CheckpointDir(dir)); err != nil {
 				return nil, fmt.Errorf("remove the checkpoints of %s: %w", dir, err)
 			}
 			logger.Info("job", "workers", n, "repeat", r+1, "samples_per_second", fmt.Sprintf("%.0f", s.SamplesPerSecond), "cores_busy", fmt.Sprintf("%.2f", run.CoresBusy))

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	register("checkpoint", command{summary: "verify or inspect a checkpoint: checkpoint verify|inspect PATH", run: runCheckpoint})
+	register("checkpoint", command{summary: "verify or inspect a checkpoint: checkpoint verify|inspect PATH (a checkpoint, a folder of checkpoints or a run directory: its newest)", run: runCheckpoint})
 }
 
 func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,7 +29,15 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if fs.NArg() != 1 {
 		return usageError{fmt.Errorf("usage: infonce checkpoint %s PATH", args[0])}
 	}
-	path := fs.Arg(0)
+	// PATH is a checkpoint, a folder of checkpoints or a run directory:
+	// the latter two mean their newest checkpoint.
+	path, err := checkpoint.Locate(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if path != fs.Arg(0) {
+		fmt.Fprintf(stderr, "%s: newest checkpoint %s\n", fs.Arg(0), path)
+	}
 	switch args[0] {
 	case "verify":
 		problems := checkpoint.Verify(path)

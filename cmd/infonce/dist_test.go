@@ -1,18 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"math"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/infonce/infonce/internal/testcluster"
+	"github.com/infonce/infonce/rundir"
 )
 
 // TestMain lets the test binary stand in for the infonce binary: the
@@ -40,55 +38,40 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // binary runs the test binary as infonce and returns its combined output.
 func binary(t *testing.T, ctx context.Context, args ...string) (string, error) {
 	t.Helper()
+	p := startBinary(t, args...)
+	err := p.WaitContext(ctx)
+	return p.Output(), err
+}
+
+// startBinary starts the test binary as infonce, in a process group the
+// test kills when it ends; its output goes to a file of its own.
+func startBinary(t *testing.T, args ...string) *testcluster.Proc {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, exe, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	return out.String(), err
+	return testcluster.Start(t, testcluster.ProcOptions{Binary: exe, Dir: t.TempDir(), Name: "infonce", Args: args})
 }
 
 // losses reads metrics.jsonl: the loss of every step, the last line of a
 // step winning (a step that ran again after a failure logs twice).
 func losses(t *testing.T, dir string) map[int64]float64 {
 	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
+	ms, _, err := rundir.ReadMetrics(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	out := map[int64]float64{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m struct {
-			Step int64   `json:"step"`
-			Loss float64 `json:"loss"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("metrics line %q: %v", sc.Text(), err)
-		}
-		out[m.Step] = m.Loss
-	}
-	return out
+	return rundir.Losses(ms)
 }
 
 func summarySHA(t *testing.T, dir string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	s, err := rundir.ReadSummary(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s struct {
-		SHA     string `json:"param_sha256"`
-		Workers int    `json:"workers"`
-	}
-	if err := json.Unmarshal(data, &s); err != nil {
-		t.Fatal(err)
-	}
-	return s.SHA
+	return s.ParamSHA256
 }
 
 // TestWholeRunOneVersusFourWorkers: 50 steps with one worker (in process)
@@ -146,25 +129,18 @@ func TestResumeAfterSIGTERM(t *testing.T) {
 			if out, err := binary(t, ctx, tiny(whole, steps, "--workers", workers)...); err != nil {
 				t.Fatalf("uninterrupted: %v\n%s", err, out)
 			}
-			exe, _ := os.Executable()
-			cmd := exec.CommandContext(ctx, exe, tiny(parted, steps, "--workers", workers)...)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			p := startBinary(t, tiny(parted, steps, "--workers", workers)...)
 			// Stop once some steps are logged.
 			deadline := time.Now().Add(time.Minute)
 			for time.Now().Before(deadline) {
-				data, _ := os.ReadFile(filepath.Join(parted, "metrics.jsonl"))
-				if bytes.Count(data, []byte("\n")) >= 8 {
+				if len(testcluster.ReadMetrics(t, parted)) >= 8 {
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("the stopped run exited with %v\n%s", err, out.String())
+			_ = p.Signal(syscall.SIGTERM)
+			if err := p.WaitContext(ctx); err != nil {
+				t.Fatalf("the stopped run exited with %v\n%s", err, p.Output())
 			}
 			stopped := len(losses(t, parted))
 			if stopped >= steps {

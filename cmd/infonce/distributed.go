@@ -13,8 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/infonce/infonce/checkpoint"
@@ -306,7 +304,13 @@ func trainFlagsSet(set map[string]bool) bool {
 // launchLocal runs a whole distributed job on this machine: an embedded
 // coordinator and n worker processes of this binary on loopback, the same
 // code path as on a cluster.
-func launchLocal(ctx context.Context, cfg worker.Config, n, threads, cores int, cf coordinatorFlags, resume string, evaluate bool, logger *slog.Logger, stdout, stderr io.Writer) error {
+//
+// A worker that dies is replaced by a new process, up to maxRestarts times
+// in the whole job; the new worker joins the running ring at its next step
+// boundary. The launch succeeds when the training finished (a worker
+// reported the last step to the coordinator), even if workers were lost on
+// the way: those are warnings.
+func launchLocal(ctx context.Context, cfg worker.Config, n, threads, cores int, cf coordinatorFlags, resume string, evaluate bool, maxRestarts int, logger *slog.Logger, stdout, stderr io.Writer) error {
 	cc, err := cf.config(n, cfg, logger)
 	if err != nil {
 		return err
@@ -345,9 +349,8 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads, cores int, 
 	if threads <= 0 {
 		// The machine's cores shared out. Workers of one machine exchange
 		// their data through shared memory, which needs no thread of its
-		// own: on 2 cores, 2 workers ran at 48,839 samples/s with one
-		// thread each and 41,955 with two, 4 workers at 33,148 and 28,310
-		// (docs/BENCHMARKS.md). Over gRPC (TLS) a worker needs a second
+		// own, and one thread each is faster than two (docs/BENCHMARKS.md,
+		// "Worker defaults"). Over gRPC (TLS) a worker needs a second
 		// thread: at one, its network goroutines wait for the compute to
 		// yield.
 		least := 1
@@ -356,57 +359,52 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads, cores int, 
 		}
 		threads = max(least, runtime.NumCPU()/n)
 	}
-	children := make([]*exec.Cmd, n)
-	for i := range children {
-		args := []string{"worker", "--coordinator", srv.Addr(), "--name", "w" + strconv.Itoa(i), "--out", cfg.Out}
-		if !evaluate {
-			args = append(args, "--no-eval")
-		}
-		c := exec.Command(exe, args...)
-		c.Stdout, c.Stderr = stdout, stderr
-		c.Env = append(append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(threads)), secrets...)
-		var cpus []int
-		if cores > 0 {
-			cpus = affinity.Spread(i, cores, runtime.NumCPU())
-		}
-		if err := affinity.Start(c, cpus); err != nil {
-			for _, started := range children[:i] {
-				_ = started.Process.Kill()
-				_ = started.Wait()
+	sup := &supervisor{
+		start: func(i, incarnation int) (*exec.Cmd, error) {
+			name := "w" + strconv.Itoa(i)
+			if incarnation > 0 {
+				name += "-r" + strconv.Itoa(incarnation) // a new member: the dead one's name is gone
 			}
-			return fmt.Errorf("start worker %d: %w", i, err)
-		}
-		children[i] = c
-	}
-	// A stop request (SIGINT, SIGTERM) goes to every worker: they finish
-	// the step, rank 0 saves a checkpoint, and they exit.
-	forward := context.AfterFunc(ctx, func() {
-		for _, c := range children {
-			_ = c.Process.Signal(syscall.SIGTERM)
-		}
-	})
-	defer forward()
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i, c := range children {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.Wait(); err != nil {
-				errs[i] = fmt.Errorf("worker %d: %w", i, err)
+			args := []string{"worker", "--coordinator", srv.Addr(), "--name", name, "--out", cfg.Out}
+			if !evaluate {
+				args = append(args, "--no-eval")
 			}
-		}()
+			c := exec.Command(exe, args...)
+			c.Stdout, c.Stderr = stdout, stderr
+			c.Env = append(append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(threads)), secrets...)
+			var cpus []int
+			if cores > 0 {
+				cpus = affinity.Spread(i, cores, runtime.NumCPU())
+			}
+			return c, affinity.Start(c, cpus)
+		},
+		finished: func() bool { return srv.Status().Finished != nil },
+		restarts: maxRestarts,
+		log:      logger,
 	}
-	wg.Wait()
+	errs := sup.run(ctx, n)
+	sum := sup.summary()
+	if sum.lost > 0 || sum.restarted > 0 {
+		logger.Info("workers", "lost", sum.lost, "restarted", sum.restarted)
+	}
+	if sum.finished {
+		for _, err := range errs {
+			logger.Warn("a worker was lost; the others finished the training", "err", err)
+		}
+		errs = nil
+	}
 	stopServe()
 	if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
 		logger.Warn("coordinator", "err", err)
 	}
+	if ctx.Err() != nil {
+		return errors.Join(append(errs, fmt.Errorf("stopped: %w", ctx.Err()))...)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("stopped: %w", ctx.Err())
+	if !sum.finished {
+		return errors.New("the workers exited before the training finished")
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/infonce/infonce/rundir"
 )
 
 // small are the flags of a model and run small enough for a test.
@@ -24,19 +26,15 @@ func TestTrainEvalCheckpointCommands(t *testing.T) {
 	if !strings.Contains(stdout.String(), "step 4/4") {
 		t.Errorf("no progress line in %q", stdout.String())
 	}
-	var sum map[string]any
-	data, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	sum, err := rundir.ReadSummary(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, &sum); err != nil {
-		t.Fatal(err)
-	}
-	if sum["steps"].(float64) != 4 || sum["workers"].(float64) != 1 {
-		t.Errorf("summary %v", sum)
+	if sum.Steps != 4 || sum.Workers != 1 {
+		t.Errorf("summary %+v", sum)
 	}
 
-	dirs, _ := filepath.Glob(filepath.Join(out, "checkpoints", "step-*"))
+	dirs, _ := rundir.Checkpoints(out)
 	if len(dirs) != 1 {
 		t.Fatalf("checkpoints %v, want one", dirs)
 	}
@@ -53,6 +51,14 @@ func TestTrainEvalCheckpointCommands(t *testing.T) {
 	for _, want := range []string{`"modality": "image"`, `"kind": "mlp"`, `"kind": "bow"`, `"name": "image.fc0.weight"`, `"name": "text.proj.bias"`} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("inspect output lacks %s", want)
+		}
+	}
+	// A run's checkpoints folder and the run directory mean its newest
+	// checkpoint, as eval --checkpoint takes them.
+	for _, p := range []string{filepath.Join(out, "checkpoints"), out} {
+		stdout.Reset()
+		if code := run(context.Background(), []string{"checkpoint", "verify", p}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "good") {
+			t.Fatalf("verify %s exited %d: %s %s", p, code, stdout.String(), stderr.String())
 		}
 	}
 	// A flipped byte in the parameters is reported.
@@ -134,7 +140,7 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 	if !strings.Contains(stdout.String(), "step 2/2") {
 		t.Fatalf("INFONCE_STEPS was not applied: %q", stdout.String())
 	}
-	if _, err := os.Stat(filepath.Join(out, "summary.json")); err != nil {
+	if _, err := os.Stat(rundir.SummaryPath(out)); err != nil {
 		t.Fatalf("INFONCE_OUT was not applied: %v", err)
 	}
 	t.Setenv("INFONCE_BATCH", "many")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/infonce/infonce/coordinator"
+	"github.com/infonce/infonce/rundir"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -87,7 +88,7 @@ func TestReportCommand(t *testing.T) {
 	var lines []string
 	for s := 0; s < 12; s++ {
 		b, _ := json.Marshal(worker.Metric{Step: int64(s), Loss: 5 / float64(s+1), LogitScale: 14, LR: 1e-3, SamplesPerSecond: 900,
-			StepTime: worker.Breakdown{DataMS: 1, ForwardMS: 2, TotalMS: 3}})
+			StepTime: rundir.Breakdown{DataMS: 1, ForwardMS: 2, TotalMS: 3}})
 		lines = append(lines, string(b))
 	}
 	if err := os.WriteFile(filepath.Join(run0, "metrics.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {

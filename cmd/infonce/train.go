@@ -79,6 +79,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	workers := fs.Int("workers", 1, "worker processes on this machine: 1 trains in this process; more start an embedded coordinator and that many workers on loopback")
 	threads := fs.Int("threads-per-worker", 0, "GOMAXPROCS of each worker process (default: cores / workers, at least 1)")
+	maxRestarts := fs.Int("max-restarts", 0, "with --workers N: start a new worker in place of one that dies, up to this many times in the job; it joins at the next step boundary")
 	cores := fs.Int("cores-per-worker", 0, "pin worker i to cores [i·C, (i+1)·C) of this machine (0: no pinning; Linux only)")
 	resume := fs.String("resume", "", "continue from a checkpoint: a checkpoint directory, a directory of checkpoints, or 'latest' (in --out)")
 	fs.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "save a checkpoint every N steps (0: only at the end and on a stop)")
@@ -111,8 +112,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *cores < 0 {
 		return usageError{fmt.Errorf("--cores-per-worker %d: must not be negative", *cores)}
 	}
+	if *maxRestarts < 0 {
+		return usageError{fmt.Errorf("--max-restarts %d: must not be negative", *maxRestarts)}
+	}
 	if *workers > 1 || cf.min > 1 || cf.max > 1 {
-		err := launchLocal(ctx, cfg, *workers, *threads, *cores, cf, *resume, !*noEval, logger, stdout, stderr)
+		err := launchLocal(ctx, cfg, *workers, *threads, *cores, cf, *resume, !*noEval, *maxRestarts, logger, stdout, stderr)
 		if err != nil && ctx.Err() != nil {
 			fmt.Fprintf(stderr, "infonce train: %v; continue with --resume latest --out %s\n", err, cfg.Out)
 			return nil

@@ -1,10 +1,10 @@
 #!/bin/sh
 # Runs the same collective benchmark with infonce (gRPC and plain TCP data
 # planes) and with torch.distributed gloo, on 127.0.0.1.
-#   bench/gloo/run.sh [--workers 2,4,8] [--sizes ...] [--op allreduce] [--iters N]
+#   bench/baselines/gloo/run.sh [--workers 2,4,8] [--sizes ...] [--op allreduce] [--iters N]
 # Results go to stdout and, as JSON, to $OUT (default /tmp/infonce-bench).
 set -eu
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 OUT=${OUT:-/tmp/infonce-bench}
 mkdir -p "$OUT"
 go build -o "$OUT/infonce" ./cmd/infonce
@@ -17,4 +17,4 @@ for t in grpc tcp; do
 done
 echo "## torch.distributed gloo"
 PY=${PYTHON:-/usr/bin/python3}
-"$PY" bench/gloo/allreduce_gloo.py --json "$OUT/gloo.json" "$@"
+"$PY" bench/baselines/gloo/allreduce_gloo.py --json "$OUT/gloo.json" "$@"

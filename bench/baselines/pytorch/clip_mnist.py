@@ -27,7 +27,7 @@ Run it with Debian's python (/usr/bin/python3, package python3-torch) and set th
 thread count of every layer the same way, e.g.
 
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE \
-      /usr/bin/python3 bench/pytorch/clip_mnist.py --threads 1
+      /usr/bin/python3 bench/baselines/pytorch/clip_mnist.py --threads 1
 """
 
 import argparse
@@ -114,7 +114,7 @@ def main():
     ap.add_argument("--window", type=int, default=10, help="steps per timed window")
     ap.add_argument("--windows", type=int, default=10, help="timed windows")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "dataset", "mnist"))
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "dataset", "mnist"))
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)

@@ -15,7 +15,7 @@
 # It prints every pair, then a table of the medians over the pairs and of
 # the per-pair ratios infonce/PyTorch.
 #
-# Usage, from the repository root:  sh bench/pytorch/run.sh
+# Usage, from the repository root:  sh bench/baselines/pytorch/run.sh
 # Environment: THREADS, REPS, PYTHON (default /usr/bin/python3, which has
 # Debian's python3-torch), INFONCE (a built binary; default: go build).
 set -eu
@@ -24,7 +24,7 @@ THREADS=${THREADS:-"1 2"}
 REPS=${REPS:-5}
 PYTHON=${PYTHON:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+root=$(cd "$here/../../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -1,0 +1,84 @@
+package rundir
+
+// Breakdown is a step-time breakdown in milliseconds: the phases of one
+// training step (sample and build views, encode, gather the embeddings,
+// the loss on the global batch, backward, all-reduce of the gradients,
+// optimizer step) and their total wall time. A metrics line holds the mean
+// over the steps since the previous line, the summary the mean over the run.
+type Breakdown struct {
+	DataMS      float64 `json:"data_ms"`
+	ForwardMS   float64 `json:"forward_ms"`
+	GatherMS    float64 `json:"gather_ms"`
+	LossMS      float64 `json:"loss_ms"`
+	BackwardMS  float64 `json:"backward_ms"`
+	ReduceMS    float64 `json:"reduce_ms"` // the gradient all-reduce, waiting for the slowest rank included
+	OptimizerMS float64 `json:"optimizer_ms"`
+	TotalMS     float64 `json:"total_ms"`
+}
+
+// Metric is one line of metrics.jsonl: the state after step Step (counted
+// from 0) of the run.
+type Metric struct {
+	Step             int64   `json:"step"`
+	Epoch            int     `json:"epoch"`
+	Loss             float64 `json:"loss"`
+	LogitScale       float64 `json:"logit_scale"` // s = exp(t)
+	LR               float64 `json:"lr"`
+	GradNorm         float64 `json:"grad_norm"`
+	SamplesPerSecond float64 `json:"samples_per_second"`
+	Time             float64 `json:"time"` // Unix seconds
+	Workers          int     `json:"workers"`
+	Generation       uint64  `json:"generation"`
+	// StepTime is the mean breakdown of the steps since the last line.
+	StepTime Breakdown `json:"step_time"`
+}
+
+// Evaluation holds the scores of the final model; a nil score was not
+// measured (the objective or the data has no text tower, for example).
+type Evaluation struct {
+	ZeroShotTop1 *float64 `json:"zero_shot_top1"`
+	ZeroShotTop5 *float64 `json:"zero_shot_top5"`
+
+	RecallI2TAt1   *float64 `json:"recall_i2t_at_1"`
+	RecallI2TAt5   *float64 `json:"recall_i2t_at_5"`
+	RecallI2TAt10  *float64 `json:"recall_i2t_at_10"`
+	RecallT2IAt1   *float64 `json:"recall_t2i_at_1"`
+	RecallT2IAt5   *float64 `json:"recall_t2i_at_5"`
+	RecallT2IAt10  *float64 `json:"recall_t2i_at_10"`
+	MeanRankI2T    *float64 `json:"mean_rank_i2t"`
+	MedianRankI2T  *float64 `json:"median_rank_i2t"`
+	MeanRankT2I    *float64 `json:"mean_rank_t2i"`
+	MedianRankT2I  *float64 `json:"median_rank_t2i"`
+	ClassRecallI2T *float64 `json:"class_recall_i2t_at_1"`
+	ClassRecallT2I *float64 `json:"class_recall_t2i_at_1"`
+
+	LinearProbeAccuracy float64 `json:"linear_probe_accuracy"`
+	PixelProbeAccuracy  float64 `json:"pixel_probe_accuracy"`
+
+	Alignment  *float64 `json:"alignment"`
+	Uniformity float64  `json:"uniformity"`
+}
+
+// Summary is summary.json. C is the type of the run's configuration: the
+// trainer writes its own configuration type, a reader that does not need
+// it decodes it as json.RawMessage ([RawSummary]).
+type Summary[C any] struct {
+	Objective        string  `json:"objective"`
+	Data             string  `json:"data"`
+	Workers          int     `json:"workers"`
+	Generation       uint64  `json:"generation"`
+	Steps            int64   `json:"steps"`
+	Samples          int64   `json:"samples"`
+	FinalLoss        float64 `json:"final_loss"`
+	FinalLogitScale  float64 `json:"final_logit_scale"`
+	SamplesPerSecond float64 `json:"samples_per_second"` // training throughput, evaluation excluded
+	TrainSeconds     float64 `json:"train_seconds"`
+	EvalSeconds      float64 `json:"eval_seconds"`
+	WallSeconds      float64 `json:"wall_seconds"`
+	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
+	ParamSHA256      string  `json:"param_sha256"`
+	// StepTime is the mean step-time breakdown of rank 0 over the run.
+	StepTime Breakdown `json:"step_time"`
+	Evaluation
+	Config C `json:"config"`
+}
