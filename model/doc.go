@@ -50,7 +50,11 @@
 // transformer (Config.Transformer, see Transformer). The transformer
 // blocks of the last two are PyTorch's nn.TransformerEncoderLayer with
 // norm_first=True, activation="gelu" and no dropout, with its parameter
-// names; Config.ImageShape gives the C×H×W of the images.
+// names; Config.ImageShape gives the C×H×W of the images, and a Config
+// that names one of these kinds gets default shapes for the fields it
+// leaves at zero (see encoderDefaults). Their GELU computes its float32
+// path in float32 (GELU.Fast32); the "mlp" and "bow" towers keep
+// math.Erf in float64.
 //
 // Layers allocate their activation caches the first time a batch of a given
 // size arrives and reuse them afterwards (they grow only for a larger batch),

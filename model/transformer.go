@@ -140,6 +140,9 @@ func (t *Transformer[T]) Forward(in Batch[T]) ([]T, error) {
 	if b < 0 || len(in.Offsets) != b {
 		return nil, fmt.Errorf("transformer: %d offsets for %d rows", len(in.Offsets), b)
 	}
+	if b == 0 && len(in.IDs) != 0 {
+		return nil, fmt.Errorf("transformer: %d ids but no rows", len(in.IDs))
+	}
 	t.ids = grow32(t.ids, b*t.L)
 	t.at = grow32(t.at, b)
 	clear(t.ids)
