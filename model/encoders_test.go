@@ -314,3 +314,44 @@ func TestEncoderDefaults(t *testing.T) {
 		t.Errorf("the default Config got encoder fields: %+v", dc)
 	}
 }
+
+// TestEncoderTowersNoAlloc checks that a float32 Forward and Backward of
+// each tower allocate nothing once the caches exist.
+func TestEncoderTowersNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	for name, cfg := range encoderConfigs() {
+		m, err := New[float32](cfg, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const b = 4
+		x, r := make([]float32, b*cfg.ImageIn), make([]float32, b*cfg.Dim)
+		for i := range x {
+			x[i] = float32(i%7) - 3
+		}
+		for i := range r {
+			r[i] = float32(i%5) - 2
+		}
+		allocs := testing.AllocsPerRun(5, func() {
+			if _, err := m.Image.Forward(Rows(x, b)); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Image.Backward(r); err != nil {
+				t.Fatal(err)
+			}
+			if m.Text != nil {
+				if _, err := m.Text.Forward(Bags[float32](textIDs, textOffsets, b)); err != nil {
+					t.Fatal(err)
+				}
+				if err := m.Text.Backward(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per step after warm-up", name, allocs)
+		}
+	}
+}
