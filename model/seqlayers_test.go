@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/infonce/infonce/gemm"
@@ -515,6 +516,42 @@ func TestSeqLayersNoAlloc(t *testing.T) {
 		})
 		if allocs != 0 {
 			t.Errorf("%s: %v allocations per Forward+Backward after warm-up", tc.name, allocs)
+		}
+	}
+}
+
+// TestSeqLayersKnownValues checks the forward pass of the simple layers on
+// values worked out by hand.
+func TestSeqLayersKnownValues(t *testing.T) {
+	run := func(y []float64, err error) []float64 {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return y
+	}
+	mp := &MeanPool[float64]{L: 2, D: 2}
+	tests := []struct {
+		name      string
+		got, want []float64
+	}{
+		{"position", run((&PositionEmbedding[float64]{L: 2, D: 2, E: []float64{1, 2, 3, 4}}).Forward([]float64{0, 1, 2, 3, 4, 5, 6, 7}, 2)),
+			[]float64{1, 3, 5, 7, 5, 7, 9, 11}},
+		{"classtoken", run((&ClassToken[float64]{L: 1, D: 2, C: []float64{9, 8}}).Forward([]float64{1, 2, 3, 4}, 2)),
+			[]float64{9, 8, 1, 2, 9, 8, 3, 4}},
+		{"meanpool", slices.Clone(run(mp.Forward([]float64{1, 2, 3, 4}, 1))), []float64{2, 3}},
+		{"meanpool-prefix", run(mp.ForwardPrefix([]float64{1, 2, 3, 4}, []int32{1}, 1)), []float64{1, 2}},
+		{"poolat", run((&PoolAt[float64]{L: 3, D: 1}).Forward([]float64{5, 6, 7, 1, 2, 3}, []int32{2, 0}, 2)), []float64{7, 1}},
+		{"globalavgpool", run((&GlobalAvgPool[float64]{C: 2, S: 2}).Forward([]float64{1, 3, 5, 9}, 1)), []float64{2, 7}},
+		{"tokenembedding", run((&TokenEmbedding[float64]{Vocab: 3, D: 2, L: 2, E: []float64{0, 1, 10, 11, 20, 21}}).Forward([]int32{2, 0}, 1)),
+			[]float64{20, 21, 0, 1}},
+		{"residual-relu", run((&Residual[float64]{F: &ReLU[float64]{N: 2}}).Forward([]float64{-1, 2}, 1)), []float64{-1, 4}},
+		{"patchembed", run((&PatchEmbed[float64]{C: 1, H: 2, W: 4, P: 2, Proj: Linear[float64]{In: 4, Out: 1, W: []float64{1, 10, 100, 1000}, B: []float64{0}}}).Forward(
+			[]float64{1, 2, 3, 4, 5, 6, 7, 8}, 1)), []float64{1 + 20 + 500 + 6000, 3 + 40 + 700 + 8000}},
+	}
+	for _, tc := range tests {
+		if !slices.Equal(tc.got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
 }
