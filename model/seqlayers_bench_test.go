@@ -31,6 +31,12 @@ func BenchmarkSeqLayers(bm *testing.B) {
 		{"attention-text-causal-L77-D256-H4", 77 * 256, 77 * 256, func(bl *builder[float32]) Layer[float32] {
 			return bl.attention(256, 4, 77, true, 0)
 		}},
+		{"attention-L512-D64-H1", 512 * 64, 512 * 64, func(bl *builder[float32]) Layer[float32] {
+			return bl.attention(64, 1, 512, false, 0)
+		}},
+		{"attention-causal-L512-D64-H1", 512 * 64, 512 * 64, func(bl *builder[float32]) Layer[float32] {
+			return bl.attention(64, 1, 512, true, 0)
+		}},
 		{"conv3x3-64-16x16", 64 * 16 * 16, 64 * 16 * 16, func(bl *builder[float32]) Layer[float32] {
 			return bl.conv(64, 64, 16, 16, 3, 3, 1, 1)
 		}},
