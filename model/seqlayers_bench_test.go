@@ -12,7 +12,9 @@ import (
 // the ViT, CNN and text encoders at the shapes they would have on a batch of
 // 8: a ViT-Tiny-like attention (65 tokens of 192, 3 heads), CLIP-like text
 // attention (77 tokens of 256, 4 heads) with and without the causal mask,
-// a 3×3 convolution of a residual stage, the stem, and GroupNorm. Each runs
+// one long sequence (512 tokens of 64, one head) with and without it, where
+// the scores outweigh the projections, the exact and the float32 GELU of
+// a ViT-Base MLP's width, a 3×3 convolution of a residual stage, the stem, and GroupNorm. Each runs
 // with the element-wise kernels of package vec ("avx2") and with its
 // portable Go code ("go"), to show what the vectorised float32 paths buy.
 func BenchmarkSeqLayers(bm *testing.B) {
