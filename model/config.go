@@ -22,6 +22,14 @@ type Config struct {
 	// ("" means TowerMLP and TowerBagOfWords).
 	ImageTower string `json:"image_tower"`
 	TextTower  string `json:"text_tower"`
+	// ImageShape is the C×H×W of the ImageIn values of an image, for the
+	// towers that see images as images ("cnn", "vit"); zero means one
+	// channel of a square √ImageIn × √ImageIn.
+	ImageShape ImageShape `json:"image_shape,omitzero"`
+	// CNN, ViT and Transformer shape the towers of those kinds.
+	CNN         CNNConfig         `json:"cnn,omitzero"`
+	ViT         ViTConfig         `json:"vit,omitzero"`
+	Transformer TransformerConfig `json:"transformer,omitzero"`
 }
 
 // Activation names accepted by Config.Activation ("" means ActReLU).
@@ -116,5 +124,5 @@ func (c Config) clone() Config {
 	}
 	c.ImageTower = c.kindName(ModalityImage)
 	c.TextTower = c.kindName(ModalityText)
-	return c
+	return c.encoderDefaults()
 }

@@ -15,6 +15,18 @@
 //	EmbeddingBag  y_i = (1/n_i) Σ_{j ∈ bag i} E[id_j]
 //	L2Normalize   y = x/ν, ν = √(‖x‖² + ε²)        ∂L/∂x = (dy − y (y·dy))/ν
 //
+// The encoders of images and token sequences add, over b sequences of L
+// tokens of width D (b × L × D) or b feature maps (NCHW):
+//
+//	MultiHeadAttention  y = [softmax(Q_h K_hᵀ/√d_h + M) V_h]_h W_outᵀ + b_out, [Q K V] = x W_inᵀ + b_in
+//	                    (the softmax streamed over key blocks, M causal or 0; see MultiHeadAttention)
+//	Conv2d              Y = W X_col (+ bias), X_col = im2col(x)   ∂L/∂x = col2im(Wᵀ dY), ∂L/∂W += dY X_colᵀ
+//	GroupNorm           y = γ_c (x − μ_g)/σ_g + β_c per group g of channels
+//	PatchEmbed          P×P patches → Linear (the convolution of kernel = stride = P)
+//	PositionEmbedding   y_n = x_n + E;  ClassToken  y_n = [c; x_n];  TokenEmbedding  y[n, t] = E[id_{n,t}]
+//	MeanPool, PoolAt    y_n = mean_t x[n, t], y_n = x[n, at_n];  GlobalAvgPool  y[n, c] = mean_s x[n, c, s]
+//	Residual            y = x + F(x);  Sequential, PerToken compose layers
+//
 // # Towers
 //
 // A Model is towers over one buffer: an image tower, a text tower when the
@@ -32,7 +44,17 @@
 // The kinds so far: "mlp", an image MLP (Linear → [LayerNorm] →
 // activation, repeated, then Linear to the embedding dimension d) followed
 // by L2 normalisation; "bow", a text tower that mean-pools an EmbeddingBag
-// → [LayerNorm] → activation → Linear(→d) → L2 normalisation.
+// → [LayerNorm] → activation → Linear(→d) → L2 normalisation; "cnn", a
+// ResNet-style CNN with GroupNorm (Config.CNN, see CNN); "vit", a vision
+// transformer (Config.ViT, see ViT); "transformer", CLIP's causal text
+// transformer (Config.Transformer, see Transformer). The transformer
+// blocks of the last two are PyTorch's nn.TransformerEncoderLayer with
+// norm_first=True, activation="gelu" and no dropout, with its parameter
+// names; Config.ImageShape gives the C×H×W of the images, and a Config
+// that names one of these kinds gets default shapes for the fields it
+// leaves at zero (see encoderDefaults). Their GELU computes its float32
+// path in float32 (GELU.Fast32); the "mlp" and "bow" towers keep
+// math.Erf in float64.
 //
 // Layers allocate their activation caches the first time a batch of a given
 // size arrives and reuse them afterwards (they grow only for a larger batch),

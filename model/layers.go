@@ -180,8 +180,14 @@ func (r *ReLU[T]) Backward(dy []T) ([]T, error) {
 // φ(x) = exp(−x²/2)/√(2π).
 type GELU[T gemm.Float] struct {
 	N int
+	// Fast32 computes the float32 path in float32 (see geluFast32) rather
+	// than through math.Erf in float64; the float64 path ignores it.
+	Fast32 bool
 
 	x, y, dx []T
+	erf      []float64 // erf(x/√2) of the last Forward, for Backward
+	cdf, pdf []float32 // Φ(x) and φ(x) of the last Forward with Fast32
+	scratch  []float32
 	ready    bool
 }
 
@@ -191,15 +197,29 @@ func (g *GELU[T]) Forward(x []T, b int) ([]T, error) {
 		return nil, fmt.Errorf("model: gelu: %w", err)
 	}
 	g.y = grow(g.y, len(x))
+	if x32, ok := any(x).([]float32); ok && g.Fast32 {
+		g.cdf, g.pdf = grow(g.cdf, len(x)), grow(g.pdf, len(x))
+		g.scratch = grow(g.scratch, 2*geluChunk)
+		geluFast32(any(g.y).([]float32), g.cdf, g.pdf, x32, g.scratch)
+		g.x, g.ready = x, true
+		return g.y, nil
+	}
+	if cap(g.erf) < len(x) {
+		g.erf = make([]float64, len(x))
+	}
+	g.erf = g.erf[:len(x)]
 	for i, v := range x {
 		xf := float64(v)
-		g.y[i] = T(xf * 0.5 * (1 + math.Erf(xf/math.Sqrt2)))
+		e := math.Erf(xf / math.Sqrt2)
+		g.erf[i] = e
+		g.y[i] = T(xf * 0.5 * (1 + e))
 	}
 	g.x, g.ready = x, true
 	return g.y, nil
 }
 
-// Backward returns ∂L/∂x = dy ⊙ (Φ(x) + x φ(x)).
+// Backward returns ∂L/∂x = dy ⊙ (Φ(x) + x φ(x)), with erf(x/√2) kept from
+// Forward.
 func (g *GELU[T]) Backward(dy []T) ([]T, error) {
 	if !g.ready {
 		return nil, fmt.Errorf("model: gelu: %w", errNoForward)
@@ -208,10 +228,14 @@ func (g *GELU[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: gelu: %w", err)
 	}
 	g.dx = grow(g.dx, len(dy))
+	if x32, ok := any(g.x).([]float32); ok && g.Fast32 {
+		geluGradFast32(any(g.dx).([]float32), any(dy).([]float32), x32, g.cdf, g.pdf)
+		return g.dx, nil
+	}
 	const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
 	for i, v := range g.x {
 		xf := float64(v)
-		cdf := 0.5 * (1 + math.Erf(xf/math.Sqrt2))
+		cdf := 0.5 * (1 + g.erf[i])
 		pdf := invSqrt2Pi * math.Exp(-0.5*xf*xf)
 		g.dx[i] = dy[i] * T(cdf+xf*pdf)
 	}

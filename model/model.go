@@ -74,6 +74,10 @@ func NewWithGrad[T gemm.Float](cfg Config, seed uint64, g []T) (*Model[T], error
 			clear(w)
 		case initLogit:
 			w[0] = T(cfg.InitLogitScale)
+		case initSmallNormal:
+			for j := range w {
+				w[j] = T(0.02 * rng.NormFloat64())
+			}
 		}
 	}
 	return assemble(cfg, p), nil

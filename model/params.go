@@ -57,11 +57,12 @@ func (p *Params[T]) View(s Segment) (w, g []T) {
 type initKind int
 
 const (
-	initUniform initKind = iota // U(−1/√fanIn, 1/√fanIn): Linear weight and bias
-	initNormal                  // N(0, 1): embeddings
-	initOne                     // 1: LayerNorm gain
-	initZero                    // 0: LayerNorm bias
-	initLogit                   // t0: logit scale
+	initUniform     initKind = iota // U(−1/√fanIn, 1/√fanIn): Linear weight and bias
+	initNormal                      // N(0, 1): embeddings
+	initOne                         // 1: LayerNorm gain
+	initZero                        // 0: LayerNorm bias
+	initLogit                       // t0: logit scale
+	initSmallNormal                 // N(0, 0.02²): position embeddings and class tokens
 )
 
 type initSpec struct {

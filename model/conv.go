@@ -1,0 +1,240 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/infonce/infonce/gemm"
+)
+
+// Conv2d is a 2-D convolution (cross-correlation, as PyTorch's nn.Conv2d)
+// over b images in NCHW order, Cin×H×W each, with Cout filters of KH×KW,
+// one stride and one zero padding for both axes:
+//
+//	y[n, o, i, j] = bias[o] + Σ_{c,u,v} W[o, c, u, v] · x[n, c, i·s − p + u, j·s − p + v],
+//
+// Ho = (H + 2p − KH)/s + 1 and Wo likewise. Weight is Cout×Cin×KH×KW as
+// PyTorch's weight, bias Cout. It runs as im2col over the GEMM: for each image
+// the columns X_col (Cin·KH·KW × Ho·Wo) hold the receptive fields, and
+//
+//	Y = W X_col + bias,   ∂L/∂W += dY X_colᵀ,   ∂L/∂bias += Σ_{i,j} dY,
+//	∂L/∂X_col = Wᵀ dY, scattered back onto the image by col2im (∂L/∂x).
+//
+// The columns of one image are rebuilt in Backward rather than kept for the
+// whole batch, so the layer holds one image's X_col at a time. A 1×1 kernel
+// of stride 1 and no padding uses x itself as X_col.
+type Conv2d[T gemm.Float] struct {
+	Cin, Cout, H, W int
+	KH, KW          int
+	Stride, Pad     int // Stride 0 means 1
+	Weight, Bias    []T // Cout×Cin×KH×KW and Cout; a nil Bias means none (before a norm)
+	DWeight, DBias  []T // gradients; nil for a parameter-only layer
+	// NoInputGrad skips ∂L/∂x, as on the stem whose input is data.
+	NoInputGrad bool
+
+	x         []T
+	cols, dcl []T
+	y, dx     []T
+	b         int
+	ready     bool
+}
+
+func (c *Conv2d[T]) stride() int { return max(c.Stride, 1) }
+
+// OutH and OutW are the output height Ho and width Wo.
+func (c *Conv2d[T]) OutH() int { return (c.H+2*c.Pad-c.KH)/c.stride() + 1 }
+
+// OutW is the output width Wo.
+func (c *Conv2d[T]) OutW() int { return (c.W+2*c.Pad-c.KW)/c.stride() + 1 }
+
+func (c *Conv2d[T]) name() string {
+	return fmt.Sprintf("conv %d→%d %dx%d/%d", c.Cin, c.Cout, c.KH, c.KW, c.stride())
+}
+
+// direct reports whether x is its own X_col (1×1, stride 1, no padding).
+func (c *Conv2d[T]) direct() bool {
+	return c.KH == 1 && c.KW == 1 && c.stride() == 1 && c.Pad == 0
+}
+
+// Forward computes y (b × Cout×Ho×Wo) for x (b × Cin×H×W). It keeps a
+// reference to x for Backward.
+func (c *Conv2d[T]) Forward(x []T, b int) ([]T, error) {
+	c.ready = false
+	if c.Cin <= 0 || c.Cout <= 0 || c.KH <= 0 || c.KW <= 0 || c.Pad < 0 || c.Stride < 0 || c.OutH() <= 0 || c.OutW() <= 0 {
+		return nil, fmt.Errorf("model: %s: invalid shape for a %dx%d input with padding %d", c.name(), c.H, c.W, c.Pad)
+	}
+	k := c.Cin * c.KH * c.KW
+	if len(c.Weight) != c.Cout*k || (c.Bias != nil && len(c.Bias) != c.Cout) {
+		return nil, fmt.Errorf("model: %s: weight has %d and bias %d elements, want %d and %d", c.name(), len(c.Weight), len(c.Bias), c.Cout*k, c.Cout)
+	}
+	in := c.Cin * c.H * c.W
+	if err := checkBatch(len(x), b, in); err != nil {
+		return nil, fmt.Errorf("model: %s: %w", c.name(), err)
+	}
+	hw := c.OutH() * c.OutW()
+	c.y = grow(c.y, b*c.Cout*hw)
+	if !c.direct() {
+		c.cols = grow(c.cols, k*hw)
+	}
+	for n := 0; n < b; n++ {
+		cols := c.im2col(x[n*in : (n+1)*in])
+		y := c.y[n*c.Cout*hw : (n+1)*c.Cout*hw]
+		var beta T // Y = W X_col (+ bias)
+		if c.Bias != nil {
+			for o, bo := range c.Bias {
+				fill(y[o*hw:(o+1)*hw], bo)
+			}
+			beta = 1
+		}
+		gemm.Gemm(false, false, c.Cout, hw, k, 1, c.Weight, k, cols, hw, beta, y, hw)
+	}
+	c.x, c.b, c.ready = x, b, true
+	return c.y, nil
+}
+
+// im2col returns X_col of one image: row (ci·KH + u)·KW + v, column i·Wo + j
+// holds x[ci, i·s − p + u, j·s − p + v], or 0 in the padding.
+func (c *Conv2d[T]) im2col(x []T) []T {
+	if c.direct() {
+		return x
+	}
+	ho, wo, s := c.OutH(), c.OutW(), c.stride()
+	cols := c.cols
+	r := 0
+	for ci := 0; ci < c.Cin; ci++ {
+		plane := x[ci*c.H*c.W : (ci+1)*c.H*c.W]
+		for u := 0; u < c.KH; u++ {
+			for v := 0; v < c.KW; v++ {
+				dst := cols[r*ho*wo : (r+1)*ho*wo]
+				r++
+				jlo, jhi := c.validCols(v, wo)
+				for i := 0; i < ho; i++ {
+					yy := i*s - c.Pad + u
+					drow := dst[i*wo : (i+1)*wo]
+					if yy < 0 || yy >= c.H || jlo >= jhi {
+						clear(drow)
+						continue
+					}
+					clear(drow[:jlo])
+					clear(drow[jhi:])
+					src := plane[yy*c.W : (yy+1)*c.W]
+					if s == 1 {
+						copy(drow[jlo:jhi], src[jlo-c.Pad+v:])
+						continue
+					}
+					for j, xx := jlo, jlo*s-c.Pad+v; j < jhi; j, xx = j+1, xx+s {
+						drow[j] = src[xx]
+					}
+				}
+			}
+		}
+	}
+	return cols
+}
+
+// validCols is the range [jlo, jhi) of output columns j whose input column
+// j·s − p + v lies inside the image, for kernel column v.
+func (c *Conv2d[T]) validCols(v, wo int) (jlo, jhi int) {
+	s := c.stride()
+	// j·s − p + v ≥ 0  ⇔  j ≥ ⌈(p − v)/s⌉;  j·s − p + v ≤ W − 1  ⇔  j ≤ ⌊(W − 1 + p − v)/s⌋.
+	if d := c.Pad - v; d > 0 {
+		jlo = (d + s - 1) / s
+	}
+	if d := c.W - 1 + c.Pad - v; d >= 0 {
+		jhi = min(wo, d/s+1)
+	}
+	return jlo, max(jlo, jhi)
+}
+
+// col2im adds ∂L/∂X_col of one image onto dx, the adjoint of im2col.
+func (c *Conv2d[T]) col2im(dx, dcols []T) {
+	ho, wo, s := c.OutH(), c.OutW(), c.stride()
+	r := 0
+	for ci := 0; ci < c.Cin; ci++ {
+		plane := dx[ci*c.H*c.W : (ci+1)*c.H*c.W]
+		for u := 0; u < c.KH; u++ {
+			for v := 0; v < c.KW; v++ {
+				src := dcols[r*ho*wo : (r+1)*ho*wo]
+				r++
+				jlo, jhi := c.validCols(v, wo)
+				for i := 0; i < ho; i++ {
+					yy := i*s - c.Pad + u
+					if yy < 0 || yy >= c.H || jlo >= jhi {
+						continue
+					}
+					drow := plane[yy*c.W : (yy+1)*c.W]
+					g := src[i*wo+jlo : i*wo+jhi]
+					if s == 1 {
+						addTo(drow[jlo-c.Pad+v:jhi-c.Pad+v], g)
+						continue
+					}
+					for k, xx := 0, jlo*s-c.Pad+v; k < len(g); k, xx = k+1, xx+s {
+						drow[xx] += g[k]
+					}
+				}
+			}
+		}
+	}
+}
+
+// Backward accumulates ∂L/∂W += dY X_colᵀ and ∂L/∂bias += Σ dY per image and
+// returns ∂L/∂x = col2im(Wᵀ dY) (nil when NoInputGrad).
+func (c *Conv2d[T]) Backward(dy []T) ([]T, error) {
+	if !c.ready {
+		return nil, fmt.Errorf("model: %s: %w", c.name(), errNoForward)
+	}
+	hw := c.OutH() * c.OutW()
+	if err := checkGrad(len(dy), c.b*c.Cout*hw); err != nil {
+		return nil, fmt.Errorf("model: %s: %w", c.name(), err)
+	}
+	if len(c.DWeight) != len(c.Weight) || (c.Bias != nil && len(c.DBias) != len(c.Bias)) {
+		return nil, fmt.Errorf("model: %s: %w", c.name(), errNoGrad)
+	}
+	k, in := c.Cin*c.KH*c.KW, c.Cin*c.H*c.W
+	if !c.NoInputGrad {
+		c.dx = grow(c.dx, c.b*in)
+		if !c.direct() {
+			c.dcl = grow(c.dcl, k*hw)
+		}
+	}
+	for n := 0; n < c.b; n++ {
+		g := dy[n*c.Cout*hw : (n+1)*c.Cout*hw]
+		if c.Bias != nil {
+			for o := range c.DBias {
+				c.DBias[o] += sum(g[o*hw : (o+1)*hw])
+			}
+		}
+		cols := c.im2col(c.x[n*in : (n+1)*in])
+		gemm.Gemm(false, true, c.Cout, k, hw, 1, g, hw, cols, hw, 1, c.DWeight, k)
+		if c.NoInputGrad {
+			continue
+		}
+		dx := c.dx[n*in : (n+1)*in]
+		if c.direct() {
+			gemm.Gemm(true, false, k, hw, c.Cout, 1, c.Weight, k, g, hw, 0, dx, hw)
+			continue
+		}
+		gemm.Gemm(true, false, k, hw, c.Cout, 1, c.Weight, k, g, hw, 0, c.dcl, hw)
+		clear(dx)
+		c.col2im(dx, c.dcl)
+	}
+	if c.NoInputGrad {
+		return nil, nil
+	}
+	return c.dx, nil
+}
+
+// fill sets every element of x to v.
+func fill[T gemm.Float](x []T, v T) {
+	for i := range x {
+		x[i] = v
+	}
+}
+
+// sum returns Σ x_i, accumulated in float64.
+func sum[T gemm.Float](x []T) T {
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	return T(s)
+}
