@@ -117,6 +117,10 @@ func (c Config) NumParams() int {
 	return layoutOf(c).n
 }
 
+// WithDefaults returns c as a model built from it has it: the towers'
+// kinds named and the zero shape fields of their kinds filled in.
+func (c Config) WithDefaults() Config { return c.clone() }
+
 func (c Config) clone() Config {
 	c.ImageHidden = append([]int(nil), c.ImageHidden...)
 	if c.Activation == "" {

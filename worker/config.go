@@ -52,8 +52,20 @@ type Config struct {
 
 	// ImageTower and TextTower name the kinds of the towers (model's
 	// registered kinds; "" means mlp and bow).
-	ImageTower  string `json:"image_tower,omitempty"`
-	TextTower   string `json:"text_tower,omitempty"`
+	ImageTower string `json:"image_tower,omitempty"`
+	TextTower  string `json:"text_tower,omitempty"`
+	// The shapes of the cnn and vit image towers and of the transformer
+	// text tower; zero fields take the model's defaults.
+	CNN             model.CNNConfig         `json:"cnn,omitzero"`
+	ViT             model.ViTConfig         `json:"vit,omitzero"`
+	TextTransformer model.TransformerConfig `json:"text_transformer,omitzero"`
+	// ViTMLPRatio sets the vit's MLP width as a multiple of its width
+	// (0: the model's, 4).
+	ViTMLPRatio float64 `json:"vit_mlp_ratio,omitempty"`
+	// Tokenizer is a byte-level BPE tokenizer file (infonce tokenizer
+	// train) for the transformer text tower; empty trains one from the
+	// training captions at the start.
+	Tokenizer   string `json:"tokenizer,omitempty"`
 	Dim         int    `json:"dim"`
 	ImageHidden []int  `json:"image_hidden"`
 	TextHidden  int    `json:"text_hidden"`
@@ -168,6 +180,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--moco-queue %d: the queue must hold a positive multiple of --batch %d keys", q, c.Batch))
 		}
 	}
+	if c.ViTMLPRatio < 0 {
+		errs = append(errs, fmt.Errorf("--vit-mlp-ratio %g: must not be negative", c.ViTMLPRatio))
+	}
 	if err := c.DataOptions.validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -209,7 +224,7 @@ func (c Config) Fingerprint() string {
 	// The towers' kinds join the summary when they are not the defaults,
 	// so that the checkpoints of runs with the default towers still match.
 	if c.ImageTower != "" && c.ImageTower != model.TowerMLP || c.TextTower != "" && c.TextTower != model.TowerBagOfWords {
-		fmt.Fprintf(&b, " towers=%s,%s", c.ImageTower, c.TextTower)
+		fmt.Fprintf(&b, " towers=%s,%s cnn=%v vit=%v text=%v", c.ImageTower, c.TextTower, c.CNN, c.ViT, c.TextTransformer)
 	}
 	if c.lossyGradWire() {
 		fmt.Fprintf(&b, " grad_wire=%s", c.GradWire)

@@ -69,6 +69,13 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 		},
 	}
 	blobs := []checkpoint.Blob{{Name: blobParams, Data: floatBytes(t.Model.P.W)}}
+	if t.bpe != nil {
+		tok, err := t.bpe.MarshalBinary()
+		if err != nil {
+			return checkpoint.Manifest{}, nil, fmt.Errorf("encode tokenizer: %w", err)
+		}
+		blobs = append(blobs, checkpoint.Blob{Name: blobTokenizer, Data: tok})
+	}
 	for _, b := range t.Opt.State() {
 		blobs = append(blobs, checkpoint.Blob{Name: optimPrefix + b.Name, Data: floatBytes(b.Data)})
 	}
@@ -108,6 +115,11 @@ func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(strin
 		mc.InitLogitScale = t.Model.Cfg.InitLogitScale
 		if !reflect.DeepEqual(mc, t.Model.Cfg) {
 			return 0, fmt.Errorf("state from %s holds towers %s, this run builds %s: the data or the tower flags differ from the run that wrote it", from, saved, mustJSON(t.Model.Cfg))
+		}
+	}
+	if t.bpe != nil {
+		if err := t.restoreTokenizer(from, blob); err != nil {
+			return 0, err
 		}
 	}
 	if err := loadFloats(from, blob, blobParams, t.Model.P.W); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/infonce/infonce/contrastive"
 	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/dataset/bpe"
 	"github.com/infonce/infonce/gemm"
 	"github.com/infonce/infonce/model"
 	"github.com/infonce/infonce/optim"
@@ -67,8 +68,9 @@ type Trainer[T gemm.Float] struct {
 	Sampler                       dataset.Sampler
 
 	captioner *dataset.Captioner
-	tokenizer *dataset.Tokenizer
-	tokens    [][]int32 // tokens[class*T+tmpl]
+	tokenizer textTokenizer
+	bpe       *bpe.Tokenizer // the BPE tokenizer behind tokenizer, checkpointed; nil for bag-of-words
+	tokens    [][]int32      // tokens[class*T+tmpl]
 
 	// Obj is the objective; in holds its views of the current step.
 	Obj Objective[T]
@@ -260,7 +262,10 @@ func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T,
 	t.in.towerIn = map[string]model.Batch[T]{}
 	t.dEmb = map[string][]T{}
 
-	mc := t.modelConfig()
+	mc, err := t.modelConfig()
+	if err != nil {
+		return nil, err
+	}
 	var g []T
 	if grad != nil {
 		n, err := model.NumGrad(mc)
@@ -300,7 +305,7 @@ func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T,
 
 // modelConfig derives the model's shape from the run's configuration and
 // the data set, and prepares the captions of a CLIP run.
-func (t *Trainer[T]) modelConfig() model.Config {
+func (t *Trainer[T]) modelConfig() (model.Config, error) {
 	cfg := t.Cfg
 	mc := model.DefaultConfig()
 	mc.ImageIn = t.pixels()
@@ -312,6 +317,21 @@ func (t *Trainer[T]) modelConfig() model.Config {
 	mc.InitLogitScale = math.Log(1 / cfg.Temperature)
 	mc.ImageTower = cfg.ImageTower
 	mc.TextTower = cfg.TextTower
+	mc.CNN, mc.ViT, mc.Transformer = cfg.CNN, cfg.ViT, cfg.TextTransformer
+	if r := cfg.ViTMLPRatio; r > 0 {
+		w := mc.ViT.Width
+		if w == 0 {
+			probe := mc
+			probe.ImageTower, probe.ImageIn = model.TowerViT, max(mc.ImageIn, 1)
+			w = probe.WithDefaults().ViT.Width
+		}
+		mc.ViT.MLP = int(r * float64(w))
+	}
+	if t.Set != nil {
+		mc.ImageShape = model.ImageShape{Channels: 1, Height: t.Set.Train.H, Width: t.Set.Train.W}
+	} else {
+		mc.ImageShape = model.ImageShape{Channels: t.viewCLIP.Channels, Height: t.viewCLIP.Size, Width: t.viewCLIP.Size}
+	}
 	mc.TextVocab = 0
 	switch {
 	case t.textView < 0:
@@ -329,10 +349,18 @@ func (t *Trainer[T]) modelConfig() model.Config {
 		// Free text: a hashed vocabulary needs no pass over the data.
 		t.tokenizer = dataset.NewHashTokenizer(cfg.DataOptions.vocabSize())
 	}
+	if t.textView >= 0 && mc.WithDefaults().TextTower == model.TowerTransformer {
+		if err := t.setBPE(&mc); err != nil {
+			return mc, err
+		}
+		if t.captioner != nil {
+			t.cacheTemplateTokens(len(t.tokens) / t.captioner.NumTemplates())
+		}
+	}
 	if t.tokenizer != nil {
 		mc.TextVocab = t.tokenizer.Vocab()
 	}
-	return mc
+	return mc, nil
 }
 
 // cacheTemplateTokens tokenizes every (class, template) caption once.

@@ -41,6 +41,7 @@ func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.BoolVar(&cfg.LearnTemperature, "learn-temperature", cfg.LearnTemperature, "learn the logit scale t = ln(1/τ) (default true for clip)")
 	fs.StringVar(&cfg.ImageTower, "image-tower", cfg.ImageTower, "image tower: "+strings.Join(model.TowerKinds(model.ModalityImage), ", ")+" (default mlp)")
 	fs.StringVar(&cfg.TextTower, "text-tower", cfg.TextTower, "text tower: "+strings.Join(model.TowerKinds(model.ModalityText), ", ")+" (default bow)")
+	towerFlags(fs, cfg)
 	fs.IntVar(&cfg.Dim, "dim", cfg.Dim, "embedding dimension d")
 	fs.Var((*intList)(&cfg.ImageHidden), "hidden", "widths of the image tower's hidden layers, comma-separated")
 	fs.IntVar(&cfg.TextHidden, "text-hidden", cfg.TextHidden, "width of the text tower's embedding bag")

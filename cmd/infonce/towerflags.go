@@ -1,0 +1,28 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/infonce/infonce/worker"
+)
+
+// towerFlags binds the shapes of the cnn, vit and transformer towers; a
+// zero value takes the model's default.
+func towerFlags(fs *flag.FlagSet, cfg *worker.Config) {
+	fs.IntVar(&cfg.ViT.Patch, "vit-patch", cfg.ViT.Patch, "vit: patch side P (0: the smallest P ≥ 4 dividing the image into at most 64 patches)")
+	fs.IntVar(&cfg.ViT.Width, "vit-width", cfg.ViT.Width, "vit: token width (0: 64)")
+	fs.IntVar(&cfg.ViT.Depth, "vit-depth", cfg.ViT.Depth, "vit: transformer blocks (0: 4)")
+	fs.IntVar(&cfg.ViT.Heads, "vit-heads", cfg.ViT.Heads, "vit: attention heads (0: 4)")
+	fs.Float64Var(&cfg.ViTMLPRatio, "vit-mlp-ratio", cfg.ViTMLPRatio, "vit: the blocks' MLP width as a multiple of the token width (0: 4)")
+	fs.StringVar(&cfg.ViT.Pool, "vit-pool", cfg.ViT.Pool, "vit: cls (a class token) or mean")
+	fs.IntVar(&cfg.CNN.Width, "cnn-width", cfg.CNN.Width, "cnn: channels of the stem and first stage (0: 16)")
+	fs.IntVar(&cfg.CNN.Stages, "cnn-stages", cfg.CNN.Stages, "cnn: stages, each after the first halving H and W and doubling the channels (0: 3)")
+	fs.IntVar(&cfg.CNN.Blocks, "cnn-blocks", cfg.CNN.Blocks, "cnn: residual blocks per stage (0: 1)")
+	fs.IntVar(&cfg.CNN.Groups, "cnn-groups", cfg.CNN.Groups, "cnn: GroupNorm groups (0: min(8, width))")
+	fs.IntVar(&cfg.TextTransformer.Width, "text-width", cfg.TextTransformer.Width, "transformer text tower: width (0: 64)")
+	fs.IntVar(&cfg.TextTransformer.Depth, "text-depth", cfg.TextTransformer.Depth, "transformer text tower: blocks (0: 2)")
+	fs.IntVar(&cfg.TextTransformer.Heads, "text-heads", cfg.TextTransformer.Heads, "transformer text tower: attention heads (0: 4)")
+	fs.IntVar(&cfg.TextTransformer.Context, "context-length", cfg.TextTransformer.Context, "transformer text tower: tokens per caption, EOT included (0: 32)")
+	fs.StringVar(&cfg.TextTransformer.Pool, "text-pool", cfg.TextTransformer.Pool, "transformer text tower: eot (the end-of-text token) or mean")
+	fs.StringVar(&cfg.Tokenizer, "tokenizer", cfg.Tokenizer, "transformer text tower: a BPE tokenizer file (infonce tokenizer train); default: trained on the training captions")
+}
