@@ -46,25 +46,45 @@ const blobTokenizer = "tokenizer"
 // tokenizer at the start of a run.
 const maxTokenizerCorpus = 100000
 
-// trainCorpus is the text a run's tokenizer is trained on: the rendered
-// captions of an idx set or a labelled folder, or the captions of the
-// first samples of a source with free text.
+// trainCorpus is the text a run's tokenizer is trained on (CaptionCorpus).
 func (t *Trainer[T]) trainCorpus() ([]string, error) {
 	if t.captioner != nil {
 		return t.captioner.Corpus(), nil
 	}
-	n := min(t.src.Len(), maxTokenizerCorpus)
+	return sourceCorpus(t.src)
+}
+
+// CaptionCorpus is the text the tokenizer of a run on data is trained on:
+// the captions rendered from the classes of an idx set or a labelled
+// folder, or the captions of the first samples of a source with free text.
+func CaptionCorpus(data *Data) ([]string, error) {
+	if data.Set != nil {
+		return dataset.NewCaptioner(data.Set).Corpus(), nil
+	}
+	if c := captionerOf(data.Train); c != nil && len(classesOf(data.Train)) > 0 {
+		return c.Corpus(), nil
+	}
+	return sourceCorpus(data.Train)
+}
+
+func sourceCorpus(src dataset.Source) ([]string, error) {
+	n := min(src.Len(), maxTokenizerCorpus)
 	corpus := make([]string, 0, n)
 	var s dataset.Sample
 	for i := range n {
-		err := t.src.Sample(context.Background(), i, &s)
+		err := src.Sample(context.Background(), i, &s)
 		if errors.Is(err, dataset.ErrBadSample) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("tokenizer corpus: sample %d: %w", i, err)
 		}
-		corpus = append(corpus, s.Text)
+		if s.Text != "" {
+			corpus = append(corpus, s.Text)
+		}
+	}
+	if len(corpus) == 0 {
+		return nil, fmt.Errorf("tokenizer corpus: %s has no caption", src.Name())
 	}
 	return corpus, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/rundir"
 )
 
@@ -146,5 +147,38 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 	t.Setenv("INFONCE_BATCH", "many")
 	if code := run(context.Background(), []string{"train"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "INFONCE_BATCH") {
 		t.Fatalf("a bad INFONCE_BATCH gave exit %d: %q", code, stderr.String())
+	}
+}
+
+// TestTokenizerTrainCommand trains a BPE tokenizer on MNIST's captions and
+// trains the transformer text tower with it: the run's checkpoint holds
+// the same tokenizer.
+func TestTokenizerTrainCommand(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "bpe.bin")
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"tokenizer", "train", "--data", "mnist", "--vocab", "300", "--out", tok}, &stdout, &stderr); code != 0 {
+		t.Fatalf("tokenizer train exited %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "ids") {
+		t.Errorf("output %q", stdout.String())
+	}
+	want, err := os.ReadFile(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	args := []string{"train", "--no-eval", "--steps", "2", "--batch", "32", "--hidden", "16", "--dim", "8", "--text-tower", "transformer",
+		"--text-width", "16", "--text-depth", "1", "--text-heads", "2", "--context-length", "16", "--tokenizer", tok, "--out", out}
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("train exited %d: %s", code, stderr.String())
+	}
+	c, err := checkpoint.Open(context.Background(), filepath.Join(out, "checkpoints"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Blob("tokenizer")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the checkpoint's tokenizer differs from --tokenizer's (%v)", err)
 	}
 }
