@@ -153,11 +153,13 @@ func ReadMetricsSkipping(run string) (ms []Metric, bad int, err error) {
 func History(ms []Metric) []Metric {
 	last := map[int64]int{}
 	for i, m := range ms {
-		last[m.Step] = i
+		if m.Eval == nil { // an evaluation's line is not the step's
+			last[m.Step] = i
+		}
 	}
 	out := make([]Metric, 0, len(last))
 	for i, m := range ms {
-		if last[m.Step] == i {
+		if j, ok := last[m.Step]; ok && j == i {
 			out = append(out, m)
 		}
 	}
@@ -169,7 +171,21 @@ func History(ms []Metric) []Metric {
 func LastWins(ms []Metric) map[int64]Metric {
 	out := make(map[int64]Metric, len(ms))
 	for _, m := range ms {
-		out[m.Step] = m
+		if m.Eval == nil {
+			out[m.Step] = m
+		}
+	}
+	return out
+}
+
+// Evaluations returns the lines that hold an evaluation (--eval-every), in
+// order.
+func Evaluations(ms []Metric) []Metric {
+	var out []Metric
+	for _, m := range ms {
+		if m.Eval != nil {
+			out = append(out, m)
+		}
 	}
 	return out
 }

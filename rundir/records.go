@@ -31,6 +31,9 @@ type Metric struct {
 	Generation       uint64  `json:"generation"`
 	// StepTime is the mean breakdown of the steps since the last line.
 	StepTime Breakdown `json:"step_time"`
+	// Eval is the evaluation after this step (--eval-every), on the lines
+	// that have one.
+	Eval *Evaluation `json:"eval,omitempty"`
 }
 
 // Evaluation holds the scores of the final model; a nil score was not

@@ -115,6 +115,18 @@ func TestHistoryAndLosses(t *testing.T) {
 	if lw := LastWins(ms); len(lw) != 4 || lw[19].Loss != 2 {
 		t.Errorf("last wins %v", lw)
 	}
+	// An evaluation's line after step 29 does not stand for the step.
+	top1 := 0.5
+	ms = append(ms, Metric{Step: 39, Loss: 2, Eval: &Evaluation{ZeroShotTop1: &top1}})
+	if h := History(ms); len(h) != 4 || h[3].SamplesPerSecond != 0 || h[3].Eval != nil {
+		t.Errorf("history %v: an evaluation line took a step's place", h)
+	}
+	if lw := LastWins(ms); lw[39].Eval != nil {
+		t.Errorf("last wins took the evaluation line")
+	}
+	if ev := Evaluations(ms); len(ev) != 1 || *ev[0].Eval.ZeroShotTop1 != 0.5 {
+		t.Errorf("evaluations %v", ev)
+	}
 }
 
 // The field names of the run files are a format: readers outside this

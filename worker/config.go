@@ -79,6 +79,9 @@ type Config struct {
 	Chunk              int     `json:"chunk"` // logit columns per chunk of the streamed loss
 
 	CheckpointEvery int64 `json:"checkpoint_every"` // steps between checkpoints (0: only at the end and on a stop)
+	// EvalEvery is the number of steps between evaluations during a
+	// single-process run (0: only at the end).
+	EvalEvery int `json:"eval_every,omitempty"`
 	ChecksumEvery   int   `json:"checksum_every"`   // steps between parameter checksums across ranks (0: never)
 	// BucketKiB is the size of the gradient buckets whose all-reduce
 	// starts during the backward pass (0: one all-reduce after it).
@@ -179,6 +182,9 @@ func (c Config) Validate() error {
 		if q := c.moCoQueue(); q%c.Batch != 0 || q <= 0 {
 			errs = append(errs, fmt.Errorf("--moco-queue %d: the queue must hold a positive multiple of --batch %d keys", q, c.Batch))
 		}
+	}
+	if c.EvalEvery < 0 {
+		errs = append(errs, fmt.Errorf("--eval-every %d: must not be negative", c.EvalEvery))
 	}
 	if c.ViTMLPRatio < 0 {
 		errs = append(errs, fmt.Errorf("--vit-mlp-ratio %g: must not be negative", c.ViTMLPRatio))

@@ -136,6 +136,19 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 		if err := rec.step(st, 0); err != nil {
 			return nil, err
 		}
+		if every := int64(cfg.EvalEvery); every > 0 && (step+1)%every == 0 && step+1 < t.TotalSteps() {
+			// The evaluation's time is not the training's.
+			evalStart := time.Now()
+			ev, err := t.Evaluate(work)
+			if err != nil {
+				return nil, fmt.Errorf("evaluation after step %d: %w", step, err)
+			}
+			if err := rec.evaluation(st, ev); err != nil {
+				return nil, err
+			}
+			log.Info("evaluated", "step", step+1, "zero_shot_top1", ev.ZeroShotTop1, "recall_i2t_at_1", ev.RecallI2TAt1, "linear_probe", ev.LinearProbeAccuracy)
+			trainStart = trainStart.Add(time.Since(evalStart))
+		}
 	}
 	trainSeconds := time.Since(trainStart).Seconds()
 	rec.finish()
@@ -293,6 +306,14 @@ func (r *recorder) print(now time.Time) {
 	fmt.Fprintf(r.opt.Progress, "step %*d/%d  epoch %d  loss %.4f  logit scale %6.2f  lr %.2e  %7.0f samples/s  ETA %s\n",
 		len(fmt.Sprint(r.total)), done, r.total, st.Epoch, st.Loss, st.LogitScale, st.LR, rate, eta)
 	r.lastPrint = now
+}
+
+// evaluation writes a metrics line with the evaluation after step st.
+func (r *recorder) evaluation(st StepStats, ev Evaluation) error {
+	return r.w.Write(Metric{
+		Step: st.Step, Epoch: st.Epoch, Loss: st.Loss, LogitScale: st.LogitScale, LR: st.LR,
+		Time: float64(time.Now().UnixNano()) / 1e9, Workers: r.workers, Eval: &ev,
+	})
 }
 
 func (r *recorder) finish() {}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/infonce/infonce/allreduce"
 	"github.com/infonce/infonce/checkpoint"
+	"github.com/infonce/infonce/rundir"
 )
 
 // writeShapes writes an image folder of n small RGB images per class (a
@@ -202,5 +203,33 @@ func TestSourceResumeIsBitExact(t *testing.T) {
 	}
 	if a, b := ParamSHA256(second.Model.P.W), ParamSHA256(whole.Model.P.W); a != b {
 		t.Fatalf("parameters differ after resume: %s vs %s", a, b)
+	}
+}
+
+// TestEvalEvery: --eval-every writes evaluations into metrics.jsonl
+// during the run, and they improve on these easy shapes.
+func TestEvalEvery(t *testing.T) {
+	dir := t.TempDir()
+	cfg := sourceConfig(t, CLIP, writeShapes(t, filepath.Join(dir, "train"), 16, 0))
+	cfg.DataOptions.ValData = writeShapes(t, filepath.Join(dir, "val"), 4, 0)
+	cfg.Batch, cfg.Steps, cfg.LR, cfg.EvalEvery = 32, 40, 3e-3, 10
+	if _, err := RunLocalData(context.Background(), cfg, loadData(t, cfg), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	ms, _, err := rundir.ReadMetrics(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evals []float64
+	for _, m := range ms {
+		if m.Eval != nil {
+			if m.Eval.ZeroShotTop1 == nil {
+				t.Fatalf("step %d: evaluation without zero-shot", m.Step)
+			}
+			evals = append(evals, *m.Eval.ZeroShotTop1)
+		}
+	}
+	if len(evals) != 3 { // after steps 10, 20 and 30; the final one is the summary's
+		t.Fatalf("%d evaluations in metrics.jsonl, want 3", len(evals))
 	}
 }
