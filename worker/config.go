@@ -81,8 +81,8 @@ type Config struct {
 	CheckpointEvery int64 `json:"checkpoint_every"` // steps between checkpoints (0: only at the end and on a stop)
 	// EvalEvery is the number of steps between evaluations during a
 	// single-process run (0: only at the end).
-	EvalEvery int `json:"eval_every,omitempty"`
-	ChecksumEvery   int   `json:"checksum_every"`   // steps between parameter checksums across ranks (0: never)
+	EvalEvery     int `json:"eval_every,omitempty"`
+	ChecksumEvery int `json:"checksum_every"` // steps between parameter checksums across ranks (0: never)
 	// BucketKiB is the size of the gradient buckets whose all-reduce
 	// starts during the backward pass (0: one all-reduce after it).
 	BucketKiB int `json:"bucket_kib"`
