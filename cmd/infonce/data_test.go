@@ -18,7 +18,9 @@ import (
 
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/dataset/npy"
+	"github.com/infonce/infonce/dataset/rlds"
 	"github.com/infonce/infonce/dataset/shardidx"
+	"github.com/infonce/infonce/dataset/tfrecord"
 	"github.com/infonce/infonce/dataset/wds"
 )
 
@@ -170,6 +172,37 @@ func dataShardPattern(dir string, shards int) string {
 	return fmt.Sprintf("wds:%s/{%06d..%06d}.tar", dir, 0, shards-1)
 }
 
+// dataRLDS writes an RLDS folder of two shards holding episodes of 3, 2
+// and 4 steps (JPEG images, an action of 2, a state of 3, an
+// instruction); step 1 of episode 1 has a corrupt image.
+func dataRLDS(t *testing.T) string {
+	dir := t.TempDir()
+	l := rlds.Layout{ImageH: 12, ImageW: 16, ImageC: 3, ImageFormat: "jpeg", Action: 2, State: 3, Instruction: true}
+	dataWriteFile(t, filepath.Join(dir, "features.json"), rlds.FeaturesJSON(l))
+	e := 0
+	for si, lens := range [][]int{{3, 2}, {4}} {
+		var buf bytes.Buffer
+		w := tfrecord.NewWriter(&buf)
+		for _, T := range lens {
+			var steps []rlds.Step
+			for st := range T {
+				img := dataJPEG(t, dataTestImage(16, 12, 10*e+st, "rgb"))
+				if e == 1 && st == 1 {
+					img = corruptPNG
+				}
+				steps = append(steps, rlds.Step{Image: img, Instruction: fmt.Sprintf("pick up block %d", e),
+					Action: []float32{float32(e) / 3, float32(st)}, State: []float32{float32(st), 0.5, -1}})
+			}
+			if err := w.Write(rlds.EpisodeExample(steps).Marshal()); err != nil {
+				t.Fatal(err)
+			}
+			e++
+		}
+		dataWriteFile(t, filepath.Join(dir, fmt.Sprintf("toy-train.tfrecord-%05d-of-%05d", si, 2)), buf.Bytes())
+	}
+	return dir
+}
+
 func TestDataPack(t *testing.T) {
 	csvFile := dataCSV(t)
 	for _, c := range []struct {
@@ -179,12 +212,12 @@ func TestDataPack(t *testing.T) {
 		opts    dataset.OpenOptions
 		good    int
 		bad     map[string]int
-		classes bool
 	}{
-		{"folder", "folder:" + dataFolder(t, true), nil, dataset.OpenOptions{}, 4, map[string]int{"corrupt-image": 1}, true},
+		{"folder", "folder:" + dataFolder(t, true), nil, dataset.OpenOptions{}, 4, map[string]int{"corrupt-image": 1}},
 		{"csv", "csv:" + csvFile, []string{"--label-key", "label", "--action-key", "action"},
 			dataset.OpenOptions{LabelKey: "label", ActionKey: "action"}, 5,
-			map[string]int{"corrupt-image": 1, "missing-text": 1, "bad-npy": 1}, true},
+			map[string]int{"corrupt-image": 1, "missing-text": 1, "bad-npy": 1}},
+		{"rlds", "rlds:" + dataRLDS(t), nil, dataset.OpenOptions{}, 8, map[string]int{"corrupt-image": 1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "shards")
@@ -223,10 +256,11 @@ func TestDataPack(t *testing.T) {
 					t.Errorf("sample %d (%s): image %d×%d×%d differs from the source's %d×%d×%d", i, w.Key,
 						g.Image.W, g.Image.H, g.Image.C, w.Image.W, w.Image.H, w.Image.C)
 				}
-				if g.Text != w.Text || g.Label != w.Label || g.Episode != w.Episode || g.Task != w.Task ||
+				if g.Text != w.Text || g.Label != w.Label || g.Episode != w.Episode || g.Step != w.Step || g.EpisodeLen != w.EpisodeLen || g.Task != w.Task ||
 					!slices.Equal(g.Action, w.Action) || !slices.Equal(g.ActionShape, w.ActionShape) || !slices.Equal(g.State, w.State) {
-					t.Errorf("sample %d (%s): %q label %d action %v%v; the source's %q label %d action %v%v", i, w.Key,
-						g.Text, g.Label, g.Action, g.ActionShape, w.Text, w.Label, w.Action, w.ActionShape)
+					t.Errorf("sample %d (%s): %q label %d episode %d/%d/%d task %d action %v%v state %v; the source's %q label %d episode %d/%d/%d task %d action %v%v state %v", i, w.Key,
+						g.Text, g.Label, g.Episode, g.Step, g.EpisodeLen, g.Task, g.Action, g.ActionShape, g.State,
+						w.Text, w.Label, w.Episode, w.Step, w.EpisodeLen, w.Task, w.Action, w.ActionShape, w.State)
 				}
 				// Keys follow the source's indexes, so the shards keep its order.
 				if !strings.HasSuffix(g.Key, fmt.Sprintf(":%06d", w.Index)) {
@@ -667,4 +701,54 @@ func TestDataStatsScenario(t *testing.T) {
 	if r.Actions == nil || r.Actions.Count != 5 || r.Actions.OtherShape != 1 || r.Actions.Dims[0].Max != 7 || r.Actions.Dims[1].Min != 1 {
 		t.Errorf("actions %+v", r.Actions)
 	}
+}
+
+// A pack stopped by its context keeps its complete shards and leaves no
+// partial one.
+func TestDataPackCancelled(t *testing.T) {
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var o, e bytes.Buffer
+	if code := run(ctx, []string{"data", "pack", "--from", "synthetic:50", "--out", out}, &o, &e); code != 1 || !strings.Contains(e.String(), "context canceled") {
+		t.Errorf("cancelled pack exited %d: %s%s", code, o.String(), e.String())
+	}
+	ents, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range ents {
+		t.Errorf("cancelled pack left %s", en.Name())
+	}
+}
+
+// FuzzDataWrap checks that any caption fits its cell. The seed corpus runs
+// with go test; go test -fuzz cannot start its workers in this package,
+// whose TestMain runs every child of the test binary as infonce.
+func FuzzDataWrap(f *testing.F) {
+	for _, s := range []string{"", "a photo of a cat", "abcdefghijklmnopqrstuvwxyz0123456789", "caf\u00e9 \x00\n\tx", "  a  b  "} {
+		f.Add(s, 17, 2)
+	}
+	f.Fuzz(func(t *testing.T, s string, width, lines int) {
+		if width < 4 || width > 200 || lines < 1 || lines > 8 {
+			return
+		}
+		out := dataWrap(s, width, lines)
+		if len(out) > lines {
+			t.Fatalf("%q: %d lines, at most %d wanted", s, len(out), lines)
+		}
+		for _, l := range out {
+			if len(l) > width {
+				t.Fatalf("%q: line %q longer than %d", s, l, width)
+			}
+			for _, r := range l {
+				if r < 0x20 || r > 0x7e {
+					t.Fatalf("%q: line %q holds %q, outside printable ASCII", s, l, r)
+				}
+			}
+		}
+		if strings.TrimSpace(s) != "" && len(out) == 0 {
+			t.Fatalf("%q: no line", s)
+		}
+	})
 }
