@@ -206,12 +206,12 @@ func dataRLDS(t *testing.T) string {
 func TestDataPack(t *testing.T) {
 	csvFile := dataCSV(t)
 	for _, c := range []struct {
-		name    string
-		spec    string
-		flags   []string
-		opts    dataset.OpenOptions
-		good    int
-		bad     map[string]int
+		name  string
+		spec  string
+		flags []string
+		opts  dataset.OpenOptions
+		good  int
+		bad   map[string]int
 	}{
 		{"folder", "folder:" + dataFolder(t, true), nil, dataset.OpenOptions{}, 4, map[string]int{"corrupt-image": 1}},
 		{"csv", "csv:" + csvFile, []string{"--label-key", "label", "--action-key", "action"},
