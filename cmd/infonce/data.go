@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"slices"
 	"sort"
@@ -196,16 +197,29 @@ func dataEach[R any](ctx context.Context, src dataset.Source, n int, index func(
 // dataCheck finds what a source let through that no use of the sample
 // would accept: a field the source promises and the sample lacks
 // ("missing-FIELD"), a picture whose sizes disagree with its pixels
-// ("bad-picture").
+// ("bad-picture"), a NaN or an infinity in the action or the state
+// ("non-finite-action", "non-finite-state"), the reasons the sources
+// themselves give.
 func dataCheck(src dataset.Source, s *dataset.Sample) error {
+	bad := func(reason string, err error) error { return &dataset.BadSample{Reason: reason, Key: s.Key, Err: err} }
 	for _, f := range src.Fields() {
 		if !s.Has(f) {
-			return &dataset.BadSample{Reason: "missing-" + string(f), Key: s.Key, Err: fmt.Errorf("the source promises %s", f)}
+			return bad("missing-"+string(f), fmt.Errorf("the source promises %s", f))
 		}
 	}
 	if s.Has(dataset.FieldImage) {
 		if err := s.Image.Validate(); err != nil {
-			return &dataset.BadSample{Reason: "bad-picture", Key: s.Key, Err: err}
+			return bad("bad-picture", err)
+		}
+	}
+	for _, v := range []struct {
+		name string
+		v    []float32
+	}{{"action", s.Action}, {"state", s.State}} {
+		for j, x := range v.v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return bad("non-finite-"+v.name, fmt.Errorf("%s value %d is %v", v.name, j, x))
+			}
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/dataset/shardidx"
@@ -52,6 +53,9 @@ func runDataPack(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return usageError{fmt.Errorf("--shard-size %d: want at least 1", *shardSize)}
 	}
 	if err := sf.check(); err != nil {
+		return err
+	}
+	if err := dataOutHoldsSource(*from, *out); err != nil {
 		return err
 	}
 	if err := dataClearShards(*out, *overwrite, sf.opts.CacheDir); err != nil {
@@ -105,6 +109,29 @@ func runDataPack(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if bad.total > 0 {
 		fmt.Fprintf(stdout, "skipped %d bad samples:\n", bad.total)
 		dataPrintBad(stdout, bad.list())
+	}
+	return nil
+}
+
+// dataOutHoldsSource refuses to pack shards into the folder they are
+// read from.
+func dataOutHoldsSource(from, out string) error {
+	pattern, ok := strings.CutPrefix(from, "wds:")
+	if !ok {
+		return nil
+	}
+	paths, err := wds.Expand(pattern)
+	if err != nil {
+		return err
+	}
+	dst, err := filepath.Abs(out)
+	if err != nil {
+		return fmt.Errorf("pack: %w", err)
+	}
+	for _, p := range paths {
+		if a, err := filepath.Abs(filepath.Dir(p)); err == nil && a == dst {
+			return usageError{fmt.Errorf("--out %s holds the shards of --from %s: write into another folder", out, from)}
+		}
 	}
 	return nil
 }

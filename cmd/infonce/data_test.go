@@ -752,3 +752,102 @@ func FuzzDataWrap(f *testing.F) {
 		}
 	})
 }
+
+// dataFake is a source of six samples: good, without its text, with a NaN
+// in its action, with a picture too short for its size, failing without
+// a reason, and failing with the reason crc-mismatch.
+type dataFake struct{}
+
+func (dataFake) Name() string { return "datatest" }
+func (dataFake) Len() int     { return 6 }
+func (dataFake) Fields() []dataset.Field {
+	return []dataset.Field{dataset.FieldImage, dataset.FieldText, dataset.FieldAction}
+}
+
+func (dataFake) Sample(_ context.Context, i int, s *dataset.Sample) error {
+	s.Reset()
+	s.Index, s.Key = i, fmt.Sprintf("fake/%d", i)
+	s.Image = dataset.Picture{H: 2, W: 2, C: 1, Pix: []byte{0, 64, 128, 255}}
+	s.Text = "a text"
+	s.Action = []float32{1, 2}
+	switch i {
+	case 1:
+		s.Text = ""
+	case 2:
+		s.Action[1] = float32(math.NaN())
+	case 3:
+		s.Image.Pix = s.Image.Pix[:3]
+	case 4:
+		return fmt.Errorf("the disk is gone")
+	case 5:
+		return &dataset.BadSample{Reason: "crc-mismatch", Key: s.Key}
+	}
+	return nil
+}
+
+func init() {
+	dataset.Register("datatest", func(string, dataset.OpenOptions) (dataset.Source, error) { return dataFake{}, nil })
+}
+
+func TestDataCheck(t *testing.T) {
+	want := []string{"", "missing-text", "non-finite-action", "bad-picture"}
+	for i, w := range want {
+		var s dataset.Sample
+		if err := (dataFake{}).Sample(context.Background(), i, &s); err != nil {
+			t.Fatal(err)
+		}
+		if got := dataset.Reason(dataCheck(dataFake{}, &s)); got != w {
+			t.Errorf("sample %d: reason %q, want %q", i, got, w)
+		}
+	}
+	s := dataset.Sample{Label: -1, Episode: -1, Task: -1, Text: "x", State: []float32{float32(math.Inf(1))}}
+	if got := dataset.Reason(dataCheck(dataFake{}, &s)); got != "missing-image" {
+		t.Errorf("reason %q, want missing-image", got)
+	}
+	s.Image = dataset.Picture{H: 1, W: 1, C: 1, Pix: []byte{1}}
+	s.Action = []float32{0}
+	if got := dataset.Reason(dataCheck(dataFake{}, &s)); got != "non-finite-state" {
+		t.Errorf("reason %q, want non-finite-state", got)
+	}
+}
+
+// Every reason of a bad sample is counted; a sample that fails without
+// a reason is counted as a read error by verify and inspect, and stops
+// pack.
+func TestDataFailuresOfASource(t *testing.T) {
+	code, stdout, stderr := runDataCmd(t, "verify", "datatest:x", "--json")
+	var r dataVerifyReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || code != 1 {
+		t.Fatalf("verify exited %d: %v %s%s", code, err, stdout, stderr)
+	}
+	got := map[string]int{}
+	for _, b := range r.Reasons {
+		got[b.Reason] = b.Count
+	}
+	want := map[string]int{"missing-text": 1, "non-finite-action": 1, "bad-picture": 1, dataReadError: 1, "crc-mismatch": 1}
+	if r.Good != 1 || r.Bad != 5 || !mapsEqual(got, want) {
+		t.Errorf("verify: %d good, %d bad, %v; want 1, 5, %v", r.Good, r.Bad, got, want)
+	}
+	code, stdout, stderr = runDataCmd(t, "inspect", "datatest:x", "--contact-sheet", filepath.Join(t.TempDir(), "s.png"))
+	if code != 0 || !strings.Contains(stdout, "1 good, 5 bad") || !strings.Contains(stdout, dataReadError+"                  1  fake/4") {
+		t.Errorf("inspect exited %d: %s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runDataCmd(t, "pack", "--from", "datatest:x", "--out", t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "sample 4 of datatest: the disk is gone") {
+		t.Errorf("pack exited %d: %s%s", code, stdout, stderr)
+	}
+}
+
+func TestDataPackRefusesItsSourceFolder(t *testing.T) {
+	out := t.TempDir()
+	if code, stdout, stderr := runDataCmd(t, "pack", "--from", "synthetic:3", "--out", out); code != 0 {
+		t.Fatalf("pack exited %d: %s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr := runDataCmd(t, "pack", "--from", "wds:"+filepath.Join(out, "000000.tar"), "--out", out, "--overwrite")
+	if code != 2 || !strings.Contains(stderr, "holds the shards") {
+		t.Errorf("pack into its source's folder exited %d: %s%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "000000.tar")); err != nil {
+		t.Errorf("the source shard is gone: %v", err)
+	}
+}
