@@ -41,4 +41,13 @@
 // The fields of the source are those that at least half of the samples
 // carry; a sample that lacks one of them is bad ("missing-image",
 // "missing-text", "missing-label", "missing-action").
+//
+// # Writing
+//
+// Members encodes a dataset.Sample as the members above (the image as a
+// lossless PNG, so that the pixels read back are the same bytes; the
+// action as key.npy and the state as key.state.npy; the episode, step,
+// episode length and task as key.json), and a Writer appends samples to
+// numbered shards DIR/000000.tar, DIR/000001.tar, … of a fixed number of
+// samples, storing beside each the index the reader would build.
 package wds
