@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 // workers that `train --workers N` starts are os.Executable() with
 // INFONCE_TEST_AS_BINARY set.
 func TestMain(m *testing.M) {
-	if os.Getenv("INFONCE_TEST_AS_BINARY") == "1" {
+	if os.Getenv("INFONCE_TEST_AS_BINARY") == "1" && !fuzzWorker(os.Args[1:]) {
 		ctx, stop := signalContext()
 		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 		stop()
@@ -25,6 +26,18 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("INFONCE_TEST_AS_BINARY", "1")
 	os.Exit(m.Run())
+}
+
+// fuzzWorker reports whether the test binary was started by go test's
+// fuzzing engine as one of its workers, which must run the tests, not
+// the binary.
+func fuzzWorker(args []string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, "-test.fuzzworker") {
+			return true
+		}
+	}
+	return false
 }
 
 // tiny is a model and run small enough for multi-process tests.
