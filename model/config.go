@@ -22,6 +22,12 @@ type Config struct {
 	// ("" means TowerMLP and TowerBagOfWords).
 	ImageTower string `json:"image_tower"`
 	TextTower  string `json:"text_tower"`
+	// ActionIn is the width of an action chunk's row (0: no action
+	// tower); ActionHidden the widths of the action MLP's hidden layers;
+	// ActionTower its kind ("" means TowerMLP).
+	ActionIn     int    `json:"action_in,omitempty"`
+	ActionHidden []int  `json:"action_hidden,omitempty"`
+	ActionTower  string `json:"action_tower,omitempty"`
 	// ImageShape is the C×H×W of the ImageIn values of an image, for the
 	// towers that see images as images ("cnn", "vit"); zero means one
 	// channel of a square √ImageIn × √ImageIn.
@@ -74,6 +80,16 @@ func (c Config) Validate() error {
 			errs = append(errs, txt.check(c)...)
 		}
 	}
+	if c.ActionIn < 0 {
+		errs = append(errs, fmt.Errorf("model: Config.ActionIn = %d, want >= 0 (0 disables the action tower)", c.ActionIn))
+	}
+	if c.ActionIn > 0 {
+		if act, err := kindOf(c.kindName(ModalityAction), ModalityAction); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, act.check(c)...)
+		}
+	}
 	if c.Dim <= 0 {
 		errs = append(errs, fmt.Errorf("model: Config.Dim = %d, want > 0", c.Dim))
 	}
@@ -99,7 +115,7 @@ func (c Config) paramCount() (int, bool) {
 	const limit = 1 << 40
 	n := 1 // the logit scale
 	for _, side := range c.sides() {
-		m, ok := towerKinds[c.kindName(side)].count(c, limit)
+		m, ok := c.kind(side).count(c, limit)
 		if !ok || m > limit-n {
 			return limit, false
 		}
@@ -123,6 +139,12 @@ func (c Config) WithDefaults() Config { return c.clone() }
 
 func (c Config) clone() Config {
 	c.ImageHidden = append([]int(nil), c.ImageHidden...)
+	if c.ActionHidden != nil {
+		c.ActionHidden = append([]int(nil), c.ActionHidden...)
+	}
+	if c.ActionIn > 0 {
+		c.ActionTower = c.kindName(ModalityAction)
+	}
 	if c.Activation == "" {
 		c.Activation = ActReLU
 	}

@@ -29,8 +29,9 @@ type Tower[T gemm.Float] interface {
 
 // Modalities of towers: which side of a Config a kind encodes.
 const (
-	ModalityImage = "image"
-	ModalityText  = "text"
+	ModalityImage  = "image"
+	ModalityText   = "text"
+	ModalityAction = "action"
 )
 
 // towerKind is what a kind of tower registers: its modality, the checks of
@@ -53,18 +54,19 @@ var towerKinds = map[string]towerKind{}
 // registerTower adds a kind of tower under name; it is called from the
 // init function of the kind's file.
 func registerTower(name string, k towerKind) {
-	if _, dup := towerKinds[name]; dup {
-		panic("model: tower kind " + name + " registered twice")
+	key := k.modality + "/" + name
+	if _, dup := towerKinds[key]; dup {
+		panic("model: tower kind " + key + " registered twice")
 	}
-	towerKinds[name] = k
+	towerKinds[key] = k
 }
 
 // TowerKinds lists the registered kinds of towers of a modality, sorted.
 func TowerKinds(modality string) []string {
 	var names []string
-	for n, k := range towerKinds {
+	for key, k := range towerKinds {
 		if k.modality == modality {
-			names = append(names, n)
+			names = append(names, key[len(modality)+1:])
 		}
 	}
 	sort.Strings(names)
@@ -74,8 +76,8 @@ func TowerKinds(modality string) []string {
 // kindOf returns the registered kind name for modality, or an error that
 // lists the kinds there are.
 func kindOf(name, modality string) (towerKind, error) {
-	k, ok := towerKinds[name]
-	if !ok || k.modality != modality {
+	k, ok := towerKinds[modality+"/"+name]
+	if !ok {
 		return towerKind{}, fmt.Errorf("model: %s tower %q is unknown: use one of %v", modality, name, TowerKinds(modality))
 	}
 	return k, nil
@@ -95,10 +97,19 @@ func build[T gemm.Float](k towerKind, c Config, cur *cursor[T]) Tower[T] {
 // sides lists the towers of c in buffer order: the image tower, then the
 // text tower when c has one.
 func (c Config) sides() []string {
+	sides := []string{ModalityImage}
 	if c.TextVocab > 0 {
-		return []string{ModalityImage, ModalityText}
+		sides = append(sides, ModalityText)
 	}
-	return []string{ModalityImage}
+	if c.ActionIn > 0 {
+		sides = append(sides, ModalityAction)
+	}
+	return sides
+}
+
+// kind is the registered kind of the tower of modality in c.
+func (c Config) kind(modality string) towerKind {
+	return towerKinds[modality+"/"+c.kindName(modality)]
 }
 
 // kindName is the kind of the tower of modality in c, defaults applied.
@@ -106,6 +117,8 @@ func (c Config) kindName(modality string) string {
 	switch modality {
 	case ModalityImage:
 		return orDefault(c.ImageTower, TowerMLP)
+	case ModalityAction:
+		return orDefault(c.ActionTower, TowerMLP)
 	default:
 		return orDefault(c.TextTower, TowerBagOfWords)
 	}
@@ -138,7 +151,7 @@ func (c Config) Describe() ([]TowerInfo, error) {
 	l := &layout{}
 	for _, side := range c.sides() {
 		n, s := l.n, len(l.segs)
-		towerKinds[c.kindName(side)].declare(c, l)
+		c.kind(side).declare(c, l)
 		out = append(out, TowerInfo{Modality: side, Kind: c.kindName(side), Params: l.n - n, Segments: l.segs[s:]})
 	}
 	return out, nil

@@ -15,6 +15,8 @@ type Model[T gemm.Float] struct {
 	P     *Params[T]
 	Image Tower[T]
 	Text  Tower[T] // nil when Cfg.TextVocab == 0
+	// Action encodes chunks of actions; nil when Cfg.ActionIn == 0.
+	Action Tower[T]
 	// LogitScale is the index of t in P.W and P.G; the logit scale is
 	// s = exp(t). It is always present and never decayed.
 	LogitScale int
@@ -113,9 +115,12 @@ func NewWithParams[T gemm.Float](cfg Config, w []T) (*Model[T], error) {
 func assemble[T gemm.Float](cfg Config, p *Params[T]) *Model[T] {
 	c := &cursor[T]{p: p}
 	m := &Model[T]{Cfg: cfg, P: p}
-	m.Image = build(towerKinds[cfg.kindName(ModalityImage)], cfg, c)
+	m.Image = build(cfg.kind(ModalityImage), cfg, c)
 	if cfg.TextVocab > 0 {
-		m.Text = build(towerKinds[cfg.kindName(ModalityText)], cfg, c)
+		m.Text = build(cfg.kind(ModalityText), cfg, c)
+	}
+	if cfg.ActionIn > 0 {
+		m.Action = build(cfg.kind(ModalityAction), cfg, c)
 	}
 	c.next(LogitScaleName)
 	m.LogitScale = p.Segments[c.i-1].Off
@@ -140,5 +145,8 @@ func (m *Model[T]) SetGradReady(ready func(g []T)) {
 	m.Image.SetGradReady(ready)
 	if m.Text != nil {
 		m.Text.SetGradReady(ready)
+	}
+	if m.Action != nil {
+		m.Action.SetGradReady(ready)
 	}
 }

@@ -102,7 +102,7 @@ const LogitScaleName = "logit_scale"
 func layoutOf(c Config) *layout {
 	l := &layout{}
 	for _, side := range c.sides() {
-		towerKinds[c.kindName(side)].declare(c, l)
+		c.kind(side).declare(c, l)
 	}
 	l.add(LogitScaleName, 1, true, initSpec{kind: initLogit})
 	return l

@@ -256,11 +256,12 @@ func checkMLP(c Config) []error {
 	return errs
 }
 
-func countMLP(c Config, limit int) (int, bool) {
+func countMLP(c Config, limit int) (int, bool) { return countMLPOf(c, limit, c.ImageIn, c.ImageHidden) }
+
+func countMLPOf(c Config, limit, in int, hidden []int) (int, bool) {
 	var n counter
 	n.limit = limit
-	in := c.ImageIn
-	for _, h := range c.ImageHidden {
+	for _, h := range hidden {
 		n.add(h, in+1)
 		if c.LayerNorm {
 			n.add(2, h)
@@ -273,33 +274,39 @@ func countMLP(c Config, limit int) (int, bool) {
 
 // declareMLP lists the MLP's segments: per hidden layer i, image.fc<i>
 // (and image.ln<i> with LayerNorm), then image.proj.
-func declareMLP(c Config, l *layout) {
-	in := c.ImageIn
-	for i, h := range c.ImageHidden {
-		l.linear(fmt.Sprintf("image.fc%d", i), in, h)
+func declareMLP(c Config, l *layout) { declareMLPOf(c, l, ModalityImage, c.ImageIn, c.ImageHidden) }
+
+func declareMLPOf(c Config, l *layout, prefix string, in int, hidden []int) {
+	for i, h := range hidden {
+		l.linear(fmt.Sprintf("%s.fc%d", prefix, i), in, h)
 		if c.LayerNorm {
-			l.layerNorm(fmt.Sprintf("image.ln%d", i), h)
+			l.layerNorm(fmt.Sprintf("%s.ln%d", prefix, i), h)
 		}
 		in = h
 	}
-	l.linear("image.proj", in, c.Dim)
+	l.linear(prefix+".proj", in, c.Dim)
 }
 
 func newImageTower[T gemm.Float](cfg Config, c *cursor[T]) *ImageTower[T] {
+	return newMLP(cfg, c, ModalityImage, cfg.ImageIn, cfg.ImageHidden)
+}
+
+// newMLP wires an MLP tower of the given modality (its segment prefix)
+// over in inputs and the hidden widths.
+func newMLP[T gemm.Float](cfg Config, c *cursor[T], prefix string, in int, hidden []int) *ImageTower[T] {
 	img := &ImageTower[T]{L2: &L2Normalize[T]{N: cfg.Dim}}
 	if cfg.LayerNorm {
-		img.LayerNorms = make([]*LayerNorm[T], len(cfg.ImageHidden))
+		img.LayerNorms = make([]*LayerNorm[T], len(hidden))
 	}
-	in := cfg.ImageIn
-	for i, h := range cfg.ImageHidden {
-		img.Linears = append(img.Linears, c.linear(fmt.Sprintf("image.fc%d", i), in, h))
+	for i, h := range hidden {
+		img.Linears = append(img.Linears, c.linear(fmt.Sprintf("%s.fc%d", prefix, i), in, h))
 		if cfg.LayerNorm {
-			img.LayerNorms[i] = c.layerNorm(fmt.Sprintf("image.ln%d", i), h)
+			img.LayerNorms[i] = c.layerNorm(fmt.Sprintf("%s.ln%d", prefix, i), h)
 		}
 		img.Acts = append(img.Acts, newActivation[T](cfg.Activation, h))
 		in = h
 	}
-	img.Linears = append(img.Linears, c.linear("image.proj", in, cfg.Dim))
+	img.Linears = append(img.Linears, c.linear(prefix+".proj", in, cfg.Dim))
 	img.Linears[0].NoInputGrad = true // the input is data
 	return img
 }

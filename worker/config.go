@@ -59,6 +59,15 @@ type Config struct {
 	CNN             model.CNNConfig         `json:"cnn,omitzero"`
 	ViT             model.ViTConfig         `json:"vit,omitzero"`
 	TextTransformer model.TransformerConfig `json:"text_transformer,omitzero"`
+	// ActionTower, ActionHidden and ActionHorizon shape the action tower
+	// of objectives with an action view: its kind ("" means mlp), its
+	// hidden widths, and the steps H of a chunk (0: 8).
+	ActionTower   string `json:"action_tower,omitempty"`
+	ActionHidden  []int  `json:"action_hidden,omitempty"`
+	ActionHorizon int    `json:"action_horizon,omitempty"`
+	// TriWeights are the weights of the image–text, image–action and
+	// text–action losses of --objective tri (zero: 1, 1, 1).
+	TriWeights [3]float64 `json:"tri_weights,omitzero"`
 	// ViTMLPRatio sets the vit's MLP width as a multiple of its width
 	// (0: the model's, 4).
 	ViTMLPRatio float64 `json:"vit_mlp_ratio,omitempty"`
@@ -183,6 +192,18 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--moco-queue %d: the queue must hold a positive multiple of --batch %d keys", q, c.Batch))
 		}
 	}
+	if c.ActionHorizon < 0 {
+		errs = append(errs, fmt.Errorf("--action-horizon %d: must not be negative", c.ActionHorizon))
+	}
+	if k := c.ActionTower; k != "" && !slices.Contains(model.TowerKinds(model.ModalityAction), k) {
+		errs = append(errs, fmt.Errorf("--action-tower %q is unknown: use one of %v", k, model.TowerKinds(model.ModalityAction)))
+	}
+	for _, w := range c.TriWeights {
+		if !(w >= 0) || math.IsInf(w, 0) {
+			errs = append(errs, fmt.Errorf("--tri-weights %v: weights must be finite and not negative", c.TriWeights))
+			break
+		}
+	}
 	if c.EvalEvery < 0 {
 		errs = append(errs, fmt.Errorf("--eval-every %d: must not be negative", c.EvalEvery))
 	}
@@ -210,6 +231,8 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+func (c Config) actionHorizon() int { return cmpOr(c.ActionHorizon, DefaultActionHorizon) }
 
 // moCoQueue is the queue size, defaulting to 8 global batches.
 func (c Config) moCoQueue() int {

@@ -220,9 +220,9 @@ func checkViews(specs []ViewSpec) error {
 		names = append(names, v.Name)
 		switch v.Tower {
 		case model.ModalityImage:
-		case model.ModalityText:
+		case model.ModalityText, model.ModalityAction:
 			if v.Augment != 0 || v.InputOnly {
-				return fmt.Errorf("view %q: text views are encoded as they are", v.Name)
+				return fmt.Errorf("view %q: %s views are encoded as they are", v.Name, v.Tower)
 			}
 		default:
 			return fmt.Errorf("view %q: unknown tower %q", v.Name, v.Tower)

@@ -79,6 +79,9 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 	for _, b := range t.Opt.State() {
 		blobs = append(blobs, checkpoint.Blob{Name: optimPrefix + b.Name, Data: floatBytes(b.Data)})
 	}
+	if t.actions != nil {
+		m.Extra[extraActionStats] = t.actions.statsJSON()
+	}
 	if o, ok := t.Obj.(Stateful[T]); ok {
 		ob, extra := o.Snapshot()
 		blobs = append(blobs, ob...)
@@ -120,6 +123,11 @@ func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(strin
 	if t.bpe != nil {
 		if err := t.restoreTokenizer(from, blob); err != nil {
 			return 0, err
+		}
+	}
+	if st, ok := m.Extra[extraActionStats]; ok && t.actions != nil {
+		if err := t.actions.restoreStats(st); err != nil {
+			return 0, fmt.Errorf("state from %s: %w", from, err)
 		}
 	}
 	if err := loadFloats(from, blob, blobParams, t.Model.P.W); err != nil {

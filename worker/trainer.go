@@ -79,6 +79,9 @@ type Trainer[T gemm.Float] struct {
 	// the image rows in x (in that order), and the caption view (−1: none).
 	imageViews []int
 	textView   int
+	actionView int          // the index of the action view in in.Views, or −1
+	actions    *actionTable // the source's actions, when the objective has an action view
+	xa         []T          // the local rows' action views
 
 	// per-step buffers, sized once for the largest local batch
 	idx     []int
@@ -243,7 +246,7 @@ func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T,
 		return nil, err
 	}
 	t.Obj = obj
-	t.textView = -1
+	t.textView, t.actionView = -1, -1
 	for i, v := range obj.Views() {
 		switch v.Tower {
 		case model.ModalityImage:
@@ -253,6 +256,11 @@ func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T,
 				return nil, fmt.Errorf("objective %s: more than one text view", cfg.Objective)
 			}
 			t.textView = i
+		case model.ModalityAction:
+			if t.actionView >= 0 {
+				return nil, fmt.Errorf("objective %s: more than one action view", cfg.Objective)
+			}
+			t.actionView = i
 		}
 	}
 	t.in.Views = make([]View[T], len(obj.Views()))
@@ -260,6 +268,15 @@ func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T,
 		t.in.Views[i].ViewSpec = v
 	}
 	t.in.towerIn = map[string]model.Batch[T]{}
+	if t.actionView >= 0 {
+		if t.Set != nil {
+			return nil, fmt.Errorf("--objective %s reads actions, and --data %s has none: use a source with actions (rlds:, wds: or csv: with --csv-action-key)", cfg.Objective, cfg.Data)
+		}
+		var err error
+		if t.actions, err = newActionTable(t.src, cfg.actionHorizon(), func(err error) { t.bad.note(err, t.log) }); err != nil {
+			return nil, fmt.Errorf("--data %s: %w", cfg.Data, err)
+		}
+	}
 	t.dEmb = map[string][]T{}
 
 	mc, err := t.modelConfig()
@@ -348,6 +365,10 @@ func (t *Trainer[T]) modelConfig() (model.Config, error) {
 	default:
 		// Free text: a hashed vocabulary needs no pass over the data.
 		t.tokenizer = dataset.NewHashTokenizer(cfg.DataOptions.vocabSize())
+	}
+	if t.actions != nil {
+		mc.ActionIn, mc.ActionTower = t.actions.rowLen(), cfg.ActionTower
+		mc.ActionHidden = slices.Clone(cfg.ActionHidden)
 	}
 	if t.textView >= 0 && mc.WithDefaults().TextTower == model.TowerTransformer {
 		if err := t.setBPE(&mc); err != nil {
@@ -634,6 +655,12 @@ func (t *Trainer[T]) buildViews(epoch int, local []int) error {
 		v.Groups = t.capIDs
 		t.in.towerIn[model.ModalityText] = v.In
 	}
+	if t.actionView >= 0 {
+		t.fillActions(local)
+		v := &t.in.Views[t.actionView]
+		v.In = model.Rows(t.xa, b)
+		t.in.towerIn[model.ModalityAction] = v.In
+	}
 	return nil
 }
 
@@ -655,10 +682,11 @@ func (t *Trainer[T]) encode(b int) error {
 			continue
 		}
 		in := t.in.towerIn[side]
-		in.N = n * b
 		if in.X != nil {
-			in.X = in.X[:n*b*t.pixels()]
+			w := len(in.X) / max(in.N, 1) // the tower's row width
+			in.X = in.X[:n*b*w]
 		}
+		in.N = n * b
 		emb, err := t.tower(side).Forward(in)
 		if err != nil {
 			return fmt.Errorf("%s tower: %w", side, err)
@@ -694,21 +722,34 @@ func (t *Trainer[T]) backward() error {
 
 // sides lists the modalities of the model's towers in buffer order.
 func (t *Trainer[T]) sides() []string {
+	sides := []string{model.ModalityImage}
 	if t.Model.Text != nil {
-		return []string{model.ModalityImage, model.ModalityText}
+		sides = append(sides, model.ModalityText)
 	}
-	return []string{model.ModalityImage}
+	if t.Model.Action != nil {
+		sides = append(sides, model.ModalityAction)
+	}
+	return sides
 }
 
 func (t *Trainer[T]) tower(side string) model.Tower[T] {
-	if side == model.ModalityText {
+	switch side {
+	case model.ModalityText:
 		return t.Model.Text
+	case model.ModalityAction:
+		return t.Model.Action
 	}
 	return t.Model.Image
 }
 
 // towerViews lists the indices of the views of a tower, in order.
 func (t *Trainer[T]) towerViews(side string) []int {
+	if side == model.ModalityAction {
+		if t.actionView < 0 {
+			return nil
+		}
+		return []int{t.actionView}
+	}
 	if side == model.ModalityText {
 		if t.textView < 0 {
 			return nil

@@ -63,6 +63,7 @@ func (t *Trainer[T]) setSource(src dataset.Source) error {
 type rowMeta struct {
 	text  string
 	label int
+	index int // the sample drawn: the row's own, or the one that stood in for it
 }
 
 // drawSourceRows is drawRows for a source: each sample is read once (a bad
@@ -103,7 +104,7 @@ func (t *Trainer[T]) drawSourceRows(dst []T, meta []rowMeta, step int64, local [
 				}
 			}
 		}
-		meta[r] = rowMeta{text: s.Text, label: s.Label}
+		meta[r] = rowMeta{text: s.Text, label: s.Label, index: s.Index}
 	}
 }
 
@@ -147,4 +148,18 @@ func (t *Trainer[T]) fillSourceCaptions(epoch int, local []int) error {
 		t.capIDs = append(t.capIDs, t.captioner.ID(meta.label, m))
 	}
 	return nil
+}
+
+// fillActions builds the action view of the local rows: the chunk of
+// actions that starts at each row's sample (the one drawn for it).
+func (t *Trainer[T]) fillActions(local []int) {
+	w := t.actions.rowLen()
+	t.xa = grow(t.xa, len(local)*w)
+	row := make([]float32, w)
+	for r := range local {
+		t.actions.fill(t.rowMeta[r].index, row)
+		for j, v := range row {
+			t.xa[r*w+j] = T(v)
+		}
+	}
 }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/infonce/infonce/worker"
 )
@@ -24,5 +27,34 @@ func towerFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.IntVar(&cfg.TextTransformer.Heads, "text-heads", cfg.TextTransformer.Heads, "transformer text tower: attention heads (0: 4)")
 	fs.IntVar(&cfg.TextTransformer.Context, "context-length", cfg.TextTransformer.Context, "transformer text tower: tokens per caption, EOT included (0: 32)")
 	fs.StringVar(&cfg.TextTransformer.Pool, "text-pool", cfg.TextTransformer.Pool, "transformer text tower: eot (the end-of-text token) or mean")
+	fs.StringVar(&cfg.ActionTower, "action-tower", cfg.ActionTower, "action tower of objectives with actions (tri): mlp")
+	fs.Var((*intList)(&cfg.ActionHidden), "action-hidden", "widths of the action tower's hidden layers, comma-separated (default none: a linear map)")
+	fs.IntVar(&cfg.ActionHorizon, "action-horizon", cfg.ActionHorizon, "steps H of the action chunk a sample is paired with (0: 8)")
+	fs.Var((*floatTriple)(&cfg.TriWeights), "tri-weights", "tri: weights a,b,c of the image–text, image–action and text–action losses (default 1,1,1)")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", cfg.Tokenizer, "transformer text tower: a BPE tokenizer file (infonce tokenizer train); default: trained on the training captions")
+}
+
+// floatTriple is a flag of three comma-separated numbers.
+type floatTriple [3]float64
+
+func (p *floatTriple) String() string {
+	if p == nil || *p == ([3]float64{}) {
+		return ""
+	}
+	return fmt.Sprintf("%g,%g,%g", p[0], p[1], p[2])
+}
+
+func (p *floatTriple) Set(s string) error {
+	parts := strings.Split(s, ",")
+	if len(parts) != 3 {
+		return fmt.Errorf("want three numbers a,b,c, got %q", s)
+	}
+	for i, f := range parts {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return err
+		}
+		p[i] = v
+	}
+	return nil
 }

@@ -1,0 +1,158 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/infonce/infonce/dataset"
+)
+
+// Defaults of the action view.
+const (
+	DefaultActionHorizon = 8
+)
+
+// actionTable holds every sample's action of a source, with its episode
+// and step, and the per-dimension quantiles that normalise them: what the
+// action view of a sample (a chunk of the actions of the next H steps of
+// its episode) is built from without decoding the other samples' images.
+type actionTable struct {
+	A, H     int
+	act      []float32 // N×A, the action of each sample's own step
+	episode  []int64   // −1: no episode (a bad sample: its chunk is empty)
+	step     []int
+	q01, q99 []float32 // the 1st and 99th percentiles of each dimension, as OpenVLA normalises
+}
+
+// newActionTable reads the actions of every sample of src (decoding them
+// once) and their quantiles.
+func newActionTable(src dataset.Source, horizon int, log func(error)) (*actionTable, error) {
+	n := src.Len()
+	t := &actionTable{H: horizon, episode: make([]int64, n), step: make([]int, n)}
+	var s dataset.Sample
+	for i := range n {
+		err := src.Sample(context.Background(), i, &s)
+		if err != nil && !errors.Is(err, dataset.ErrBadSample) {
+			return nil, fmt.Errorf("actions: sample %d: %w", i, err)
+		}
+		if err != nil || len(s.Action) == 0 {
+			if err == nil {
+				err = &dataset.BadSample{Reason: "missing-action", Key: s.Key}
+			}
+			log(err)
+			t.episode[i] = -1
+			if t.A > 0 {
+				t.act = append(t.act, make([]float32, t.A)...)
+			}
+			continue
+		}
+		a := s.Action
+		if len(s.ActionShape) == 2 { // a chunk: its first row is this step's
+			a = a[:s.ActionShape[1]]
+		}
+		if t.A == 0 {
+			t.A = len(a)
+			t.act = make([]float32, i*t.A, n*t.A) // the bad samples before
+		}
+		if len(a) != t.A {
+			return nil, fmt.Errorf("actions: sample %d (%s) has %d dimensions, the first had %d", i, s.Key, len(a), t.A)
+		}
+		t.act = append(t.act, a...)
+		t.episode[i], t.step[i] = s.Episode, s.Step
+		if s.Episode < 0 { // no episodes: every sample its own
+			t.episode[i], t.step[i] = int64(i), 0
+		}
+	}
+	if t.A == 0 {
+		return nil, fmt.Errorf("actions: %s has no sample with an action", src.Name())
+	}
+	t.q01, t.q99 = make([]float32, t.A), make([]float32, t.A)
+	col := make([]float64, 0, n)
+	for d := range t.A {
+		col = col[:0]
+		for i := range n {
+			if t.episode[i] >= 0 {
+				col = append(col, float64(t.act[i*t.A+d]))
+			}
+		}
+		slices.Sort(col)
+		t.q01[d], t.q99[d] = float32(quantile(col, 0.01)), float32(quantile(col, 0.99))
+	}
+	return t, nil
+}
+
+// quantile is the q-quantile of sorted xs, linearly interpolated (as
+// NumPy's default).
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	p := q * float64(len(xs)-1)
+	lo := int(math.Floor(p))
+	hi := min(lo+1, len(xs)-1)
+	return xs[lo] + (p-float64(lo))*(xs[hi]-xs[lo])
+}
+
+// rowLen is the width of an action view's row: H steps of A normalised
+// dimensions, then H mask values.
+func (t *actionTable) rowLen() int { return t.H * (t.A + 1) }
+
+// fill writes the action view of sample i into row: for k < H, the
+// normalised action of step k of the chunk that starts at i, when sample
+// i+k is that step of the same episode (else zeros), and the mask 1 or 0.
+// A chunk never runs into the next episode. The normalisation maps
+// [q01, q99] onto [−1, 1] and clips.
+func (t *actionTable) fill(i int, row []float32) {
+	A, n := t.A, len(t.episode)
+	clear(row)
+	mask := row[t.H*A:]
+	ep := t.episode[i]
+	if ep < 0 {
+		return
+	}
+	for k := range t.H {
+		j := i + k
+		if j >= n || t.episode[j] != ep || t.step[j] != t.step[i]+k {
+			break
+		}
+		mask[k] = 1
+		for d := range A {
+			lo, hi := t.q01[d], t.q99[d]
+			v := float32(0)
+			if hi > lo {
+				v = 2*(t.act[j*A+d]-lo)/(hi-lo) - 1
+			}
+			row[k*A+d] = min(max(v, -1), 1)
+		}
+	}
+}
+
+// extraActionStats is the manifest's Extra key of the action quantiles.
+const extraActionStats = "action_stats"
+
+type actionStats struct {
+	Q01 []float32 `json:"q01"`
+	Q99 []float32 `json:"q99"`
+}
+
+func (t *actionTable) statsJSON() string {
+	b, _ := json.Marshal(actionStats{t.q01, t.q99})
+	return string(b)
+}
+
+// restoreStats takes the quantiles a checkpoint was trained with.
+func (t *actionTable) restoreStats(s string) error {
+	var st actionStats
+	if err := json.Unmarshal([]byte(s), &st); err != nil {
+		return fmt.Errorf("action statistics: %w", err)
+	}
+	if len(st.Q01) != t.A || len(st.Q99) != t.A {
+		return fmt.Errorf("action statistics of %d dimensions, the data has %d", len(st.Q01), t.A)
+	}
+	t.q01, t.q99 = st.Q01, st.Q99
+	return nil
+}

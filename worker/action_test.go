@@ -1,0 +1,157 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/dataset/wds"
+)
+
+// writeEpisodes writes a WebDataset of episodes of a toy robot: in
+// episode e the instruction names one of four moves, each frame shows a
+// dot that moves that way, and the action (7 dimensions) is the move,
+// with noise. It returns the wds: spec.
+func writeEpisodes(t testing.TB, dir string, episodes int) string {
+	t.Helper()
+	w, err := wds.NewWriter(dir, wds.WriterOptions{ShardSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moves := []struct {
+		text   string
+		dx, dy int
+	}{{"move the dot left", -1, 0}, {"move the dot right", 1, 0}, {"move the dot up", 0, -1}, {"move the dot down", 0, 1}}
+	n := 0
+	for e := range episodes {
+		m := moves[e%4]
+		T := 5 + e%4
+		x, y := 6, 6
+		for st := range T {
+			pix := make([]byte, 12*12*3)
+			for i := range pix {
+				pix[i] = byte((e*31 + i*7) % 40)
+			}
+			for c := range 3 {
+				pix[(y*12+x)*3+c] = 255
+			}
+			noise := float32((e*7+st*3)%5) * 0.01
+			s := dataset.Sample{
+				Index: n, Image: dataset.Picture{H: 12, W: 12, C: 3, Pix: pix}, Text: m.text, Label: -1, Task: e % 4,
+				Action: []float32{float32(m.dx) + noise, float32(m.dy) - noise, 0, 0, 0, noise, 1}, ActionShape: []int{7},
+				Episode: int64(e), Step: st, EpisodeLen: T,
+			}
+			members, err := wds.Members(&s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Write(fmt.Sprintf("%06d", n), members); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			x, y = min(max(x+m.dx, 0), 11), min(max(y+m.dy, 0), 11)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "wds:" + w.Pattern()
+}
+
+// TestActionChunks: a chunk holds the next H steps of the sample's own
+// episode, masked past its end, never the next episode's; actions are
+// normalised to [−1, 1] by the 1st and 99th percentiles.
+func TestActionChunks(t *testing.T) {
+	spec := writeEpisodes(t, t.TempDir(), 6)
+	src, err := dataset.Open(spec, dataset.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := newActionTable(src, 4, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.A != 7 || tab.rowLen() != 4*8 {
+		t.Fatalf("A %d, row %d", tab.A, tab.rowLen())
+	}
+	row := make([]float32, tab.rowLen())
+	// Episode 0 has 5 steps (samples 0..4): the chunk at step 3 holds
+	// steps 3 and 4, and nothing of episode 1 (sample 5).
+	tab.fill(3, row)
+	if mask := row[4*7:]; !slices.Equal(mask, []float32{1, 1, 0, 0}) {
+		t.Fatalf("mask %v, want 1 1 0 0", mask)
+	}
+	for _, v := range row[2*7 : 4*7] {
+		if v != 0 {
+			t.Fatalf("padding %v, want zeros", row[2*7:4*7])
+		}
+	}
+	for _, v := range row {
+		if v < -1 || v > 1 || math.IsNaN(float64(v)) {
+			t.Fatalf("value %v outside [−1, 1]", v)
+		}
+	}
+	// Episode 0 moves left: its dx lies at the bottom of the range.
+	if row[0] > -0.9 {
+		t.Errorf("dx of a left move normalised to %v, want near −1", row[0])
+	}
+	tab.fill(0, row)
+	if !slices.Equal(row[4*7:], []float32{1, 1, 1, 1}) {
+		t.Errorf("a chunk inside the episode is masked: %v", row[4*7:])
+	}
+}
+
+// TestTriDistributedEqualsSingleProcess: the tri-modal objective is exact
+// across ranks, as each of its three InfoNCE terms is.
+func TestTriDistributedEqualsSingleProcess(t *testing.T) {
+	cfg := smallConfig(t, Tri)
+	cfg.Data = writeEpisodes(t, t.TempDir(), 8)
+	cfg.DataOptions.ImageSize, cfg.Batch, cfg.ActionHorizon = 8, 10, 4
+	cfg.ActionHidden, cfg.TriWeights = []int{12}, [3]float64{1, 0.5, 2}
+	cfg.LearnTemperature = true
+	data := loadData(t, cfg)
+	rc := allreduce.Config{JobID: "tri"}
+	one, want := stepOnRanksData(t, cfg, data, 1, 2, rc, func(*allreduce.Ring) Comm[float64] { return Single[float64]{} })
+	got, loss := stepOnRanksData(t, cfg, data, 3, 2, rc, func(r *allreduce.Ring) Comm[float64] { return ring64{r} })
+	for s := range want {
+		if d := math.Abs(loss[s]-want[s]) / math.Abs(want[s]); d > 1e-10 {
+			t.Errorf("step %d: loss %v, single process %v", s, loss[s], want[s])
+		}
+	}
+	for k, tr := range got {
+		if d := relDiff(tr.Model.P.W, one[0].Model.P.W); d > 1e-10 {
+			t.Errorf("rank %d: parameters differ by %.2g relative", k, d)
+		}
+	}
+	if one[0].Model.Action == nil {
+		t.Fatal("no action tower")
+	}
+}
+
+// TestTriTrains: on the toy robot, the tri-modal loss falls and a resumed
+// run keeps the action statistics of its checkpoint.
+func TestTriTrains(t *testing.T) {
+	cfg := smallConfig(t, Tri)
+	cfg.Data = writeEpisodes(t, t.TempDir(), 24)
+	cfg.DataOptions.ImageSize, cfg.Batch, cfg.Steps, cfg.ActionHorizon = 8, 16, 30, 4
+	sum, err := RunLocalData(context.Background(), cfg, loadData(t, cfg), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three terms of ln 16 ≈ 2.77 each at chance.
+	if chance := 3 * math.Log(16); !(sum.FinalLoss < 0.9*chance) {
+		t.Errorf("final loss %.3f, want below 0.9 × chance %.3f", sum.FinalLoss, chance)
+	}
+	tr, err := LoadForEval(context.Background(), CheckpointDir(cfg.Out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if tr.actions == nil || len(tr.actions.q01) != 7 {
+		t.Fatalf("the checkpoint's trainer has no action statistics")
+	}
+}
