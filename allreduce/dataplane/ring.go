@@ -34,8 +34,6 @@ type pair struct {
 	closed    atomic.Bool // set before the links close
 }
 
-func (t *pair) isClosed() bool { return t.closed.Load() }
-
 func (t *pair) Send(ctx context.Context, tag uint64, p []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -58,7 +56,7 @@ func (t *pair) Pass(ctx context.Context, p *allreduce.Pass) (peer int, handled b
 	if !ok1 || !ok2 || !tcp.Runs(out, in) {
 		return 0, false, nil
 	}
-	peer, err = tcp.RunPass(ctx, out, in, t.isClosed, p)
+	peer, err = tcp.RunPass(ctx, out, in, &t.closed, p)
 	return peer, true, err
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -80,7 +81,7 @@ type loopState struct {
 	rIov    [2]unix.Iovec
 	rMsg    unix.Msghdr
 	pfd     [2]pollFd
-	closed  func() bool // the transport was closed
+	closed  *atomic.Bool // set once the transport is closed
 	in      *In
 }
 
@@ -100,9 +101,9 @@ const (
 
 // RunPass runs pass p over the links out (to the right neighbour) and in
 // (from the left one) as one event loop in the caller's goroutine;
-// closed reports that the transport holding them was closed. It returns
+// closed is set once the transport holding them is closed. It returns
 // the peer to blame with its error.
-func RunPass(ctx context.Context, out *Out, in *In, closed func() bool, p *allreduce.Pass) (peer int, err error) {
+func RunPass(ctx context.Context, out *Out, in *In, closed *atomic.Bool, p *allreduce.Pass) (peer int, err error) {
 	st := &out.loop
 	*st = loopState{p: p, tag: p.Tag, data: p.Data, bf16: p.BF16, es: p.ElemBytes, wes: p.WireBytes, closed: closed, in: in}
 	// The fds stay referenced (so not closed and not reused) for as long
@@ -146,7 +147,7 @@ func (st *loopState) run(ctx context.Context) (int, error) {
 	sends, recvs := p.Sends, p.Recvs
 	deadline, hasDeadline := ctx.Deadline()
 	for st.si < len(sends) || st.ri < len(recvs) {
-		if st.closed() {
+		if st.closed.Load() {
 			return p.Left(), fmt.Errorf("%w: %w", allreduce.ErrPeerLost, link.ErrLinkClosed)
 		}
 		wantOut, wantIn := false, false

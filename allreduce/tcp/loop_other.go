@@ -4,6 +4,7 @@ package tcp
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/infonce/infonce/allreduce"
 )
@@ -13,7 +14,7 @@ type loopState struct{}
 
 // RunPass is the Linux event loop; elsewhere it never runs (Runs is
 // false) and the ring's goroutine pass moves the messages.
-func RunPass(context.Context, *Out, *In, func() bool, *allreduce.Pass) (int, error) {
+func RunPass(context.Context, *Out, *In, *atomic.Bool, *allreduce.Pass) (int, error) {
 	return 0, nil
 }
 
