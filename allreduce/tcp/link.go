@@ -32,7 +32,7 @@ const (
 // Out is the sending half of a plain TCP link.
 type Out struct {
 	conn *net.TCPConn
-	raw  syscall.RawConn // for the event loop of tcploop_linux.go; set on first use
+	raw  syscall.RawConn // for the event loop of loop_linux.go; set on first use
 	hdr  [link.FrameHeader]byte
 	bufs net.Buffers
 	once sync.Once

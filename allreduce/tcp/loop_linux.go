@@ -271,7 +271,7 @@ func callFailed(errno syscall.Errno) (blocked bool, err error) {
 func (st *loopState) tryRecv() (advanced, blocked bool, err error) {
 	m := st.p.Recvs[st.ri]
 	want := (m.Hi - m.Lo) * st.wes
-	direct := !m.Reduce && !st.bf16
+	direct := st.p.Direct(m)
 	// where the next payload bytes go
 	var room []byte
 	if direct {
