@@ -123,11 +123,12 @@ type Config struct {
 	// for mutual TLS. The plain TCP transport cannot be used with it.
 	TLS *tls.Config
 
-	// Shared, when set, is this rank's shm.SharedVector: a ring of ranks that
-	// are all on this machine and linked through shared memory
+	// Shared, when set, is this rank's *shm.SharedVector: a ring of ranks
+	// that are all on this machine and linked through shared memory
 	// (TransportSHM) sums every all-reduce of a slice of it in place,
 	// reading the peers' vectors directly. Every rank must then pass the
-	// same range of its own vector. One open ring at a time uses it.
+	// same range of its own vector. One open ring at a time uses it. A nil
+	// *shm.SharedVector counts as none.
 	Shared Vector
 
 	// OnWait, when set, lends the caller the time this rank spends
