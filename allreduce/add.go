@@ -3,6 +3,7 @@ package allreduce
 import (
 	"unsafe"
 
+	"github.com/infonce/infonce/allreduce/internal/race"
 	"github.com/infonce/infonce/vec"
 )
 
@@ -16,8 +17,8 @@ func addF32(dst, src []float32) {
 	if len(dst) == 0 {
 		return
 	}
-	raceRead(unsafe.Pointer(&src[0]), 4*len(src))
-	raceWrite(unsafe.Pointer(&dst[0]), 4*len(dst))
+	race.Read(unsafe.Pointer(&src[0]), 4*len(src))
+	race.Write(unsafe.Pointer(&dst[0]), 4*len(dst))
 	vec.Add(dst, src)
 }
 
@@ -31,8 +32,8 @@ func addBF16(dst []float32, src []uint16) {
 	if len(dst) == 0 {
 		return
 	}
-	raceRead(unsafe.Pointer(&src[0]), 2*len(src))
-	raceWrite(unsafe.Pointer(&dst[0]), 4*len(dst))
+	race.Read(unsafe.Pointer(&src[0]), 2*len(src))
+	race.Write(unsafe.Pointer(&dst[0]), 4*len(dst))
 	vec.AddBF16(dst, src)
 }
 
@@ -41,8 +42,8 @@ func addBF16(dst []float32, src []uint16) {
 func encodeBF16(dst []byte, src []float32) []byte {
 	out := bytesU16(dst[:2*len(src)])
 	if len(src) > 0 {
-		raceRead(unsafe.Pointer(&src[0]), 4*len(src))
-		raceWrite(unsafe.Pointer(&out[0]), 2*len(out))
+		race.Read(unsafe.Pointer(&src[0]), 4*len(src))
+		race.Write(unsafe.Pointer(&out[0]), 2*len(out))
 		vec.ToBF16(out, src)
 	}
 	return dst[:2*len(src)]
@@ -54,7 +55,7 @@ func decodeBF16(dst []float32, src []uint16) {
 	if len(dst) == 0 {
 		return
 	}
-	raceRead(unsafe.Pointer(&src[0]), 2*len(src))
-	raceWrite(unsafe.Pointer(&dst[0]), 4*len(dst))
+	race.Read(unsafe.Pointer(&src[0]), 2*len(src))
+	race.Write(unsafe.Pointer(&dst[0]), 4*len(dst))
 	vec.FromBF16(dst, src)
 }

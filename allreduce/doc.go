@@ -35,43 +35,39 @@
 // # Transports
 //
 // A Transport moves whole tagged messages to the right neighbour and from
-// the left one. Three exist: in memory (NewMemRings, for tests), gRPC (the
-// default of Config.Transport: one long-lived bidirectional Link stream per ring edge, defined
-// in allreducepb/ring.proto, whose messages go through a raw codec that
-// neither protobuf-encodes nor allocates per message), and plain TCP
-// (Config.Transport = "tcp": length-prefixed frames written straight from
-// the caller's buffer and read straight into it, or into a scratch chunk
-// that is added while it is still in the cache). One Server per worker
-// listens for both on a single port for its whole life and tells them
-// apart by their first bytes.
+// the left one; the ring keeps the algorithm (the message plan, the wire
+// formats, deadlines and errors). NewMemRings connects rings in memory,
+// for tests. The network transports are packages of their own, which
+// import this one and never the reverse:
 //
-// TCP rings also try shared memory (Config.Transport = "shm", Linux): once
-// a ring is connected, every rank creates a segment in /dev/shm for its
-// link to the right (a 4 MiB byte ring and a header page, mode 0600) and
-// offers it in an all-gather; every rank maps the one its left neighbour
-// offered, and a second all-gather tells both ends of each link whether
-// it moves. A moved link copies frames into and out of the mapping, with
-// futex wake-ups after a short spin, and keeps its TCP connection only to
-// learn that the other process is gone; a link the two ends cannot share
-// (other hosts, containers with their own /dev/shm, a rank on plain
-// "tcp") stays on TCP. The files are removed as soon as both ends mapped
-// them. Workers use it by default (worker --data-shm); between two
-// processes of one machine it takes a fraction of the time and of the CPU
-// of loopback TCP (docs/BENCHMARKS.md, "Collectives": `infonce bench
-// allreduce --transport shm --in-place=false` against `--transport tcp`).
+//   - allreduce/grpc (the default of Config.Transport): one long-lived
+//     bidirectional Link stream per ring edge, whose messages go through
+//     a raw codec that neither protobuf-encodes nor allocates per
+//     message; the only one that carries TLS.
+//   - allreduce/tcp (Config.Transport = "tcp"): length-prefixed frames
+//     written straight from the caller's buffer and read straight into
+//     it, or into a scratch chunk that is added while it is still in the
+//     cache.
+//   - allreduce/shm (Config.Transport = "shm", Linux): a TCP ring whose
+//     links between processes of one machine move their frames through
+//     shared memory, and whose all-reduces of a slice of a
+//     shm.SharedVector (Config.Shared) run in place, each rank reading its
+//     peers' vectors directly. Workers use it by default (worker
+//     --data-shm); between two processes of one machine it takes a
+//     fraction of the time and of the CPU of loopback TCP
+//     (docs/BENCHMARKS.md, "Collectives": `infonce bench allreduce
+//     --transport shm --in-place=false|true` against `--transport tcp`).
 //
-// A ring whose ranks are all on one host, with both links of every rank
-// moved to shared memory, can go further when each rank passes its
-// SharedVector (Config.Shared): each rank then publishes the vector as a
-// file in /dev/shm and maps every peer's read-only, and an AllReduce of a
-// slice of the vector runs in place (InPlace reports it). Rank k sums its
-// K-th of the range reading the peers' elements directly, then copies the
-// other ranks' summed parts; sequence words in each vector's header,
-// spun on and then slept on with futexes, order the three phases. That is
-// half the memory traffic of frames through byte rings (docs/BENCHMARKS.md,
-// "Collectives": `infonce bench allreduce --transport shm
-// --in-place=false|true`). Workers keep their gradient in a SharedVector
-// whenever shared memory is allowed.
+// allreduce/dataplane sits above them: one Server per worker listens for
+// every transport on a single port for its whole life, tells them apart
+// by their first bytes, admits connections (token, TLS), and NewRing
+// builds each generation's ring over the links it chose.
+//
+// A transport takes part in a collective through three hooks: a Passer
+// runs a whole pass itself (the TCP event loop, over the Pass the ring
+// plans), an InPlaceSum set with Ring.SetInPlace sums all-reduces of a
+// shared vector in place, and a GracefulCloser lets a ring closed while
+// idle deliver what it sent.
 //
 // A rank that waits for its peers on a shared-memory link, in an in-place
 // all-reduce or in the TCP event loop calls Config.OnWait between its polls,
@@ -116,11 +112,11 @@
 //
 // # Generations and failures
 //
-// Every link opens with a handshake carrying the protocol version, job id,
-// generation and ranks; the server refuses a mismatch with a reason that
-// the dialing side returns as ErrHandshake or ErrGeneration. NewRing for a
-// newer generation breaks the rings of older ones on the same Server, and
-// their late links are refused as stale.
+// Every network link opens with a handshake carrying the protocol version,
+// job id, generation and ranks; the server refuses a mismatch with a
+// reason that the dialing side returns as ErrHandshake or ErrGeneration.
+// dataplane.NewRing for a newer generation breaks the rings of older ones
+// on the same Server, and their late links are refused as stale.
 //
 // Every collective runs under a deadline (the context's, else
 // Config.Timeout) and carries a tag with its sequence number and kind, so

@@ -25,6 +25,9 @@ var (
 	ErrClosed = errors.New("ring closed")
 	// ErrCanceled: the caller's context was canceled.
 	ErrCanceled = errors.New("canceled")
+	// ErrUnauthenticated: a peer was refused before any handshake because
+	// it lacks the run's token or a certificate the other side accepts.
+	ErrUnauthenticated = errors.New("data plane authentication failed")
 )
 
 // PeerError reports a failed collective: which operation, on which rank and

@@ -3,52 +3,12 @@ package allreduce
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"testing"
 )
 
-func TestConcurrentBuckets(t *testing.T) {
-	base := runtime.NumGoroutine()
-	for _, kind := range transportKinds {
-		t.Run(kind, func(t *testing.T) {
-			const k = 3
-			rings := makeRings(t, kind, k, Config{JobID: "t", ChunkBytes: 1024})
-			sizes := []int{5, 1000, 0, 3, 4096, 77}
-			ctx := context.Background()
-			mustAll(t, onAll(rings, func(r *Ring) error {
-				bufs := make([][]float32, len(sizes))
-				pend := make([]*Pending, len(sizes))
-				for i, n := range sizes {
-					bufs[i] = make([]float32, n)
-					for j := range bufs[i] {
-						bufs[i][j] = float32(r.Rank()*1000 + i*10 + j%7)
-					}
-					pend[i] = r.Start(ctx, bufs[i]) // all in flight at once
-				}
-				for i, p := range pend {
-					if err := p.Wait(); err != nil {
-						return err
-					}
-					for j, v := range bufs[i] {
-						want := float32(0)
-						for q := range k {
-							want += float32(q*1000 + i*10 + j%7)
-						}
-						if v != want {
-							return fmt.Errorf("bucket %d elem %d: %v want %v", i, j, v, want)
-						}
-					}
-				}
-				return nil
-			}))
-		})
-	}
-	checkGoroutines(t, base)
-}
-
 func TestFuserMergesReverseLayerOrder(t *testing.T) {
 	const k, n = 4, 10_000
-	rings := makeRings(t, "mem", k, Config{JobID: "t", BucketBytes: 4 * 1500})
+	rings := memRings(t, k, Config{JobID: "t", BucketBytes: 4 * 1500})
 	ctx := context.Background()
 	layers := []int{100, 2500, 7, 3000, 1393, 3000} // sums to n
 	mustAll(t, onAll(rings, func(r *Ring) error {

@@ -1,7 +1,6 @@
 package allreduce
 
 import (
-	"context"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -58,56 +57,14 @@ func checkGoroutines(t testing.TB, base int) {
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)) }
 
-// netRings builds k rings over k servers on loopback with the given
-// transport; cleanup closes rings and servers.
-func netRings(t testing.TB, k int, cfg Config) []*Ring {
+// memRings builds k rings in memory; cleanup closes them.
+func memRings(t testing.TB, k int, cfg Config) []*Ring {
 	t.Helper()
-	return netRingsWith(t, k, cfg, nil)
-}
-
-// netRingsWith is netRings with each rank's configuration passed through
-// per (when not nil) before its ring is built.
-func netRingsWith(t testing.TB, k int, cfg Config, per func(rank int, c *Config)) []*Ring {
-	t.Helper()
-	srvs := make([]*Server, k)
-	peers := make([]string, k)
-	for i := range srvs {
-		s, err := Listen("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srvs[i], peers[i] = s, s.Addr()
+	rings, err := NewMemRings(k, cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	rings := make([]*Ring, k)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	mustAll(t, onAll(rings, func(*Ring) error { return nil }))
-	errs := make([]error, k)
-	var wg sync.WaitGroup
-	for i := range k {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := cfg
-			c.Rank, c.Peers = i, peers
-			if per != nil {
-				per(i, &c)
-			}
-			rings[i], errs[i] = NewRing(ctx, srvs[i], c)
-		}()
-	}
-	wg.Wait()
-	t.Cleanup(func() {
-		closeAll(rings)
-		for _, s := range srvs {
-			s.Close()
-		}
-	})
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("NewRing rank %d: %v", i, err)
-		}
-	}
+	t.Cleanup(func() { closeAll(rings) })
 	return rings
 }
 

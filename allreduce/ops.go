@@ -88,13 +88,13 @@ func (r *Ring) ringSchedule(segs []span, chunk, reduceSteps, gatherSteps int, ro
 			if prevBase >= 0 {
 				dep = prevBase + c
 			}
-			r.sends = append(r.sends, msgSpec{lo: lo, hi: min(lo+chunk, out.off+out.n), dep: dep})
+			r.sends = append(r.sends, Msg{Lo: lo, Hi: min(lo+chunk, out.off+out.n), Dep: dep})
 		}
 		prevBase = len(r.recvs)
 		round := roundOwned && reduce && t == reduceSteps-1
 		for c := range nchunks(in.n, chunk) {
 			lo := in.off + c*chunk
-			r.recvs = append(r.recvs, msgSpec{lo: lo, hi: min(lo+chunk, in.off+in.n), dep: -1, reduce: reduce, round: round})
+			r.recvs = append(r.recvs, Msg{Lo: lo, Hi: min(lo+chunk, in.off+in.n), Dep: -1, Reduce: reduce, Round: round})
 		}
 	}
 }
@@ -104,10 +104,10 @@ func (r *Ring) ringSchedule(segs []span, chunk, reduceSteps, gatherSteps int, ro
 // rank sending 2(K-1)/K of the buffer. With the BFloat16 wire the result
 // is identical on every rank and within BFloat16Bound of the exact sum.
 func (r *Ring) AllReduce(ctx context.Context, buf []float32) error {
-	if d := r.direct; d != nil && len(buf) > 0 {
-		if off, ok := offsetIn(d.vec.floats, buf); ok {
+	if d := r.inPlace; d != nil && len(buf) > 0 {
+		if off, ok := d.Offset(buf); ok {
 			return r.collective(ctx, opAllReduce, func(ctx context.Context, tag uint64) (int, error) {
-				return d.allReduce(ctx, r.cfg.Rank, uint32(tag>>32), off, len(buf))
+				return d.AllReduce(ctx, r.cfg.Rank, uint32(tag>>32), off, len(buf))
 			})
 		}
 	}
@@ -193,13 +193,13 @@ func (r *Ring) Broadcast(ctx context.Context, buf []byte, root int) error {
 		for c := range n {
 			lo, hi := c*chunk, min((c+1)*chunk, len(buf))
 			if me != root {
-				r.recvs = append(r.recvs, msgSpec{lo: lo, hi: hi, dep: -1})
+				r.recvs = append(r.recvs, Msg{Lo: lo, Hi: hi, Dep: -1})
 			}
 			switch {
 			case me == root:
-				r.sends = append(r.sends, msgSpec{lo: lo, hi: hi, dep: -1})
+				r.sends = append(r.sends, Msg{Lo: lo, Hi: hi, Dep: -1})
 			case r.right() != root:
-				r.sends = append(r.sends, msgSpec{lo: lo, hi: hi, dep: c})
+				r.sends = append(r.sends, Msg{Lo: lo, Hi: hi, Dep: c})
 			}
 		}
 		return r.pass(ctx, tag, buf, elemByte)
@@ -216,8 +216,8 @@ func (r *Ring) Barrier(ctx context.Context) error {
 		}
 		r.sends, r.recvs = r.sends[:0], r.recvs[:0]
 		for t := range r.size - 1 {
-			r.sends = append(r.sends, msgSpec{dep: t - 1})
-			r.recvs = append(r.recvs, msgSpec{dep: -1})
+			r.sends = append(r.sends, Msg{Dep: t - 1})
+			r.recvs = append(r.recvs, Msg{Dep: -1})
 		}
 		return r.pass(ctx, tag, nil, elemByte)
 	})

@@ -15,7 +15,7 @@ import (
 //
 // A collective that fails breaks the ring: the links are closed, the
 // neighbours fail in turn, and every later call returns the first error.
-// Recovery is a new generation (NewRing with a higher Generation).
+// Recovery is a new generation (dataplane.NewRing with a higher Generation).
 type Ring struct {
 	cfg  Config
 	size int
@@ -27,28 +27,28 @@ type Ring struct {
 	// scratch space, guarded by opMu: s* for the sending goroutine, r* for
 	// the receiving one
 	sWire, sComp, rWire, rComp []byte
-	sends, recvs               []msgSpec
+	sends, recvs               []Msg
 	comp                       *compressor
 
 	mu      sync.Mutex
 	broken  error // first failure; sticky
 	closed  bool
-	release func() // unregisters from the Server
+	release func() // set by OnClose: unregisters from the dataplane.Server
 
 	fuse fuseQueue
 
-	loop loopState // the TCP event loop's state, guarded by opMu
+	plan Pass // the pass handed to a Passer, guarded by opMu
 
-	direct *direct // in-place all-reduce of cfg.Shared; nil when not
+	inPlace InPlaceSum // in-place all-reduce of cfg.Shared; nil when not
 }
 
 // NewRingWithTransport builds a ring over a caller-supplied transport (t may
-// be nil for a ring of one rank). NewRing and NewMemRings use it.
+// be nil for a ring of one rank). dataplane.NewRing and NewMemRings use it.
 func NewRingWithTransport(cfg Config, t Transport) (*Ring, error) {
 	if !hostLittleEndian {
 		return nil, errors.New("allreduce: big-endian hosts are not supported (the wire is little endian)")
 	}
-	c, err := cfg.withDefaults(len(cfg.Peers))
+	c, err := cfg.WithDefaults(len(cfg.Peers))
 	if err != nil {
 		return nil, err
 	}
@@ -98,8 +98,8 @@ func (r *Ring) fail(reason error) error {
 	reason = r.broken
 	t := r.t
 	r.mu.Unlock()
-	if r.direct != nil {
-		r.direct.stop()
+	if r.inPlace != nil {
+		r.inPlace.Stop()
 	}
 	if t != nil {
 		t.Close()
@@ -127,8 +127,8 @@ func (r *Ring) Close() error {
 			r.broken = ErrClosed
 		}
 		r.mu.Unlock()
-		if g, ok := r.t.(interface{ closeGracefully() }); ok && healthy {
-			g.closeGracefully()
+		if g, ok := r.t.(GracefulCloser); ok && healthy {
+			g.CloseGracefully()
 		} else {
 			r.fail(ErrClosed)
 		}
@@ -139,8 +139,8 @@ func (r *Ring) Close() error {
 	r.fuse.stop()
 	r.opMu.Lock() // wait for a collective in progress to return
 	r.comp.close()
-	if r.direct != nil {
-		r.direct.close()
+	if r.inPlace != nil {
+		r.inPlace.Close()
 	}
 	r.opMu.Unlock()
 	if release != nil {
@@ -223,16 +223,16 @@ func classify(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %v", ErrPeerLost, err)
 }
 
-// msgSpec is one message of a pass: the element range [lo, hi) of the
+// Msg is one message of a pass: the element range [Lo, Hi) of the
 // buffer it comes from or goes to. A send waits until the receive with
-// index dep (if dep >= 0) has completed; a receive adds into the buffer
-// (reduce) or overwrites it, and may round the result to the wire
-// precision (round).
-type msgSpec struct {
-	lo, hi int
-	dep    int
-	reduce bool
-	round  bool
+// index Dep (if Dep >= 0) has completed; a receive adds into the buffer
+// (Reduce) or overwrites it, and may round the result to the wire
+// precision (Round).
+type Msg struct {
+	Lo, Hi int
+	Dep    int
+	Reduce bool
+	Round  bool
 }
 
 // elem describes the element type of a pass.
@@ -258,8 +258,17 @@ func (e elem) size() int {
 // order while the caller receives r.recvs in order, so sending, receiving
 // and adding overlap chunk by chunk. data is the buffer as bytes.
 func (r *Ring) pass(ctx context.Context, tag uint64, data []byte, e elem) (peer int, err error) {
-	if peer, ok, err := r.passTCP(ctx, tag, data, e); ok {
-		return peer, err
+	if p, ok := r.t.(Passer); ok && r.comp == nil {
+		r.plan = Pass{r: r, Tag: tag, Data: data, Sends: r.sends, Recvs: r.recvs, e: e}
+		r.plan.init()
+		peer, handled, err := p.Pass(ctx, &r.plan)
+		r.plan.Data = nil
+		if handled {
+			if err != nil {
+				r.fail(classify(ctx, err))
+			}
+			return peer, err
+		}
 	}
 	var (
 		recvDone atomic.Int64
@@ -300,16 +309,16 @@ func (r *Ring) sendLoop(ctx context.Context, tag uint64, data []byte, e elem, bf
 	recvDone *atomic.Int64, notify, abort chan struct{}) error {
 	es := e.size()
 	for _, m := range r.sends {
-		for int64(m.dep) >= recvDone.Load() {
+		for int64(m.Dep) >= recvDone.Load() {
 			select {
 			case <-notify:
 			case <-abort:
 				return errors.New("receiver failed")
 			}
 		}
-		p := data[m.lo*es : m.hi*es]
+		p := data[m.Lo*es : m.Hi*es]
 		if bf16 {
-			need := 2 * (m.hi - m.lo)
+			need := 2 * (m.Hi - m.Lo)
 			if cap(r.sWire) < need {
 				r.sWire = make([]byte, need)
 			}
@@ -338,9 +347,9 @@ func (r *Ring) recvLoop(ctx context.Context, tag uint64, data []byte, e elem, bf
 		wes = 2
 	}
 	for i, m := range r.recvs {
-		dst := data[m.lo*es : m.hi*es]
-		want := (m.hi - m.lo) * wes
-		direct := !m.reduce && !bf16 && r.comp == nil
+		dst := data[m.Lo*es : m.Hi*es]
+		want := (m.Hi - m.Lo) * wes
+		direct := !m.Reduce && !bf16 && r.comp == nil
 		buf := dst
 		if !direct {
 			need := want
@@ -379,18 +388,18 @@ func (r *Ring) recvLoop(ctx context.Context, tag uint64, data []byte, e elem, bf
 		}
 		switch {
 		case direct:
-		case m.reduce && bf16:
+		case m.Reduce && bf16:
 			addBF16(bytesF32(dst), bytesU16(payload))
-		case m.reduce && e == elemF32:
+		case m.Reduce && e == elemF32:
 			addF32(bytesF32(dst), bytesF32(payload))
-		case m.reduce && e == elemF64:
+		case m.Reduce && e == elemF64:
 			addF64(bytesF64(dst), bytesF64(payload))
 		case bf16:
 			decodeBF16(bytesF32(dst), bytesU16(payload))
 		default:
 			copy(dst, payload)
 		}
-		if m.round && bf16 {
+		if m.Round && bf16 {
 			roundBF16(bytesF32(dst))
 		}
 		recvDone.Add(1)

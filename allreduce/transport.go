@@ -2,7 +2,6 @@ package allreduce
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 )
@@ -26,9 +25,6 @@ type Transport interface {
 	// Close releases both links.
 	Close() error
 }
-
-// errLinkClosed is returned by a transport closed locally.
-var errLinkClosed = errors.New("link closed")
 
 // memPipe is one directed in-memory link.
 type memPipe struct {
@@ -92,6 +88,9 @@ func (t *memTransport) Recv(ctx context.Context, dst []byte) (uint64, int, error
 	}
 	return m.tag, copy(dst, m.data), nil
 }
+
+// DataPlane names the in-memory transport.
+func (t *memTransport) DataPlane() string { return "mem" }
 
 func (t *memTransport) Close() error {
 	t.out.close()

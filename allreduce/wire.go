@@ -11,7 +11,7 @@ import (
 
 // hostLittleEndian reports whether the host stores integers little end
 // first. The wire is little endian and buffers are sent as they lie in
-// memory, so NewRing refuses big-endian hosts.
+// memory, so NewRingWithTransport refuses big-endian hosts.
 var hostLittleEndian = func() bool {
 	x := uint16(1)
 	return *(*byte)(unsafe.Pointer(&x)) == 1

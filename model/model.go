@@ -38,7 +38,7 @@ func New[T gemm.Float](cfg Config, seed uint64) (*Model[T], error) {
 // NewWithGrad is New with the gradient buffer in g, which must hold
 // NumGrad(cfg) elements: P.G is g[:NumGrad(cfg)-GradTail], and the room
 // after it is g's. The caller chooses the memory, such as storage that
-// other processes can read (allreduce.SharedVector). g is cleared; nil
+// other processes can read (shm.SharedVector). g is cleared; nil
 // allocates as New does.
 func NewWithGrad[T gemm.Float](cfg Config, seed uint64, g []T) (*Model[T], error) {
 	if err := cfg.Validate(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/allreduce/dataplane"
 	"github.com/infonce/infonce/coordinator"
 	"github.com/infonce/infonce/internal/tlstest"
 	"github.com/infonce/infonce/worker"
@@ -167,7 +168,7 @@ func intrude(t *testing.T, ctx context.Context, c *cluster) int {
 	gen := c.srv.Status().Current.Number
 	for _, victim := range dataAddrs(c.srv) {
 		for _, g := range []uint64{gen, gen + 1} {
-			own, err := allreduce.Listen("127.0.0.1:0")
+			own, err := dataplane.Listen("127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,7 +177,7 @@ func intrude(t *testing.T, ctx context.Context, c *cluster) int {
 			if foreign != nil {
 				cfg.Token, cfg.TLS = c.sec.token, foreign
 			}
-			r, err := allreduce.NewRing(ctx, own, cfg)
+			r, err := dataplane.NewRing(ctx, own, cfg)
 			own.Close()
 			if r != nil {
 				r.Close()

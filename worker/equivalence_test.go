@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/allreduce/dataplane"
+	"github.com/infonce/infonce/allreduce/shm"
 	"github.com/infonce/infonce/gemm"
 )
 
@@ -268,21 +270,21 @@ func stepInPlace(t *testing.T, cfg Config, K int, steps int64, bucketKiB int) ([
 	set := smallMNIST(t, 512, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srvs := make([]*allreduce.Server, K)
+	srvs := make([]*dataplane.Server, K)
 	peers := make([]string, K)
 	for k := range K {
-		s, err := allreduce.Listen("127.0.0.1:0")
+		s, err := dataplane.Listen("127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
 		srvs[k], peers[k] = s, s.Addr()
 	}
-	vecs := make([]*allreduce.SharedVector, K)
+	vecs := make([]*shm.SharedVector, K)
 	trainers := make([]*Trainer[float32], K)
 	for k := range K {
 		tr, err := NewTrainerGrad[float32](cfg, set, func(n int) ([]float32, error) {
-			v, err := allreduce.NewSharedVector(n)
+			v, err := shm.NewSharedVector(n)
 			if err != nil {
 				return nil, err
 			}
@@ -307,7 +309,7 @@ func stepInPlace(t *testing.T, cfg Config, K int, steps int64, bucketKiB int) ([
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := allreduce.NewRing(ctx, srvs[k], allreduce.Config{JobID: "in-place", Rank: k, Peers: peers,
+			r, err := dataplane.NewRing(ctx, srvs[k], allreduce.Config{JobID: "in-place", Rank: k, Peers: peers,
 				Transport: allreduce.TransportSHM, Shared: vecs[k]})
 			if err != nil {
 				errs[k] = err

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/allreduce/dataplane"
+	"github.com/infonce/infonce/allreduce/shm"
 	"github.com/infonce/infonce/coordinator"
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/worker/membership"
@@ -86,7 +88,7 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	srv, err := allreduce.Listen(o.DataBind, append(o.securityOptions(), allreduce.WithLogger(log))...)
+	srv, err := dataplane.Listen(o.DataBind, append(o.securityOptions(), dataplane.WithLogger(log))...)
 	if err != nil {
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
@@ -163,7 +165,7 @@ type member struct {
 	o      MemberOptions
 	log    *slog.Logger
 	client *coordinator.Client
-	srv    *allreduce.Server
+	srv    *dataplane.Server
 	stop   context.Context // ends when the worker is asked to stop
 
 	joinReq coordinator.JoinRequest
@@ -188,7 +190,7 @@ type member struct {
 	rec  *recorder
 	// shared holds the trainer's gradient where the workers of this
 	// machine can read it (gradStorage); nil when it is plain memory.
-	shared  *allreduce.SharedVector
+	shared  *shm.SharedVector
 	started time.Time
 
 	faults  faults
@@ -338,7 +340,7 @@ func (m *member) generation(ctl context.Context, a coordinator.Assignment) (*Sum
 	}
 	m.mach.Configured(run)
 	m.publishHeld()
-	ring, err := allreduce.NewRing(genCtx, m.srv, m.cfg.withGradWire(allreduce.Config{
+	ring, err := dataplane.NewRing(genCtx, m.srv, m.cfg.withGradWire(allreduce.Config{
 		JobID: a.JobID, Generation: gen, Rank: a.Rank, Peers: a.Peers, Timeout: m.o.OpTimeout,
 		Token: m.o.Token, TLS: m.o.TLSClient, Logger: m.log,
 		Transport: dataTransport(m.o.TLSClient != nil, m.o.NoSharedMemory), BucketBytes: m.cfg.BucketKiB << 10,

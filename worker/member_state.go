@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/allreduce/shm"
 	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/coordinator"
 	"github.com/infonce/infonce/worker/membership"
@@ -69,7 +70,7 @@ func (m *member) gradStorage(n int) ([]float32, error) {
 		}
 		return nil, nil
 	}
-	v, err := allreduce.NewSharedVector(n)
+	v, err := shm.NewSharedVector(n)
 	if err != nil {
 		m.log.Warn("the gradient stays in private memory", "err", err)
 		return nil, nil

@@ -7,18 +7,18 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/allreduce/dataplane"
 	"github.com/infonce/infonce/coordinator"
 )
 
 // securityOptions returns the data-plane listener's token and TLS options.
-func (o *MemberOptions) securityOptions() []allreduce.ServerOption {
-	var opts []allreduce.ServerOption
+func (o *MemberOptions) securityOptions() []dataplane.ServerOption {
+	var opts []dataplane.ServerOption
 	if o.Token != "" {
-		opts = append(opts, allreduce.WithToken(o.Token))
+		opts = append(opts, dataplane.WithToken(o.Token))
 	}
 	if o.TLSServer != nil {
-		opts = append(opts, allreduce.WithTLS(o.TLSServer))
+		opts = append(opts, dataplane.WithTLS(o.TLSServer))
 	}
 	return opts
 }

@@ -211,7 +211,7 @@ func NewTrainer[T gemm.Float](cfg Config, set *dataset.Set) (*Trainer[T], error)
 // NewTrainerGrad is NewTrainer with the model's gradient buffer from grad,
 // called with the length model.NewWithGrad needs; grad returning nil, or
 // grad nil, allocates it as NewTrainer does. Workers keep their gradient
-// in memory their peers on the machine can read (allreduce.SharedVector).
+// in memory their peers on the machine can read (shm.SharedVector).
 func NewTrainerGrad[T gemm.Float](cfg Config, set *dataset.Set, grad func(n int) ([]T, error)) (*Trainer[T], error) {
 	return NewTrainerData[T](cfg, &Data{Name: set.Name, Set: set}, grad)
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/allreduce/dataplane"
+	"github.com/infonce/infonce/allreduce/shm"
 )
 
 // Peer is one worker process of the benchmark: it listens on 127.0.0.1,
@@ -39,7 +41,7 @@ func Peer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if err != nil {
 		return UsageError{err}
 	}
-	srv, err := allreduce.Listen("127.0.0.1:0")
+	srv, err := dataplane.Listen("127.0.0.1:0")
 	if err != nil {
 		return err
 	}
@@ -74,9 +76,9 @@ func Peer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		Wire: wire, Compression: o.compression, ChunkBytes: o.chunk, BucketBytes: int(o.bucket),
 		Transport: o.transport,
 	}
-	var vec *allreduce.SharedVector
+	var vec *shm.SharedVector
 	if o.inPlace {
-		vec, err = allreduce.NewSharedVector(int(slices.Max(o.sizes)/4) + 1)
+		vec, err = shm.NewSharedVector(int(slices.Max(o.sizes)/4) + 1)
 		switch {
 		case err == nil:
 			defer vec.Close() // after the ring's Close
@@ -88,7 +90,7 @@ func Peer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	ring, err := allreduce.NewRing(cctx, srv, cfg)
+	ring, err := dataplane.NewRing(cctx, srv, cfg)
 	cancel()
 	if err != nil {
 		return err
@@ -112,7 +114,7 @@ func Peer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 
 // measure times o.iters runs of the collective on s bytes and returns the
 // row computed from the per-iteration maximum over ranks.
-func measure(ctx context.Context, ring *allreduce.Ring, vec *allreduce.SharedVector, o options, s int64) (Row, error) {
+func measure(ctx context.Context, ring *allreduce.Ring, vec *shm.SharedVector, o options, s int64) (Row, error) {
 	k := ring.Size()
 	n := int(s / 4) // float32 elements
 	rng := rand.New(rand.NewPCG(o.seed, uint64(ring.Rank())))
