@@ -506,7 +506,7 @@ func TestStoppedRunDoesNotSpinOnClosedWatchStreams(t *testing.T) {
 	cfg := DefaultLocalConfig()
 	cfg.DisableGossip = true
 	cfg.MinWorkers, cfg.MaxWorkers = 2, 2
-	cfg.WatchGrace = 20 * time.Millisecond
+	cfg.WatchGrace = 300 * time.Millisecond // long enough that a loaded machine does not expire the workers before the finish
 	cfg.StopGrace = 10 * time.Second
 	s, stop := testServer(t, cfg)
 	defer stop()

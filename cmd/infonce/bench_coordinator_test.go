@@ -30,8 +30,12 @@ func TestBenchCoordinator(t *testing.T) {
 		t.Fatalf("no coordinator figure in:\n%s", stdout.String())
 	}
 	kb, _ := strconv.Atoi(m[1])
-	if kb < 1024 || kb > 50*1000 {
-		t.Errorf("coordinator peak RSS %d kB: want between 1 MiB and the 50 MB target", kb)
+	limit := 50 * 1000 // the target
+	if raceEnabled {
+		limit *= 4 // the race detector's shadow memory; the target is checked without it (.ci/run's second pass)
+	}
+	if kb < 1024 || kb > limit {
+		t.Errorf("coordinator peak RSS %d kB: want between 1 MiB and %d kB", kb, limit)
 	}
 	if n := len(regexp.MustCompile(`worker \d peak RSS: +[1-9]`).FindAllString(stdout.String(), -1)); n != 2 {
 		t.Errorf("%d worker figures, want 2:\n%s", n, stdout.String())
