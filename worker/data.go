@@ -28,9 +28,10 @@ type DataOptions struct {
 	// source's first sample.
 	ImageChannels int `json:"image_channels,omitempty"`
 	// CropScale is the area range of the training view's random resized
-	// crop; FlipProb its probability of a horizontal flip.
+	// crop (zero: [0.9, 1]); FlipProb its probability of a horizontal flip
+	// (nil: 0.5).
 	CropScale [2]float64 `json:"crop_scale,omitempty"`
-	FlipProb  float64    `json:"flip_prob,omitempty"`
+	FlipProb  *float64   `json:"flip_prob,omitempty"`
 	// Templates is a file of caption templates for labelled sources.
 	Templates string `json:"templates,omitempty"`
 	// The keys of csv: manifests and rlds: folders (dataset.OpenOptions).
@@ -84,8 +85,8 @@ func (o DataOptions) validate() error {
 	if s := o.CropScale; s != [2]float64{} && !(s[0] > 0 && s[0] <= s[1] && s[1] <= 1) {
 		errs = append(errs, fmt.Errorf("--crop-scale %g,%g: want 0 < lo ≤ hi ≤ 1", s[0], s[1]))
 	}
-	if !(o.FlipProb >= 0 && o.FlipProb <= 1) {
-		errs = append(errs, fmt.Errorf("--flip-prob %g: want a probability", o.FlipProb))
+	if p := o.FlipProb; p != nil && !(*p >= 0 && *p <= 1) {
+		errs = append(errs, fmt.Errorf("--flip-prob %g: want a probability", *p))
 	}
 	if o.VocabSize < 0 || o.VocabSize == 1 {
 		errs = append(errs, fmt.Errorf("--vocab-size %d: want at least 2 (0: %d)", o.VocabSize, DefaultVocabSize))

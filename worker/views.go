@@ -41,8 +41,8 @@ func (t *Trainer[T]) setSource(src dataset.Source) error {
 	if o.CropScale != [2]float64{} {
 		t.viewCLIP.Scale = o.CropScale
 	}
-	if o.FlipProb != 0 {
-		t.viewCLIP.FlipProb = o.FlipProb
+	if o.FlipProb != nil {
+		t.viewCLIP.FlipProb = *o.FlipProb
 	}
 	for _, c := range []dataset.ViewConfig{t.viewCLIP, t.viewSimCLR, t.viewEva} {
 		if err := c.Validate(); err != nil {

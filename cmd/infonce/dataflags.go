@@ -15,7 +15,7 @@ func dataFlags(fs *flag.FlagSet, o *worker.DataOptions) {
 	fs.IntVar(&o.ImageSize, "image-size", o.ImageSize, "side S of the square image views of sources other than mnist and idx:DIR (0: 64)")
 	fs.IntVar(&o.ImageChannels, "image-channels", o.ImageChannels, "1 (grey) or 3 (RGB) channels of the image views (0: those of the first sample)")
 	fs.Var((*floatPair)(&o.CropScale), "crop-scale", "area range lo,hi of the training view's random resized crop (default 0.9,1)")
-	fs.Float64Var(&o.FlipProb, "flip-prob", o.FlipProb, "probability of the training view's horizontal flip (0: 0.5)")
+	fs.Var(optFloat{&o.FlipProb}, "flip-prob", "probability of the training view's horizontal flip (default 0.5)")
 	fs.StringVar(&o.Templates, "templates", o.Templates, "caption templates of labelled sources, one a line with {} for the class name")
 	fs.StringVar(&o.CSVSeparator, "csv-separator", o.CSVSeparator, "csv: the field separator (default tab)")
 	fs.StringVar(&o.CSVImageKey, "csv-image-key", o.CSVImageKey, "csv: the column of image paths (default filepath)")
@@ -53,5 +53,24 @@ func (p *floatPair) Set(s string) error {
 		return err
 	}
 	*p = floatPair{lo, hi}
+	return nil
+}
+
+// optFloat is a flag of a number that is nil until set.
+type optFloat struct{ p **float64 }
+
+func (o optFloat) String() string {
+	if o.p == nil || *o.p == nil {
+		return ""
+	}
+	return strconv.FormatFloat(**o.p, 'g', -1, 64)
+}
+
+func (o optFloat) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return err
+	}
+	*o.p = &v
 	return nil
 }
