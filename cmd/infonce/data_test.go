@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/rundir"
 	"github.com/infonce/infonce/dataset/npy"
 	"github.com/infonce/infonce/dataset/rlds"
 	"github.com/infonce/infonce/dataset/shardidx"
@@ -849,5 +850,44 @@ func TestDataPackRefusesItsSourceFolder(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "000000.tar")); err != nil {
 		t.Errorf("the source shard is gone: %v", err)
+	}
+}
+
+// TestPackedShardsTrainLikeTheirSource: a csv: manifest and the wds:
+// shards that `data pack` makes of it train to the same parameters, bit
+// for bit: the same samples in the same order, the same pixels and the
+// same captions.
+func TestPackedShardsTrainLikeTheirSource(t *testing.T) {
+	dir := t.TempDir()
+	var m strings.Builder
+	m.WriteString("filepath\ttitle\n")
+	for i := range 48 {
+		img := fmt.Sprintf("img/%d.png", i)
+		dataWriteFile(t, filepath.Join(dir, img), dataPNG(t, dataTestImage(10+i%7, 9+i%5, i, []string{"rgb", "rgb", "alpha"}[i%3])))
+		fmt.Fprintf(&m, "%s\ta %s thing number %d\n", img, []string{"red", "blue", "green"}[i%3], i%4)
+	}
+	csv := filepath.Join(dir, "m.tsv")
+	dataWriteFile(t, csv, []byte(m.String()))
+	shards := filepath.Join(dir, "shards")
+	if code, _, stderr := runDataCmd(t, "pack", "--from", "csv:"+csv, "--out", shards, "--shard-size", "20"); code != 0 {
+		t.Fatalf("pack exited %d: %s", code, stderr)
+	}
+	sha := func(spec string) string {
+		out := t.TempDir()
+		var stdout, stderr bytes.Buffer
+		args := []string{"train", "--data", spec, "--image-size", "8", "--steps", "6", "--batch", "16", "--hidden", "16",
+			"--text-hidden", "8", "--dim", "8", "--no-eval", "--out", out}
+		if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+			t.Fatalf("train --data %s exited %d: %s", spec, code, stderr.String())
+		}
+		s, err := rundir.ReadSummary(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.ParamSHA256
+	}
+	a, b := sha("csv:"+csv), sha(dataShardPattern(shards, 3))
+	if a == "" || a != b {
+		t.Fatalf("csv: trained to %s, its packed shards to %s", a, b)
 	}
 }
