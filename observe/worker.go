@@ -48,6 +48,7 @@ type Worker struct {
 	algbw, busbw, ckptStep                                prometheus.Gauge
 	phase                                                 [7]prometheus.Observer
 	total                                                 prometheus.Observer
+	bad                                                   *prometheus.GaugeVec // bad samples by reason
 
 	mu        sync.Mutex
 	h         Health
@@ -116,6 +117,10 @@ func NewWorker(reg prometheus.Registerer, o WorkerOptions) (*Worker, error) {
 	for i, p := range Phases {
 		w.phase[i] = hist.WithLabelValues(p)
 	}
+	w.bad = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "bad_samples",
+		Help: "Samples this process could not use (counted and replaced), by reason.",
+	}, []string{"reason"})
 	total := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: Namespace, Name: "step_seconds", Help: "Wall time of a whole step.", Buckets: stepBuckets,
 	})
@@ -132,7 +137,7 @@ func NewWorker(reg prometheus.Registerer, o WorkerOptions) (*Worker, error) {
 		w.steps, w.samples, w.reduceBytes, w.generations, w.checkpoints,
 		w.step, w.epoch, w.loss, w.logitScale, w.lr, w.gradNorm,
 		w.generation, w.rank, w.world, w.gradBytes, w.batch, w.algbw, w.busbw, w.ckptStep,
-		hist, total, age,
+		hist, total, age, w.bad,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("observe: register worker metrics: %w", err)
@@ -182,6 +187,9 @@ func (w *Worker) StepDone(st worker.StepStats, gen uint64, rank, world int) {
 		w.phase[i].Observe(d.Seconds())
 	}
 	w.total.Observe(st.Times.Total().Seconds())
+	for reason, n := range st.BadSamples {
+		w.bad.WithLabelValues(reason).Set(float64(n))
+	}
 	if world > 1 && s > 0 {
 		w.reduceBytes.Add(float64(s))
 		if t := st.Times.Reduce.Seconds(); t > 0 {

@@ -190,3 +190,31 @@ func TestTwoObserversInOneProcess(t *testing.T) {
 }
 
 var _ worker.Observer = (*Worker)(nil)
+
+// TestBadSampleMetric: the bad samples a step reports are exported by
+// reason.
+func TestBadSampleMetric(t *testing.T) {
+	reg := NewRegistry()
+	w, err := NewWorker(reg, WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stats(0, 1, 3)
+	st.BadSamples = map[string]int64{"corrupt-image": 3, "missing-text": 1}
+	w.StepDone(st, 1, 0, 1)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "infonce_bad_samples" {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if got["corrupt-image"] != 3 || got["missing-text"] != 1 {
+		t.Fatalf("infonce_bad_samples %v, want corrupt-image 3 and missing-text 1", got)
+	}
+}

@@ -31,6 +31,9 @@ type Metric struct {
 	Generation       uint64  `json:"generation"`
 	// StepTime is the mean breakdown of the steps since the last line.
 	StepTime Breakdown `json:"step_time"`
+	// BadSamples counts the samples the recording rank could not use so
+	// far, by reason, once there is one.
+	BadSamples map[string]int64 `json:"bad_samples,omitempty"`
 	// Eval is the evaluation after this step (--eval-every), on the lines
 	// that have one.
 	Eval *Evaluation `json:"eval,omitempty"`

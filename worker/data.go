@@ -224,7 +224,14 @@ func (b *badSamples) note(err error, log *slog.Logger) {
 	}
 }
 
-// Counts returns the bad samples by reason.
+// any reports whether a bad sample was met.
+func (b *badSamples) any() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.bad > 0
+}
+
+// counts returns the bad samples by reason.
 func (b *badSamples) counts() map[string]int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -283,7 +283,8 @@ func (r *recorder) step(st StepStats, gen uint64) error {
 			SamplesPerSecond: float64((st.Step-r.lastStep)*int64(r.cfg.Batch)) / dt,
 			Time:             float64(now.UnixNano()) / 1e9,
 			Workers:          r.workers, Generation: gen,
-			StepTime: rundir.Breakdown(r.window.scale(1 / float64(r.windowN))),
+			StepTime:   rundir.Breakdown(r.window.scale(1 / float64(r.windowN))),
+			BadSamples: st.BadSamples,
 		}
 		r.window, r.windowN = Breakdown{}, 0
 		if err := r.w.Write(m); err != nil {

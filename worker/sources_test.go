@@ -161,6 +161,13 @@ func TestBadSamplesAreCountedAndReplaced(t *testing.T) {
 	if sum.BadSamples["corrupt-image"] == 0 {
 		t.Errorf("bad samples %v, want corrupt-image counted", sum.BadSamples)
 	}
+	ms, _, err := rundir.ReadMetrics(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := ms[len(ms)-1]; last.BadSamples["corrupt-image"] != sum.BadSamples["corrupt-image"] {
+		t.Errorf("metrics.jsonl's last line counts %v, the summary %v", last.BadSamples, sum.BadSamples)
+	}
 
 	cfg = sourceConfig(t, CLIP, writeShapes(t, t.TempDir(), 10, 8))
 	cfg.Steps = 20

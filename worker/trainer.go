@@ -200,6 +200,9 @@ type StepStats struct {
 	GradNorm   float64
 	Stop       bool // some rank asked to stop after this step
 	Times      StepTimes
+	// BadSamples counts the samples this rank could not use so far, by
+	// reason; nil while there were none.
+	BadSamples map[string]int64
 }
 
 // NewTrainer builds the rank's state from the configuration: the data set,
@@ -540,10 +543,14 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	// The gathers ran inside the loss and the reduction phases.
 	times.Gather = t.timed.gather
 	times.Loss -= min(times.Loss, t.timed.gather)
-	return StepStats{
+	st := StepStats{
 		Step: step, Epoch: epoch, Loss: loss, LR: lr, GradNorm: norm, Stop: stop, Times: times,
 		LogitScale: math.Exp(float64(p.W[t.Model.LogitScale])),
-	}, nil
+	}
+	if t.Set == nil && t.bad.any() {
+		st.BadSamples = t.bad.counts()
+	}
+	return st, nil
 }
 
 // reduce sums the gradient buffer, the loss shares and the stop requests
