@@ -17,12 +17,12 @@ import (
 	"testing"
 
 	"github.com/infonce/infonce/dataset"
-	"github.com/infonce/infonce/rundir"
 	"github.com/infonce/infonce/dataset/npy"
 	"github.com/infonce/infonce/dataset/rlds"
 	"github.com/infonce/infonce/dataset/shardidx"
 	"github.com/infonce/infonce/dataset/tfrecord"
 	"github.com/infonce/infonce/dataset/wds"
+	"github.com/infonce/infonce/rundir"
 )
 
 // runDataCmd runs 'infonce data ARGS…' and returns its exit status and
