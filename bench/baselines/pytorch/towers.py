@@ -134,6 +134,8 @@ def image_shape(cfg):
     if s.get("channels"):
         return s["channels"], s["height"], s["width"]
     side = round(math.sqrt(cfg["image_in"]))
+    if side * side != cfg["image_in"]:
+        return 1, 1, cfg["image_in"]  # an mlp tower's flat rows
     return 1, side, side
 
 
