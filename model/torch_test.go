@@ -80,9 +80,10 @@ func (g torchGolden) f64(t *testing.T, name string) []float64 {
 	return v
 }
 
-// side is the prefix of the golden file's tower's parameters.
+// side is the prefix of the golden file's tower's parameters: the text
+// tower's when the model has one, else the image tower's.
 func (g torchGolden) side() string {
-	if g.tower == model.TowerTransformer {
+	if g.cfg.TextVocab > 0 {
 		return "text."
 	}
 	return "image."
@@ -189,12 +190,16 @@ func runTorchGolden[T gemm.Float](t *testing.T, g torchGolden) (emb []T, grads m
 	return emb, grads
 }
 
+// torchGoldenFiles are the golden files: each tower, the other pools of
+// the transformers, and the CNN with GELU.
+var torchGoldenFiles = []string{"vit", "vit_mean", "cnn", "cnn_gelu", "transformer", "transformer_mean"}
+
 // TestTorchGolden checks each tower against PyTorch's reference module:
 // the same embeddings and the same gradient of every parameter, in
 // float64 to rounding (the same maths), and in float32 within 1e-5
 // (embeddings) and 1e-4 (gradients) of PyTorch's float64 values.
 func TestTorchGolden(t *testing.T) {
-	for _, tower := range []string{model.TowerViT, model.TowerCNN, model.TowerTransformer} {
+	for _, tower := range torchGoldenFiles {
 		t.Run(tower, func(t *testing.T) {
 			g := readTorchGolden(t, tower)
 			want := g.f64(t, "output.embedding")

@@ -26,12 +26,13 @@ LayerNorm and GroupNorm use eps = 1e-5, GELU is the exact erf form, attention
 is scaled by 1/sqrt(head width), L2 normalisation is x / sqrt(|x|^2 + 1e-16).
 
 Golden files. With --golden DIR (model/testdata/torch in the repository) the
-script builds one small model per tower (vit, cnn, transformer), sets its
+script builds small models of each tower (vit, cnn, transformer; with the
+other pools, and the cnn with GELU: vit_mean, cnn_gelu, transformer_mean), sets their
 weights from --seed (PyTorch's default initialisation, then random LayerNorm
 and GroupNorm gains and biases and random position embeddings and class
 token, all rounded to float32), runs one forward and one backward pass in
 float64 on fixed inputs with the loss L = sum(R * U), R a fixed random
-projection of the L2-normalised embeddings U, and writes DIR/<tower>.safetensors:
+projection of the L2-normalised embeddings U, and writes DIR/<name>.safetensors:
 
   the weights          state_dict names, F32
   input.images         F32 [b, C, H, W]          (vit, cnn)
@@ -313,7 +314,7 @@ def golden_configs():
     """The small configurations of the golden files (infonce model.Config JSON)."""
     base = {"image_hidden": [8], "text_hidden": 8, "dim": 8, "activation": "relu",
             "init_logit_scale": math.log(1 / 0.07)}
-    return {
+    c = {
         "vit": dict(base, image_in=3 * 8 * 8, image_tower="vit",
                     image_shape={"channels": 3, "height": 8, "width": 8},
                     vit={"patch": 4, "width": 16, "depth": 2, "heads": 2, "mlp": 32, "pool": "cls"}),
@@ -323,6 +324,11 @@ def golden_configs():
         "transformer": dict(base, image_in=4, image_hidden=[4], text_vocab=50, text_tower="transformer",
                             transformer={"context": 8, "width": 16, "depth": 2, "heads": 4, "mlp": 0, "pool": "eot"}),
     }
+    # The other pools, and the CNN with GELU.
+    c["vit_mean"] = dict(c["vit"], vit=dict(c["vit"]["vit"], pool="mean", depth=1))
+    c["cnn_gelu"] = dict(c["cnn"], activation="gelu")
+    c["transformer_mean"] = dict(c["transformer"], transformer=dict(c["transformer"]["transformer"], pool="mean", depth=1))
+    return c
 
 
 def randomise(model, g):
@@ -342,7 +348,8 @@ def randomise(model, g):
 
 def write_golden(out, seed):
     os.makedirs(out, exist_ok=True)
-    for tower, cfg in golden_configs().items():
+    for name, cfg in golden_configs().items():
+        text = cfg.get("text_vocab", 0) > 0
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
         model = Model(cfg).float()
@@ -350,7 +357,7 @@ def write_golden(out, seed):
         model = model.double()  # float32 weights, computed in float64
         b = 4
         tensors = {}
-        if tower == "transformer":
+        if text:
             L = cfg["transformer"]["context"]
             lengths = torch.tensor([L, 3, 5, 1])
             ids = torch.randint(1, cfg["text_vocab"], (b, L), generator=g)
@@ -366,7 +373,7 @@ def write_golden(out, seed):
         R = torch.randn(emb.shape, generator=g).float()
         loss = (emb * R.double()).sum()
         loss.backward()
-        side = "text." if tower == "transformer" else "image."
+        side = "text." if text else "image."
         weights = {k: v for k, v in model.state_dict().items() if k.startswith(side)}
         for k, v in weights.items():
             tensors[k] = v.float().numpy()
@@ -375,7 +382,7 @@ def write_golden(out, seed):
         for k, p in model.named_parameters():
             if k.startswith(side):
                 tensors["grad." + k] = p.grad.numpy()
-        path = os.path.join(out, tower + ".safetensors")
+        path = os.path.join(out, name + ".safetensors")
         save_safetensors(path, tensors, {"model": json.dumps(cfg), "seed": seed,
                                          "torch": torch.__version__})
         print(f"{path}: {os.path.getsize(path)} bytes, {len(weights)} weights")
