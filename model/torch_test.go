@@ -288,3 +288,25 @@ func TestTorchStateDict(t *testing.T) {
 		})
 	}
 }
+
+func ExampleConfig_TorchStateDict() {
+	cfg := model.DefaultConfig()
+	cfg.ImageIn, cfg.ImageHidden, cfg.Dim = 12, []int{4}, 2
+	cfg.LayerNorm = true
+	sd, err := cfg.TorchStateDict()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, t := range sd {
+		fmt.Println(t.Name, t.Shape, t.Segment.Name)
+	}
+	// Output:
+	// image.fc0.weight [4 12] image.fc0.weight
+	// image.fc0.bias [4] image.fc0.bias
+	// image.ln0.weight [4] image.ln0.gain
+	// image.ln0.bias [4] image.ln0.bias
+	// image.proj.weight [2 4] image.proj.weight
+	// image.proj.bias [2] image.proj.bias
+	// logit_scale [] logit_scale
+}
