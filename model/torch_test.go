@@ -241,16 +241,27 @@ func TestTorchStateDict(t *testing.T) {
 	img := model.ImageShape{Channels: 3, Height: 8, Width: 8}
 	base := model.DefaultConfig()
 	base.ImageIn, base.ImageHidden, base.TextVocab = 192, []int{16, 8}, 30
-	for _, c := range []struct {
+	type kinds struct {
 		image, text string
 		ln          bool
-	}{
+	}
+	cases := []kinds{
 		{model.TowerMLP, model.TowerBagOfWords, false},
 		{model.TowerMLP, model.TowerBagOfWords, true},
 		{model.TowerViT, model.TowerTransformer, false},
 		{model.TowerCNN, model.TowerTransformer, false},
 		{model.TowerCNN, "", false},
-	} {
+	}
+	// Every registered kind is among the cases: a new kind needs its
+	// PyTorch shapes.
+	for _, mod := range []string{model.ModalityImage, model.ModalityText} {
+		for _, k := range model.TowerKinds(mod) {
+			if !slices.ContainsFunc(cases, func(c kinds) bool { return c.image == k || c.text == k }) {
+				t.Errorf("tower kind %q has no case here", k)
+			}
+		}
+	}
+	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s-%s-ln%v", c.image, c.text, c.ln), func(t *testing.T) {
 			cfg := base
 			cfg.ImageTower, cfg.TextTower, cfg.LayerNorm = c.image, c.text, c.ln
