@@ -56,6 +56,11 @@
 // path in float32 (GELU.Fast32); the "mlp" and "bow" towers keep
 // math.Erf in float64.
 //
+// Config.TorchStateDict names every segment as the state_dict of PyTorch
+// modules with the same structure does (bench/baselines/pytorch/towers.py),
+// with PyTorch's shapes: the mapping export writes and the golden tests
+// (testdata/torch, PyTorch's embeddings and gradients) read.
+//
 // Layers allocate their activation caches the first time a batch of a given
 // size arrives and reuse them afterwards (they grow only for a larger batch),
 // so a training step in the steady state allocates nothing. The slice a
