@@ -46,6 +46,9 @@ type DataOptions struct {
 	// VocabSize is the vocabulary of the hashed bag-of-words tokenizer of
 	// sources with free-text captions (0: 4096).
 	VocabSize int `json:"vocab_size,omitempty"`
+	// CacheMB keeps up to this many MiB of decoded samples in memory, so
+	// that a small data set is decoded once (0: no cache).
+	CacheMB int `json:"data_cache_mb,omitempty"`
 	// MaxBadFraction is the fraction of bad samples (counted by reason and
 	// replaced) past which the run stops; 0 means 0.01.
 	MaxBadFraction float64 `json:"max_bad_fraction,omitempty"`
@@ -87,6 +90,9 @@ func (o DataOptions) validate() error {
 	}
 	if p := o.FlipProb; p != nil && !(*p >= 0 && *p <= 1) {
 		errs = append(errs, fmt.Errorf("--flip-prob %g: want a probability", *p))
+	}
+	if o.CacheMB < 0 {
+		errs = append(errs, fmt.Errorf("--data-cache-mb %d: must not be negative", o.CacheMB))
 	}
 	if o.VocabSize < 0 || o.VocabSize == 1 {
 		errs = append(errs, fmt.Errorf("--vocab-size %d: want at least 2 (0: %d)", o.VocabSize, DefaultVocabSize))
@@ -273,9 +279,15 @@ var ErrTooManyBadSamples = errors.New("too many bad samples")
 func (t *Trainer[T]) readSample(i int, s *dataset.Sample) error {
 	n := t.src.Len()
 	for k := 0; k < maxSubstitutes; k++ {
-		err := t.src.Sample(context.Background(), (i+k)%n, s)
+		j := (i + k) % n
+		if t.cache.get(j, s) {
+			t.bad.note(nil, nil)
+			return nil
+		}
+		err := t.src.Sample(context.Background(), j, s)
 		t.bad.note(err, t.log)
 		if err == nil {
+			t.cache.put(j, s)
 			return nil
 		}
 		if !errors.Is(err, dataset.ErrBadSample) {
@@ -283,4 +295,59 @@ func (t *Trainer[T]) readSample(i int, s *dataset.Sample) error {
 		}
 	}
 	return fmt.Errorf("%w: samples %d to %d of %s are all bad", ErrTooManyBadSamples, i, i+maxSubstitutes-1, t.src.Name())
+}
+
+// sampleCache keeps decoded samples by index up to a byte budget; once it
+// is full it keeps what it has (a data set that fits is decoded once; one
+// that does not keeps its first samples). The pixels are shared
+// read-only: views only read them, and Sample.Reset drops them.
+type sampleCache struct {
+	mu           sync.RWMutex
+	m            map[int]*dataset.Sample
+	bytes, limit int64
+}
+
+func newSampleCache(mb int) *sampleCache {
+	if mb <= 0 {
+		return nil
+	}
+	return &sampleCache{m: map[int]*dataset.Sample{}, limit: int64(mb) << 20}
+}
+
+// get fills dst with sample i when it is cached.
+func (c *sampleCache) get(i int, dst *dataset.Sample) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.RLock()
+	s, ok := c.m[i]
+	c.mu.RUnlock()
+	if !ok {
+		return false
+	}
+	act, shape, state := dst.Action[:0], dst.ActionShape[:0], dst.State[:0]
+	*dst = *s
+	dst.Action = append(act, s.Action...)
+	dst.ActionShape = append(shape, s.ActionShape...)
+	dst.State = append(state, s.State...)
+	return true
+}
+
+// put keeps a copy of s as sample i while the budget allows.
+func (c *sampleCache) put(i int, s *dataset.Sample) {
+	if c == nil {
+		return
+	}
+	size := int64(len(s.Image.Pix) + len(s.Text) + 4*(len(s.Action)+len(s.State)) + 128)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[i]; ok || c.bytes+size > c.limit {
+		return
+	}
+	cp := *s
+	cp.Action = append([]float32(nil), s.Action...)
+	cp.ActionShape = append([]int(nil), s.ActionShape...)
+	cp.State = append([]float32(nil), s.State...)
+	c.m[i] = &cp
+	c.bytes += size
 }

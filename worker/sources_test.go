@@ -300,3 +300,29 @@ func TestFolderMatchesIDX(t *testing.T) {
 		t.Errorf("zero-shot top-1 through idx %.3f and through folder %.3f: want both trained (> 0.5) and within 0.06", a, b)
 	}
 }
+
+// TestDataCacheIsExact: with --data-cache-mb the run decodes each sample
+// once and trains to the same parameters as without it.
+func TestDataCacheIsExact(t *testing.T) {
+	cfg := sourceConfig(t, SimCLR, writeShapes(t, t.TempDir(), 10, 0))
+	data := loadData(t, cfg)
+	plain, err := NewTrainerData[float32](cfg, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	trainSteps(t, plain, 0, 8)
+	cfg.DataOptions.CacheMB = 16
+	cached, err := NewTrainerData[float32](cfg, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cached.Close()
+	trainSteps(t, cached, 0, 8)
+	if a, b := ParamSHA256(plain.Model.P.W), ParamSHA256(cached.Model.P.W); a != b {
+		t.Fatalf("with the cache the parameters are %s, without %s", b, a)
+	}
+	if n := len(cached.cache.m); n != data.Train.Len() {
+		t.Errorf("the cache holds %d of %d samples after 8 epochs' steps", n, data.Train.Len())
+	}
+}

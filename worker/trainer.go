@@ -59,6 +59,7 @@ type Trainer[T gemm.Float] struct {
 	srcCaptions                   *dataset.Captioner // captions rendered from classes (folder:), or nil
 	rowMeta                       []rowMeta          // the captions and labels of t.x's samples, source runs
 	bad                           badSamples
+	cache                         *sampleCache // decoded samples kept in memory (--data-cache-mb), or nil
 	dataMu                        sync.Mutex
 	dataErr                       error // the first error of drawing a step's rows
 	log                           *slog.Logger

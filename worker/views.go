@@ -15,6 +15,7 @@ func (t *Trainer[T]) setSource(src dataset.Source) error {
 	}
 	t.src = src
 	o := t.Cfg.DataOptions
+	t.cache = newSampleCache(o.CacheMB)
 	C := o.ImageChannels
 	if C == 0 {
 		// The channels of the first usable sample: a pure function of

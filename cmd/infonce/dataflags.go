@@ -26,6 +26,7 @@ func dataFlags(fs *flag.FlagSet, o *worker.DataOptions) {
 	fs.StringVar(&o.RLDSInstructionKey, "rlds-instruction-key", o.RLDSInstructionKey, "rlds: the instruction's step feature")
 	fs.StringVar(&o.RLDSActionKey, "rlds-action-key", o.RLDSActionKey, "rlds: the action's step feature")
 	fs.IntVar(&o.VocabSize, "vocab-size", o.VocabSize, "vocabulary of the hashed bag-of-words tokenizer of free-text captions (0: 4096)")
+	fs.IntVar(&o.CacheMB, "data-cache-mb", o.CacheMB, "keep up to this many MiB of decoded samples in memory, so that a small data set is decoded once (0: none)")
 	fs.Float64Var(&o.MaxBadFraction, "max-bad-fraction", o.MaxBadFraction, "stop the run once more than this fraction of the samples read were bad (0: 0.01)")
 }
 
