@@ -61,6 +61,18 @@ type Evaluation struct {
 	LinearProbeAccuracy float64 `json:"linear_probe_accuracy"`
 	PixelProbeAccuracy  float64 `json:"pixel_probe_accuracy"`
 
+	// Vision-language-action retrieval on a validation set with actions:
+	// the (image, instruction) pair against every action chunk, and the
+	// (image, action chunk) pair against every instruction; the chance
+	// level of R@5 is 5/n.
+	ActionRecallAt1      *float64 `json:"action_recall_at_1,omitempty"`
+	ActionRecallAt5      *float64 `json:"action_recall_at_5,omitempty"`
+	ActionRecallAt10     *float64 `json:"action_recall_at_10,omitempty"`
+	ActionMedianRank     *float64 `json:"action_median_rank,omitempty"`
+	InstructionRecallAt1 *float64 `json:"instruction_recall_at_1,omitempty"`
+	InstructionRecallAt5 *float64 `json:"instruction_recall_at_5,omitempty"`
+	ActionChanceAt5      *float64 `json:"action_chance_at_5,omitempty"`
+
 	Alignment  *float64 `json:"alignment"`
 	Uniformity float64  `json:"uniformity"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -153,5 +154,32 @@ func TestTriTrains(t *testing.T) {
 	defer tr.Close()
 	if tr.actions == nil || len(tr.actions.q01) != 7 {
 		t.Fatalf("the checkpoint's trainer has no action statistics")
+	}
+}
+
+// TestTriEvaluation: a tri run on the toy robot evaluated on held-out
+// episodes retrieves action chunks from (image, instruction) above chance.
+func TestTriEvaluation(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig(t, Tri)
+	cfg.Data = writeEpisodes(t, filepath.Join(dir, "train"), 40)
+	cfg.DataOptions.ValData = writeEpisodes(t, filepath.Join(dir, "val"), 12)
+	cfg.DataOptions.ImageSize, cfg.Batch, cfg.Steps, cfg.ActionHorizon, cfg.LR = 8, 32, 80, 4, 3e-3
+	sum, err := RunLocalData(context.Background(), cfg, loadData(t, cfg), Options{Evaluate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := sum.Evaluation
+	if ev.ActionRecallAt5 == nil || ev.ActionChanceAt5 == nil || ev.InstructionRecallAt1 == nil {
+		t.Fatalf("no action retrieval in the evaluation: %+v", ev)
+	}
+	t.Logf("action R@1 %.3f R@5 %.3f (chance %.3f), median rank %.0f; instruction R@1 %.3f",
+		*ev.ActionRecallAt1, *ev.ActionRecallAt5, *ev.ActionChanceAt5, *ev.ActionMedianRank, *ev.InstructionRecallAt1)
+	if *ev.ActionRecallAt5 < 2**ev.ActionChanceAt5 {
+		t.Errorf("action R@5 %.3f, want at least twice chance %.3f", *ev.ActionRecallAt5, *ev.ActionChanceAt5)
+	}
+	// Four instructions: chance R@1 is 1/4.
+	if *ev.InstructionRecallAt1 < 0.5 {
+		t.Errorf("instruction R@1 %.3f, want above 0.5 (chance 0.25)", *ev.InstructionRecallAt1)
 	}
 }

@@ -22,6 +22,7 @@ type evalSet[T any] struct {
 	x      []T // n rows of the evaluation view
 	labels []int
 	texts  []string
+	index  []int // each row's sample index in the source
 }
 
 // readEvalSet reads the first min(Len, maxEvalSamples) usable samples of
@@ -52,6 +53,7 @@ func (t *Trainer[T]) readEvalSet(ctx context.Context, src dataset.Source) (*eval
 		}
 		e.labels = append(e.labels, s.Label)
 		e.texts = append(e.texts, s.Text)
+		e.index = append(e.index, i)
 		e.n++
 	}
 	if e.n == 0 {
@@ -186,6 +188,11 @@ func (t *Trainer[T]) evaluateSources(ctx context.Context) (Evaluation, error) {
 	if slices.Contains(val.texts, "") {
 		_, ev.Uniformity = eval.AlignmentUniformity(valEmb, valEmb, val.n, d)
 		return ev, nil
+	}
+	if m.Action != nil {
+		if err := t.evaluateVLA(ctx, m, val, valEmb, &ev); err != nil {
+			return ev, err
+		}
 	}
 	// Retrieval: each validation image against its own caption. Without
 	// labels every sample is its own class.

@@ -200,6 +200,11 @@ func printSummary(w io.Writer, s *worker.Summary) {
 	fmt.Fprintf(w, "  zero-shot         top-1 %s  top-5 %s\n", pct(s.ZeroShotTop1), pct(s.ZeroShotTop5))
 	fmt.Fprintf(w, "  retrieval R@1     image→text %s  text→image %s\n", pct(s.RecallI2TAt1), pct(s.RecallT2IAt1))
 	fmt.Fprintf(w, "  linear probe      %s (raw pixels %s)\n", pct(&s.LinearProbeAccuracy), pct(&s.PixelProbeAccuracy))
+	if s.ActionRecallAt5 != nil {
+		fmt.Fprintf(w, "  action R@1/5/10   %s / %s / %s (chance of R@5 %s), median rank %.0f\n",
+			pct(s.ActionRecallAt1), pct(s.ActionRecallAt5), pct(s.ActionRecallAt10), pct(s.ActionChanceAt5), *s.ActionMedianRank)
+		fmt.Fprintf(w, "  instruction R@1/5 %s / %s\n", pct(s.InstructionRecallAt1), pct(s.InstructionRecallAt5))
+	}
 	fmt.Fprintf(w, "  peak RSS          %.0f MB\n", float64(s.PeakRSSBytes)/1e6)
 	fmt.Fprintf(w, "  param sha256      %s\n", s.ParamSHA256)
 }

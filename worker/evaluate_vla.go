@@ -1,0 +1,150 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/infonce/infonce/gemm"
+	"github.com/infonce/infonce/model"
+)
+
+// maxVLARows bounds the validation rows of the action and instruction
+// retrieval, whose cost grows with their square.
+const maxVLARows = 2000
+
+// evaluateVLA scores the retrieval of actions and instructions on the
+// validation rows (their first maxVLARows): the fused query of an image u
+// and its instruction v, (u+v)/‖u+v‖, against the embeddings w of every
+// row's action chunk (the hit is the row's own chunk); and the fused
+// (u+w)/‖u+w‖ against every distinct instruction (the hit is the row's).
+// The action chunks of the validation data are normalised with the
+// training data's quantiles.
+func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *evalSet[T], u []T, ev *Evaluation) error {
+	d := t.Cfg.Dim
+	n := min(val.n, maxVLARows)
+	vt, err := newActionTable(t.Data.Val, t.actions.H, func(error) {})
+	if err != nil {
+		return fmt.Errorf("validation actions: %w", err)
+	}
+	if vt.A != t.actions.A {
+		return fmt.Errorf("validation actions have %d dimensions, training %d", vt.A, t.actions.A)
+	}
+	vt.q01, vt.q99 = t.actions.q01, t.actions.q99
+	rowLen := vt.rowLen()
+	xa := make([]T, n*rowLen)
+	row := make([]float32, rowLen)
+	for r := range n {
+		vt.fill(val.index[r], row)
+		for j, v := range row {
+			xa[r*rowLen+j] = T(v)
+		}
+	}
+	w := make([]T, n*d)
+	for lo := 0; lo < n; lo += evalBatch {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hi := min(lo+evalBatch, n)
+		e, err := m.Action.Forward(model.Rows(xa[lo*rowLen:hi*rowLen], hi-lo))
+		if err != nil {
+			return fmt.Errorf("encode action chunks: %w", err)
+		}
+		copy(w[lo*d:hi*d], e)
+	}
+	v, err := t.encodeTexts(m, val.texts[:n])
+	if err != nil {
+		return err
+	}
+	// Distinct instructions, and each row's.
+	var texts []string
+	target := make([]int, n)
+	for r, s := range val.texts[:n] {
+		k := slices.Index(texts, s)
+		if k < 0 {
+			k = len(texts)
+			texts = append(texts, s)
+		}
+		target[r] = k
+	}
+	vs, err := t.encodeTexts(m, texts)
+	if err != nil {
+		return err
+	}
+	ranksA := ranks(fused(u[:n*d], v, d), w, d, func(r int) int { return r })
+	ranksI := ranks(fused(u[:n*d], w, d), vs, d, func(r int) int { return target[r] })
+	at := func(rs []int, k int) *float64 {
+		c := 0
+		for _, r := range rs {
+			if r <= k {
+				c++
+			}
+		}
+		f := float64(c) / float64(len(rs))
+		return &f
+	}
+	ev.ActionRecallAt1, ev.ActionRecallAt5, ev.ActionRecallAt10 = at(ranksA, 1), at(ranksA, 5), at(ranksA, 10)
+	med := medianRank(ranksA)
+	ev.ActionMedianRank = &med
+	ev.InstructionRecallAt1, ev.InstructionRecallAt5 = at(ranksI, 1), at(ranksI, 5)
+	chance := float64(min(5, n)) / float64(n)
+	ev.ActionChanceAt5 = &chance
+	return nil
+}
+
+// fused returns the unit vectors (a_i + b_i)/‖a_i + b_i‖ of two n×d sets.
+func fused[T gemm.Float](a, b []T, d int) []T {
+	out := make([]T, len(a))
+	for i := 0; i < len(a); i += d {
+		var ss float64
+		for j := range d {
+			x := float64(a[i+j]) + float64(b[i+j])
+			out[i+j] = T(x)
+			ss += x * x
+		}
+		inv := 1 / math.Max(math.Sqrt(ss), 1e-12)
+		for j := range d {
+			out[i+j] = T(float64(out[i+j]) * inv)
+		}
+	}
+	return out
+}
+
+// ranks returns, for each query row r, the 1-based rank of key target(r)
+// among all keys by dot product (ties counted against the hit).
+func ranks[T gemm.Float](q, keys []T, d int, target func(int) int) []int {
+	nq, nk := len(q)/d, len(keys)/d
+	out := make([]int, nq)
+	for r := range nq {
+		dot := func(k int) float64 {
+			var s float64
+			for j := range d {
+				s += float64(q[r*d+j]) * float64(keys[k*d+j])
+			}
+			return s
+		}
+		hit := dot(target(r))
+		rank := 1
+		for k := range nk {
+			if k != target(r) && dot(k) >= hit {
+				rank++
+			}
+		}
+		out[r] = rank
+	}
+	return out
+}
+
+func medianRank(xs []int) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	if len(s)%2 == 1 {
+		return float64(s[len(s)/2])
+	}
+	return float64(s[len(s)/2-1]+s[len(s)/2]) / 2
+}
+
