@@ -147,4 +147,3 @@ func medianRank(xs []int) float64 {
 	}
 	return float64(s[len(s)/2-1]+s[len(s)/2]) / 2
 }
-
