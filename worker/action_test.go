@@ -109,11 +109,19 @@ func TestActionChunks(t *testing.T) {
 // TestTriDistributedEqualsSingleProcess: the tri-modal objective is exact
 // across ranks, as each of its three InfoNCE terms is.
 func TestTriDistributedEqualsSingleProcess(t *testing.T) {
+	spec := writeEpisodes(t, t.TempDir(), 8)
+	for _, mask := range []string{"", MaskTask, MaskEpisode} {
+		t.Run("mask="+mask, func(t *testing.T) { triEquivalence(t, spec, mask) })
+	}
+}
+
+func triEquivalence(t *testing.T, spec, mask string) {
 	cfg := smallConfig(t, Tri)
-	cfg.Data = writeEpisodes(t, t.TempDir(), 8)
+	cfg.Data = spec
 	cfg.DataOptions.ImageSize, cfg.Batch, cfg.ActionHorizon = 8, 10, 4
 	cfg.ActionHidden, cfg.TriWeights = []int{12}, [3]float64{1, 0.5, 2}
 	cfg.LearnTemperature = true
+	cfg.MaskFalseNegatives, cfg.MaskField = mask != "", mask
 	data := loadData(t, cfg)
 	rc := allreduce.Config{JobID: "tri"}
 	one, want := stepOnRanksData(t, cfg, data, 1, 2, rc, func(*allreduce.Ring) Comm[float64] { return Single[float64]{} })

@@ -18,6 +18,14 @@ const (
 	MoCo   = "moco"
 )
 
+// The id fields of --mask-false-negatives.
+const (
+	MaskCaption = "caption"
+	MaskLabel   = "label"
+	MaskTask    = "task"
+	MaskEpisode = "episode"
+)
+
 // The range of the temperature τ: the logit scale s = exp(t) = 1/τ is
 // clamped to [1, 100] (t to [0, ln 100]) after every step.
 const (
@@ -82,6 +90,10 @@ type Config struct {
 	LayerNorm   bool   `json:"layer_norm"`
 
 	MaskFalseNegatives bool    `json:"mask_false_negatives"`
+	// MaskField is the id field whose equal values make two rows
+	// positives of each other rather than negatives, with
+	// MaskFalseNegatives: caption (the default), label, task or episode.
+	MaskField string `json:"mask_field,omitempty"`
 	MoCoMomentum       float64 `json:"moco_momentum"`
 	MoCoQueue          int     `json:"moco_queue"`
 	MoCoSymmetric      bool    `json:"moco_symmetric"`
@@ -203,6 +215,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--tri-weights %v: weights must be finite and not negative", c.TriWeights))
 			break
 		}
+	}
+	switch c.MaskField {
+	case "", MaskCaption, MaskLabel, MaskTask, MaskEpisode:
+	default:
+		errs = append(errs, fmt.Errorf("--mask-false-negatives %q: use caption, label, task or episode", c.MaskField))
 	}
 	if c.EvalEvery < 0 {
 		errs = append(errs, fmt.Errorf("--eval-every %d: must not be negative", c.EvalEvery))

@@ -155,3 +155,34 @@ func TestRestoreRefusesOtherTowers(t *testing.T) {
 		t.Fatalf("restoring a snapshot of other towers: %v, want a refusal naming the towers", err)
 	}
 }
+
+// TestMaskByLabel: with --mask-false-negatives=label the rows of one class
+// are each other's positives, which lowers the loss against masking by
+// caption (fewer negatives), and the masked run is exact across ranks.
+func TestMaskByLabel(t *testing.T) {
+	cfg := smallConfig(t, CLIP)
+	cfg.Batch, cfg.Chunk, cfg.MaskFalseNegatives = 12, 5, true
+	_, byCaption := stepOnRanks(t, cfg, 1, 1, func(*allreduce.Ring) Comm[float64] { return Single[float64]{} })
+	cfg.MaskField = MaskLabel
+	one, byLabel := stepOnRanks(t, cfg, 1, 1, func(*allreduce.Ring) Comm[float64] { return Single[float64]{} })
+	if !(byLabel[0] < byCaption[0]) {
+		t.Errorf("loss masked by label %v, by caption %v: want lower", byLabel[0], byCaption[0])
+	}
+	three, loss := stepOnRanks(t, cfg, 3, 1, func(r *allreduce.Ring) Comm[float64] { return ring64{r} })
+	if d := math.Abs(loss[0]-byLabel[0]) / byLabel[0]; d > 1e-10 {
+		t.Errorf("3 ranks: loss %v, one %v", loss[0], byLabel[0])
+	}
+	if d := relDiff(three[1].Model.P.G, one[0].Model.P.G); d > 1e-10 {
+		t.Errorf("3 ranks: gradient differs by %.2g", d)
+	}
+	// An idx set has no task field: the step says so.
+	cfg.MaskField = MaskTask
+	tr, err := NewTrainer[float64](cfg, smallMNIST(t, 64, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.Step(context.Background(), Single[float64]{}, 0); err == nil || !strings.Contains(err.Error(), "no task field") {
+		t.Errorf("a task mask on an idx set: %v, want an error naming the field", err)
+	}
+}

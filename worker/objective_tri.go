@@ -24,6 +24,7 @@ const Tri = "tri"
 type triObjective[T gemm.Float] struct {
 	w          [3]float64
 	it, ia, ta contrastive.CLIP[T]
+	all        bool // the masking ids hold for all three terms
 	g          [6][]T // the terms' gradients before weighting
 }
 
@@ -35,6 +36,10 @@ func newTri[T gemm.Float](cfg Config) (Objective[T], error) {
 	c := contrastive.CLIP[T]{Chunk: cfg.Chunk}
 	o := &triObjective[T]{w: w, it: c, ia: c, ta: c}
 	o.it.MaskFalseNegatives = cfg.MaskFalseNegatives
+	// Ids of a label, task or episode belong to the whole row: they mask
+	// the pairs of every term, not only the image–text one.
+	o.all = cfg.MaskFalseNegatives && cfg.MaskField != "" && cfg.MaskField != MaskCaption
+	o.ia.MaskFalseNegatives, o.ta.MaskFalseNegatives = o.all, o.all
 	return o, nil
 }
 
@@ -61,6 +66,9 @@ func (o *triObjective[T]) Loss(ctx context.Context, coll contrastive.Collective,
 		{"image-text", &o.it, u, v, o.g[0], o.g[1], v.Groups},
 		{"image-action", &o.ia, u, w, o.g[2], o.g[3], nil},
 		{"text-action", &o.ta, v, w, o.g[4], o.g[5], nil},
+	}
+	if o.all {
+		terms[1].ids, terms[2].ids = v.Groups, v.Groups
 	}
 	var res contrastive.Result[T]
 	clear(u.DEmb)

@@ -90,6 +90,7 @@ type Trainer[T gemm.Float] struct {
 	ids     []int32
 	offsets []int32
 	capIDs  []int32
+	groups  []int32 // the rows' ids of --mask-false-negatives when not captions
 	dEmb    map[string][]T // ∂L/∂emb of each tower's encoded rows
 	counts  []int
 	timed   timedComm[T]
@@ -661,6 +662,12 @@ func (t *Trainer[T]) buildViews(epoch int, local []int) error {
 		v := &t.in.Views[t.textView]
 		v.In = model.Bags[T](t.ids, t.offsets, b)
 		v.Groups = t.capIDs
+		if f := t.Cfg.MaskField; f != "" && f != MaskCaption {
+			if err := t.maskGroups(local); err != nil {
+				return err
+			}
+			v.Groups = t.groups
+		}
 		t.in.towerIn[model.ModalityText] = v.In
 	}
 	if t.actionView >= 0 {

@@ -62,9 +62,11 @@ func (t *Trainer[T]) setSource(src dataset.Source) error {
 
 // rowMeta is what the text view needs of a drawn row's sample.
 type rowMeta struct {
-	text  string
-	label int
-	index int // the sample drawn: the row's own, or the one that stood in for it
+	text    string
+	label   int
+	task    int
+	episode int64
+	index   int // the sample drawn: the row's own, or the one that stood in for it
 }
 
 // drawSourceRows is drawRows for a source: each sample is read once (a bad
@@ -105,7 +107,7 @@ func (t *Trainer[T]) drawSourceRows(dst []T, meta []rowMeta, step int64, local [
 				}
 			}
 		}
-		meta[r] = rowMeta{text: s.Text, label: s.Label, index: s.Index}
+		meta[r] = rowMeta{text: s.Text, label: s.Label, task: s.Task, episode: s.Episode, index: s.Index}
 	}
 }
 
@@ -163,4 +165,33 @@ func (t *Trainer[T]) fillActions(local []int) {
 			t.xa[r*w+j] = T(v)
 		}
 	}
+}
+
+// maskGroups replaces the text view's groups (caption ids) by the id field
+// --mask-false-negatives names: the rows' labels, tasks or episodes. A row
+// without the field gets an id of its own (−1 − its row), so that it masks
+// nothing.
+func (t *Trainer[T]) maskGroups(local []int) error {
+	f := t.Cfg.MaskField
+	if f == "" || f == MaskCaption {
+		return nil
+	}
+	t.groups = t.groups[:0]
+	for r, i := range local {
+		id := int64(-1 - r)
+		switch {
+		case f == MaskLabel && t.Set != nil:
+			id = int64(t.Set.Train.Labels[i])
+		case t.Set != nil:
+			return fmt.Errorf("--mask-false-negatives %s: %s has no %s field", f, t.Cfg.Data, f)
+		case f == MaskLabel && t.rowMeta[r].label >= 0:
+			id = int64(t.rowMeta[r].label)
+		case f == MaskTask && t.rowMeta[r].task >= 0:
+			id = int64(t.rowMeta[r].task)
+		case f == MaskEpisode && t.rowMeta[r].episode >= 0:
+			id = t.rowMeta[r].episode
+		}
+		t.groups = append(t.groups, int32(id))
+	}
+	return nil
 }

@@ -75,3 +75,31 @@ func (o optFloat) Set(s string) error {
 	*o.p = &v
 	return nil
 }
+
+// maskFlag is --mask-false-negatives: a switch (true, false) or the name
+// of the id field that masks.
+type maskFlag struct{ cfg *worker.Config }
+
+func (m maskFlag) IsBoolFlag() bool { return true }
+
+func (m maskFlag) String() string {
+	if m.cfg == nil || !m.cfg.MaskFalseNegatives {
+		return "false"
+	}
+	if m.cfg.MaskField == "" {
+		return "true"
+	}
+	return m.cfg.MaskField
+}
+
+func (m maskFlag) Set(s string) error {
+	switch s {
+	case "true", "1":
+		m.cfg.MaskFalseNegatives, m.cfg.MaskField = true, ""
+	case "false", "0":
+		m.cfg.MaskFalseNegatives, m.cfg.MaskField = false, ""
+	default:
+		m.cfg.MaskFalseNegatives, m.cfg.MaskField = true, s
+	}
+	return nil
+}

@@ -47,7 +47,7 @@ func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.IntVar(&cfg.TextHidden, "text-hidden", cfg.TextHidden, "width of the text tower's embedding bag")
 	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation: relu or gelu")
 	fs.BoolVar(&cfg.LayerNorm, "layer-norm", cfg.LayerNorm, "LayerNorm before each hidden activation")
-	fs.BoolVar(&cfg.MaskFalseNegatives, "mask-false-negatives", cfg.MaskFalseNegatives, "clip: pairs with the same caption count as positives, not negatives")
+	fs.Var(maskFlag{cfg}, "mask-false-negatives", "pairs with the same id count as positives, not negatives: alone, the caption's; =label, =task or =episode for those fields")
 	fs.Float64Var(&cfg.MoCoMomentum, "moco-momentum", cfg.MoCoMomentum, "moco: momentum m of the key encoder")
 	fs.IntVar(&cfg.MoCoQueue, "moco-queue", cfg.MoCoQueue, "moco: queue size, a multiple of --batch (0: 8 batches)")
 	fs.BoolVar(&cfg.MoCoSymmetric, "moco-symmetric", cfg.MoCoSymmetric, "moco: symmetrised loss ½[ctr(q1,k2)+ctr(q2,k1)] (v3 style)")
