@@ -89,15 +89,15 @@ type Config struct {
 	Activation  string `json:"activation"`
 	LayerNorm   bool   `json:"layer_norm"`
 
-	MaskFalseNegatives bool    `json:"mask_false_negatives"`
+	MaskFalseNegatives bool `json:"mask_false_negatives"`
 	// MaskField is the id field whose equal values make two rows
 	// positives of each other rather than negatives, with
 	// MaskFalseNegatives: caption (the default), label, task or episode.
-	MaskField string `json:"mask_field,omitempty"`
-	MoCoMomentum       float64 `json:"moco_momentum"`
-	MoCoQueue          int     `json:"moco_queue"`
-	MoCoSymmetric      bool    `json:"moco_symmetric"`
-	Chunk              int     `json:"chunk"` // logit columns per chunk of the streamed loss
+	MaskField     string  `json:"mask_field,omitempty"`
+	MoCoMomentum  float64 `json:"moco_momentum"`
+	MoCoQueue     int     `json:"moco_queue"`
+	MoCoSymmetric bool    `json:"moco_symmetric"`
+	Chunk         int     `json:"chunk"` // logit columns per chunk of the streamed loss
 
 	CheckpointEvery int64 `json:"checkpoint_every"` // steps between checkpoints (0: only at the end and on a stop)
 	// EvalEvery is the number of steps between evaluations during a

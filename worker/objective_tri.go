@@ -24,7 +24,7 @@ const Tri = "tri"
 type triObjective[T gemm.Float] struct {
 	w          [3]float64
 	it, ia, ta contrastive.CLIP[T]
-	all        bool // the masking ids hold for all three terms
+	all        bool   // the masking ids hold for all three terms
 	g          [6][]T // the terms' gradients before weighting
 }
 

@@ -90,7 +90,7 @@ type Trainer[T gemm.Float] struct {
 	ids     []int32
 	offsets []int32
 	capIDs  []int32
-	groups  []int32 // the rows' ids of --mask-false-negatives when not captions
+	groups  []int32        // the rows' ids of --mask-false-negatives when not captions
 	dEmb    map[string][]T // ∂L/∂emb of each tower's encoded rows
 	counts  []int
 	timed   timedComm[T]
