@@ -253,7 +253,7 @@ func (s *State) support(i int) float64 {
 	o := s.Objects[i]
 	z := 0.0
 	for j, p := range s.Objects {
-		if j != i && p.Z+ObjectHeight <= o.Z+1e-9 && math.Hypot(o.X-p.X, o.Y-p.Y) < p.R {
+		if j != i && p.Z+ObjectHeight <= o.Z+1e-4 && math.Hypot(o.X-p.X, o.Y-p.Y) < p.R {
 			z = max(z, p.Z+ObjectHeight)
 		}
 	}

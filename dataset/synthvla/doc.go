@@ -1,0 +1,2 @@
+// Package synthvla generates a procedural tabletop manipulation data set.
+package synthvla
