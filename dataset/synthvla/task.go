@@ -11,16 +11,16 @@ type Family int
 
 // The task families. X is the object acted on, Y the reference object.
 const (
-	PushLeft   Family = iota // push X to the left of Y
-	PushRight                // push X to the right of Y
-	PushBehind               // push X behind Y (up the image)
-	PushFront                // push X in front of Y (down the image)
-	PlaceOn                  // pick X and place it on Y, anywhere on its top
-	Stack                    // stack X on Y, centred and turned to match
-	Rotate                   // rotate X clockwise by half its period
-	Point                    // point at X: hover the open hand over it
-	Lift                     // lift X and hold it up
-	NumFamilies int = iota
+	PushLeft    Family = iota // push X to the left of Y
+	PushRight                 // push X to the right of Y
+	PushBehind                // push X behind Y (up the image)
+	PushFront                 // push X in front of Y (down the image)
+	PlaceOn                   // pick X and place it on Y, anywhere on its top
+	Stack                     // stack X on Y, centred and turned to match
+	Rotate                    // rotate X clockwise by half its period
+	Point                     // point at X: hover the open hand over it
+	Lift                      // lift X and hold it up
+	NumFamilies int    = iota
 )
 
 var familyNames = [...]string{"push-left", "push-right", "push-behind", "push-front", "place-on", "stack", "rotate", "point", "lift"}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,7 +112,8 @@ type SplitSummary struct {
 	OpenSplit string `json:"open_split,omitempty"`
 }
 
-// Summary describes what Generate wrote; it is also Out/info.json.
+// Summary describes what Generate wrote; it is also Out/info.json, with
+// the specs and folders relative to Out.
 type Summary struct {
 	Name     string                  `json:"name"`
 	Format   string                  `json:"format"`
@@ -157,7 +159,20 @@ func Generate(ctx context.Context, opts Options) (Summary, error) {
 		}
 		sum.Splits[sp] = ss
 	}
-	b, err := json.MarshalIndent(sum, "", "  ")
+	// info.json names the splits relative to its folder, so that the
+	// folder can move and equal options give equal bytes.
+	rel := sum
+	rel.Splits = map[Split]*SplitSummary{}
+	for sp, ss := range sum.Splits {
+		c := *ss
+		scheme, path, _ := strings.Cut(c.Spec, ":")
+		if r, err := filepath.Rel(opts.Out, path); err == nil {
+			c.Spec = scheme + ":" + filepath.ToSlash(r)
+		}
+		c.Dir = string(sp)
+		rel.Splits[sp] = &c
+	}
+	b, err := json.MarshalIndent(rel, "", "  ")
 	if err != nil {
 		return sum, fmt.Errorf("synthvla: %w", err)
 	}
