@@ -6,8 +6,8 @@ import (
 	"os"
 
 	"github.com/infonce/infonce/dataset"
-	_ "github.com/infonce/infonce/dataset/wds"
 	"github.com/infonce/infonce/dataset/synthvla"
+	_ "github.com/infonce/infonce/dataset/wds"
 )
 
 // Generate a small data set as WebDataset shards and read a step of its

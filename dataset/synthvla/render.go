@@ -150,7 +150,7 @@ func (r *renderer) render(s *State, dst []byte) {
 		}
 		return 0
 	})
-	px := 1 / float64(r.S) * float64(r.S) / 64 // one pixel at 64×64, in table units
+	const px = 1.0 / 64 // one pixel at 64×64, in table units: shadows scale with the image
 	for _, i := range r.order {
 		o := s.Objects[i]
 		top := o.Z + ObjectHeight
