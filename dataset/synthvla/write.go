@@ -413,6 +413,19 @@ func encodeEpisode(opts Options, sp Split, i int) encoded {
 	return out
 }
 
+// pngPool keeps the PNG encoders' buffers (a deflate state each) between
+// images.
+type pngPool struct{ p sync.Pool }
+
+func (p *pngPool) Get() *png.EncoderBuffer {
+	b, _ := p.p.Get().(*png.EncoderBuffer)
+	return b
+}
+
+func (p *pngPool) Put(b *png.EncoderBuffer) { p.p.Put(b) }
+
+var pngEncoder = png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &pngPool{}}
+
 // EncodePNG encodes an S×S RGB image (HWC bytes) as a PNG.
 func EncodePNG(pix []byte, size int) ([]byte, error) {
 	im := image.NewNRGBA(image.Rect(0, 0, size, size))
@@ -421,7 +434,7 @@ func EncodePNG(pix []byte, size int) ([]byte, error) {
 		im.Pix[4*i+3] = 255
 	}
 	var b bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&b, im); err != nil {
+	if err := pngEncoder.Encode(&b, im); err != nil {
 		return nil, fmt.Errorf("synthvla: png: %w", err)
 	}
 	return b.Bytes(), nil
