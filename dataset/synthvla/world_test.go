@@ -371,3 +371,20 @@ func TestCoverage(t *testing.T) {
 		}
 	}
 }
+
+// TaskOf reads ids from metadata: any int either is refused or names a
+// task whose ID is the int.
+func FuzzTaskOf(f *testing.F) {
+	for _, id := range []int{0, 1, 36, 37, NumTaskIDs - 1, NumTaskIDs, -1, Task{Family: Rotate, X: KindOf(5)}.ID()} {
+		f.Add(id)
+	}
+	f.Fuzz(func(t *testing.T, id int) {
+		task, err := TaskOf(id)
+		if err != nil {
+			return
+		}
+		if task.ID() != id {
+			t.Fatalf("TaskOf(%d) = %s, whose id is %d", id, task, task.ID())
+		}
+	})
+}
