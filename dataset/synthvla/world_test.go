@@ -105,6 +105,17 @@ func TestHeldOutSplits(t *testing.T) {
 				t.Fatalf("val episode %d: %s involves no held-out combination", e.Index, e.Task)
 			}
 		}
+		objs := e.Frames[0].State.Objects
+		if len(objs) < 2 || len(objs) > 5 {
+			t.Fatalf("%s episode %d: %d objects", e.Split, e.Index, len(objs))
+		}
+		for i := range objs {
+			for j := range i {
+				if objs[i].Kind == objs[j].Kind {
+					t.Fatalf("%s episode %d: two %s", e.Split, e.Index, objs[i].Kind)
+				}
+			}
+		}
 		if e.Frames[0].State.Objects[e.XI].Kind != e.Task.X || e.YI >= 0 && e.Frames[0].State.Objects[e.YI].Kind != e.Task.Y {
 			t.Fatalf("%s episode %d: the task's kinds are not its objects'", e.Split, e.Index)
 		}
