@@ -71,20 +71,24 @@ func (cv *canvas) darken(l layer, op, width float64) {
 	cv.fill(l, [3]float64{}, op, 0, width)
 }
 
+// norm is the length of (x, y); at the table's scale a plain square root
+// cannot overflow, and it is cheaper than math.Hypot.
+func norm(x, y float64) float64 { return math.Sqrt(x*x + y*y) }
+
 // Signed distance functions of the shapes, for a footprint radius r.
 
-func sdCircle(r float64) sdf { return func(x, y float64) float64 { return math.Hypot(x, y) - r } }
+func sdCircle(r float64) sdf { return func(x, y float64) float64 { return norm(x, y) - r } }
 
 // sdRing is an annulus between 0.4r and r.
 func sdRing(r float64) sdf {
-	return func(x, y float64) float64 { return math.Abs(math.Hypot(x, y)-0.7*r) - 0.3*r }
+	return func(x, y float64) float64 { return math.Abs(norm(x, y)-0.7*r) - 0.3*r }
 }
 
 // sdBox is a rectangle of half sides (a, b).
 func sdBox(a, b float64) sdf {
 	return func(x, y float64) float64 {
 		qx, qy := math.Abs(x)-a, math.Abs(y)-b
-		return math.Hypot(max(qx, 0), max(qy, 0)) + min(max(qx, qy), 0)
+		return norm(max(qx, 0), max(qy, 0)) + min(max(qx, qy), 0)
 	}
 }
 
@@ -96,22 +100,23 @@ func sdUnion(f, g sdf) sdf { return func(x, y float64) float64 { return min(f(x,
 func sdPolygon(v []float64) sdf {
 	n := len(v) / 2
 	return func(x, y float64) float64 {
-		best := math.Inf(1)
+		best := math.Inf(1) // squared
 		inside := false
 		for i, j := 0, n-1; i < n; j, i = i, i+1 {
 			ax, ay, bx, by := v[2*j], v[2*j+1], v[2*i], v[2*i+1]
 			ex, ey := bx-ax, by-ay
 			wx, wy := x-ax, y-ay
 			t := clamp((wx*ex+wy*ey)/(ex*ex+ey*ey), 0, 1)
-			best = min(best, math.Hypot(wx-t*ex, wy-t*ey))
+			dx, dy := wx-t*ex, wy-t*ey
+			best = min(best, dx*dx+dy*dy)
 			if (ay > y) != (by > y) && x < ax+(y-ay)*ex/ey {
 				inside = !inside
 			}
 		}
 		if inside {
-			return -best
+			return -math.Sqrt(best)
 		}
-		return best
+		return math.Sqrt(best)
 	}
 }
 
