@@ -399,3 +399,42 @@ func FuzzTaskOf(f *testing.F) {
 		}
 	})
 }
+
+// A scenario of a push: the hand closes on its way over the start behind
+// X, goes down, and X moves only during the stroke (phase 2), ending left
+// of Y.
+func TestControllerPushScenario(t *testing.T) {
+	X, Y := Object{Kind: Kind{Circle, Red}, X: 0.3, Y: 0.75, R: 0.06}, Object{Kind: Kind{Square, Blue}, X: 0.55, Y: 0.5, R: 0.07}
+	s := State{Objects: []Object{X, Y}, G: Gripper{X: 0.8, Y: 0.2, Z: ZTravel, Aperture: 1, Held: -1}}
+	task := Task{Family: PushLeft, X: X.Kind, Y: Y.Kind}
+	tx, ty := Y.X-Y.R-X.R-0.03, Y.Y
+	if !pushFits(s, 0, tx, ty) {
+		t.Fatal("the push does not fit")
+	}
+	c := Controller{V: 0.08, VZ: 0.1, VYaw: VMaxYaw, Plan: Plan(task, s, 0, 1, tx, ty)}
+	s0 := s.Clone()
+	for range MaxFrames {
+		a, more := c.Act(s.G)
+		if !more {
+			break
+		}
+		phase := c.Phase()
+		before := s.Objects[0]
+		s.Apply(a)
+		if s.Objects[0] != before && phase != 2 {
+			t.Fatalf("X moved in phase %d", phase)
+		}
+		if phase >= 1 && !s.G.Closed {
+			t.Fatalf("the hand is open in phase %d", phase)
+		}
+	}
+	if !c.Done() {
+		t.Fatal("the push did not finish in MaxFrames steps")
+	}
+	if o := s.Objects[0]; math.Hypot(o.X-tx, o.Y-ty) > 1e-6 {
+		t.Fatalf("X at (%g, %g), want (%g, %g)", o.X, o.Y, tx, ty)
+	}
+	if !task.Holds(s0, s, 0, 1) {
+		t.Fatal("push-left does not hold")
+	}
+}
