@@ -11,15 +11,10 @@ import (
 	"github.com/infonce/infonce/dataset/synthvla"
 )
 
-// synth-vla writes the procedural tabletop data set of package
-// dataset/synthvla. It is a command of its own until the data command
-// gathers the data tools; runSynthVLA is the action either way.
-func init() {
-	register("synth-vla", command{summary: "write a procedural tabletop manipulation data set (images, instructions, 7-dim actions): synth-vla --episodes N --out DIR", run: runSynthVLA})
-}
-
+// runSynthVLA is `infonce data synth-vla`: it writes the procedural
+// tabletop data set of package dataset/synthvla.
 func runSynthVLA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("synth-vla", flag.ContinueOnError)
+	fs := flag.NewFlagSet("data synth-vla", flag.ContinueOnError)
 	var o synthvla.Options
 	fs.IntVar(&o.Episodes, "episodes", 0, "number of episodes of both splits together (required)")
 	fs.StringVar(&o.Out, "out", "", "folder to write DIR/train, DIR/val and DIR/info.json to; the splits must not exist yet (required)")

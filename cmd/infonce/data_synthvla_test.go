@@ -13,7 +13,7 @@ import (
 func TestSynthVLACommand(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"synth-vla", "--episodes", "5", "--out", dir, "--size", "32", "--val-fraction", "0.4", "--quiet"}, &out, &errb)
+	code := run(context.Background(), []string{"data", "synth-vla", "--episodes", "5", "--out", dir, "--size", "32", "--val-fraction", "0.4", "--quiet"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -35,16 +35,16 @@ func TestSynthVLACommand(t *testing.T) {
 	// No validation split with --val-fraction 0.
 	dir = t.TempDir()
 	out.Reset()
-	if code := run(context.Background(), []string{"synth-vla", "--episodes", "2", "--out", dir, "--size", "16", "--val-fraction", "0", "--format", "rlds", "--quiet"}, &out, &errb); code != 0 {
+	if code := run(context.Background(), []string{"data", "synth-vla", "--episodes", "2", "--out", dir, "--size", "16", "--val-fraction", "0", "--format", "rlds", "--quiet"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "val")); !os.IsNotExist(err) || !strings.Contains(out.String(), "rlds:") {
 		t.Fatalf("val split written with --val-fraction 0 (%v):\n%s", err, out.String())
 	}
 	for _, args := range [][]string{
-		{"synth-vla", "--out", dir},
-		{"synth-vla", "--episodes", "3"},
-		{"synth-vla", "--episodes", "3", "--out", t.TempDir(), "--format", "csv"},
+		{"data", "synth-vla", "--out", dir},
+		{"data", "synth-vla", "--episodes", "3"},
+		{"data", "synth-vla", "--episodes", "3", "--out", t.TempDir(), "--format", "csv"},
 	} {
 		if code := run(context.Background(), args, &out, &errb); code == 0 {
 			t.Errorf("%v: exit 0", args)

@@ -61,8 +61,8 @@ func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
 // objectiveDefaults fills the temperature defaults of the chosen objective
 // for the flags the user did not set.
 func objectiveDefaults(cfg *worker.Config, set map[string]bool) {
-	if cfg.Objective == worker.CLIP {
-		return
+	if cfg.Objective == worker.CLIP || cfg.Objective == worker.Tri {
+		return // CLIP's: τ 0.07, learned
 	}
 	if !set["temperature"] {
 		cfg.Temperature = 0.2

@@ -183,8 +183,32 @@ type Source struct {
 	limit   int                   // MaxCachedSteps, lower in tests
 }
 
-// Open reads features.json, finds the shards of the split and indexes
-// them. A folder without features.json or shards, or whose shards hold
+// onlySplit returns the split of dir's shards when they all belong to one.
+func onlySplit(dir string) (string, bool) {
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.tfrecord-*-of-*"))
+	split := ""
+	for _, p := range paths {
+		base := filepath.Base(p)
+		if strings.HasSuffix(base, ".idx") || strings.Contains(base, ".idx-") {
+			continue
+		}
+		name, _, ok := strings.Cut(base, ".tfrecord-")
+		i := strings.LastIndexByte(name, '-')
+		if !ok || i < 0 {
+			continue
+		}
+		if sp := name[i+1:]; split == "" {
+			split = sp
+		} else if sp != split {
+			return "", false
+		}
+	}
+	return split, split != ""
+}
+
+// Open reads features.json, finds the shards of the split (opts.Split;
+// "train", or "test" with opts.Test, by default, or the one split of a
+// folder that holds one) and indexes them. A folder without features.json or shards, or whose shards hold
 // no record, is an error that names what was looked for.
 func Open(dir string, opts dataset.OpenOptions) (*Source, error) {
 	split := opts.Split
@@ -223,6 +247,18 @@ func Open(dir string, opts dataset.OpenOptions) (*Source, error) {
 		return strings.HasSuffix(p, ".idx") || strings.Contains(filepath.Base(p), ".idx-")
 	})
 	slices.Sort(paths)
+	if len(paths) == 0 && opts.Split == "" {
+		// A folder of one split other than the default is read as it is.
+		if only, ok := onlySplit(dir); ok {
+			s.split = only
+			pattern = filepath.Join(dir, "*-"+only+".tfrecord-*-of-*")
+			paths, _ = filepath.Glob(pattern)
+			paths = slices.DeleteFunc(paths, func(p string) bool {
+				return strings.HasSuffix(p, ".idx") || strings.Contains(filepath.Base(p), ".idx-")
+			})
+			slices.Sort(paths)
+		}
+	}
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("rlds: no shard %s of split %q", pattern, split)
 	}
