@@ -82,7 +82,11 @@ func (t *Trainer[T]) startPrefetch(step int64, K, k, lo, hi int) {
 	pf.mu.Lock()
 	defer pf.mu.Unlock()
 	pf.active = false
-	if K < 2 || (t.totalSteps > 0 && step >= t.totalSteps) {
+	// One process has no waits to draw in; a source's rows (decoded
+	// files) are then drawn by a goroutine of their own while the step
+	// computes, an idx set's (a copy from memory) in the step.
+	background := K < 2 && t.Set != nil
+	if background || (t.totalSteps > 0 && step >= t.totalSteps) {
 		return
 	}
 	_, pf.idx = t.Sampler.Batch(step, pf.idx)
@@ -92,6 +96,28 @@ func (t *Trainer[T]) startPrefetch(step int64, K, k, lo, hi int) {
 		pf.meta = grow(pf.meta, hi-lo)
 	}
 	pf.step, pf.K, pf.k, pf.next, pf.active = step, K, k, 0, true
+	if K < 2 {
+		t.drawing.Add(1)
+		go t.drawAhead()
+	}
+}
+
+// drawAhead draws the prefetch's rows until they are all drawn or the
+// step took the buffer (one process, a source's rows).
+func (t *Trainer[T]) drawAhead() {
+	defer t.drawing.Done()
+	pf := &t.pf
+	for {
+		pf.mu.Lock()
+		if !pf.active || pf.next >= len(pf.local) {
+			pf.mu.Unlock()
+			return
+		}
+		hi := min(pf.next+prefetchRowsPerCall, len(pf.local))
+		t.drawRows(pf.x, pf.meta, pf.step, pf.local, pf.next, hi)
+		pf.next = hi
+		pf.mu.Unlock()
+	}
 }
 
 // PrefetchSome draws a few rows of the next step's input, if any are left

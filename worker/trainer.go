@@ -109,6 +109,7 @@ type Trainer[T gemm.Float] struct {
 	augLocal    []int
 	augFrom     int
 	pf          prefetch[T]
+	drawing     sync.WaitGroup // drawAhead's goroutine
 	prefetched  int64 // steps whose input came from the prefetch
 	zeroedAhead int64 // gradient elements cleared in waits
 	totalSteps  int64
@@ -776,6 +777,10 @@ func (t *Trainer[T]) towerViews(side string) []int {
 
 // Close stops the trainer's helper goroutines.
 func (t *Trainer[T]) Close() {
+	t.pf.mu.Lock()
+	t.pf.active = false
+	t.pf.mu.Unlock()
+	t.drawing.Wait()
 	if t.pixPool != nil {
 		t.pixPool.close()
 	}
