@@ -110,8 +110,8 @@ type Trainer[T gemm.Float] struct {
 	augFrom     int
 	pf          prefetch[T]
 	drawing     sync.WaitGroup // drawAhead's goroutine
-	prefetched  int64 // steps whose input came from the prefetch
-	zeroedAhead int64 // gradient elements cleared in waits
+	prefetched  int64          // steps whose input came from the prefetch
+	zeroedAhead int64          // gradient elements cleared in waits
 	totalSteps  int64
 
 	// StopRequested asks every rank to stop after the current step: the
