@@ -90,8 +90,12 @@ func (g *Blocked) transposeRows(d, src []float32, ld, rows, stride, kb int) bool
 	if g.transpose8 == nil || kb8 == 0 || (rows%8 != 0 && (rows%8 != 6 || g.transpose6 == nil)) {
 		return false
 	}
-	_ = d[kb*stride-1+2] // the transposers write within d, and within its slack
-	_ = src[(rows-1)*ld+kb-1]
+	// The transposers write within d and its slack, and read within src:
+	// checked by length, not by reading d's last element, which may lie in
+	// the next sliver that another goroutine is packing.
+	if len(d) < kb*stride+2 || len(src) < (rows-1)*ld+kb {
+		return false
+	}
 	if rows%8 == 6 {
 		// The group of 6 spills into the next column's first two floats,
 		// so it goes first and the groups of 8 overwrite the spill.
