@@ -63,6 +63,8 @@ type Evaluation struct {
 // trainer writes its own configuration type, a reader that does not need
 // it decodes it as json.RawMessage ([RawSummary]).
 type Summary[C any] struct {
+	// RunID names the run; its checkpoints carry the same id.
+	RunID            string  `json:"run_id,omitempty"`
 	Objective        string  `json:"objective"`
 	Data             string  `json:"data"`
 	Workers          int     `json:"workers"`

@@ -57,6 +57,7 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 		return nil, false, nil
 	}
 	sum := &Summary{
+		RunID:     m.cfg.RunID,
 		Objective: m.cfg.Objective, Data: m.cfg.Data, Workers: ring.Size(), Generation: gen,
 		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(m.cfg.Batch),
 		FinalLoss: m.rec.last.Loss, FinalLogitScale: m.rec.last.LogitScale,

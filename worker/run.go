@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +40,9 @@ type Options struct {
 	MaxBadSteps int
 	// Faults are injected into the run, for tests (zero: none).
 	Faults Faults
+	// Overwrite lets a run that does not resume remove the checkpoints of
+	// another run in its run directory (StartFresh).
+	Overwrite bool
 }
 
 // ErrStopped reports a run that stopped on request (SIGINT, SIGTERM) after
@@ -48,6 +54,20 @@ var ErrStopped = errors.New("stopped on request")
 func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*Summary, error) {
 	start := time.Now()
 	log := opt.logger()
+	var resume *checkpoint.Checkpoint
+	if opt.Resume != "" {
+		c, err := checkpoint.Load(ctx, opt.Resume)
+		if err != nil {
+			return nil, fmt.Errorf("--resume: %w", err)
+		}
+		resume = c
+		if c.Manifest.RunID != "" {
+			cfg.RunID = c.Manifest.RunID // a resumed run keeps its id
+		}
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = NewRunID()
+	}
 	t, err := NewTrainer[float32](cfg, set)
 	if err != nil {
 		return nil, err
@@ -57,16 +77,12 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		return nil, fmt.Errorf("--out %s: %w", cfg.Out, err)
 	}
 	var first int64
-	if opt.Resume != "" {
-		c, err := checkpoint.Load(ctx, opt.Resume)
-		if err != nil {
+	if resume != nil {
+		if first, err = t.Restore(resume); err != nil {
 			return nil, fmt.Errorf("--resume: %w", err)
 		}
-		if first, err = t.Restore(c); err != nil {
-			return nil, fmt.Errorf("--resume: %w", err)
-		}
-		log.Info("resuming", "checkpoint", c.Dir, "step", first)
-	} else if err := StartFresh(cfg.Out, log); err != nil {
+		log.Info("resuming", "checkpoint", resume.Dir, "step", first, "run", cfg.RunID)
+	} else if err := StartFresh(ctx, cfg.Out, cfg.RunID, opt.Overwrite, log); err != nil {
 		return nil, err
 	}
 	rec, err := openRecorder(cfg, t.TotalSteps(), 1, opt, first > 0, first)
@@ -74,7 +90,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		return nil, err
 	}
 	defer rec.close()
-	log.Info("training", "objective", cfg.Objective, "data", set.Name, "steps", t.TotalSteps(),
+	log.Info("training", "run", cfg.RunID, "objective", cfg.Objective, "data", set.Name, "steps", t.TotalSteps(),
 		"batch", cfg.Batch, "params", len(t.Model.P.W), "out", cfg.Out)
 
 	if opt.Observer != nil {
@@ -135,6 +151,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	rec.finish()
 
 	sum := &Summary{
+		RunID:     cfg.RunID,
 		Objective: cfg.Objective, Data: cfg.Data, Workers: 1,
 		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(cfg.Batch),
 		FinalLoss: last.Loss, FinalLogitScale: last.LogitScale,
@@ -168,18 +185,52 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	return sum, nil
 }
 
-// StartFresh prepares the run directory of a run that does not resume:
-// checkpoints of an earlier run there would otherwise be taken for this
-// run's, so they are removed.
-func StartFresh(out string, log *slog.Logger) error {
-	dir := CheckpointDir(out)
-	if _, err := os.Stat(dir); err != nil {
+// NewRunID returns a new random run id: 8 hexadecimal digits. It is the
+// run's name, not a source of training randomness (those are seeded from
+// the run's seed).
+func NewRunID() string {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand does not fail on the systems infonce runs on; the
+		// clock still tells two runs apart.
+		return fmt.Sprintf("%08x", uint32(time.Now().UnixNano()))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// ErrOtherRun reports a run directory that holds the checkpoints of another
+// run.
+var ErrOtherRun = checkpoint.ErrOtherRun
+
+// StartFresh prepares the run directory out of run id, a run that does not
+// resume. Checkpoints of another run there are kept and the run is refused
+// (an error wrapping ErrOtherRun), unless overwrite is set: they are then
+// removed under the checkpoint lock, so that no save of a running run is cut
+// into.
+func StartFresh(ctx context.Context, out, id string, overwrite bool, log *slog.Logger) error {
+	st := &checkpoint.Store{Root: CheckpointDir(out), Logger: log}
+	ids, err := st.Runs()
+	if err != nil {
+		return fmt.Errorf("--out %s: %w", out, err)
+	}
+	others := slices.DeleteFunc(ids, func(s string) bool { return s == id && id != "" })
+	if len(others) == 0 {
 		return nil
 	}
-	log.Warn("removing the checkpoints of an earlier run in the same --out (use --resume to continue it)", "dir", dir)
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("--out %s: remove old checkpoints: %w", out, err)
+	for i, o := range others {
+		if o == "" {
+			others[i] = "(no id)"
+		}
 	}
+	if !overwrite {
+		return fmt.Errorf("--out %s holds the checkpoints of run %s: continue it with --resume latest, remove them with --overwrite, or choose another --out: %w",
+			out, strings.Join(others, ", "), ErrOtherRun)
+	}
+	n, err := st.Clear(ctx)
+	if err != nil {
+		return fmt.Errorf("--out %s: --overwrite: %w", out, err)
+	}
+	log.Warn("--overwrite: removed the checkpoints of another run", "dir", st.Root, "runs", strings.Join(others, ", "), "checkpoints", n)
 	return nil
 }
 

@@ -60,6 +60,7 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 		Epoch:         epoch,
 		SamplerCursor: done,
 		Generation:    generation,
+		RunID:         t.Cfg.RunID,
 		CreatedUnix:   float64(time.Now().UnixNano()) / 1e9,
 		Config:        cfg,
 		RNG:           map[string]uint64{"seed": t.Cfg.Seed},
@@ -167,7 +168,9 @@ func (t *Trainer[T]) Save(ctx context.Context, done int64, generation uint64) (s
 	st := &checkpoint.Store{Root: CheckpointDir(t.Cfg.Out), Keep: 3}
 	dir, err := st.Save(ctx, m, blobs)
 	if errors.Is(err, checkpoint.ErrExists) {
-		return dir, nil // a resumed run saving the step it started from
+		// The step exists and names this run (Save refuses another
+		// run's): a resumed run saving the step it started from.
+		return dir, nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("checkpoint step %d: %w", done, err)

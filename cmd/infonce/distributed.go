@@ -39,6 +39,7 @@ type coordinatorFlags struct {
 	http              string        // --http, served by http.go
 	sec               securityFlags // --cluster-key, --tls-* (security.go)
 	maxBadSteps       int
+	overwrite         bool // --overwrite: a new run may remove another run's checkpoints in --out
 }
 
 func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
@@ -53,6 +54,7 @@ func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "shared secret every worker must present")
 	fs.BoolVar(&c.lan, "lan", false, "settings for workers on other machines (LAN timings, bind all interfaces)")
 	fs.StringVar(&c.jobID, "job-id", "infonce", "name of the run; workers of another job are refused")
+	fs.BoolVar(&c.overwrite, "overwrite", false, "a new run (without --resume) removes the checkpoints of another run in --out; without it such an --out is refused")
 	fs.IntVar(&c.maxBadSteps, "max-bad-steps", worker.DefaultMaxBadSteps, "skip steps whose loss or gradient is NaN or Inf, and stop after this many in a row")
 	c.bindHTTP(fs) // --http (http.go)
 	c.sec.bind(fs) // --cluster-key, --tls-* (security.go)
@@ -183,11 +185,23 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
+	publish, err := settleRun(ctx, &cfg, set, *resume, cf.jobID, time.Now(), logger) // runs.go
+	if err != nil {
+		return err
+	}
 	cc, err := cf.config(*workers, cfg, logger)
 	if err != nil {
 		return err
 	}
 	if cc.Resume, err = resumeChecked(ctx, *resume, cfg.Out, cfg); err != nil {
+		return err
+	}
+	if *resume == "" {
+		if err := worker.StartFresh(ctx, cfg.Out, cfg.RunID, cf.overwrite, logger); err != nil {
+			return err
+		}
+	}
+	if err := publish(); err != nil {
 		return err
 	}
 	srv, err := coordinator.New(cc)
@@ -326,7 +340,7 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads, cores int, 
 		return err
 	}
 	if resume == "" {
-		if err := worker.StartFresh(cfg.Out, logger); err != nil {
+		if err := worker.StartFresh(ctx, cfg.Out, cfg.RunID, cf.overwrite, logger); err != nil {
 			return err
 		}
 	}
