@@ -146,6 +146,18 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		if err := rec.step(st, 0); err != nil {
 			return nil, err
 		}
+		// --checkpoint-every: the state after every N-th step, except
+		// after the last one, which SaveFinal writes.
+		if every, done := cfg.CheckpointEvery, step+1; every > 0 && done%every == 0 && done < t.TotalSteps() {
+			dir, err := t.Save(work, done, 0)
+			if err != nil {
+				return nil, err
+			}
+			log.Info("checkpoint", "step", done, "dir", dir)
+			if opt.Observer != nil {
+				opt.Observer.CheckpointSaved(done, dir)
+			}
+		}
 	}
 	trainSeconds := time.Since(trainStart).Seconds()
 	rec.finish()
