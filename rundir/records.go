@@ -29,6 +29,9 @@ type Metric struct {
 	Time             float64 `json:"time"` // Unix seconds
 	Workers          int     `json:"workers"`
 	Generation       uint64  `json:"generation"`
+	// CheckpointFailures counts the checkpoint saves of the run that
+	// failed so far (each retried at the next interval).
+	CheckpointFailures int `json:"checkpoint_failures,omitempty"`
 	// StepTime is the mean breakdown of the steps since the last line.
 	StepTime Breakdown `json:"step_time"`
 }
@@ -79,6 +82,9 @@ type Summary[C any] struct {
 	WallSeconds      float64 `json:"wall_seconds"`
 	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
 	ParamSHA256      string  `json:"param_sha256"`
+	// CheckpointFailures counts the checkpoint saves that failed and were
+	// retried at the next interval.
+	CheckpointFailures int `json:"checkpoint_failures,omitempty"`
 	// StepTime is the mean step-time breakdown of rank 0 over the run.
 	StepTime Breakdown `json:"step_time"`
 	Evaluation

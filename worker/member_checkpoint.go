@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"time"
@@ -29,6 +30,30 @@ func (m *member) save(ctl context.Context, gen uint64, step int64) (string, erro
 	m.log.Info("checkpoint", "step", step, "dir", dir)
 	m.o.Observer.CheckpointSaved(step, dir)
 	return dir, nil
+}
+
+// shareSave tells every rank of ring how rank 0's periodic save went: rank
+// 0 broadcasts the count of saves in a row that failed (before+1 when
+// saveErr is set, 0 after a save that succeeded) and every rank returns it.
+func shareSave(ctx context.Context, ring *allreduce.Ring, before int, saveErr error) (int, error) {
+	var buf [8]byte
+	if ring.Rank() == 0 {
+		n := 0
+		if saveErr != nil {
+			n = before + 1
+		}
+		binary.LittleEndian.PutUint64(buf[:], uint64(n))
+	}
+	if ring.Size() > 1 {
+		if err := ring.Broadcast(ctx, buf[:], 0); err != nil {
+			return 0, fmt.Errorf("share the result of the checkpoint: %w", err)
+		}
+	}
+	n := binary.LittleEndian.Uint64(buf[:])
+	if n > 1<<20 {
+		return 0, fmt.Errorf("%w: rank 0 sent %d failed saves in a row", errFatal, n)
+	}
+	return int(n), nil
 }
 
 // finish ends the run on rank 0: it saves the final checkpoint, reports
@@ -61,11 +86,12 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 		Objective: m.cfg.Objective, Data: m.cfg.Data, Workers: ring.Size(), Generation: gen,
 		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(m.cfg.Batch),
 		FinalLoss: m.rec.last.Loss, FinalLogitScale: m.rec.last.LogitScale,
-		SamplesPerSecond: samplesPerSecond,
-		TrainSeconds:     trainSeconds,
-		ParamSHA256:      ParamSHA256(t.Model.P.W),
-		StepTime:         m.rec.meanStepTime(),
-		Config:           m.cfg,
+		SamplesPerSecond:   samplesPerSecond,
+		TrainSeconds:       trainSeconds,
+		ParamSHA256:        ParamSHA256(t.Model.P.W),
+		StepTime:           m.rec.meanStepTime(),
+		CheckpointFailures: m.saveFailures,
+		Config:             m.cfg,
 	}
 	if m.o.Evaluate {
 		start := time.Now()

@@ -52,7 +52,8 @@ func (m *member) configure(a coordinator.Assignment) (*membership.Schedule, erro
 	}
 	m.hook(t)
 	return &membership.Schedule{TotalSteps: t.TotalSteps(), MaxBadSteps: spec.MaxBadSteps,
-		ChecksumEvery: int64(cfg.ChecksumEvery), CheckpointEvery: int64(cfg.CheckpointEvery)}, nil
+		ChecksumEvery: int64(cfg.ChecksumEvery), CheckpointEvery: int64(cfg.CheckpointEvery),
+		MaxSaveFailures: spec.MaxSaveFailures}, nil
 }
 
 // gradStorage gives the trainer its gradient buffer: a SharedVector when
@@ -83,6 +84,7 @@ func (m *member) gradStorage(n int) ([]float32, error) {
 func (m *member) hook(t *Trainer[float32]) {
 	t.faultHook = m.faults.nanHook()
 	t.gradHook = m.faults.dumpHook()
+	t.saveHook = m.faults.saveHook()
 	if m.samples != nil {
 		t.sampleHook = func(step int64, epoch int, local []int) {
 			rank, world := m.mach.Rank()

@@ -40,6 +40,10 @@ type Options struct {
 	MaxBadSteps int
 	// Faults are injected into the run, for tests (zero: none).
 	Faults Faults
+	// MaxSaveFailures is how many periodic saves in a row may fail, each
+	// retried at the next interval, before the run stops with an error
+	// (0: DefaultMaxSaveFailures).
+	MaxSaveFailures int
 	// Overwrite lets a run that does not resume remove the checkpoints of
 	// another run in its run directory (StartFresh).
 	Overwrite bool
@@ -105,11 +109,16 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 	}
 	t.faultHook = f.nanHook()
 	t.gradHook = f.dumpHook()
+	t.saveHook = f.saveHook()
 	var last StepStats
 	comm := Single[float32]{}
 	maxBad, bad := opt.MaxBadSteps, 0
 	if maxBad <= 0 {
 		maxBad = DefaultMaxBadSteps
+	}
+	maxSaveFail, saveFail := opt.MaxSaveFailures, 0
+	if maxSaveFail <= 0 {
+		maxSaveFail = DefaultMaxSaveFailures
 	}
 	trainStart := time.Now()
 	work := context.WithoutCancel(ctx) // a stop request ends the run at a step boundary
@@ -149,10 +158,24 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		// --checkpoint-every: the state after every N-th step, except
 		// after the last one, which SaveFinal writes.
 		if every, done := cfg.CheckpointEvery, step+1; every > 0 && done%every == 0 && done < t.TotalSteps() {
+			// A save that fails loses nothing yet: the state is in memory
+			// and the next interval tries again; only saves that keep
+			// failing stop the run.
 			dir, err := t.Save(work, done, 0)
 			if err != nil {
-				return nil, err
+				saveFail++
+				rec.saveFailures++
+				if opt.Observer != nil {
+					saveFailed(opt.Observer, done, err)
+				}
+				if saveFail >= maxSaveFail {
+					return nil, saveFailuresError(saveFail, done, maxSaveFail, cfg.Out, err)
+				}
+				log.Warn("checkpoint failed; the state is kept in memory and saved again at the next interval",
+					"step", done, "failed_in_a_row", saveFail, "max_save_failures", maxSaveFail, "err", err)
+				continue
 			}
+			saveFail = 0
 			log.Info("checkpoint", "step", done, "dir", dir)
 			if opt.Observer != nil {
 				opt.Observer.CheckpointSaved(done, dir)
@@ -167,11 +190,12 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		Objective: cfg.Objective, Data: cfg.Data, Workers: 1,
 		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(cfg.Batch),
 		FinalLoss: last.Loss, FinalLogitScale: last.LogitScale,
-		SamplesPerSecond: float64((t.TotalSteps()-first)*int64(cfg.Batch)) / trainSeconds,
-		TrainSeconds:     trainSeconds,
-		ParamSHA256:      ParamSHA256(t.Model.P.W),
-		StepTime:         rec.meanStepTime(),
-		Config:           cfg,
+		SamplesPerSecond:   float64((t.TotalSteps()-first)*int64(cfg.Batch)) / trainSeconds,
+		TrainSeconds:       trainSeconds,
+		ParamSHA256:        ParamSHA256(t.Model.P.W),
+		StepTime:           rec.meanStepTime(),
+		CheckpointFailures: rec.saveFailures,
+		Config:             cfg,
 	}
 	if err := t.SaveFinal(work); err != nil {
 		return nil, err
@@ -195,6 +219,22 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		return nil, err
 	}
 	return sum, nil
+}
+
+// ErrSaveFailures reports a run stopped because its checkpoint saves kept
+// failing.
+var ErrSaveFailures = errors.New("checkpoint saves keep failing")
+
+// saveFailuresError is the error of a run whose last n periodic saves
+// failed, the last one of step, with cause (nil on a rank that only
+// learnt the count from rank 0).
+func saveFailuresError(n int, step int64, max int, out string, cause error) error {
+	why := "see rank 0's log"
+	if cause != nil {
+		why = cause.Error()
+	}
+	return fmt.Errorf("%w: %d checkpoint saves in a row failed (the last after step %d, --max-save-failures %d): %s; the run stops: free space in or fix the permissions of %s, then continue from the last good checkpoint with --resume latest",
+		ErrSaveFailures, n, step, max, why, CheckpointDir(out))
 }
 
 // NewRunID returns a new random run id: 8 hexadecimal digits. It is the
@@ -272,6 +312,9 @@ type recorder struct {
 	windowN    int
 	sum        Breakdown
 	sumN       int
+	// saveFailures counts the failed checkpoint saves so far; every
+	// metrics line carries it.
+	saveFailures int
 }
 
 // meanStepTime is the mean breakdown of every step recorded.
@@ -324,7 +367,8 @@ func (r *recorder) step(st StepStats, gen uint64) error {
 			SamplesPerSecond: float64((st.Step-r.lastStep)*int64(r.cfg.Batch)) / dt,
 			Time:             float64(now.UnixNano()) / 1e9,
 			Workers:          r.workers, Generation: gen,
-			StepTime: rundir.Breakdown(r.window.scale(1 / float64(r.windowN))),
+			CheckpointFailures: r.saveFailures,
+			StepTime:           rundir.Breakdown(r.window.scale(1 / float64(r.windowN))),
 		}
 		r.window, r.windowN = Breakdown{}, 0
 		if err := r.w.Write(m); err != nil {

@@ -161,6 +161,11 @@ func (t *Trainer[T]) Save(ctx context.Context, done int64, generation uint64) (s
 	if !allFinite(t.Model.P.W) {
 		return "", fmt.Errorf("refusing to checkpoint step %d: the parameters are not finite", done)
 	}
+	if t.saveHook != nil {
+		if err := t.saveHook(done); err != nil {
+			return "", fmt.Errorf("checkpoint step %d: %w", done, err)
+		}
+	}
 	m, blobs, err := t.Snapshot(done, generation)
 	if err != nil {
 		return "", err

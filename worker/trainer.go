@@ -102,6 +102,9 @@ type Trainer[T gemm.Float] struct {
 	// gradHook, when set, sees the summed gradient and the global loss of
 	// every step, after the reduction and before clipping.
 	gradHook func(step int64, rank int, loss float64, g []T) error
+	// saveHook, when set, may fail the save of a step before anything is
+	// written: tests inject a full disk through it.
+	saveHook func(done int64) error
 }
 
 // StepTimes is the wall-time breakdown of one step.

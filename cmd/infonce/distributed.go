@@ -39,6 +39,7 @@ type coordinatorFlags struct {
 	http              string        // --http, served by http.go
 	sec               securityFlags // --cluster-key, --tls-* (security.go)
 	maxBadSteps       int
+	maxSaveFailures   int
 	overwrite         bool // --overwrite: a new run may remove another run's checkpoints in --out
 }
 
@@ -55,6 +56,7 @@ func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.lan, "lan", false, "settings for workers on other machines (LAN timings, bind all interfaces)")
 	fs.StringVar(&c.jobID, "job-id", "infonce", "name of the run; workers of another job are refused")
 	fs.BoolVar(&c.overwrite, "overwrite", false, "a new run (without --resume) removes the checkpoints of another run in --out; without it such an --out is refused")
+	fs.IntVar(&c.maxSaveFailures, "max-save-failures", worker.DefaultMaxSaveFailures, "a checkpoint save that fails is retried at the next --checkpoint-every interval; after this many in a row every rank stops")
 	fs.IntVar(&c.maxBadSteps, "max-bad-steps", worker.DefaultMaxBadSteps, "skip steps whose loss or gradient is NaN or Inf, and stop after this many in a row")
 	c.bindHTTP(fs) // --http (http.go)
 	c.sec.bind(fs) // --cluster-key, --tls-* (security.go)
@@ -100,7 +102,10 @@ func (c *coordinatorFlags) config(workers int, cfg worker.Config, logger *slog.L
 	if c.maxBadSteps < 1 {
 		return cc, usageError{fmt.Errorf("--max-bad-steps %d: must be at least 1", c.maxBadSteps)}
 	}
-	raw, err := worker.EncodeRunSpec(worker.RunSpec{Config: cfg, MaxBadSteps: c.maxBadSteps})
+	if c.maxSaveFailures < 1 {
+		return cc, usageError{fmt.Errorf("--max-save-failures %d: must be at least 1", c.maxSaveFailures)}
+	}
+	raw, err := worker.EncodeRunSpec(worker.RunSpec{Config: cfg, MaxBadSteps: c.maxBadSteps, MaxSaveFailures: c.maxSaveFailures})
 	if err != nil {
 		return cc, err
 	}

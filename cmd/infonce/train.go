@@ -144,7 +144,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("--data %s: %w", cfg.Data, err)
 	}
-	opt := worker.Options{Progress: stdout, Logger: logger, Evaluate: !*noEval, MaxBadSteps: cf.maxBadSteps, Overwrite: cf.overwrite}
+	opt := worker.Options{Progress: stdout, Logger: logger, Evaluate: !*noEval, MaxBadSteps: cf.maxBadSteps, MaxSaveFailures: cf.maxSaveFailures, Overwrite: cf.overwrite}
 	stopHTTP, err := cf.serveTrain(ctx, cfg, &opt, logger) // --http (http.go)
 	if err != nil {
 		return err

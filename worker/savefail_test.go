@@ -1,0 +1,130 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/infonce/infonce/coordinator"
+	"github.com/infonce/infonce/rundir"
+)
+
+// TestRunLocalSaveFailures: a periodic save that fails (an injected full
+// disk) is retried at the next interval, counted in metrics.jsonl and
+// summary.json, and loses nothing; --max-save-failures failures in a row
+// stop the run with one clear error.
+func TestRunLocalSaveFailures(t *testing.T) {
+	set := smallMNIST(t, 1024, 100)
+	cfg := smallConfig(t, CLIP)
+	cfg.Steps, cfg.CheckpointEvery = 10, 2
+	sum, err := RunLocal(context.Background(), cfg, set, Options{Faults: Faults{SaveFailSteps: []int64{2, 4}}})
+	if err != nil {
+		t.Fatalf("two failed saves with --max-save-failures 3: %v", err)
+	}
+	if sum.CheckpointFailures != 2 {
+		t.Errorf("summary counts %d failed saves, want 2", sum.CheckpointFailures)
+	}
+	if got := checkpointSteps(t, cfg.Out); fmt.Sprint(got) != "[6 8 10]" {
+		t.Errorf("checkpoints at steps %v, want [6 8 10] (2 and 4 failed)", got)
+	}
+	ms, _, err := rundir.ReadMetrics(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := ms[len(ms)-1]; last.CheckpointFailures != 2 {
+		t.Errorf("the last metrics line counts %d failed saves, want 2", last.CheckpointFailures)
+	}
+
+	cfg.Out = t.TempDir()
+	_, err = RunLocal(context.Background(), cfg, set, Options{MaxSaveFailures: 3, Faults: Faults{SaveFailSteps: []int64{2, 4, 6}}})
+	if !errors.Is(err, ErrSaveFailures) || !strings.Contains(err.Error(), "--max-save-failures 3") || !strings.Contains(err.Error(), "after step 6") {
+		t.Fatalf("three failed saves in a row: err = %v", err)
+	}
+}
+
+// TestMemberSaveFailures: rank 0's periodic saves fail; every rank learns
+// it in the step's ShareSave, the run goes on while fewer than
+// --max-save-failures fail in a row, and at the limit every rank stops at
+// the same step with the same error (no rank is removed on its own).
+func TestMemberSaveFailures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a coordinator and two workers; skipped with -short")
+	}
+	for _, tc := range []struct {
+		name    string
+		fail    []int64
+		wantErr bool
+	}{
+		{"one failure is retried", []int64{2}, false},
+		{"three in a row stop every rank", []int64{2, 4, 6}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sums, errs := runTwoMembers(t, 10, 2, Faults{SaveFailSteps: tc.fail})
+			if !tc.wantErr {
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("worker %d: %v", i, err)
+					}
+				}
+				for _, s := range sums {
+					if s != nil && s.CheckpointFailures != len(tc.fail) {
+						t.Errorf("summary counts %d failed saves, want %d", s.CheckpointFailures, len(tc.fail))
+					}
+				}
+				return
+			}
+			for i, err := range errs {
+				if !errors.Is(err, ErrAborted) || !errors.Is(err, ErrSaveFailures) || !strings.Contains(err.Error(), "3 checkpoint saves in a row failed (the last after step 6") {
+					t.Errorf("worker %d: err = %v, want every rank to stop after the third failed save", i, err)
+				}
+			}
+		})
+	}
+}
+
+// runTwoMembers trains steps steps on two in-process workers (both given
+// faults) against an in-process coordinator, saving every ckpt steps.
+func runTwoMembers(t *testing.T, steps, ckpt int64, faults Faults) ([]*Summary, []error) {
+	t.Helper()
+	out := t.TempDir()
+	cfg := smallConfig(t, CLIP)
+	cfg.Batch, cfg.ImageHidden, cfg.TextHidden, cfg.Dim = 32, []int{16}, 16, 8
+	cfg.Steps, cfg.Out, cfg.CheckpointEvery, cfg.RunID = steps, out, ckpt, "two-members"
+	spec, err := EncodeRunSpec(RunSpec{Config: cfg, MaxBadSteps: 3, MaxSaveFailures: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	cc := coordinator.DefaultLocalConfig()
+	cc.JobID, cc.MinWorkers, cc.MaxWorkers = "savefail", 2, 2
+	cc.RunConfig, cc.Fingerprint, cc.Logger = spec, cfg.FingerprintFields(), quiet
+	cc.DisableGossip, cc.StopGrace = true, 2*time.Second
+	srv, err := coordinator.New(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	sums := make([]*Summary, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range sums {
+		wg.Go(func() {
+			sums[i], errs[i] = RunMember(ctx, MemberOptions{
+				Coordinator: srv.Addr(), Name: fmt.Sprintf("w%d", i), DataBind: "127.0.0.1:0",
+				Out: out, Logger: quiet, OpTimeout: 20 * time.Second, NoSharedMemory: true, Faults: faults,
+			})
+		})
+	}
+	wg.Wait()
+	cancel()
+	<-served
+	return sums, errs
+}
