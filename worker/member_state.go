@@ -154,8 +154,8 @@ func (m *member) broadcastState(ctx context.Context, ring *allreduce.Ring, root 
 		return 0, 0, fmt.Errorf("broadcast state size: %w", err)
 	}
 	n := binary.LittleEndian.Uint64(header[:])
-	if n > maxStateBytes {
-		return 0, 0, fmt.Errorf("%w: broadcast state of %d bytes is over the %d limit", errFatal, n, uint64(maxStateBytes))
+	if bound := min(m.t.stateBound(), maxStateBytes); n > bound {
+		return 0, 0, fmt.Errorf("%w: broadcast state of %d bytes is over the %d this model's state can take", errFatal, n, bound)
 	}
 	if ring.Rank() != root {
 		payload = make([]byte, n)
@@ -184,6 +184,9 @@ func (m *member) broadcastState(ctx context.Context, ring *allreduce.Ring, root 
 	if v, ok := mf.Extra[extraBadSteps]; ok {
 		if _, err := fmt.Sscan(v, &bad); err != nil {
 			return 0, 0, fmt.Errorf("%w: state from rank %d: %s %q: %w", errFatal, root, extraBadSteps, v, err)
+		}
+		if bad < 0 || int64(bad) > next {
+			return 0, 0, fmt.Errorf("%w: state from rank %d: %d non-finite steps in a row before step %d", errFatal, root, bad, next)
 		}
 	}
 	return next, bad, nil
