@@ -62,6 +62,14 @@ type Evaluation struct {
 	Uniformity float64  `json:"uniformity"`
 }
 
+// ChangedSetting is a setting that a resumed run changed: its flag's name,
+// the checkpoint's value and this run's.
+type ChangedSetting struct {
+	Setting string `json:"setting"`
+	Old     string `json:"old"`
+	New     string `json:"new"`
+}
+
 // Summary is summary.json. C is the type of the run's configuration: the
 // trainer writes its own configuration type, a reader that does not need
 // it decodes it as json.RawMessage ([RawSummary]).
@@ -85,6 +93,9 @@ type Summary[C any] struct {
 	// CheckpointFailures counts the checkpoint saves that failed and were
 	// retried at the next interval.
 	CheckpointFailures int `json:"checkpoint_failures,omitempty"`
+	// ChangedSettings are the settings a resumed run changed from those
+	// of the checkpoint it continued.
+	ChangedSettings []ChangedSetting `json:"changed_settings,omitempty"`
 	// StepTime is the mean step-time breakdown of rank 0 over the run.
 	StepTime Breakdown `json:"step_time"`
 	Evaluation

@@ -91,6 +91,7 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 		ParamSHA256:        ParamSHA256(t.Model.P.W),
 		StepTime:           m.rec.meanStepTime(),
 		CheckpointFailures: m.saveFailures,
+		ChangedSettings:    m.changedSettings,
 		Config:             m.cfg,
 	}
 	if m.o.Evaluate {

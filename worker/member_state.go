@@ -124,6 +124,7 @@ func (m *member) startState(ctx context.Context, ring *allreduce.Ring, a coordin
 		if err != nil {
 			return 0, 0, fmt.Errorf("%w: start state: %w", errFatal, err)
 		}
+		m.changedSettings = changedSince(c.Manifest.Config, m.cfg, c.Dir, m.log)
 		return next, 0, nil
 	case coordinator.StartBroadcast:
 		return m.broadcastState(ctx, ring, a.Start.SourceRank, next, bad)

@@ -81,10 +81,12 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		return nil, fmt.Errorf("--out %s: %w", cfg.Out, err)
 	}
 	var first int64
+	var changed []ChangedSetting
 	if resume != nil {
 		if first, err = t.Restore(resume); err != nil {
 			return nil, fmt.Errorf("--resume: %w", err)
 		}
+		changed = changedSince(resume.Manifest.Config, cfg, resume.Dir, log)
 		log.Info("resuming", "checkpoint", resume.Dir, "step", first, "run", cfg.RunID)
 	} else if err := StartFresh(ctx, cfg.Out, cfg.RunID, opt.Overwrite, log); err != nil {
 		return nil, err
@@ -195,6 +197,7 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 		ParamSHA256:        ParamSHA256(t.Model.P.W),
 		StepTime:           rec.meanStepTime(),
 		CheckpointFailures: rec.saveFailures,
+		ChangedSettings:    changed,
 		Config:             cfg,
 	}
 	if err := t.SaveFinal(work); err != nil {

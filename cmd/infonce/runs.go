@@ -68,6 +68,9 @@ func settleRun(ctx context.Context, cfg *worker.Config, set map[string]bool, res
 			}
 			if c != nil {
 				cfg.RunID = c.Manifest.RunID
+				if cfg.Steps > 0 && cfg.Steps < c.Manifest.Step {
+					return nil, usageError{fmt.Errorf("--steps %d is below the %d steps checkpoint %s has trained: a resumed run trains up to --steps in all; give --steps %d or more", cfg.Steps, c.Manifest.Step, c.Dir, c.Manifest.Step)}
+				}
 			}
 		}
 	}

@@ -129,3 +129,41 @@ func TestRunsOwnTheirData(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestResumeWithChangedSettings: a resume that changes the learning rate or
+// the length of the run says so (a warning naming the old and new values,
+// changed_settings in summary.json); a --steps below the checkpoint's step
+// is refused, naming both.
+func TestResumeWithChangedSettings(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), append([]string{"train", "--no-eval"}, small(out)...), &stdout, &stderr); code != 0 {
+		t.Fatalf("train exited %d: %s", code, stderr.String())
+	}
+	stderr.Reset()
+	code := run(context.Background(), append([]string{"train", "--no-eval"}, small(out, "--steps", "2", "--resume", "latest")...), &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "--steps 2 is below the 4 steps") {
+		t.Fatalf("resume with --steps below the checkpoint exited %d: %s", code, stderr.String())
+	}
+	stderr.Reset()
+	code = run(context.Background(), append([]string{"train", "--no-eval"}, small(out, "--steps", "6", "--lr", "0.002", "--resume", "latest")...), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("resume exited %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{`setting=lr old=0.001 new=0.002`, `setting=steps old=4 new=6`} {
+		if !strings.Contains(stderr.String(), "WARN") || !strings.Contains(stderr.String(), want) {
+			t.Errorf("no warning %q in:\n%s", want, stderr.String())
+		}
+	}
+	sum, err := rundir.ReadSummary(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range sum.ChangedSettings {
+		got[c.Setting] = c.Old + "→" + c.New
+	}
+	if len(got) != 2 || got["lr"] != "0.001→0.002" || got["steps"] != "4→6" {
+		t.Errorf("changed_settings %+v, want lr and steps", sum.ChangedSettings)
+	}
+}
