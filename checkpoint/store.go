@@ -23,6 +23,29 @@ import (
 // DefaultKeep is the number of checkpoints Save retains when Store.Keep is 0.
 const DefaultKeep = 3
 
+// DefaultLockWait is how long Save and Clear wait for the root's lock when
+// Store.LockWait is 0: far longer than any save of this process holds it.
+const DefaultLockWait = 2 * time.Minute
+
+// ErrLocked reports a root whose lock another writer held for longer than
+// the Store's LockWait.
+var ErrLocked = errors.New("locked by another writer")
+
+// lock takes the root's lock, waiting at most LockWait.
+func (s *Store) lock(ctx context.Context) (func(), error) {
+	wait := s.LockWait
+	if wait <= 0 {
+		wait = DefaultLockWait
+	}
+	lctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	unlock, err := lockRoot(lctx, s.Root)
+	if err != nil && ctx.Err() == nil && lctx.Err() != nil {
+		return nil, fmt.Errorf("%s/%s held for %v: %w (is another run writing checkpoints there?)", s.Root, lockName, wait, ErrLocked)
+	}
+	return unlock, err
+}
+
 const (
 	stepPrefix = "step-"
 	tmpPrefix  = ".tmp-"
@@ -49,6 +72,9 @@ type Store struct {
 	Logger *slog.Logger
 	// Level is the zstd level; the zero value means zstd.SpeedFastest.
 	Level zstd.EncoderLevel
+	// LockWait bounds the wait for the root's lock, held by another
+	// writer (0: DefaultLockWait); Save and Clear then fail with ErrLocked.
+	LockWait time.Duration
 
 	mu       sync.Mutex // serialises Save within the process
 	enc      *zstd.Encoder
@@ -156,7 +182,7 @@ func (s *Store) Save(ctx context.Context, m Manifest, blobs []Blob) (dir string,
 	if err := os.MkdirAll(s.Root, 0o755); err != nil {
 		return "", fmt.Errorf("checkpoint: save step %d: %w", m.Step, err)
 	}
-	unlock, err := lockRoot(ctx, s.Root)
+	unlock, err := s.lock(ctx)
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: save step %d: lock %s: %w", m.Step, s.Root, err)
 	}
@@ -296,7 +322,7 @@ func (s *Store) Clear(ctx context.Context) (int, error) {
 	if _, err := os.Stat(s.Root); errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
-	unlock, err := lockRoot(ctx, s.Root)
+	unlock, err := s.lock(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("checkpoint: clear: lock %s: %w", s.Root, err)
 	}

@@ -61,9 +61,17 @@ type MemberOptions struct {
 	// Backoff is the reconnection back-off towards the coordinator (zero:
 	// coordinator.DefaultBackoff).
 	Backoff coordinator.Backoff
+	// JoinTimeout bounds the first join: a coordinator that does not
+	// answer within it (a wrong address) ends the worker with an error
+	// (0: DefaultJoinTimeout).
+	JoinTimeout time.Duration
 	// Faults are injected into the worker, for tests (zero: none).
 	Faults Faults
 }
+
+// DefaultJoinTimeout is how long a worker tries to join its coordinator
+// before it gives up.
+const DefaultJoinTimeout = 2 * time.Minute
 
 // ErrAborted reports a run that stopped because every rank met the same
 // error, for example too many non-finite steps in a row.
@@ -115,11 +123,19 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	m := &member{o: o, log: log, client: client, srv: srv, stop: ctx, changed: make(chan struct{}),
 		mach:    membership.New(membership.DefaultConfig()),
 		joinReq: coordinator.JoinRequest{Name: o.Name, DataAddr: dataAddr, Fingerprint: o.Fingerprint}}
-	joinCtx, cancelJoin := context.WithCancel(ctl)
+	joinTimeout := o.JoinTimeout
+	if joinTimeout <= 0 {
+		joinTimeout = DefaultJoinTimeout
+	}
+	joinCtx, cancelJoin := context.WithTimeout(ctl, joinTimeout)
 	stopJoin := context.AfterFunc(ctx, cancelJoin)
 	err = m.join(joinCtx)
+	timedOut := errors.Is(joinCtx.Err(), context.DeadlineExceeded)
 	stopJoin()
 	cancelJoin()
+	if err != nil && timedOut {
+		return nil, fmt.Errorf("no coordinator answered at %s within --join-timeout %v: check --coordinator and that the coordinator runs: %w", o.Coordinator, joinTimeout, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -128,3 +128,35 @@ func runTwoMembers(t *testing.T, steps, ckpt int64, faults Faults) ([]*Summary, 
 	<-served
 	return sums, errs
 }
+
+// TestMemberJoinTimeout: a worker given an address where no coordinator
+// answers says so while it retries and gives up after its join timeout.
+func TestMemberJoinTimeout(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(b)
+	}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := RunMember(ctx, MemberOptions{Coordinator: "127.0.0.1:1", Name: "lost", DataBind: "127.0.0.1:0",
+		Logger: log, JoinTimeout: time.Second, NoSharedMemory: true})
+	if err == nil || !strings.Contains(err.Error(), "--join-timeout") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("err = %v, want one naming the address and --join-timeout", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("gave up after %v, want about 1s", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "level=INFO") || !strings.Contains(logs.String(), "coordinator=127.0.0.1:1") {
+		t.Errorf("no Info line naming the coordinator:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

@@ -247,6 +247,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&o.GossipPort, "gossip-port", 0, "memberlist port (0: any free port)")
 	fs.BoolVar(&o.GossipLAN, "lan", false, "LAN gossip timings (for workers on other machines)")
 	fs.DurationVar(&o.OpTimeout, "op-timeout", 10*time.Second, "deadline of one collective operation")
+	fs.DurationVar(&o.JoinTimeout, "join-timeout", worker.DefaultJoinTimeout, "give up when the coordinator does not answer the join within this long")
 	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end (rank 0)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this worker to this file")
