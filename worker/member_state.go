@@ -29,6 +29,9 @@ func (m *member) configure(a coordinator.Assignment) (*membership.Schedule, erro
 	} else if err := checkNetworkOut(cfg.Out, m.o.OutRoot); err != nil { // security.go
 		return nil, err
 	}
+	if err := checkNetworkData(cfg.Data, cfg.Classes); err != nil { // security.go
+		return nil, err
+	}
 	set, err := dataset.Load(cfg.Data, cfg.Classes)
 	if err != nil {
 		return nil, fmt.Errorf("--data %s: %w", cfg.Data, err)
@@ -113,7 +116,7 @@ func (m *member) startState(ctx context.Context, ring *allreduce.Ring, a coordin
 		}
 		return next, bad, nil
 	case coordinator.StartCheckpoint:
-		if err := checkCheckpointPath(a.Start.CheckpointPath); err != nil { // security.go
+		if err := checkCheckpointPath(a.Start.CheckpointPath, m.o.OutRoot); err != nil { // security.go
 			return 0, 0, fmt.Errorf("%w: start state: %w", errFatal, err)
 		}
 		c, err := checkpoint.Load(ctx, a.Start.CheckpointPath)
