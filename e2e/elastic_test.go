@@ -187,6 +187,9 @@ func TestCoordinatorRestart(t *testing.T) {
 	if redone > 1 {
 		t.Errorf("%d steps redone after the restart, want at most the one in flight", redone)
 	}
+	if trained := during[len(during)-1].Step - before[len(before)-1].Step; trained <= 0 {
+		t.Errorf("%d steps trained in the %v the coordinator was down, want training to go on without it", trained, restart.Sub(killed).Round(time.Millisecond))
+	}
 	if m.Workers != 3 {
 		t.Errorf("world %d after the restart, want 3", m.Workers)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -88,13 +89,20 @@ func TestMemberSaveFailures(t *testing.T) {
 }
 
 // runTwoMembers trains steps steps on two in-process workers (both given
-// faults) against an in-process coordinator, saving every ckpt steps.
+// faults and their own --out) against an in-process coordinator, saving
+// every ckpt steps. The coordinator's run directory, which workers given
+// --out ignore, must stay empty.
 func runTwoMembers(t *testing.T, steps, ckpt int64, faults Faults) ([]*Summary, []error) {
 	t.Helper()
-	out := t.TempDir()
+	out, coordOut := t.TempDir(), t.TempDir()
+	defer func() {
+		if ents, err := os.ReadDir(coordOut); err != nil || len(ents) > 0 {
+			t.Errorf("workers given --out wrote into the coordinator's run directory: %v %v", ents, err)
+		}
+	}()
 	cfg := smallConfig(t, CLIP)
 	cfg.Batch, cfg.ImageHidden, cfg.TextHidden, cfg.Dim = 32, []int{16}, 16, 8
-	cfg.Steps, cfg.Out, cfg.CheckpointEvery, cfg.RunID = steps, out, ckpt, "two-members"
+	cfg.Steps, cfg.Out, cfg.CheckpointEvery, cfg.RunID = steps, coordOut, ckpt, "two-members"
 	spec, err := EncodeRunSpec(RunSpec{Config: cfg, MaxBadSteps: 3, MaxSaveFailures: 3})
 	if err != nil {
 		t.Fatal(err)
