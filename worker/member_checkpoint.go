@@ -72,7 +72,10 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 	samplesPerSecond := m.rec.samplesPerSecond()
 	m.rec.finish()
 	if _, err := m.save(ctl, gen, next); err != nil {
-		return nil, false, err
+		// The run ends as a whole: removing rank 0 would only hand the
+		// same save to the next rank, one rank after another.
+		return nil, false, fmt.Errorf("%w: the final checkpoint (step %d) could not be written: %w; free space in or fix the permissions of %s, then finish the run with --resume latest",
+			ErrAborted, next, err, CheckpointDir(m.cfg.Out))
 	}
 	if err := m.client.Finish(ctl, gen, next); err != nil {
 		// The coordinator did not take the end (it restarted, or a newer

@@ -88,6 +88,30 @@ func TestMemberSaveFailures(t *testing.T) {
 	}
 }
 
+// TestMemberFinalSaveFails: when the final checkpoint cannot be written,
+// rank 0 aborts the run as a whole (the coordinator stops every rank)
+// instead of being removed so that the next rank meets the same failure.
+func TestMemberFinalSaveFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a coordinator and two workers; skipped with -short")
+	}
+	_, errs := runTwoMembers(t, 6, 0, Faults{SaveFailSteps: []int64{6}})
+	var aborted, other int
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrAborted) && strings.Contains(err.Error(), "final checkpoint (step 6)"):
+			aborted++
+		default:
+			other++
+			t.Errorf("worker %d: %v", i, err)
+		}
+	}
+	if aborted != 1 || other != 0 {
+		t.Errorf("%d workers aborted on the final save and %d failed otherwise; want rank 0 alone to abort the run", aborted, other)
+	}
+}
+
 // runTwoMembers trains steps steps on two in-process workers (both given
 // faults and their own --out) against an in-process coordinator, saving
 // every ckpt steps. The coordinator's run directory, which workers given
