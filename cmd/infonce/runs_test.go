@@ -167,3 +167,23 @@ func TestResumeWithChangedSettings(t *testing.T) {
 		t.Errorf("changed_settings %+v, want lr and steps", sum.ChangedSettings)
 	}
 }
+
+// TestCoordinatorRefusesAnotherRunsOut: `infonce coordinator` without
+// --resume does not start over another run's checkpoints (which its rank 0
+// would otherwise save beside, and prune), and says how to go on.
+func TestCoordinatorRefusesAnotherRunsOut(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), append([]string{"train", "--no-eval"}, small(out)...), &stdout, &stderr); code != 0 {
+		t.Fatalf("train exited %d: %s", code, stderr.String())
+	}
+	before, _ := rundir.Checkpoints(out)
+	stderr.Reset()
+	code := run(context.Background(), append([]string{"coordinator", "--join-timeout", "1s"}, small(out)...), &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "--overwrite") || !strings.Contains(stderr.String(), "--resume") {
+		t.Fatalf("coordinator over another run's --out exited %d: %s", code, stderr.String())
+	}
+	if after, _ := rundir.Checkpoints(out); len(after) != len(before) {
+		t.Errorf("checkpoints %v after the refusal, before %v", after, before)
+	}
+}

@@ -17,7 +17,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Skip("trains in a child process; skipped with -short")
 	}
 	// Large steps, so that the first stop takes a while.
-	p := startBinary(t, "train", "--no-eval", "--steps", "1000", "--batch", "4096", "--out", t.TempDir())
+	p := startBinary(t, "train", "--no-eval", "--steps", "1000", "--batch", "8192", "--out", t.TempDir())
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(p.Output(), "msg=training") {
 		if time.Now().After(deadline) || !p.Alive() {
@@ -28,7 +28,14 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	if err := p.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Millisecond)
+	// The second signal goes once the first was taken: two sent before the
+	// process ran would reach it as one.
+	for !strings.Contains(p.Output(), "again exits at once") {
+		if time.Now().After(deadline) || !p.Alive() {
+			t.Fatalf("the first SIGINT was not acknowledged:\n%s", p.Output())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	if err := p.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
