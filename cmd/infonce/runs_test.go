@@ -110,6 +110,17 @@ func TestRunsOwnTheirData(t *testing.T) {
 		t.Errorf("the resumed run's summary: %+v", sum)
 	}
 
+	// --resume auto without an earlier run starts one.
+	t.Run("auto", func(t *testing.T) {
+		t.Chdir(t.TempDir())
+		if code, errs := train(trainNoOut("--resume", "auto")...); code != 0 {
+			t.Fatalf("train --resume auto without a run exited %d: %s", code, errs)
+		}
+		if _, err := filepath.EvalSymlinks(runsLatest); err != nil {
+			t.Errorf("no run after --resume auto: %v", err)
+		}
+	})
+
 	// --overwrite clears the other run's checkpoints and starts anew.
 	if code, errs := train(trainNoOut("--out", first, "--overwrite")...); code != 0 {
 		t.Fatalf("train --overwrite exited %d: %s", code, errs)

@@ -155,7 +155,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		opt.Resume = c.Path
+		if c != nil { // --resume auto without a checkpoint starts afresh
+			opt.Resume = c.Path
+		}
 	}
 	if err := publish(); err != nil {
 		return err
