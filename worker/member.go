@@ -212,8 +212,8 @@ type member struct {
 	stepNow int64 // the step being run, for the injected faults
 
 	saveFailures int // periodic saves of this process that failed
-	// changed are the settings this run changed from the checkpoint it
-	// started from.
+	// changedSettings are the settings this run changed from the
+	// checkpoint it started from.
 	changedSettings []ChangedSetting
 
 	last     StepStats // the last step this worker completed,

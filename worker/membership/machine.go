@@ -181,8 +181,9 @@ type Action struct {
 	AskStop    bool // Run
 	BestEffort bool // Save
 	Retry      bool // Save: a periodic save, retried at the next interval
-	// SaveFailures is, for ShareSave, rank 0's count of failed saves in a
-	// row before this one; for End (Aborted), the count that ended the run.
+	// SaveFailures is, for Save (Retry) and ShareSave, the count of failed
+	// saves in a row before this one; for End (Aborted), the count that
+	// ended the run.
 	SaveFailures int
 	Outcome      Outcome
 	Newer        uint64                 // End (Newer): the newer generation
@@ -479,7 +480,7 @@ func (m *Machine) StepDone(now time.Time, step int64, r StepResult) []Action {
 		// Rank 0 saves; every rank then learns how it went, so that all
 		// stop together when saves keep failing.
 		if s := m.save(false); len(s) > 0 {
-			s[0].Retry = true
+			s[0].Retry, s[0].SaveFailures = true, m.saveFails
 			acts = append(acts, s...)
 		}
 		acts = append(acts, Action{Kind: ShareSave, Step: m.next, SaveFailures: m.saveFails})
