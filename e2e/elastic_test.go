@@ -280,6 +280,21 @@ func TestCrashDuringCheckpoint(t *testing.T) {
 	if interrupted == 0 {
 		t.Errorf("none of the %d kills interrupted a save (no .tmp-* directory left): the crash during a checkpoint write was not tested", rounds)
 	}
+	// Every round resumed the same run: its checkpoints and its summary
+	// name one run id.
+	sum, err := rundir.ReadSummary(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := store.List()
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("checkpoints after the final run: %v, %v", dirs, err)
+	}
+	for _, d := range dirs {
+		if m, err := checkpoint.Inspect(d); err != nil || m.RunID == "" || m.RunID != sum.RunID {
+			t.Errorf("%s names run %q (%v), the summary run %q", d, m.RunID, err, sum.RunID)
+		}
+	}
 	t.Logf("FIGURE crash-checkpoint: %d kills, %d left an interrupted save behind, every latest checkpoint loaded, final run resumed at step %d, worst |Δloss| %.2g",
 		rounds, interrupted, prev, worst)
 }
