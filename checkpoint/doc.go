@@ -29,7 +29,11 @@
 //
 // A root has one writer at a time: Save holds an exclusive advisory lock on
 // ROOT/.lock (flock, released by the kernel when the process dies) on the
-// systems that have it.
+// systems that have it, and waits for it at most Store.LockWait
+// (ErrLocked). A root also holds one run's checkpoints: a manifest may
+// name its run (Manifest.RunID), and Save refuses to add a checkpoint of
+// one run to a root that holds another's (ErrOtherRun); Store.Clear
+// empties a root under the lock.
 //
 // # Verification
 //

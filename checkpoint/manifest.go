@@ -37,16 +37,19 @@ const (
 
 // Manifest describes one checkpoint. It is stored as manifest.json.
 type Manifest struct {
-	FormatVersion int               `json:"format_version"`
-	Step          int64             `json:"step"`           // global steps completed
-	Epoch         int               `json:"epoch"`          // epoch of the next step
-	SamplerCursor int64             `json:"sampler_cursor"` // the next global step to sample
-	Generation    uint64            `json:"generation"`     // cluster generation that wrote it
-	CreatedUnix   float64           `json:"created_unix"`   // seconds since 1970; Save fills it when zero
-	Config        json.RawMessage   `json:"config,omitempty"`
-	RNG           map[string]uint64 `json:"rng,omitempty"`
-	Extra         map[string]string `json:"extra,omitempty"`
-	Files         []File            `json:"files"` // filled by Save
+	FormatVersion int    `json:"format_version"`
+	Step          int64  `json:"step"`           // global steps completed
+	Epoch         int    `json:"epoch"`          // epoch of the next step
+	SamplerCursor int64  `json:"sampler_cursor"` // the next global step to sample
+	Generation    uint64 `json:"generation"`     // cluster generation that wrote it
+	// RunID names the run that wrote the checkpoint ("" for none): Save
+	// refuses to add a checkpoint of one run to a root that holds another's.
+	RunID       string            `json:"run_id,omitempty"`
+	CreatedUnix float64           `json:"created_unix"` // seconds since 1970; Save fills it when zero
+	Config      json.RawMessage   `json:"config,omitempty"`
+	RNG         map[string]uint64 `json:"rng,omitempty"`
+	Extra       map[string]string `json:"extra,omitempty"`
+	Files       []File            `json:"files"` // filled by Save
 	// Checksum is the lowercase hex SHA-256 of the manifest's canonical
 	// encoding (encoding/json.Marshal, compact) with Checksum empty. Save
 	// fills it; decoding refuses a manifest whose fields do not match it, so
@@ -72,6 +75,8 @@ var (
 	ErrBadName      = errors.New("invalid blob name")
 	ErrNoBlob       = errors.New("no such blob")
 	ErrExists       = errors.New("checkpoint already exists")
+	// ErrOtherRun: the root holds checkpoints that another run wrote.
+	ErrOtherRun = errors.New("checkpoints of another run")
 
 	ErrMissingManifest = fmt.Errorf("%w: manifest missing", ErrCorrupt)
 	ErrBadManifest     = fmt.Errorf("%w: bad manifest", ErrCorrupt)

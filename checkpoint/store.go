@@ -23,6 +23,29 @@ import (
 // DefaultKeep is the number of checkpoints Save retains when Store.Keep is 0.
 const DefaultKeep = 3
 
+// DefaultLockWait is how long Save and Clear wait for the root's lock when
+// Store.LockWait is 0: far longer than any save of this process holds it.
+const DefaultLockWait = 2 * time.Minute
+
+// ErrLocked reports a root whose lock another writer held for longer than
+// the Store's LockWait.
+var ErrLocked = errors.New("locked by another writer")
+
+// lock takes the root's lock, waiting at most LockWait.
+func (s *Store) lock(ctx context.Context) (func(), error) {
+	wait := s.LockWait
+	if wait <= 0 {
+		wait = DefaultLockWait
+	}
+	lctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	unlock, err := lockRoot(lctx, s.Root)
+	if err != nil && ctx.Err() == nil && lctx.Err() != nil {
+		return nil, fmt.Errorf("%s/%s held for %v: %w (is another run writing checkpoints there?)", s.Root, lockName, wait, ErrLocked)
+	}
+	return unlock, err
+}
+
 const (
 	stepPrefix = "step-"
 	tmpPrefix  = ".tmp-"
@@ -49,6 +72,9 @@ type Store struct {
 	Logger *slog.Logger
 	// Level is the zstd level; the zero value means zstd.SpeedFastest.
 	Level zstd.EncoderLevel
+	// LockWait bounds the wait for the root's lock, held by another
+	// writer (0: DefaultLockWait); Save and Clear then fail with ErrLocked.
+	LockWait time.Duration
 
 	mu       sync.Mutex // serialises Save within the process
 	enc      *zstd.Encoder
@@ -123,7 +149,10 @@ func (s *Store) encoder() (*zstd.Encoder, error) {
 // Save sets m.FormatVersion and m.Files, and m.CreatedUnix when it is zero.
 // Blob names must satisfy ValidBlobName and be distinct. If a checkpoint of
 // the same step exists and verifies, Save fails with ErrExists; a damaged one
-// is replaced.
+// is replaced. When m.RunID is set and ROOT holds a checkpoint whose
+// manifest names another run, Save fails with ErrOtherRun and writes
+// nothing: one run's step is never taken for another's, and pruning never
+// removes one run's checkpoints to make room for another's.
 func (s *Store) Save(ctx context.Context, m Manifest, blobs []Blob) (dir string, err error) {
 	if s.Root == "" {
 		return "", errors.New("checkpoint: Store.Root is empty")
@@ -153,12 +182,15 @@ func (s *Store) Save(ctx context.Context, m Manifest, blobs []Blob) (dir string,
 	if err := os.MkdirAll(s.Root, 0o755); err != nil {
 		return "", fmt.Errorf("checkpoint: save step %d: %w", m.Step, err)
 	}
-	unlock, err := lockRoot(ctx, s.Root)
+	unlock, err := s.lock(ctx)
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: save step %d: lock %s: %w", m.Step, s.Root, err)
 	}
 	defer unlock()
 	s.removeLeftovers()
+	if err := s.checkRun(m.RunID); err != nil {
+		return "", fmt.Errorf("checkpoint: save step %d: %w", m.Step, err)
+	}
 
 	name := stepDirName(m.Step)
 	final := filepath.Join(s.Root, name)
@@ -238,6 +270,74 @@ func (s *Store) Save(ctx context.Context, m Manifest, blobs []Blob) (dir string,
 	}
 	s.prune(final)
 	return final, nil
+}
+
+// checkRun returns an error wrapping ErrOtherRun when Root holds a
+// checkpoint whose manifest names a run other than id. A checkpoint without
+// a run id (written before run ids existed) or with an unreadable manifest
+// is no one's. The caller holds the root lock.
+func (s *Store) checkRun(id string) error {
+	if id == "" {
+		return nil
+	}
+	dirs, err := s.List()
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		m, err := readManifest(d)
+		if err != nil || m.RunID == "" || m.RunID == id {
+			continue
+		}
+		return fmt.Errorf("%s was written by run %s, this is run %s: %w", d, m.RunID, id, ErrOtherRun)
+	}
+	return nil
+}
+
+// Runs returns the run ids named by the checkpoints under Root, in the
+// order of List (highest step first), each once; checkpoints without a run
+// id or with an unreadable manifest count as "".
+func (s *Store) Runs() ([]string, error) {
+	dirs, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, d := range dirs {
+		m, _ := readManifest(d)
+		if !slices.Contains(ids, m.RunID) {
+			ids = append(ids, m.RunID)
+		}
+	}
+	return ids, nil
+}
+
+// Clear removes every checkpoint under Root and the leftovers of
+// interrupted saves, holding the root lock (so that it never removes a
+// checkpoint while another process writes one). It returns how many
+// checkpoints it removed.
+func (s *Store) Clear(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := os.Stat(s.Root); errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint: clear: lock %s: %w", s.Root, err)
+	}
+	defer unlock()
+	s.removeLeftovers()
+	dirs, err := s.List()
+	if err != nil {
+		return 0, err
+	}
+	for i, d := range dirs {
+		if err := s.remove(d); err != nil {
+			return i, fmt.Errorf("checkpoint: clear %s: %w", d, err)
+		}
+	}
+	return len(dirs), nil
 }
 
 // writeBlobs compresses and writes the blobs into dir in parallel, fsyncing

@@ -44,6 +44,14 @@ func DefaultBackoff() Backoff {
 // ClientOption changes a Client's settings.
 type ClientOption func(*Client)
 
+// DefaultFinishRetry bounds how long Finish retries while the coordinator
+// is unavailable: a worker that could not report the end stays a member
+// and finishes again in the generation a restarted coordinator opens.
+const DefaultFinishRetry = 30 * time.Second
+
+// WithFinishRetry sets how long Finish retries (DefaultFinishRetry).
+func WithFinishRetry(d time.Duration) ClientOption { return func(c *Client) { c.finishFor = d } }
+
 // WithBackoff sets the reconnection back-off.
 func WithBackoff(b Backoff) ClientOption { return func(c *Client) { c.backoff = b } }
 
@@ -65,6 +73,9 @@ type Client struct {
 	log      *slog.Logger
 	backoff  Backoff
 	dialOpts []grpc.DialOption
+	addr     string
+	// finishFor bounds the retries of Finish (WithFinishRetry).
+	finishFor time.Duration
 
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -94,7 +105,7 @@ func Dial(ctx context.Context, addr, token string, opts ...ClientOption) (*Clien
 		return nil, fmt.Errorf("dial coordinator %s: %w", addr, err)
 	}
 	c := &Client{log: slog.Default(), backoff: DefaultBackoff(), changed: make(chan struct{}), done: make(chan struct{}),
-		asked: make(chan struct{}, 1), rng: rand.New(rand.NewPCG(hash64(addr), 0))}
+		asked: make(chan struct{}, 1), rng: rand.New(rand.NewPCG(hash64(addr), 0)), addr: addr, finishFor: DefaultFinishRetry}
 	for _, o := range opts {
 		o(c)
 	}
@@ -416,7 +427,13 @@ func (c *Client) retry(ctx context.Context, what string, f func(context.Context)
 			return fmt.Errorf("%s: %w", what, tlsErr)
 		}
 		wait := c.wait(attempt)
-		c.log.Debug("coordinator unavailable, retrying", "call", what, "err", err, "in", wait)
+		level := slog.LevelDebug
+		if what == "join" && attempt%10 == 0 {
+			// A worker that cannot join says so (a wrong --coordinator,
+			// a coordinator not started yet), about every ten seconds.
+			level = slog.LevelInfo
+		}
+		c.log.Log(ctx, level, "coordinator not answering, retrying", "coordinator", c.addr, "call", what, "attempt", attempt+1, "err", status.Convert(err).Message(), "in", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -506,7 +523,12 @@ func (c *Client) Abort(ctx context.Context, gen uint64, step int64, msg string) 
 // Finish reports that training completed at step; the run stops. A report
 // from a generation that is no longer the current one is refused: the
 // worker must take the newer assignment.
+//
+// While the coordinator is unavailable Finish retries for at most
+// DefaultFinishRetry (WithFinishRetry).
 func (c *Client) Finish(ctx context.Context, gen uint64, step int64) error {
+	ctx, cancel := context.WithTimeout(ctx, c.finishFor)
+	defer cancel()
 	_, err := c.report(ctx, "report finish", &pb.ReportRequest{Generation: gen,
 		Report: &pb.ReportRequest_Finished{Finished: &pb.Finished{Step: step}}})
 	return err

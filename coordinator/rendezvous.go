@@ -76,7 +76,8 @@ var (
 	// generation may make (the end of training) from an older one: the
 	// worker takes the newer assignment and goes on from there.
 	ErrStaleGeneration = errors.New("stale generation")
-	ErrBadRequest      = errors.New("malformed request")
+
+	ErrBadRequest = errors.New("malformed request")
 )
 
 // RendezvousConfig configures the rendezvous machine. All durations are
@@ -269,6 +270,12 @@ func (r *Rendezvous) Join(now time.Time, req JoinRequest) (string, error) {
 	if h := req.Held; h != nil {
 		if h.Step < 0 {
 			return "", fmt.Errorf("join refused: %w: held state at negative step %d", ErrBadRequest, h.Step)
+		}
+		if h.Generation > MaxGeneration {
+			// New generations are numbered above every held one: a
+			// held generation near 2^64 would wrap the next to 0, which
+			// every worker refuses as stale.
+			return "", fmt.Errorf("join refused: %w: held generation %d is beyond %d, no generation can follow it", ErrBadRequest, h.Generation, uint64(MaxGeneration))
 		}
 		if h.JobID != r.cfg.JobID {
 			return "", fmt.Errorf("join refused: %w: the worker holds the state of job %q, this is job %q: restart the worker to join this job",
@@ -934,3 +941,7 @@ func without(s []string, x string) []string {
 	}
 	return out
 }
+
+// MaxGeneration bounds the generation numbers a worker may hold when it
+// joins, so that the generations numbered above it never wrap around to 0.
+const MaxGeneration = 1 << 62

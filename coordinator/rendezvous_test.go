@@ -492,3 +492,26 @@ func TestWatchGraceScenarios(t *testing.T) {
 		})
 	}
 }
+
+// TestRendezvousHeldGenerationCannotWrap: a join that holds a generation
+// near 2^64 is refused, so the next generation is never numbered 0 (which
+// every worker would refuse as stale); the run goes on above the floor.
+func TestRendezvousHeldGenerationCannotWrap(t *testing.T) {
+	r, err := NewRendezvous(RendezvousConfig{JobID: "job", MinWorkers: 1, MaxWorkers: 1}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []uint64{1<<64 - 1, MaxGeneration + 1} {
+		_, err := r.Join(t0, JoinRequest{DataAddr: "10.0.0.1:1", Held: &HeldState{Step: 3, Generation: g, JobID: "job"}})
+		if !errors.Is(err, ErrBadRequest) {
+			t.Errorf("join holding generation %d: %v, want ErrBadRequest", g, err)
+		}
+	}
+	if _, err := r.Join(t0, JoinRequest{DataAddr: "10.0.0.1:2", Held: &HeldState{Step: 3, Generation: MaxGeneration, JobID: "job"}}); err != nil {
+		t.Fatal(err)
+	}
+	r.Tick(t0.Add(time.Minute))
+	if g, _ := r.Current(); g.Number != MaxGeneration+1 {
+		t.Errorf("generation %d after a join holding %d, want %d", g.Number, uint64(MaxGeneration), uint64(MaxGeneration+1))
+	}
+}

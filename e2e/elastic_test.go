@@ -187,6 +187,9 @@ func TestCoordinatorRestart(t *testing.T) {
 	if redone > 1 {
 		t.Errorf("%d steps redone after the restart, want at most the one in flight", redone)
 	}
+	if trained := during[len(during)-1].Step - before[len(before)-1].Step; trained <= 0 {
+		t.Errorf("%d steps trained in the %v the coordinator was down, want training to go on without it", trained, restart.Sub(killed).Round(time.Millisecond))
+	}
 	if m.Workers != 3 {
 		t.Errorf("world %d after the restart, want 3", m.Workers)
 	}
@@ -203,9 +206,13 @@ func runRound(t *testing.T, dir, name string, args ...string) *proc {
 
 // TestCrashDuringCheckpoint kills a training run (coordinator and workers,
 // the whole process group) with SIGKILL at random moments while rank 0
-// saves a checkpoint after every step, many times. After every kill the
-// latest checkpoint must load, and the next run must resume from it; the
-// last run finishes with the losses of an uninterrupted run.
+// saves a checkpoint after every step, many times. Every round waits for a
+// checkpoint newer than the last round's before it kills, and a round whose
+// run ended before the kill fails the test. After every kill the latest
+// checkpoint must load, and the next run must resume from it; at least one
+// kill must have cut a save short (a .tmp-* directory left behind), or the
+// test proved nothing about crashes during a save; the last run finishes
+// with the losses of an uninterrupted run.
 func TestCrashDuringCheckpoint(t *testing.T) {
 	needSetup(t)
 	const steps, rounds = 300, 10
@@ -220,19 +227,32 @@ func TestCrashDuringCheckpoint(t *testing.T) {
 	prev, interrupted := int64(-1), 0
 	for round := range rounds {
 		p := runRound(t, dir, "round"+strconv.Itoa(round), args...)
-		// Wait for training (a new checkpoint), then a random moment.
+		// Wait for training (a checkpoint newer than the last round's: List
+		// is newest first), then a random moment.
 		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
+		fresh := false
+		for !fresh && time.Now().Before(deadline) && p.Alive() {
 			if c, err := store.List(); err == nil && len(c) > 0 {
-				if m, err := checkpoint.Inspect(c[len(c)-1]); err == nil && m.Step > prev {
+				if m, err := checkpoint.Inspect(c[0]); err == nil && m.Step > prev {
+					fresh = true
 					break
 				}
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		if !fresh {
+			t.Fatalf("round %d: no checkpoint newer than step %d within 60s (the run alive: %v):\n%s", round, prev, p.Alive(), testcluster.Tail(p.Output(), 20))
+		}
 		time.Sleep(time.Duration(rnd.IntN(400)) * time.Millisecond)
+		if !p.Alive() {
+			t.Fatalf("round %d: the run ended before the kill (%v): the test would prove nothing; lower the rounds' wait or raise the steps:\n%s",
+				round, p.Err(), testcluster.Tail(p.Output(), 20))
+		}
 		_ = p.KillGroup()
 		<-p.Done()
+		if !p.KilledByTest() {
+			t.Fatalf("round %d: the run ended by itself (%v), not by the kill", round, p.Err())
+		}
 		if tmp, _ := filepath.Glob(filepath.Join(worker.CheckpointDir(out), ".tmp-*")); len(tmp) > 0 {
 			interrupted++
 		}
@@ -257,6 +277,24 @@ func TestCrashDuringCheckpoint(t *testing.T) {
 		t.Error("the final run did not resume from a checkpoint")
 	}
 	worst := compareLosses(t, "", out, ref, 1e-4, nil)
+	if interrupted == 0 {
+		t.Errorf("none of the %d kills interrupted a save (no .tmp-* directory left): the crash during a checkpoint write was not tested", rounds)
+	}
+	// Every round resumed the same run: its checkpoints and its summary
+	// name one run id.
+	sum, err := rundir.ReadSummary(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := store.List()
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("checkpoints after the final run: %v, %v", dirs, err)
+	}
+	for _, d := range dirs {
+		if m, err := checkpoint.Inspect(d); err != nil || m.RunID == "" || m.RunID != sum.RunID {
+			t.Errorf("%s names run %q (%v), the summary run %q", d, m.RunID, err, sum.RunID)
+		}
+	}
 	t.Logf("FIGURE crash-checkpoint: %d kills, %d left an interrupted save behind, every latest checkpoint loaded, final run resumed at step %d, worst |Δloss| %.2g",
 		rounds, interrupted, prev, worst)
 }

@@ -97,6 +97,9 @@ func TestKill(t *testing.T) {
 			if m.Workers != 2 {
 				t.Errorf("the new generation has %d workers, want 2", m.Workers)
 			}
+			if redone > 1 {
+				t.Errorf("%d steps that had completed before the kill ran again, want at most the one in flight", redone)
+			}
 			if recovery > 10*time.Second {
 				t.Errorf("recovery took %v", recovery)
 			}

@@ -43,6 +43,7 @@ type Worker struct {
 	now  func() time.Time
 
 	steps, samples, reduceBytes, generations, checkpoints prometheus.Counter
+	checkpointFailures                                    prometheus.Counter
 	step, epoch, loss, logitScale, lr, gradNorm           prometheus.Gauge
 	generation, rank, world, gradBytes, batch             prometheus.Gauge
 	algbw, busbw, ckptStep                                prometheus.Gauge
@@ -95,6 +96,7 @@ func NewWorker(reg prometheus.Registerer, o WorkerOptions) (*Worker, error) {
 	w.reduceBytes = counter("allreduce_bytes_total", "Bytes of gradient buffer summed by the all-reduce (S per step with more than one rank).")
 	w.generations = counter("generations_started_total", "Generations this process started training in.")
 	w.checkpoints = counter("checkpoints_saved_total", "Checkpoints this process saved.")
+	w.checkpointFailures = counter("checkpoint_failures_total", "Checkpoint saves of this process that failed (each retried at the next interval).")
 	w.step = gauge("step", "Optimizer steps completed by the run (the last completed step + 1).")
 	w.epoch = gauge("epoch", "Epoch of the last completed step.")
 	w.loss = gauge("loss", "Global loss of the last completed step.")
@@ -134,7 +136,7 @@ func NewWorker(reg prometheus.Registerer, o WorkerOptions) (*Worker, error) {
 		},
 	}
 	for _, c := range []prometheus.Collector{
-		w.steps, w.samples, w.reduceBytes, w.generations, w.checkpoints,
+		w.steps, w.samples, w.reduceBytes, w.generations, w.checkpoints, w.checkpointFailures,
 		w.step, w.epoch, w.loss, w.logitScale, w.lr, w.gradNorm,
 		w.generation, w.rank, w.world, w.gradBytes, w.batch, w.algbw, w.busbw, w.ckptStep,
 		hist, total, age, w.bad,
@@ -219,6 +221,12 @@ func (w *Worker) CheckpointSaved(step int64, dir string) {
 	w.mu.Unlock()
 	w.checkpoints.Inc()
 	w.ckptStep.Set(float64(step))
+}
+
+// CheckpointFailed records a checkpoint save that failed
+// (worker.SaveObserver).
+func (w *Worker) CheckpointFailed(step int64, err error) {
+	w.checkpointFailures.Inc()
 }
 
 // Health is the process's /healthz answer.

@@ -1,6 +1,7 @@
 package observe
 
 import (
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -170,6 +171,11 @@ func TestCheckpointAge(t *testing.T) {
 	if h := w.Health(); h.Checkpoint != "/runs/a/checkpoints/step-200" {
 		t.Errorf("health %+v", h)
 	}
+	w.CheckpointFailed(210, errors.New("no space left on device"))
+	w.CheckpointFailed(220, errors.New("no space left on device"))
+	if got, _ := value(t, reg, "infonce_checkpoint_failures_total"); got != 2 {
+		t.Errorf("checkpoint failures %g, want 2", got)
+	}
 }
 
 func TestTwoObserversInOneProcess(t *testing.T) {
@@ -189,7 +195,10 @@ func TestTwoObserversInOneProcess(t *testing.T) {
 	}
 }
 
-var _ worker.Observer = (*Worker)(nil)
+var (
+	_ worker.Observer     = (*Worker)(nil)
+	_ worker.SaveObserver = (*Worker)(nil)
+)
 
 // TestBadSampleMetric: the bad samples a step reports are exported by
 // reason.

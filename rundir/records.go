@@ -29,6 +29,9 @@ type Metric struct {
 	Time             float64 `json:"time"` // Unix seconds
 	Workers          int     `json:"workers"`
 	Generation       uint64  `json:"generation"`
+	// CheckpointFailures counts the checkpoint saves of the run that
+	// failed so far (each retried at the next interval).
+	CheckpointFailures int `json:"checkpoint_failures,omitempty"`
 	// StepTime is the mean breakdown of the steps since the last line.
 	StepTime Breakdown `json:"step_time"`
 	// BadSamples counts the samples the recording rank could not use so
@@ -77,10 +80,20 @@ type Evaluation struct {
 	Uniformity float64  `json:"uniformity"`
 }
 
+// ChangedSetting is a setting that a resumed run changed: its flag's name,
+// the checkpoint's value and this run's.
+type ChangedSetting struct {
+	Setting string `json:"setting"`
+	Old     string `json:"old"`
+	New     string `json:"new"`
+}
+
 // Summary is summary.json. C is the type of the run's configuration: the
 // trainer writes its own configuration type, a reader that does not need
 // it decodes it as json.RawMessage ([RawSummary]).
 type Summary[C any] struct {
+	// RunID names the run; its checkpoints carry the same id.
+	RunID            string  `json:"run_id,omitempty"`
 	Objective        string  `json:"objective"`
 	Data             string  `json:"data"`
 	Workers          int     `json:"workers"`
@@ -95,6 +108,12 @@ type Summary[C any] struct {
 	WallSeconds      float64 `json:"wall_seconds"`
 	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
 	ParamSHA256      string  `json:"param_sha256"`
+	// CheckpointFailures counts the checkpoint saves that failed and were
+	// retried at the next interval.
+	CheckpointFailures int `json:"checkpoint_failures,omitempty"`
+	// ChangedSettings are the settings a resumed run changed from those
+	// of the checkpoint it continued.
+	ChangedSettings []ChangedSetting `json:"changed_settings,omitempty"`
 	// StepTime is the mean step-time breakdown of rank 0 over the run.
 	StepTime Breakdown `json:"step_time"`
 	// BadSamples counts the samples the run could not use, by reason

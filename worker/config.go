@@ -117,6 +117,9 @@ type Config struct {
 	Seed     uint64 `json:"seed"`
 	LogEvery int    `json:"log_every"`
 	Out      string `json:"-"`
+	// RunID names the run (NewRunID, or the job's id); every checkpoint
+	// and the summary carry it, and a resumed run keeps it.
+	RunID string `json:"run_id,omitempty"`
 }
 
 // DefaultConfig is the README's main job: CLIP on the embedded MNIST, one

@@ -62,6 +62,9 @@ type Faults struct {
 	DumpGradsSteps []int64
 	// SampleLog names a file to which the worker appends SampleRecords.
 	SampleLog string
+	// SaveFailSteps are the steps whose checkpoint save fails as on a
+	// full disk (ENOSPC), before anything is written.
+	SaveFailSteps []int64
 }
 
 // or fills the fields of f that are not set from g.
@@ -77,6 +80,9 @@ func (f Faults) or(g Faults) Faults {
 	}
 	if f.SampleLog == "" {
 		f.SampleLog = g.SampleLog
+	}
+	if len(f.SaveFailSteps) == 0 {
+		f.SaveFailSteps = g.SaveFailSteps
 	}
 	return f
 }
@@ -152,6 +158,20 @@ type faults struct {
 	killSteps map[int64]bool
 	dumpDir   string
 	dumpSteps map[int64]bool
+	saveFail  map[int64]bool
+}
+
+// saveHook fails the saves of the listed steps as a full disk does.
+func (f faults) saveHook() func(done int64) error {
+	if len(f.saveFail) == 0 {
+		return nil
+	}
+	return func(done int64) error {
+		if f.saveFail[done] {
+			return fmt.Errorf("injected fault: %w", syscall.ENOSPC)
+		}
+		return nil
+	}
 }
 
 func stepSet(steps []int64) map[int64]bool {
@@ -167,7 +187,7 @@ func stepSet(steps []int64) map[int64]bool {
 
 // compile turns f into the hooks' sets.
 func (f Faults) compile() faults {
-	c := faults{nanSteps: stepSet(f.NaNSteps), killSteps: stepSet(f.KillInAllReduce)}
+	c := faults{nanSteps: stepSet(f.NaNSteps), killSteps: stepSet(f.KillInAllReduce), saveFail: stepSet(f.SaveFailSteps)}
 	if f.DumpGradsDir != "" {
 		c.dumpDir, c.dumpSteps = f.DumpGradsDir, stepSet(f.DumpGradsSteps)
 	}

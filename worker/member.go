@@ -63,9 +63,17 @@ type MemberOptions struct {
 	// Backoff is the reconnection back-off towards the coordinator (zero:
 	// coordinator.DefaultBackoff).
 	Backoff coordinator.Backoff
+	// JoinTimeout bounds the first join: a coordinator that does not
+	// answer within it (a wrong address) ends the worker with an error
+	// (0: DefaultJoinTimeout).
+	JoinTimeout time.Duration
 	// Faults are injected into the worker, for tests (zero: none).
 	Faults Faults
 }
+
+// DefaultJoinTimeout is how long a worker tries to join its coordinator
+// before it gives up.
+const DefaultJoinTimeout = 2 * time.Minute
 
 // ErrAborted reports a run that stopped because every rank met the same
 // error, for example too many non-finite steps in a row.
@@ -117,11 +125,19 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	m := &member{o: o, log: log, client: client, srv: srv, stop: ctx, changed: make(chan struct{}),
 		mach:    membership.New(membership.DefaultConfig()),
 		joinReq: coordinator.JoinRequest{Name: o.Name, DataAddr: dataAddr, Fingerprint: o.Fingerprint}}
-	joinCtx, cancelJoin := context.WithCancel(ctl)
+	joinTimeout := o.JoinTimeout
+	if joinTimeout <= 0 {
+		joinTimeout = DefaultJoinTimeout
+	}
+	joinCtx, cancelJoin := context.WithTimeout(ctl, joinTimeout)
 	stopJoin := context.AfterFunc(ctx, cancelJoin)
 	err = m.join(joinCtx)
+	timedOut := errors.Is(joinCtx.Err(), context.DeadlineExceeded)
 	stopJoin()
 	cancelJoin()
+	if err != nil && timedOut {
+		return nil, fmt.Errorf("no coordinator answered at %s within --join-timeout %v: check --coordinator and that the coordinator runs: %w", o.Coordinator, joinTimeout, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +212,11 @@ type member struct {
 	faults  faults
 	samples *sampleLog
 	stepNow int64 // the step being run, for the injected faults
+
+	saveFailures int // periodic saves of this process that failed
+	// changedSettings are the settings this run changed from the
+	// checkpoint it started from.
+	changedSettings []ChangedSetting
 
 	last     StepStats // the last step this worker completed,
 	lastGen  uint64    // in this generation
@@ -394,6 +415,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 			"backward_ms", b.BackwardMS, "reduce_ms", b.ReduceMS, "optimizer_ms", b.OptimizerMS, "total_ms", b.TotalMS)
 	}()
 	stepStart := time.Now()
+	var saveErr error // how rank 0's last periodic save went
 	for {
 		// Joiners are admitted at step boundaries: a newer generation
 		// means the next step must not start.
@@ -469,11 +491,44 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 				}
 			case membership.Save:
 				restart()
-				if _, err := m.save(ctl, gen, x.Step); err != nil {
-					if !x.BestEffort {
-						return nil, false, err
+				_, err := m.save(ctl, gen, x.Step)
+				switch {
+				case err == nil:
+				case x.Retry:
+					// Not fatal: the state is in memory, the next
+					// interval saves again, and ShareSave tells every
+					// rank, so that all stop together if it keeps failing.
+					m.saveFailures++
+					if m.rec != nil {
+						m.rec.saveFailures = m.saveFailures
 					}
+					saveFailed(m.o.Observer, x.Step, err)
+					m.log.Warn("checkpoint failed; the state is kept in memory and saved again at the next interval",
+						"step", x.Step, "failed_in_a_row", x.SaveFailures+1, "max_save_failures", m.spec.MaxSaveFailures, "err", err)
+				case x.BestEffort:
 					m.log.Warn("no checkpoint of the last finite state", "err", err)
+				default:
+					return nil, false, err
+				}
+				if x.Retry {
+					saveErr = err
+				}
+			case membership.ShareSave:
+				restart()
+				n, err := shareSave(ctx, ring, x.SaveFailures, saveErr)
+				if err != nil {
+					return nil, false, err
+				}
+				if n > 0 && rank != 0 {
+					m.log.Warn("rank 0 could not write the checkpoint; it saves again at the next interval",
+						"step", x.Step, "failed_in_a_row", n, "max_save_failures", m.spec.MaxSaveFailures)
+				}
+				for _, y := range m.mach.SaveShared(x.Step, n) {
+					if y.Kind == membership.End && y.Outcome == membership.Aborted {
+						return nil, false, fmt.Errorf("%w: %w", ErrAborted,
+							saveFailuresError(y.SaveFailures, y.Step, m.spec.MaxSaveFailures, m.cfg.Out, saveErr))
+					}
+					return nil, false, fmt.Errorf("generation %d: unexpected action %v after a save", gen, y)
 				}
 			case membership.End:
 				restart()

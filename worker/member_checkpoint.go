@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"time"
@@ -31,6 +32,30 @@ func (m *member) save(ctl context.Context, gen uint64, step int64) (string, erro
 	return dir, nil
 }
 
+// shareSave tells every rank of ring how rank 0's periodic save went: rank
+// 0 broadcasts the count of saves in a row that failed (before+1 when
+// saveErr is set, 0 after a save that succeeded) and every rank returns it.
+func shareSave(ctx context.Context, ring *allreduce.Ring, before int, saveErr error) (int, error) {
+	var buf [8]byte
+	if ring.Rank() == 0 {
+		n := 0
+		if saveErr != nil {
+			n = before + 1
+		}
+		binary.LittleEndian.PutUint64(buf[:], uint64(n))
+	}
+	if ring.Size() > 1 {
+		if err := ring.Broadcast(ctx, buf[:], 0); err != nil {
+			return 0, fmt.Errorf("share the result of the checkpoint: %w", err)
+		}
+	}
+	n := binary.LittleEndian.Uint64(buf[:])
+	if n > 1<<20 {
+		return 0, fmt.Errorf("%w: rank 0 sent %d failed saves in a row", errFatal, n)
+	}
+	return int(n), nil
+}
+
 // finish ends the run on rank 0: it saves the final checkpoint, reports
 // the end, evaluates and writes summary.json.
 func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (*Summary, bool, error) {
@@ -47,7 +72,10 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 	samplesPerSecond := m.rec.samplesPerSecond()
 	m.rec.finish()
 	if _, err := m.save(ctl, gen, next); err != nil {
-		return nil, false, err
+		// The run ends as a whole: removing rank 0 would only hand the
+		// same save to the next rank, one rank after another.
+		return nil, false, fmt.Errorf("%w: the final checkpoint (step %d) could not be written: %w; free space in or fix the permissions of %s, then finish the run with --resume latest",
+			ErrAborted, next, err, CheckpointDir(m.cfg.Out))
 	}
 	if err := m.client.Finish(ctl, gen, next); err != nil {
 		// The coordinator did not take the end (it restarted, or a newer
@@ -57,14 +85,17 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 		return nil, false, nil
 	}
 	sum := &Summary{
+		RunID:     m.cfg.RunID,
 		Objective: m.cfg.Objective, Data: m.cfg.Data, Workers: ring.Size(), Generation: gen,
 		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(m.cfg.Batch),
 		FinalLoss: m.rec.last.Loss, FinalLogitScale: m.rec.last.LogitScale,
-		SamplesPerSecond: samplesPerSecond,
-		TrainSeconds:     trainSeconds,
-		ParamSHA256:      ParamSHA256(t.Model.P.W),
-		StepTime:         m.rec.meanStepTime(),
-		Config:           m.cfg,
+		SamplesPerSecond:   samplesPerSecond,
+		TrainSeconds:       trainSeconds,
+		ParamSHA256:        ParamSHA256(t.Model.P.W),
+		StepTime:           m.rec.meanStepTime(),
+		CheckpointFailures: m.saveFailures,
+		ChangedSettings:    m.changedSettings,
+		Config:             m.cfg,
 	}
 	if bad := t.BadSamples(); len(bad) > 0 {
 		sum.BadSamples = bad

@@ -29,6 +29,16 @@ func (m *member) configure(a coordinator.Assignment) (*membership.Schedule, erro
 	} else if err := checkNetworkOut(cfg.Out, m.o.OutRoot); err != nil { // security.go
 		return nil, err
 	}
+	if err := checkNetworkData(cfg.Data, cfg.Classes); err != nil { // security.go
+		return nil, err
+	}
+	for _, p := range []string{cfg.DataOptions.ValData, cfg.DataOptions.Templates, cfg.Tokenizer} {
+		if p != "" {
+			if err := checkNetworkData(p, ""); err != nil {
+				return nil, err
+			}
+		}
+	}
 	data, err := LoadData(cfg)
 	if err != nil {
 		return nil, err
@@ -52,7 +62,8 @@ func (m *member) configure(a coordinator.Assignment) (*membership.Schedule, erro
 	}
 	m.hook(t)
 	return &membership.Schedule{TotalSteps: t.TotalSteps(), MaxBadSteps: spec.MaxBadSteps,
-		ChecksumEvery: int64(cfg.ChecksumEvery), CheckpointEvery: int64(cfg.CheckpointEvery)}, nil
+		ChecksumEvery: int64(cfg.ChecksumEvery), CheckpointEvery: int64(cfg.CheckpointEvery),
+		MaxSaveFailures: spec.MaxSaveFailures}, nil
 }
 
 // gradStorage gives the trainer its gradient buffer: a SharedVector when
@@ -83,6 +94,7 @@ func (m *member) gradStorage(n int) ([]float32, error) {
 func (m *member) hook(t *Trainer[float32]) {
 	t.faultHook = m.faults.nanHook()
 	t.gradHook = m.faults.dumpHook()
+	t.saveHook = m.faults.saveHook()
 	if m.samples != nil {
 		t.sampleHook = func(step int64, epoch int, local []int) {
 			rank, world := m.mach.Rank()
@@ -111,7 +123,7 @@ func (m *member) startState(ctx context.Context, ring *allreduce.Ring, a coordin
 		}
 		return next, bad, nil
 	case coordinator.StartCheckpoint:
-		if err := checkCheckpointPath(a.Start.CheckpointPath); err != nil { // security.go
+		if err := checkCheckpointPath(a.Start.CheckpointPath, m.o.OutRoot); err != nil { // security.go
 			return 0, 0, fmt.Errorf("%w: start state: %w", errFatal, err)
 		}
 		c, err := checkpoint.Load(ctx, a.Start.CheckpointPath)
@@ -122,6 +134,7 @@ func (m *member) startState(ctx context.Context, ring *allreduce.Ring, a coordin
 		if err != nil {
 			return 0, 0, fmt.Errorf("%w: start state: %w", errFatal, err)
 		}
+		m.changedSettings = changedSince(c.Manifest.Config, m.cfg, c.Dir, m.log)
 		return next, 0, nil
 	case coordinator.StartBroadcast:
 		return m.broadcastState(ctx, ring, a.Start.SourceRank, next, bad)
@@ -152,8 +165,8 @@ func (m *member) broadcastState(ctx context.Context, ring *allreduce.Ring, root 
 		return 0, 0, fmt.Errorf("broadcast state size: %w", err)
 	}
 	n := binary.LittleEndian.Uint64(header[:])
-	if n > maxStateBytes {
-		return 0, 0, fmt.Errorf("%w: broadcast state of %d bytes is over the %d limit", errFatal, n, uint64(maxStateBytes))
+	if bound := min(m.t.stateBound(), maxStateBytes); n > bound {
+		return 0, 0, fmt.Errorf("%w: broadcast state of %d bytes is over the %d this model's state can take", errFatal, n, bound)
 	}
 	if ring.Rank() != root {
 		payload = make([]byte, n)
@@ -182,6 +195,9 @@ func (m *member) broadcastState(ctx context.Context, ring *allreduce.Ring, root 
 	if v, ok := mf.Extra[extraBadSteps]; ok {
 		if _, err := fmt.Sscan(v, &bad); err != nil {
 			return 0, 0, fmt.Errorf("%w: state from rank %d: %s %q: %w", errFatal, root, extraBadSteps, v, err)
+		}
+		if bad < 0 || int64(bad) > next {
+			return 0, 0, fmt.Errorf("%w: state from rank %d: %d non-finite steps in a row before step %d", errFatal, root, bad, next)
 		}
 	}
 	return next, bad, nil

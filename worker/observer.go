@@ -20,6 +20,19 @@ func (nopObserver) StepDone(StepStats, uint64, int, int) {}
 func (nopObserver) GenerationStarted(uint64, int, int)   {}
 func (nopObserver) CheckpointSaved(int64, string)        {}
 
+// SaveObserver is an Observer that also wants to know of checkpoint saves
+// that failed (and are retried at the next interval).
+type SaveObserver interface {
+	CheckpointFailed(step int64, err error)
+}
+
+// saveFailed tells o of a failed save, if it wants to know.
+func saveFailed(o Observer, step int64, err error) {
+	if s, ok := o.(SaveObserver); ok {
+		s.CheckpointFailed(step, err)
+	}
+}
+
 // RunObserver is an Observer that also wants the run's configuration and
 // the size of its parameter buffer, once the trainer is built.
 type RunObserver interface {

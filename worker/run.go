@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +40,13 @@ type Options struct {
 	MaxBadSteps int
 	// Faults are injected into the run, for tests (zero: none).
 	Faults Faults
+	// MaxSaveFailures is how many periodic saves in a row may fail, each
+	// retried at the next interval, before the run stops with an error
+	// (0: DefaultMaxSaveFailures).
+	MaxSaveFailures int
+	// Overwrite lets a run that does not resume remove the checkpoints of
+	// another run in its run directory (StartFresh).
+	Overwrite bool
 }
 
 // ErrStopped reports a run that stopped on request (SIGINT, SIGTERM) after
@@ -53,6 +63,20 @@ func RunLocal(ctx context.Context, cfg Config, set *dataset.Set, opt Options) (*
 func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Summary, error) {
 	start := time.Now()
 	log := opt.logger()
+	var resume *checkpoint.Checkpoint
+	if opt.Resume != "" {
+		c, err := checkpoint.Load(ctx, opt.Resume)
+		if err != nil {
+			return nil, fmt.Errorf("--resume: %w", err)
+		}
+		resume = c
+		if c.Manifest.RunID != "" {
+			cfg.RunID = c.Manifest.RunID // a resumed run keeps its id
+		}
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = NewRunID()
+	}
 	t, err := NewTrainerData[float32](cfg, data, nil)
 	if err != nil {
 		return nil, err
@@ -62,16 +86,14 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 		return nil, fmt.Errorf("--out %s: %w", cfg.Out, err)
 	}
 	var first int64
-	if opt.Resume != "" {
-		c, err := checkpoint.Load(ctx, opt.Resume)
-		if err != nil {
+	var changed []ChangedSetting
+	if resume != nil {
+		if first, err = t.Restore(resume); err != nil {
 			return nil, fmt.Errorf("--resume: %w", err)
 		}
-		if first, err = t.Restore(c); err != nil {
-			return nil, fmt.Errorf("--resume: %w", err)
-		}
-		log.Info("resuming", "checkpoint", c.Dir, "step", first)
-	} else if err := StartFresh(cfg.Out, log); err != nil {
+		changed = changedSince(resume.Manifest.Config, cfg, resume.Dir, log)
+		log.Info("resuming", "checkpoint", resume.Dir, "step", first, "run", cfg.RunID)
+	} else if err := StartFresh(ctx, cfg.Out, cfg.RunID, opt.Overwrite, log); err != nil {
 		return nil, err
 	}
 	rec, err := openRecorder(cfg, t.TotalSteps(), 1, opt, first > 0, first)
@@ -80,7 +102,7 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 	}
 	defer rec.close()
 	t.log = log
-	log.Info("training", "objective", cfg.Objective, "data", data.Name, "steps", t.TotalSteps(),
+	log.Info("training", "run", cfg.RunID, "objective", cfg.Objective, "data", data.Name, "steps", t.TotalSteps(),
 		"batch", cfg.Batch, "params", len(t.Model.P.W), "out", cfg.Out)
 
 	if opt.Observer != nil {
@@ -95,11 +117,16 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 	}
 	t.faultHook = f.nanHook()
 	t.gradHook = f.dumpHook()
+	t.saveHook = f.saveHook()
 	var last StepStats
 	comm := Single[float32]{}
 	maxBad, bad := opt.MaxBadSteps, 0
 	if maxBad <= 0 {
 		maxBad = DefaultMaxBadSteps
+	}
+	maxSaveFail, saveFail := opt.MaxSaveFailures, 0
+	if maxSaveFail <= 0 {
+		maxSaveFail = DefaultMaxSaveFailures
 	}
 	trainStart := time.Now()
 	work := context.WithoutCancel(ctx) // a stop request ends the run at a step boundary
@@ -136,6 +163,32 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 		if err := rec.step(st, 0); err != nil {
 			return nil, err
 		}
+		// --checkpoint-every: the state after every N-th step, except
+		// after the last one, which SaveFinal writes.
+		if every, done := cfg.CheckpointEvery, step+1; every > 0 && done%every == 0 && done < t.TotalSteps() {
+			// A save that fails loses nothing yet: the state is in memory
+			// and the next interval tries again; only saves that keep
+			// failing stop the run.
+			dir, err := t.Save(work, done, 0)
+			if err != nil {
+				saveFail++
+				rec.saveFailures++
+				if opt.Observer != nil {
+					saveFailed(opt.Observer, done, err)
+				}
+				if saveFail >= maxSaveFail {
+					return nil, saveFailuresError(saveFail, done, maxSaveFail, cfg.Out, err)
+				}
+				log.Warn("checkpoint failed; the state is kept in memory and saved again at the next interval",
+					"step", done, "failed_in_a_row", saveFail, "max_save_failures", maxSaveFail, "err", err)
+				continue
+			}
+			saveFail = 0
+			log.Info("checkpoint", "step", done, "dir", dir)
+			if opt.Observer != nil {
+				opt.Observer.CheckpointSaved(done, dir)
+			}
+		}
 		if every := int64(cfg.EvalEvery); every > 0 && (step+1)%every == 0 && step+1 < t.TotalSteps() {
 			// The evaluation's time is not the training's.
 			evalStart := time.Now()
@@ -154,14 +207,17 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 	rec.finish()
 
 	sum := &Summary{
+		RunID:     cfg.RunID,
 		Objective: cfg.Objective, Data: cfg.Data, Workers: 1,
 		Steps: t.TotalSteps(), Samples: t.TotalSteps() * int64(cfg.Batch),
 		FinalLoss: last.Loss, FinalLogitScale: last.LogitScale,
-		SamplesPerSecond: float64((t.TotalSteps()-first)*int64(cfg.Batch)) / trainSeconds,
-		TrainSeconds:     trainSeconds,
-		ParamSHA256:      ParamSHA256(t.Model.P.W),
-		StepTime:         rec.meanStepTime(),
-		Config:           cfg,
+		SamplesPerSecond:   float64((t.TotalSteps()-first)*int64(cfg.Batch)) / trainSeconds,
+		TrainSeconds:       trainSeconds,
+		ParamSHA256:        ParamSHA256(t.Model.P.W),
+		StepTime:           rec.meanStepTime(),
+		CheckpointFailures: rec.saveFailures,
+		ChangedSettings:    changed,
+		Config:             cfg,
 	}
 	if bad := t.BadSamples(); len(bad) > 0 {
 		sum.BadSamples = bad
@@ -190,18 +246,68 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 	return sum, nil
 }
 
-// StartFresh prepares the run directory of a run that does not resume:
-// checkpoints of an earlier run there would otherwise be taken for this
-// run's, so they are removed.
-func StartFresh(out string, log *slog.Logger) error {
-	dir := CheckpointDir(out)
-	if _, err := os.Stat(dir); err != nil {
+// ErrSaveFailures reports a run stopped because its checkpoint saves kept
+// failing.
+var ErrSaveFailures = errors.New("checkpoint saves keep failing")
+
+// saveFailuresError is the error of a run whose last n periodic saves
+// failed, the last one of step, with cause (nil on a rank that only
+// learnt the count from rank 0).
+func saveFailuresError(n int, step int64, max int, out string, cause error) error {
+	why := "see rank 0's log"
+	if cause != nil {
+		why = cause.Error()
+	}
+	return fmt.Errorf("%w: %d checkpoint saves in a row failed (the last after step %d, --max-save-failures %d): %s; the run stops: free space in or fix the permissions of %s, then continue from the last good checkpoint with --resume latest",
+		ErrSaveFailures, n, step, max, why, CheckpointDir(out))
+}
+
+// NewRunID returns a new random run id: 8 hexadecimal digits. It is the
+// run's name, not a source of training randomness (those are seeded from
+// the run's seed).
+func NewRunID() string {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand does not fail on the systems infonce runs on; the
+		// clock still tells two runs apart.
+		return fmt.Sprintf("%08x", uint32(time.Now().UnixNano()))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// ErrOtherRun reports a run directory that holds the checkpoints of another
+// run.
+var ErrOtherRun = checkpoint.ErrOtherRun
+
+// StartFresh prepares the run directory out of run id, a run that does not
+// resume. Checkpoints of another run there are kept and the run is refused
+// (an error wrapping ErrOtherRun), unless overwrite is set: they are then
+// removed under the checkpoint lock, so that no save of a running run is cut
+// into.
+func StartFresh(ctx context.Context, out, id string, overwrite bool, log *slog.Logger) error {
+	st := &checkpoint.Store{Root: CheckpointDir(out), Logger: log}
+	ids, err := st.Runs()
+	if err != nil {
+		return fmt.Errorf("--out %s: %w", out, err)
+	}
+	others := slices.DeleteFunc(ids, func(s string) bool { return s == id && id != "" })
+	if len(others) == 0 {
 		return nil
 	}
-	log.Warn("removing the checkpoints of an earlier run in the same --out (use --resume to continue it)", "dir", dir)
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("--out %s: remove old checkpoints: %w", out, err)
+	for i, o := range others {
+		if o == "" {
+			others[i] = "(no id)"
+		}
 	}
+	if !overwrite {
+		return fmt.Errorf("--out %s holds the checkpoints of run %s: continue it with --resume latest, remove them with --overwrite, or choose another --out: %w",
+			out, strings.Join(others, ", "), ErrOtherRun)
+	}
+	n, err := st.Clear(ctx)
+	if err != nil {
+		return fmt.Errorf("--out %s: --overwrite: %w", out, err)
+	}
+	log.Warn("--overwrite: removed the checkpoints of another run", "dir", st.Root, "runs", strings.Join(others, ", "), "checkpoints", n)
 	return nil
 }
 
@@ -231,6 +337,9 @@ type recorder struct {
 	windowN    int
 	sum        Breakdown
 	sumN       int
+	// saveFailures counts the failed checkpoint saves so far; every
+	// metrics line carries it.
+	saveFailures int
 }
 
 // meanStepTime is the mean breakdown of every step recorded.
@@ -283,8 +392,9 @@ func (r *recorder) step(st StepStats, gen uint64) error {
 			SamplesPerSecond: float64((st.Step-r.lastStep)*int64(r.cfg.Batch)) / dt,
 			Time:             float64(now.UnixNano()) / 1e9,
 			Workers:          r.workers, Generation: gen,
-			StepTime:   rundir.Breakdown(r.window.scale(1 / float64(r.windowN))),
-			BadSamples: st.BadSamples,
+			CheckpointFailures: r.saveFailures,
+			StepTime:           rundir.Breakdown(r.window.scale(1 / float64(r.windowN))),
+			BadSamples:         st.BadSamples,
 		}
 		r.window, r.windowN = Breakdown{}, 0
 		if err := r.w.Write(m); err != nil {

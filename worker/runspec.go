@@ -10,6 +10,10 @@ import (
 // run skips before it stops.
 const DefaultMaxBadSteps = 5
 
+// DefaultMaxSaveFailures is how many periodic checkpoint saves in a row may
+// fail (each retried at the next interval) before the run stops.
+const DefaultMaxSaveFailures = 3
+
 // RunSpec is what a coordinator hands to every worker of a distributed run:
 // the training configuration and the run-wide policies that every rank
 // must apply identically. It encodes as the Config's JSON fields plus its
@@ -19,6 +23,9 @@ type RunSpec struct {
 	// MaxBadSteps is how many non-finite steps in a row every rank skips
 	// before the run stops with an error (0: DefaultMaxBadSteps).
 	MaxBadSteps int `json:"max_bad_steps,omitempty"`
+	// MaxSaveFailures is how many periodic saves in a row may fail before
+	// every rank stops (0: DefaultMaxSaveFailures).
+	MaxSaveFailures int `json:"max_save_failures,omitempty"`
 	// Out is the run directory, for workers that are not given their own.
 	Out string `json:"out,omitempty"`
 }
@@ -46,6 +53,12 @@ func DecodeRunSpec(b []byte) (RunSpec, error) {
 	}
 	if s.MaxBadSteps == 0 {
 		s.MaxBadSteps = DefaultMaxBadSteps
+	}
+	if s.MaxSaveFailures < 0 {
+		return s, fmt.Errorf("run configuration: --max-save-failures %d must not be negative", s.MaxSaveFailures)
+	}
+	if s.MaxSaveFailures == 0 {
+		s.MaxSaveFailures = DefaultMaxSaveFailures
 	}
 	s.Config.Out = s.Out
 	return s, nil

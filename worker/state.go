@@ -59,6 +59,7 @@ func (t *Trainer[T]) Snapshot(done int64, generation uint64) (checkpoint.Manifes
 		Epoch:         epoch,
 		SamplerCursor: done,
 		Generation:    generation,
+		RunID:         t.Cfg.RunID,
 		CreatedUnix:   float64(time.Now().UnixNano()) / 1e9,
 		Config:        cfg,
 		RNG:           map[string]uint64{"seed": t.Cfg.Seed},
@@ -100,7 +101,27 @@ func (t *Trainer[T]) Restore(c *checkpoint.Checkpoint) (int64, error) {
 
 // restore loads a Snapshot, given as its manifest and a blob reader, and
 // returns the next step to run. from names the source in errors.
+//
+// Beyond the checksums (which only say the bytes are those written), it
+// checks what they mean before anything is loaded: the sampler cursor is
+// the step, 0 ≤ step ≤ the run's total steps, the optimizer has taken at
+// most that many steps, and every buffer has the size this model computes
+// for it. A state whose parameters or optimizer buffers do not fit is
+// refused before any of them is copied.
 func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(string) ([]byte, error)) (int64, error) {
+	if m.Step < 0 || m.SamplerCursor != m.Step {
+		return 0, fmt.Errorf("state from %s: sampler cursor %d and step %d disagree (a state after n steps samples step n next)", from, m.SamplerCursor, m.Step)
+	}
+	if total := t.TotalSteps(); m.Step > total {
+		return 0, fmt.Errorf("state from %s has trained %d steps, more than this run's %d: give --steps at least %d (or the --epochs of that run) to continue it", from, m.Step, total, m.Step)
+	}
+	var optSteps int64
+	if _, err := fmt.Sscan(m.Extra["optimizer_steps"], &optSteps); err != nil {
+		return 0, fmt.Errorf("state from %s: optimizer_steps: %w", from, err)
+	}
+	if optSteps < 0 || optSteps > m.Step {
+		return 0, fmt.Errorf("state from %s: the optimizer took %d steps in %d", from, optSteps, m.Step)
+	}
 	var saved Config
 	if err := json.Unmarshal(m.Config, &saved); err != nil {
 		return 0, fmt.Errorf("state from %s: config: %w", from, err)
@@ -120,6 +141,16 @@ func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(strin
 			return 0, fmt.Errorf("state from %s holds towers %s, this run builds %s: the data or the tower flags differ from the run that wrote it", from, saved, mustJSON(t.Model.Cfg))
 		}
 	}
+	// Every size is checked before anything is copied, so that a state
+	// that does not fit leaves the trainer as it was.
+	if err := checkFloats(from, blob, blobParams, t.Model.P.W); err != nil {
+		return 0, err
+	}
+	for _, b := range t.Opt.State() {
+		if err := checkFloats(from, blob, optimPrefix+b.Name, b.Data); err != nil {
+			return 0, err
+		}
+	}
 	if t.bpe != nil {
 		if err := t.restoreTokenizer(from, blob); err != nil {
 			return 0, err
@@ -130,19 +161,22 @@ func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(strin
 			return 0, fmt.Errorf("state from %s: %w", from, err)
 		}
 	}
-	if err := loadFloats(from, blob, blobParams, t.Model.P.W); err != nil {
+	// The parameters are checked for finiteness in a scratch buffer, so
+	// that a state of NaN never reaches the model.
+	w := make([]T, len(t.Model.P.W))
+	if err := loadFloats(from, blob, blobParams, w); err != nil {
 		return 0, err
 	}
+	if !allFinite(w) {
+		return 0, fmt.Errorf("state from %s holds non-finite parameters", from)
+	}
+	copy(t.Model.P.W, w)
 	for _, b := range t.Opt.State() {
 		if err := loadFloats(from, blob, optimPrefix+b.Name, b.Data); err != nil {
 			return 0, err
 		}
 	}
-	var steps int64
-	if _, err := fmt.Sscan(m.Extra["optimizer_steps"], &steps); err != nil {
-		return 0, fmt.Errorf("state from %s: optimizer_steps: %w", from, err)
-	}
-	t.Opt.SetStep(steps)
+	t.Opt.SetStep(optSteps)
 	if o, ok := t.Obj.(Stateful[T]); ok {
 		if err := o.Restore(from, blob, m.Extra); err != nil {
 			return 0, err
@@ -152,6 +186,38 @@ func (t *Trainer[T]) restore(from string, m checkpoint.Manifest, blob func(strin
 		return 0, fmt.Errorf("state from %s holds non-finite parameters", from)
 	}
 	return m.SamplerCursor, nil
+}
+
+// checkFloats checks that blob name holds exactly dst's bytes.
+func checkFloats[T gemm.Float](from string, blob func(string) ([]byte, error), name string, dst []T) error {
+	b, err := blob(name)
+	if err != nil {
+		return fmt.Errorf("state from %s: %w", from, err)
+	}
+	if want := len(floatBytes(dst)); len(b) != want {
+		return fmt.Errorf("state from %s: %s holds %d bytes, this model needs %d: it comes from a model of another shape", from, name, len(b), want)
+	}
+	return nil
+}
+
+// stateBound is the most bytes an encoded Snapshot of this trainer can
+// take (encodeState): the blobs this model computes, their headers, and a
+// manifest of at most checkpoint.MaxManifestBytes. A state broadcast to
+// this rank is refused beyond it before anything is allocated.
+func (t *Trainer[T]) stateBound() uint64 {
+	n := uint64(4 + checkpoint.MaxManifestBytes + 4)
+	add := func(name string, bytes int) { n += uint64(2 + len(name) + 8 + bytes) }
+	add(blobParams, len(floatBytes(t.Model.P.W)))
+	for _, b := range t.Opt.State() {
+		add(optimPrefix+b.Name, len(floatBytes(b.Data)))
+	}
+	if o, ok := t.Obj.(Stateful[T]); ok {
+		blobs, _ := o.Snapshot()
+		for _, b := range blobs {
+			add(b.Name, len(b.Data))
+		}
+	}
+	return n
 }
 
 func loadFloats[T gemm.Float](from string, blob func(string) ([]byte, error), name string, dst []T) error {
@@ -179,6 +245,11 @@ func (t *Trainer[T]) Save(ctx context.Context, done int64, generation uint64) (s
 	if !allFinite(t.Model.P.W) {
 		return "", fmt.Errorf("refusing to checkpoint step %d: the parameters are not finite", done)
 	}
+	if t.saveHook != nil {
+		if err := t.saveHook(done); err != nil {
+			return "", fmt.Errorf("checkpoint step %d: %w", done, err)
+		}
+	}
 	m, blobs, err := t.Snapshot(done, generation)
 	if err != nil {
 		return "", err
@@ -186,7 +257,9 @@ func (t *Trainer[T]) Save(ctx context.Context, done int64, generation uint64) (s
 	st := &checkpoint.Store{Root: CheckpointDir(t.Cfg.Out), Keep: 3}
 	dir, err := st.Save(ctx, m, blobs)
 	if errors.Is(err, checkpoint.ErrExists) {
-		return dir, nil // a resumed run saving the step it started from
+		// The step exists and names this run (Save refuses another
+		// run's): a resumed run saving the step it started from.
+		return dir, nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("checkpoint step %d: %w", done, err)

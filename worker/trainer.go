@@ -85,15 +85,16 @@ type Trainer[T gemm.Float] struct {
 	xa         []T          // the local rows' action views
 
 	// per-step buffers, sized once for the largest local batch
-	idx     []int
-	x       []T // the image views' rows of the local samples: view after view, b×P each
-	ids     []int32
-	offsets []int32
-	capIDs  []int32
-	groups  []int32        // the rows' ids of --mask-false-negatives when not captions
-	dEmb    map[string][]T // ∂L/∂emb of each tower's encoded rows
-	counts  []int
-	timed   timedComm[T]
+	idx      []int
+	x        []T // the image views' rows of the local samples: view after view, b×P each
+	ids      []int32
+	offsets  []int32
+	capIDs   []int32
+	groups   []int32        // the rows' ids of --mask-false-negatives when not captions
+	dEmb     map[string][]T // ∂L/∂emb of each tower's encoded rows
+	sideList []string       // the modalities of the model's towers (sides)
+	counts   []int
+	timed    timedComm[T]
 
 	red       overlapped // the gradient reduction of the step, when in flight
 	gradReady func([]T)  // t.handOver, bound once
@@ -127,6 +128,9 @@ type Trainer[T gemm.Float] struct {
 	// gradHook, when set, sees the summed gradient and the global loss of
 	// every step, after the reduction and before clipping.
 	gradHook func(step int64, rank int, loss float64, g []T) error
+	// saveHook, when set, may fail the save of a step before anything is
+	// written: tests inject a full disk through it.
+	saveHook func(done int64) error
 }
 
 // StepTimes is the wall-time breakdown of one step.
@@ -736,16 +740,19 @@ func (t *Trainer[T]) backward() error {
 	return nil
 }
 
-// sides lists the modalities of the model's towers in buffer order.
+// sides lists the modalities of the model's towers in buffer order (made
+// once: the step must not allocate).
 func (t *Trainer[T]) sides() []string {
-	sides := []string{model.ModalityImage}
-	if t.Model.Text != nil {
-		sides = append(sides, model.ModalityText)
+	if t.sideList == nil {
+		t.sideList = []string{model.ModalityImage}
+		if t.Model.Text != nil {
+			t.sideList = append(t.sideList, model.ModalityText)
+		}
+		if t.Model.Action != nil {
+			t.sideList = append(t.sideList, model.ModalityAction)
+		}
 	}
-	if t.Model.Action != nil {
-		sides = append(sides, model.ModalityAction)
-	}
-	return sides
+	return t.sideList
 }
 
 func (t *Trainer[T]) tower(side string) model.Tower[T] {

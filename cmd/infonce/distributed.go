@@ -39,6 +39,8 @@ type coordinatorFlags struct {
 	http              string        // --http, served by http.go
 	sec               securityFlags // --cluster-key, --tls-* (security.go)
 	maxBadSteps       int
+	maxSaveFailures   int
+	overwrite         bool // --overwrite: a new run may remove another run's checkpoints in --out
 }
 
 func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
@@ -53,6 +55,8 @@ func (c *coordinatorFlags) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "shared secret every worker must present")
 	fs.BoolVar(&c.lan, "lan", false, "settings for workers on other machines (LAN timings, bind all interfaces)")
 	fs.StringVar(&c.jobID, "job-id", "infonce", "name of the run; workers of another job are refused")
+	fs.BoolVar(&c.overwrite, "overwrite", false, "a new run (without --resume) removes the checkpoints of another run in --out; without it such an --out is refused")
+	fs.IntVar(&c.maxSaveFailures, "max-save-failures", worker.DefaultMaxSaveFailures, "a checkpoint save that fails is retried at the next --checkpoint-every interval; after this many in a row every rank stops")
 	fs.IntVar(&c.maxBadSteps, "max-bad-steps", worker.DefaultMaxBadSteps, "skip steps whose loss or gradient is NaN or Inf, and stop after this many in a row")
 	c.bindHTTP(fs) // --http (http.go)
 	c.sec.bind(fs) // --cluster-key, --tls-* (security.go)
@@ -98,7 +102,10 @@ func (c *coordinatorFlags) config(workers int, cfg worker.Config, logger *slog.L
 	if c.maxBadSteps < 1 {
 		return cc, usageError{fmt.Errorf("--max-bad-steps %d: must be at least 1", c.maxBadSteps)}
 	}
-	raw, err := worker.EncodeRunSpec(worker.RunSpec{Config: cfg, MaxBadSteps: c.maxBadSteps})
+	if c.maxSaveFailures < 1 {
+		return cc, usageError{fmt.Errorf("--max-save-failures %d: must be at least 1", c.maxSaveFailures)}
+	}
+	raw, err := worker.EncodeRunSpec(worker.RunSpec{Config: cfg, MaxBadSteps: c.maxBadSteps, MaxSaveFailures: c.maxSaveFailures})
 	if err != nil {
 		return cc, err
 	}
@@ -183,11 +190,23 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
+	publish, err := settleRun(ctx, &cfg, set, *resume, cf.jobID, time.Now(), logger) // runs.go
+	if err != nil {
+		return err
+	}
 	cc, err := cf.config(*workers, cfg, logger)
 	if err != nil {
 		return err
 	}
 	if cc.Resume, err = resumeChecked(ctx, *resume, cfg.Out, cfg); err != nil {
+		return err
+	}
+	if *resume == "" {
+		if err := worker.StartFresh(ctx, cfg.Out, cfg.RunID, cf.overwrite, logger); err != nil {
+			return err
+		}
+	}
+	if err := publish(); err != nil {
 		return err
 	}
 	srv, err := coordinator.New(cc)
@@ -228,6 +247,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&o.GossipPort, "gossip-port", 0, "memberlist port (0: any free port)")
 	fs.BoolVar(&o.GossipLAN, "lan", false, "LAN gossip timings (for workers on other machines)")
 	fs.DurationVar(&o.OpTimeout, "op-timeout", 10*time.Second, "deadline of one collective operation")
+	fs.DurationVar(&o.JoinTimeout, "join-timeout", worker.DefaultJoinTimeout, "give up when the coordinator does not answer the join within this long")
 	noEval := fs.Bool("no-eval", false, "skip the evaluation at the end (rank 0)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this worker to this file")
@@ -326,7 +346,7 @@ func launchLocal(ctx context.Context, cfg worker.Config, n, threads, cores int, 
 		return err
 	}
 	if resume == "" {
-		if err := worker.StartFresh(cfg.Out, logger); err != nil {
+		if err := worker.StartFresh(ctx, cfg.Out, cfg.RunID, cf.overwrite, logger); err != nil {
 			return err
 		}
 	}

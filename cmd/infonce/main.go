@@ -43,9 +43,44 @@ func main() {
 	os.Exit(code)
 }
 
-// signalContext ends on SIGINT or SIGTERM: a graceful stop.
+// exitSignal is the exit status of a process that a second SIGINT or
+// SIGTERM ended at once (128 + SIGINT, as a shell reports it).
+const exitSignal = 130
+
+// signalContext ends on SIGINT or SIGTERM: a graceful stop (the run stops
+// after its current step and saves). A second signal exits at once with
+// status exitSignal, for a stop that takes too long.
 func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		onSignals(sigs, done, cancel, os.Stderr, os.Exit)
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
+}
+
+// onSignals cancels the run on the first signal and calls exit on the
+// second, until done.
+func onSignals(sigs <-chan os.Signal, done <-chan struct{}, cancel func(), stderr io.Writer, exit func(int)) {
+	select {
+	case s := <-sigs:
+		fmt.Fprintf(stderr, "infonce: %v: stopping after the current step; %v again exits at once\n", s, s)
+		cancel()
+	case <-done:
+		return
+	}
+	select {
+	case s := <-sigs:
+		fmt.Fprintf(stderr, "infonce: %v again: exiting at once without a checkpoint\n", s)
+		exit(exitSignal)
+	case <-done:
+	}
 }
 
 // run executes one command line and returns the process exit status.

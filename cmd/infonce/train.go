@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/infonce/infonce/internal/affinity"
 	"github.com/infonce/infonce/model"
@@ -55,7 +56,7 @@ func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random source of the run")
 	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "write a metrics line every N steps")
 	fs.IntVar(&cfg.EvalEvery, "eval-every", cfg.EvalEvery, "evaluate every N steps during a single-process run, into metrics.jsonl (0: only at the end)")
-	fs.StringVar(&cfg.Out, "out", cfg.Out, "run directory: metrics.jsonl, summary.json, checkpoints/")
+	fs.StringVar(&cfg.Out, "out", cfg.Out, "run directory: metrics.jsonl, summary.json, checkpoints/ (default runs/<UTC date-time>-<run id>, and runs/latest points at the newest)")
 }
 
 // objectiveDefaults fills the temperature defaults of the chosen objective
@@ -83,7 +84,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	threads := fs.Int("threads-per-worker", 0, "GOMAXPROCS of each worker process (default: cores / workers, at least 1)")
 	maxRestarts := fs.Int("max-restarts", 0, "with --workers N: start a new worker in place of one that dies, up to this many times in the job; it joins at the next step boundary")
 	cores := fs.Int("cores-per-worker", 0, "pin worker i to cores [i·C, (i+1)·C) of this machine (0: no pinning; Linux only)")
-	resume := fs.String("resume", "", "continue from a checkpoint: a checkpoint directory, a directory of checkpoints, or 'latest' (in --out)")
+	resume := fs.String("resume", "", "continue from a checkpoint: a checkpoint directory, a directory of checkpoints, or 'latest' (in --out; without --out the run runs/latest points at)")
 	fs.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "save a checkpoint every N steps (0: only at the end and on a stop)")
 	fs.IntVar(&cfg.ChecksumEvery, "checksum-every", cfg.ChecksumEvery, "compare a checksum of the parameters across workers every N steps (0: never)")
 	fs.IntVar(&cfg.BucketKiB, "bucket-kib", cfg.BucketKiB, "with several workers, all-reduce the gradient in buckets of this many KiB during the backward pass (0: in one piece after it)")
@@ -118,7 +119,14 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *maxRestarts < 0 {
 		return usageError{fmt.Errorf("--max-restarts %d: must not be negative", *maxRestarts)}
 	}
+	publish, err := settleRun(ctx, &cfg, set, *resume, cf.jobID, time.Now(), logger) // runs.go
+	if err != nil {
+		return err
+	}
 	if *workers > 1 || cf.min > 1 || cf.max > 1 {
+		if err := publish(); err != nil {
+			return err
+		}
 		err := launchLocal(ctx, cfg, *workers, *threads, *cores, cf, *resume, !*noEval, *maxRestarts, logger, stdout, stderr)
 		if err != nil && ctx.Err() != nil {
 			fmt.Fprintf(stderr, "infonce train: %v; continue with --resume latest --out %s\n", err, cfg.Out)
@@ -138,7 +146,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	opt := worker.Options{Progress: stdout, Logger: logger, Evaluate: !*noEval, MaxBadSteps: cf.maxBadSteps}
+	opt := worker.Options{Progress: stdout, Logger: logger, Evaluate: !*noEval, MaxBadSteps: cf.maxBadSteps, MaxSaveFailures: cf.maxSaveFailures, Overwrite: cf.overwrite}
 	stopHTTP, err := cf.serveTrain(ctx, cfg, &opt, logger) // --http (http.go)
 	if err != nil {
 		return err
@@ -149,7 +157,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		opt.Resume = c.Path
+		if c != nil { // --resume auto without a checkpoint starts afresh
+			opt.Resume = c.Path
+		}
+	}
+	if err := publish(); err != nil {
+		return err
 	}
 	sum, err := worker.RunLocalData(ctx, cfg, data, opt)
 	if errors.Is(err, worker.ErrStopped) {

@@ -2,7 +2,8 @@
 // machine without I/O: which assignment of the coordinator to take, when a
 // generation ends (a newer one exists, a collective failed, a stop was
 // asked), which rank saves a checkpoint and when, how many non-finite steps
-// in a row end the run, when the worker reports its progress and its step
+// in a row end the run, how many failed saves in a row (which rank 0 shares
+// with every rank after each periodic save) end it, when the worker reports its progress and its step
 // boundaries, and what it announces when it joins the run again.
 //
 // The worker's I/O loop (package worker) feeds the Machine events (an

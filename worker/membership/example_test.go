@@ -24,7 +24,7 @@ func Example() {
 	// Output:
 	// [start g1]
 	// run 0
-	// [record 0 progress 1 save 1]
+	// [record 0 progress 1 save 1 retry share-save 1 failed=0]
 	// end newer g2
 	// [] waiting
 }

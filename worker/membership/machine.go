@@ -48,7 +48,9 @@ type Kind int
 const (
 	// Save: write a checkpoint of the Step completed steps and commit it
 	// to the coordinator. Only rank 0 of the last generation is told to.
-	// With BestEffort a failure is logged; otherwise it is fatal.
+	// With BestEffort a failure is logged; with Retry (a periodic save) it
+	// is logged and counted, the next ShareSave tells every rank, and the
+	// next interval tries again; otherwise it is fatal.
 	Save Kind = iota + 1
 	// Start: set up Assignment's generation (configure the trainer the
 	// first time, build the ring, load the start state), then report
@@ -80,6 +82,11 @@ const (
 	ReportFatal
 	// Exit: leave the run with Outcome.
 	Exit
+	// ShareSave: every rank learns how rank 0's periodic save of Step
+	// went: rank 0 sends SaveFailures (how many saves in a row have failed
+	// up to this one, 0 when it succeeded), the other ranks receive it;
+	// every rank then reports SaveShared with the count.
+	ShareSave
 )
 
 func (k Kind) String() string {
@@ -108,6 +115,8 @@ func (k Kind) String() string {
 		return "report-fatal"
 	case Exit:
 		return "exit"
+	case ShareSave:
+		return "share-save"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -129,7 +138,8 @@ const (
 	Stopped
 	// RunStopped: the coordinator stopped the run.
 	RunStopped
-	// Aborted: every rank met the same error (too many non-finite steps).
+	// Aborted: every rank met the same error (too many non-finite steps,
+	// too many failed saves in a row).
 	Aborted
 	// Fatal: this worker must not continue (a corrupt state, a checkpoint
 	// it cannot write, diverged parameters).
@@ -170,18 +180,28 @@ type Action struct {
 	Bad        int  // Skip, End (Aborted): non-finite steps in a row
 	AskStop    bool // Run
 	BestEffort bool // Save
-	Outcome    Outcome
-	Newer      uint64                 // End (Newer): the newer generation
-	Assignment coordinator.Assignment // Start
+	Retry      bool // Save: a periodic save, retried at the next interval
+	// SaveFailures is, for Save (Retry) and ShareSave, the count of failed
+	// saves in a row before this one; for End (Aborted), the count that
+	// ended the run.
+	SaveFailures int
+	Outcome      Outcome
+	Newer        uint64                 // End (Newer): the newer generation
+	Assignment   coordinator.Assignment // Start
 }
 
 func (a Action) String() string {
 	switch a.Kind {
 	case Save:
-		if a.BestEffort {
+		switch {
+		case a.BestEffort:
 			return fmt.Sprintf("save %d best-effort", a.Step)
+		case a.Retry:
+			return fmt.Sprintf("save %d retry", a.Step)
 		}
 		return fmt.Sprintf("save %d", a.Step)
+	case ShareSave:
+		return fmt.Sprintf("share-save %d failed=%d", a.Step, a.SaveFailures)
 	case Start:
 		return fmt.Sprintf("start g%d", a.Assignment.Generation)
 	case Run:
@@ -198,6 +218,9 @@ func (a Action) String() string {
 		case Newer:
 			return fmt.Sprintf("end newer g%d", a.Newer)
 		case Aborted:
+			if a.SaveFailures > 0 {
+				return fmt.Sprintf("end aborted %d save-failures=%d", a.Step, a.SaveFailures)
+			}
 			return fmt.Sprintf("end aborted %d bad=%d", a.Step, a.Bad)
 		}
 		return "end " + a.Outcome.String()
@@ -215,6 +238,9 @@ type Schedule struct {
 	// ChecksumEvery and CheckpointEvery are step intervals (0: never).
 	ChecksumEvery   int64
 	CheckpointEvery int64
+	// MaxSaveFailures periodic saves in a row that fail abort the run (0:
+	// never).
+	MaxSaveFailures int
 }
 
 // Config configures the machine.
@@ -270,6 +296,9 @@ type Machine struct {
 	held    Held
 	next    int64 // the next step to run with the state held
 	bad     int   // non-finite steps in a row, as every rank counts them
+	// saveFails is the count of rank 0's periodic saves in a row that
+	// failed, as every rank learnt it from the last ShareSave.
+	saveFails int
 
 	lastProgress time.Time
 }
@@ -447,14 +476,38 @@ func (m *Machine) StepDone(now time.Time, step int64, r StepResult) []Action {
 	if every := m.run.ChecksumEvery; every > 0 && m.next%every == 0 {
 		acts = append(acts, Action{Kind: Checksum, Step: m.next})
 	}
-	if every := m.run.CheckpointEvery; every > 0 && m.next%every == 0 && m.next < m.run.TotalSteps {
-		acts = append(acts, m.save(false)...)
+	if every := m.run.CheckpointEvery; every > 0 && m.next%every == 0 && m.next < m.run.TotalSteps && m.trainer {
+		// Rank 0 saves; every rank then learns how it went, so that all
+		// stop together when saves keep failing.
+		if s := m.save(false); len(s) > 0 {
+			s[0].Retry, s[0].SaveFailures = true, m.saveFails
+			acts = append(acts, s...)
+		}
+		acts = append(acts, Action{Kind: ShareSave, Step: m.next, SaveFailures: m.saveFails})
 	}
 	if r.Stop {
 		acts = append(acts, m.stop()...)
 	}
 	return acts
 }
+
+// SaveShared reports the count of failed periodic saves in a row that rank
+// 0 sent in the ShareSave of step: 0 after a save that succeeded. Every
+// rank gets the same count, so every rank takes the same decision: at
+// MaxSaveFailures the generation ends Aborted, and so does the run;
+// below it the run goes on and the next interval saves again.
+func (m *Machine) SaveShared(step int64, failures int) []Action {
+	m.saveFails = failures
+	if failures == 0 || m.run.MaxSaveFailures <= 0 || failures < m.run.MaxSaveFailures {
+		return nil
+	}
+	m.phase = PhaseWaiting
+	return []Action{{Kind: End, Outcome: Aborted, Step: step, SaveFailures: failures}}
+}
+
+// SaveFailures returns the count of failed periodic saves in a row, as
+// every rank learnt it.
+func (m *Machine) SaveFailures() int { return m.saveFails }
 
 // stop ends the run after a stop request that every rank agreed on in a
 // step: rank 0 saves.

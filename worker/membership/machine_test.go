@@ -19,8 +19,11 @@ var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 //	assign gN run|pause|stop|bogus rR/W [ckpt]
 //	                                an assignment (ckpt: CheckpointBeforeStop)
 //	waitended OUTCOME               the wait for an assignment ended
-//	configure TOTAL BAD SUM CKPT    the trainer was built (steps, max bad
-//	                                steps, checksum and checkpoint intervals)
+//	configure TOTAL BAD SUM CKPT [MAXSAVE]
+//	                                the trainer was built (steps, max bad
+//	                                steps, checksum and checkpoint intervals,
+//	                                max failed saves in a row)
+//	saveshared S N                  rank 0's save of step S: N failed in a row
 //	configured                      the trainer existed already
 //	started rR/W NEXT BAD           ring up, start state loaded
 //	boundary NEWEST [stop]          the boundary before the next step
@@ -82,7 +85,13 @@ func script(t *testing.T, lines []string) *Machine {
 		case "waitended":
 			acts = m.WaitEnded(outcome(t, f[1]))
 		case "configure":
-			m.Configured(&Schedule{TotalSteps: num(f[1]), MaxBadSteps: int(num(f[2])), ChecksumEvery: num(f[3]), CheckpointEvery: num(f[4])})
+			run := &Schedule{TotalSteps: num(f[1]), MaxBadSteps: int(num(f[2])), ChecksumEvery: num(f[3]), CheckpointEvery: num(f[4])}
+			if len(f) > 5 {
+				run.MaxSaveFailures = int(num(f[5]))
+			}
+			m.Configured(run)
+		case "saveshared":
+			acts = m.SaveShared(num(f[1]), int(num(f[2])))
 		case "configured":
 			m.Configured(nil)
 		case "started":
@@ -172,11 +181,11 @@ func TestScenarios(t *testing.T) {
 			// every second.
 			"step 0s 0 => record 0; progress 1",
 			"boundary 1 => run 1",
-			"step 500ms 1 => record 1; save 2",
+			"step 500ms 1 => record 1; save 2 retry; share-save 2 failed=0",
 			"boundary 1 => run 2",
 			"step 1100ms 2 => record 2; progress 3; checksum 3",
 			"boundary 1 => run 3",
-			"step 1500ms 3 => record 3; save 4",
+			"step 1500ms 3 => record 3; save 4 retry; share-save 4 failed=0",
 			"boundary 1 => run 4",
 			"step 1900ms 4 => record 4",
 			"boundary 1 => run 5",
@@ -193,8 +202,8 @@ func TestScenarios(t *testing.T) {
 			"configure 2 3 0 1",
 			"started r1/2 0 0",
 			"boundary 1 => run 0",
-			// Rank 1 never saves.
-			"step 0s 0 => record 0; progress 1",
+			// Rank 1 never saves, but learns how rank 0's save went.
+			"step 0s 0 => record 0; progress 1; share-save 1 failed=0",
 			"boundary 1 => run 1",
 			"step 2s 1 => record 1; progress 2",
 			"boundary 1 => end continue",
@@ -270,14 +279,14 @@ func TestScenarios(t *testing.T) {
 			"configure 100 3 0 1",
 			"started r1/2 0 0",
 			"boundary 1 => run 0",
-			"step 0s 0 stop => record 0; progress 1; end stopped",
+			"step 0s 0 stop => record 0; progress 1; share-save 1 failed=0; end stopped",
 		}},
 		{"stop request at a periodic checkpoint: the state is saved twice, as before", []string{
 			"assign g1 run r0/1 => start g1",
 			"configure 100 3 0 1",
 			"started r0/1 0 0",
 			"boundary 1 stop => run 0 stop",
-			"step 0s 0 stop => record 0; progress 1; save 1; save 1; end stopped",
+			"step 0s 0 stop => record 0; progress 1; save 1 retry; share-save 1 failed=0; save 1; end stopped",
 		}},
 		{"stop request while waiting after a broken ring", []string{
 			"assign g1 run r0/2 => start g1",
@@ -395,9 +404,54 @@ func TestScenarios(t *testing.T) {
 			"configure 100 3 0 1",
 			"started r0/1 0 0",
 			"boundary 1 => run 0",
-			"step 0s 0 => record 0; progress 1; save 1",
+			"step 0s 0 => record 0; progress 1; save 1 retry; share-save 1 failed=0",
 			"ended fatal => report-fatal 1; exit fatal",
 			"held 1 1 1 1",
+		}},
+		{"periodic saves that fail: retried at the next interval, every rank stops together at the limit", []string{
+			"assign g1 run r0/2 => start g1",
+			"configure 100 3 0 2 3",
+			"started r0/2 0 0",
+			"boundary 1 => run 0",
+			"step 0s 0 => record 0; progress 1",
+			"boundary 1 => run 1",
+			// Rank 0's save fails (disk full): it is not fatal, every rank
+			// learns the count and the run goes on.
+			"step 100ms 1 => record 1; save 2 retry; share-save 2 failed=0",
+			"saveshared 2 1 => -",
+			"boundary 1 => run 2",
+			"step 200ms 2 => record 2",
+			"boundary 1 => run 3",
+			// The next interval says how many failed in a row so far.
+			"step 300ms 3 => record 3; save 4 retry; share-save 4 failed=1",
+			"saveshared 4 0 => -", // a save that succeeds resets the count
+			"boundary 1 => run 4",
+			"step 400ms 4 => record 4",
+			"boundary 1 => run 5",
+			"step 500ms 5 => record 5; save 6 retry; share-save 6 failed=0",
+			"saveshared 6 1 => -",
+			"boundary 1 => run 6",
+			"step 600ms 6 => record 6",
+			"boundary 1 => run 7",
+			"step 700ms 7 => record 7; save 8 retry; share-save 8 failed=1",
+			"saveshared 8 2 => -",
+			"boundary 1 => run 8",
+			"step 800ms 8 => record 8",
+			"boundary 1 => run 9",
+			"step 900ms 9 => record 9; save 10 retry; share-save 10 failed=2",
+			"saveshared 10 3 => end aborted 10 save-failures=3",
+			"ended aborted => report-abort 10; exit aborted",
+		}},
+		{"rank 1 stops at the same count as rank 0", []string{
+			"assign g1 run r1/2 => start g1",
+			"configure 100 3 0 1 2",
+			"started r1/2 0 0",
+			"boundary 1 => run 0",
+			"step 0s 0 => record 0; progress 1; share-save 1 failed=0",
+			"saveshared 1 1 => -",
+			"boundary 1 => run 1",
+			"step 100ms 1 => record 1; share-save 2 failed=1",
+			"saveshared 2 2 => end aborted 2 save-failures=2",
 		}},
 		{"the end of training not acknowledged: finish again in the next generation", []string{
 			"assign g1 run r0/1 => start g1",
