@@ -31,6 +31,12 @@ type actionTable struct {
 // newActionTable reads the actions of every sample of src (decoding them
 // once) and their quantiles.
 func newActionTable(src dataset.Source, horizon int, log func(error)) (*actionTable, error) {
+	return readEpisodes(src, horizon, true, log)
+}
+
+// readEpisodes reads the episode and step of every sample of src, and
+// their actions when withActions (which a source must then have).
+func readEpisodes(src dataset.Source, horizon int, withActions bool, log func(error)) (*actionTable, error) {
 	n := src.Len()
 	t := &actionTable{H: horizon, episode: make([]int64, n), step: make([]int, n)}
 	var s dataset.Sample
@@ -38,6 +44,13 @@ func newActionTable(src dataset.Source, horizon int, log func(error)) (*actionTa
 		err := src.Sample(context.Background(), i, &s)
 		if err != nil && !errors.Is(err, dataset.ErrBadSample) {
 			return nil, fmt.Errorf("actions: sample %d: %w", i, err)
+		}
+		if err == nil && !withActions {
+			t.episode[i], t.step[i] = s.Episode, s.Step
+			if s.Episode < 0 {
+				t.episode[i], t.step[i] = int64(i), 0
+			}
+			continue
 		}
 		if err != nil || len(s.Action) == 0 {
 			if err == nil {
@@ -66,6 +79,9 @@ func newActionTable(src dataset.Source, horizon int, log func(error)) (*actionTa
 		if s.Episode < 0 { // no episodes: every sample its own
 			t.episode[i], t.step[i] = int64(i), 0
 		}
+	}
+	if !withActions {
+		return t, nil
 	}
 	if t.A == 0 {
 		return nil, fmt.Errorf("actions: %s has no sample with an action", src.Name())
@@ -155,4 +171,33 @@ func (t *actionTable) restoreStats(s string) error {
 	}
 	t.q01, t.q99 = st.Q01, st.Q99
 	return nil
+}
+
+// domainNearby keeps the draws of nearby frames apart from other streams.
+const domainNearby uint64 = 0x6e6561726279 // "nearby"
+
+// nearby returns the sample of another step of sample i's episode, at most
+// window steps later (or earlier, near the episode's end), drawn from
+// (seed, epoch, i): the positive of a time-contrastive loss. A sample
+// without neighbours within its episode is its own.
+func (t *actionTable) nearby(seed uint64, epoch, i, window int) int {
+	ep, n := t.episode[i], len(t.episode)
+	if ep < 0 || window < 1 {
+		return i
+	}
+	h := splitmix(seed ^ domainNearby ^ splitmix(uint64(epoch)<<32^uint64(i)))
+	d := 1 + int(h%uint64(window))
+	for _, j := range []int{i + d, i - d} {
+		if j >= 0 && j < n && t.episode[j] == ep && t.step[j] == t.step[i]+(j-i) {
+			return j
+		}
+	}
+	return i
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }

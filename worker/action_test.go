@@ -191,3 +191,71 @@ func TestTriEvaluation(t *testing.T) {
 		t.Errorf("instruction R@1 %.3f, want above 0.5 (chance 0.25)", *ev.InstructionRecallAt1)
 	}
 }
+
+// TestNearbyFrames: a nearby frame is another step of the same episode,
+// at most the window away, and the same for the same (seed, epoch).
+func TestNearbyFrames(t *testing.T) {
+	src, err := dataset.Open(writeEpisodes(t, t.TempDir(), 6), dataset.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := readEpisodes(src, 1, false, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for i := range src.Len() {
+		for epoch := range 3 {
+			j := tab.nearby(1, epoch, i, 3)
+			if j != tab.nearby(1, epoch, i, 3) {
+				t.Fatal("nearby is not a function of (seed, epoch, sample)")
+			}
+			if tab.episode[j] != tab.episode[i] || abs(tab.step[j]-tab.step[i]) > 3 {
+				t.Fatalf("sample %d (episode %d step %d): nearby %d is episode %d step %d", i, tab.episode[i], tab.step[i], j, tab.episode[j], tab.step[j])
+			}
+			if j != i {
+				moved++
+			}
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no nearby frame differs from its sample")
+	}
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// TestTCNDistributedEqualsSingleProcess: the time-contrastive loss, alone
+// and added to CLIP's, is exact across ranks.
+func TestTCNDistributedEqualsSingleProcess(t *testing.T) {
+	spec := writeEpisodes(t, t.TempDir(), 8)
+	for _, tc := range []struct {
+		objective string
+		weight    float64
+	}{{TCN, 0}, {CLIP, 0.5}} {
+		t.Run(fmt.Sprintf("%s/%g", tc.objective, tc.weight), func(t *testing.T) {
+			cfg := smallConfig(t, tc.objective)
+			cfg.Data, cfg.TCNWeight, cfg.TCNWindow = spec, tc.weight, 3
+			cfg.DataOptions.ImageSize, cfg.Batch, cfg.LearnTemperature = 8, 10, true
+			data := loadData(t, cfg)
+			rc := allreduce.Config{JobID: "tcn"}
+			one, want := stepOnRanksData(t, cfg, data, 1, 2, rc, func(*allreduce.Ring) Comm[float64] { return Single[float64]{} })
+			got, loss := stepOnRanksData(t, cfg, data, 3, 2, rc, func(r *allreduce.Ring) Comm[float64] { return ring64{r} })
+			for s := range want {
+				if d := math.Abs(loss[s]-want[s]) / math.Abs(want[s]); d > 1e-10 {
+					t.Errorf("step %d: loss %v, single process %v", s, loss[s], want[s])
+				}
+			}
+			for k, tr := range got {
+				if d := relDiff(tr.Model.P.W, one[0].Model.P.W); d > 1e-10 {
+					t.Errorf("rank %d: parameters differ by %.2g relative", k, d)
+				}
+			}
+		})
+	}
+}

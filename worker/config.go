@@ -76,6 +76,11 @@ type Config struct {
 	// TriWeights are the weights of the image–text, image–action and
 	// text–action losses of --objective tri (zero: 1, 1, 1).
 	TriWeights [3]float64 `json:"tri_weights,omitzero"`
+	// TCNWindow is the most steps apart two frames of a time-contrastive
+	// positive pair are (0: 4); TCNWeight adds the time-contrastive loss,
+	// so weighted, to CLIP's.
+	TCNWindow int     `json:"tcn_window,omitempty"`
+	TCNWeight float64 `json:"tcn_weight,omitempty"`
 	// ViTMLPRatio sets the vit's MLP width as a multiple of its width
 	// (0: the model's, 4).
 	ViTMLPRatio float64 `json:"vit_mlp_ratio,omitempty"`
@@ -224,6 +229,9 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--mask-false-negatives %q: use caption, label, task or episode", c.MaskField))
 	}
+	if c.TCNWindow < 0 || !(c.TCNWeight >= 0) || math.IsInf(c.TCNWeight, 0) {
+		errs = append(errs, fmt.Errorf("--tcn-window %d / --tcn-weight %g: must not be negative", c.TCNWindow, c.TCNWeight))
+	}
 	if c.EvalEvery < 0 {
 		errs = append(errs, fmt.Errorf("--eval-every %d: must not be negative", c.EvalEvery))
 	}
@@ -252,6 +260,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+func (c Config) tcnWindow() int { return cmpOr(c.TCNWindow, 4) }
+
 func (c Config) actionHorizon() int { return cmpOr(c.ActionHorizon, DefaultActionHorizon) }
 
 // moCoQueue is the queue size, defaulting to 8 global batches.
@@ -277,6 +287,9 @@ func (c Config) Fingerprint() string {
 	}
 	if c.lossyGradWire() {
 		fmt.Fprintf(&b, " grad_wire=%s", c.GradWire)
+	}
+	if c.TCNWeight > 0 {
+		fmt.Fprintf(&b, " tcn=%g", c.TCNWeight)
 	}
 	// The image views' shape joins it for the sources that have them.
 	if o := c.DataOptions; o.ImageSize != 0 || o.ImageChannels != 0 {

@@ -53,6 +53,10 @@ type ViewSpec struct {
 	// InputOnly views are built but not encoded by the trained tower: the
 	// objective reads their input (MoCo's key view).
 	InputOnly bool
+	// Nearby image views show another frame of the sample's episode, at
+	// most --tcn-window steps away, drawn from (seed, epoch, sample): the
+	// positives of a time-contrastive loss.
+	Nearby bool
 }
 
 // View is one view of the rank's local rows in a step.

@@ -82,6 +82,7 @@ type Trainer[T gemm.Float] struct {
 	textView   int
 	actionView int          // the index of the action view in in.Views, or −1
 	actions    *actionTable // the source's actions, when the objective has an action view
+	episodes   *actionTable // the source's episodes (the actions' table, or one without actions), for nearby views
 	xa         []T          // the local rows' action views
 
 	// per-step buffers, sized once for the largest local batch
@@ -285,6 +286,18 @@ func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T,
 		var err error
 		if t.actions, err = newActionTable(t.src, cfg.actionHorizon(), func(err error) { t.bad.note(err, t.log) }); err != nil {
 			return nil, fmt.Errorf("--data %s: %w", cfg.Data, err)
+		}
+		t.episodes = t.actions
+	}
+	if slices.ContainsFunc(obj.Views(), func(v ViewSpec) bool { return v.Nearby }) {
+		if t.Set != nil {
+			return nil, fmt.Errorf("--objective %s pairs frames of one episode, and --data %s has no episodes: use a source of episodes (rlds:, or wds: with episode and step)", cfg.Objective, cfg.Data)
+		}
+		if t.episodes == nil {
+			var err error
+			if t.episodes, err = readEpisodes(t.src, 1, false, func(err error) { t.bad.note(err, t.log) }); err != nil {
+				return nil, fmt.Errorf("--data %s: %w", cfg.Data, err)
+			}
 		}
 	}
 	t.dEmb = map[string][]T{}

@@ -76,7 +76,7 @@ func (t *Trainer[T]) drawSourceRows(dst []T, meta []rowMeta, step int64, local [
 	P := t.pixels()
 	b := len(local)
 	epoch := int(step / int64(t.Sampler.StepsPerEpoch()))
-	var s dataset.Sample
+	var s, near dataset.Sample
 	var row32 []float32
 	if _, ok := any(dst).([]float32); !ok {
 		row32 = make([]float32, P)
@@ -93,11 +93,20 @@ func (t *Trainer[T]) drawSourceRows(dst []T, meta []rowMeta, step int64, local [
 			if out == nil {
 				out = any(row).([]float32)
 			}
-			cfg, view := t.viewCLIP, 0
-			if a := t.in.Views[vi].Augment; a > 0 {
+			spec := t.in.Views[vi].ViewSpec
+			cfg, view, pic, key := t.viewCLIP, 0, s.Image, s.Index
+			if a := spec.Augment; a > 0 {
 				cfg, view = t.viewSimCLR, a-1
 			}
-			if err := dataset.View(cfg, s.Image, t.Cfg.Seed, epoch, i, view, out); err != nil {
+			if spec.Nearby {
+				j := t.episodes.nearby(t.Cfg.Seed, epoch, s.Index, t.Cfg.tcnWindow())
+				if err := t.readSample(j, &near); err != nil {
+					t.noteDataErr(err)
+					return
+				}
+				pic, key = near.Image, near.Index
+			}
+			if err := dataset.View(cfg, pic, t.Cfg.Seed, epoch, key, view, out); err != nil {
 				t.noteDataErr(fmt.Errorf("sample %d (%s): view: %w", i, s.Key, err))
 				return
 			}
