@@ -181,6 +181,11 @@ const domainNearby uint64 = 0x6e6561726279 // "nearby"
 // (seed, epoch, i): the positive of a time-contrastive loss. A sample
 // without neighbours within its episode is its own.
 func (t *actionTable) nearby(seed uint64, epoch, i, window int) int {
+	return t.nearbyDir(seed, epoch, i, window, false)
+}
+
+// nearbyDir is nearby, restricted to later frames when later.
+func (t *actionTable) nearbyDir(seed uint64, epoch, i, window int, later bool) int {
 	ep, n := t.episode[i], len(t.episode)
 	if ep < 0 || window < 1 {
 		return i
@@ -188,6 +193,9 @@ func (t *actionTable) nearby(seed uint64, epoch, i, window int) int {
 	h := splitmix(seed ^ domainNearby ^ splitmix(uint64(epoch)<<32^uint64(i)))
 	d := 1 + int(h%uint64(window))
 	for _, j := range []int{i + d, i - d} {
+		if later && j < i {
+			break
+		}
 		if j >= 0 && j < n && t.episode[j] == ep && t.step[j] == t.step[i]+(j-i) {
 			return j
 		}

@@ -237,7 +237,7 @@ func TestTCNDistributedEqualsSingleProcess(t *testing.T) {
 	for _, tc := range []struct {
 		objective string
 		weight    float64
-	}{{TCN, 0}, {CLIP, 0.5}} {
+	}{{TCN, 0}, {CLIP, 0.5}, {DecisionNCE, 0}} {
 		t.Run(fmt.Sprintf("%s/%g", tc.objective, tc.weight), func(t *testing.T) {
 			cfg := smallConfig(t, tc.objective)
 			cfg.Data, cfg.TCNWeight, cfg.TCNWindow = spec, tc.weight, 3

@@ -55,8 +55,9 @@ type ViewSpec struct {
 	InputOnly bool
 	// Nearby image views show another frame of the sample's episode, at
 	// most --tcn-window steps away, drawn from (seed, epoch, sample): the
-	// positives of a time-contrastive loss.
-	Nearby bool
+	// positives of a time-contrastive loss. With Later the frame is a
+	// later one (or the sample's own at the episode's end).
+	Nearby, Later bool
 }
 
 // View is one view of the rank's local rows in a step.

@@ -99,7 +99,7 @@ func (t *Trainer[T]) drawSourceRows(dst []T, meta []rowMeta, step int64, local [
 				cfg, view = t.viewSimCLR, a-1
 			}
 			if spec.Nearby {
-				j := t.episodes.nearby(t.Cfg.Seed, epoch, s.Index, t.Cfg.tcnWindow())
+				j := t.episodes.nearbyDir(t.Cfg.Seed, epoch, s.Index, t.Cfg.tcnWindow(), spec.Later)
 				if err := t.readSample(j, &near); err != nil {
 					t.noteDataErr(err)
 					return
