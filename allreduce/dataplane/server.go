@@ -32,7 +32,26 @@ type Server struct {
 	lastGen map[string]uint64 // job id -> newest generation registered
 	parked  map[*link.Inbound]struct{}
 	wg      sync.WaitGroup
+
+	// admitting holds a token for each connection being admitted (its
+	// TLS handshake, token check and first bytes): a connection that
+	// arrives when all are taken is closed at once, so that a flood of
+	// silent connections costs a bounded number of goroutines.
+	admitting chan struct{}
 }
+
+// Resource limits of a Server.
+const (
+	// MaxAdmitting is the number of connections admitted at once.
+	MaxAdmitting = 128
+	// MaxParked is the number of links that wait for a generation not
+	// yet registered here; more are refused.
+	MaxParked = 64
+	// KeepAlivePeriod is the TCP keepalive of accepted connections, so
+	// that a peer that vanished without closing its sockets is noticed
+	// by the kernel even when the link is idle.
+	KeepAlivePeriod = 15 * time.Second
+)
 
 // ServerOption configures Listen.
 type ServerOption func(*Server)
@@ -57,6 +76,7 @@ func Listen(addr string, opts ...ServerOption) (*Server, error) {
 		slots:       map[string]*slot{},
 		lastGen:     map[string]uint64{},
 		parked:      map[*link.Inbound]struct{}{},
+		admitting:   make(chan struct{}, MaxAdmitting),
 	}
 	for _, o := range opts {
 		o(s)
@@ -105,6 +125,16 @@ func (s *Server) acceptLoop() {
 		if err != nil {
 			return
 		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetKeepAlive(true)
+			tc.SetKeepAlivePeriod(KeepAlivePeriod)
+		}
+		select {
+		case s.admitting <- struct{}{}:
+		default:
+			c.Close() // MaxAdmitting connections are being admitted
+			continue
+		}
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.sniff(c) }()
 	}
@@ -113,6 +143,7 @@ func (s *Server) acceptLoop() {
 // sniff routes a new connection by its first four bytes.
 func (s *Server) sniff(c net.Conn) {
 	c, head, ok := s.admit(c) // TLS, token, first bytes (secure.go)
+	<-s.admitting
 	if !ok {
 		return
 	}
@@ -195,6 +226,10 @@ func (s *Server) offer(ctx context.Context, in *link.Inbound) link.Refusal {
 		}
 	}
 	// The generation is newer than any registered: wait for NewRing.
+	if len(s.parked) >= MaxParked {
+		s.mu.Unlock()
+		return link.Refusal{Code: link.CodeGeneration, Reason: fmt.Sprintf("%d links already wait for a generation not started here", MaxParked)}
+	}
 	s.parked[in] = struct{}{}
 	s.mu.Unlock()
 	t := time.NewTimer(s.parkTimeout)

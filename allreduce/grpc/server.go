@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 
 	"github.com/infonce/infonce/allreduce"
@@ -32,6 +34,9 @@ type Server struct {
 	conns  map[string]net.Conn // HTTP/2 connections by remote address
 }
 
+// MaxStreams bounds the concurrent streams of one connection.
+const MaxStreams = 4
+
 // NewServer starts serving the connections given to Deliver; addr is the
 // shared listener's address.
 func NewServer(addr net.Addr, logger *slog.Logger, offer link.Offer) *Server {
@@ -44,6 +49,12 @@ func NewServer(addr net.Addr, logger *slog.Logger, offer link.Offer) *Server {
 		grpc.ReadBufferSize(grpcIOBuffer),
 		grpc.WriteBufferSize(grpcIOBuffer),
 		experimental.BufferPool(dataPool),
+		// A ring needs one Link stream per neighbour: a connection that
+		// opens more is not a peer. A connection must finish its HTTP/2
+		// handshake within ConnectionTimeout, and idle ones are pinged.
+		grpc.MaxConcurrentStreams(MaxStreams),
+		grpc.ConnectionTimeout(10*time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
 	)
 	allreducepb.RegisterRingServer(s.gs, &ringService{s: s})
 	s.wg.Add(1)
