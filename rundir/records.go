@@ -75,6 +75,15 @@ type Evaluation struct {
 	InstructionRecallAt1 *float64 `json:"instruction_recall_at_1,omitempty"`
 	InstructionRecallAt5 *float64 `json:"instruction_recall_at_5,omitempty"`
 	ActionChanceAt5      *float64 `json:"action_chance_at_5,omitempty"`
+	// ActionR2 is the mean over the action's dimensions of the R² of a
+	// linear (ridge) probe that predicts a step's action from the frozen
+	// fused (image, instruction) embedding, ActionR2PerDim each
+	// dimension's; TemporalKendallTau the mean over validation episodes of
+	// Kendall's τ between a frame's step and the closeness of its image
+	// embedding to the episode's last frame's (1: closer at every step).
+	ActionR2           *float64   `json:"action_r2,omitempty"`
+	ActionR2PerDim     []*float64 `json:"action_r2_per_dim,omitempty"` // null: a dimension constant on the validation set
+	TemporalKendallTau *float64   `json:"temporal_kendall_tau,omitempty"`
 
 	Alignment  *float64 `json:"alignment"`
 	Uniformity float64  `json:"uniformity"`

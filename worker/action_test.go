@@ -190,6 +190,19 @@ func TestTriEvaluation(t *testing.T) {
 	if *ev.InstructionRecallAt1 < 0.5 {
 		t.Errorf("instruction R@1 %.3f, want above 0.5 (chance 0.25)", *ev.InstructionRecallAt1)
 	}
+	// The toy robot's dx and dy follow from the instruction: a probe on
+	// the fused embedding predicts them; in each episode the dot moves
+	// steadily, so frames come closer to the last one.
+	if ev.ActionR2 == nil || ev.TemporalKendallTau == nil || len(ev.ActionR2PerDim) != 7 {
+		t.Fatalf("no action regression or temporal consistency: %+v", ev)
+	}
+	t.Logf("action R² %.3f %v, temporal τ %.3f", *ev.ActionR2, ev.ActionR2PerDim[0] != nil, *ev.TemporalKendallTau)
+	if dx := ev.ActionR2PerDim[0]; dx == nil || *dx < 0.5 {
+		t.Errorf("R² of dx %v, want above 0.5", dx)
+	}
+	if *ev.TemporalKendallTau <= 0 {
+		t.Errorf("temporal Kendall τ %.3f, want positive", *ev.TemporalKendallTau)
+	}
 }
 
 // TestNearbyFrames: a nearby frame is another step of the same episode,

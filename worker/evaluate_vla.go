@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/infonce/infonce/eval"
 	"github.com/infonce/infonce/gemm"
 	"github.com/infonce/infonce/model"
 )
@@ -90,6 +91,107 @@ func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *ev
 	ev.InstructionRecallAt1, ev.InstructionRecallAt5 = at(ranksI, 1), at(ranksI, 5)
 	chance := float64(min(5, n)) / float64(n)
 	ev.ActionChanceAt5 = &chance
+
+	if err := t.actionRegression(ctx, m, val, vt, u, v, n, ev); err != nil {
+		return err
+	}
+	// Temporal consistency: in each episode, a frame nearer the end should
+	// be nearer the last frame.
+	byEp := map[int64][]int{}
+	for r := range n {
+		if ep := vt.episode[val.index[r]]; ep >= 0 {
+			byEp[ep] = append(byEp[ep], r)
+		}
+	}
+	var tauSum float64
+	var episodes int
+	for _, rows := range byEp {
+		if len(rows) < 3 {
+			continue
+		}
+		last := rows[0]
+		for _, r := range rows {
+			if vt.step[val.index[r]] > vt.step[val.index[last]] {
+				last = r
+			}
+		}
+		steps, close := make([]float64, len(rows)), make([]float64, len(rows))
+		for k, r := range rows {
+			steps[k] = float64(vt.step[val.index[r]])
+			var dot float64
+			for j := range d {
+				dot += float64(u[r*d+j]) * float64(u[last*d+j])
+			}
+			close[k] = dot
+		}
+		if tau := eval.KendallTau(steps, close); !math.IsNaN(tau) {
+			tauSum += tau
+			episodes++
+		}
+	}
+	if episodes > 0 {
+		tau := tauSum / float64(episodes)
+		ev.TemporalKendallTau = &tau
+	}
+	return nil
+}
+
+// actionRegression fits a ridge probe from the fused (image, instruction)
+// embeddings of the first training samples to their steps' normalised
+// actions, and scores it on the validation rows (R² per dimension).
+func (t *Trainer[T]) actionRegression(ctx context.Context, m *model.Model[T], val *evalSet[T], vt *actionTable, u, v []T, n int, ev *Evaluation) error {
+	d, A := t.Cfg.Dim, t.actions.A
+	train, err := t.readEvalSet(ctx, t.src)
+	if err != nil {
+		return err
+	}
+	tu, _, err := t.encodeRows(ctx, m, train.x, train.n)
+	if err != nil {
+		return err
+	}
+	tv, err := t.encodeTexts(m, train.texts)
+	if err != nil {
+		return err
+	}
+	targets := func(tab *actionTable, index []int, emb []T, rows int) ([]T, []float64) {
+		row := make([]float32, tab.rowLen())
+		var x []T
+		var y []float64
+		for r := range rows {
+			tab.fill(index[r], row)
+			if row[tab.H*A] == 0 { // no action at this step
+				continue
+			}
+			x = append(x, emb[r*d:(r+1)*d]...)
+			for _, a := range row[:A] {
+				y = append(y, float64(a))
+			}
+		}
+		return x, y
+	}
+	trX, trY := targets(t.actions, train.index, fused(tu, tv, d), train.n)
+	teX, teY := targets(vt, val.index, fused(u[:n*d], v, d), n)
+	if len(trY) == 0 || len(teY) == 0 {
+		return nil
+	}
+	r2, err := eval.RidgeR2(trX, trY, teX, teY, d, A, 1e-2)
+	if err != nil {
+		return fmt.Errorf("action regression: %w", err)
+	}
+	var sum float64
+	var k int
+	ev.ActionR2PerDim = make([]*float64, len(r2))
+	for i, x := range r2 {
+		if !math.IsNaN(x) {
+			sum += x
+			k++
+			ev.ActionR2PerDim[i] = &r2[i]
+		}
+	}
+	if k > 0 {
+		mean := sum / float64(k)
+		ev.ActionR2 = &mean
+	}
 	return nil
 }
 

@@ -218,6 +218,12 @@ func printSummary(w io.Writer, s *worker.Summary) {
 			pct(s.ActionRecallAt1), pct(s.ActionRecallAt5), pct(s.ActionRecallAt10), pct(s.ActionChanceAt5), *s.ActionMedianRank)
 		fmt.Fprintf(w, "  instruction R@1/5 %s / %s\n", pct(s.InstructionRecallAt1), pct(s.InstructionRecallAt5))
 	}
+	if s.ActionR2 != nil {
+		fmt.Fprintf(w, "  action R²         %.3f (mean over dimensions)\n", *s.ActionR2)
+	}
+	if s.TemporalKendallTau != nil {
+		fmt.Fprintf(w, "  temporal τ        %.3f (Kendall, frames against closeness to the last)\n", *s.TemporalKendallTau)
+	}
 	fmt.Fprintf(w, "  peak RSS          %.0f MB\n", float64(s.PeakRSSBytes)/1e6)
 	fmt.Fprintf(w, "  param sha256      %s\n", s.ParamSHA256)
 }
