@@ -21,6 +21,12 @@ type Sampler struct {
 	Seed uint64
 	N, B int // N samples, global batch B
 
+	// Groups, when MaxPerGroup > 0, gives each sample's group (an episode
+	// id; negative: a group of its own), and a global batch holds at most
+	// MaxPerGroup samples of one group: see CappedOrder.
+	Groups      []int64
+	MaxPerGroup int
+
 	cache *permCache
 }
 
@@ -32,11 +38,14 @@ type permCache struct {
 	seed  uint64
 	epoch int
 	perm  []int
+	order []int // the capped order of perm (Groups and MaxPerGroup set)
 }
 
 // Validate reports whether the sampler can produce batches: 1 ≤ B ≤ N.
 func (s Sampler) Validate() error {
 	switch {
+	case s.MaxPerGroup > 0 && len(s.Groups) != s.N:
+		return fmt.Errorf("dataset: sampler: %d groups for %d samples", len(s.Groups), s.N)
 	case s.N < 1:
 		return fmt.Errorf("dataset: sampler: the data set is empty (N = %d)", s.N)
 	case s.B < 1:
@@ -77,8 +86,67 @@ func (s *Sampler) Batch(step int64, dst []int) (epoch int, idx []int) {
 	if !c.valid || c.seed != s.Seed || c.epoch != epoch || len(c.perm) != s.N {
 		c.perm = Permutation(s.Seed, epoch, s.N, c.perm)
 		c.seed, c.epoch, c.valid = s.Seed, epoch, true
+		if s.MaxPerGroup > 0 {
+			c.order = CappedOrder(c.perm, s.Groups, s.B, s.MaxPerGroup, c.order)
+		}
 	}
-	return epoch, append(dst[:0], c.perm[w*s.B:(w+1)*s.B]...)
+	order := c.perm
+	if s.MaxPerGroup > 0 {
+		order = c.order
+	}
+	return epoch, append(dst[:0], order[w*s.B:(w+1)*s.B]...)
+}
+
+// CappedOrder reorders perm so that each of its consecutive windows of b
+// holds at most limit samples of one group: it fills the windows in turn,
+// each first with the samples deferred from earlier windows (in order)
+// and then from perm, deferring a sample whose group has limit samples in
+// the window already. A sample of a negative group is a group of its own.
+// When the data cannot fill ⌊n/b⌋ windows so (one episode holds most of
+// it), the last windows take the deferred samples as they come. The
+// result, written to dst[:0], is a pure function of its arguments.
+func CappedOrder(perm []int, groups []int64, b, limit int, dst []int) []int {
+	n := len(perm)
+	windows := n / b
+	out := dst[:0]
+	var deferred []int
+	count := map[int64]int{}
+	next := 0
+	fits := func(i int) bool { return groups[i] < 0 || count[groups[i]] < limit }
+	take := func(i int) {
+		out = append(out, i)
+		if groups[i] >= 0 {
+			count[groups[i]]++
+		}
+	}
+	for w := 0; w < windows; w++ {
+		clear(count)
+		start := len(out)
+		kept := deferred[:0:0]
+		for _, i := range deferred {
+			if len(out)-start < b && fits(i) {
+				take(i)
+			} else {
+				kept = append(kept, i)
+			}
+		}
+		deferred = kept
+		for len(out)-start < b && next < n {
+			i := perm[next]
+			next++
+			if fits(i) {
+				take(i)
+			} else {
+				deferred = append(deferred, i)
+			}
+		}
+		// The data ran out of samples that fit: fill the window anyway.
+		for len(out)-start < b && len(deferred) > 0 {
+			take(deferred[0])
+			deferred = deferred[1:]
+		}
+	}
+	return out
 }
 
 // Permutation writes the permutation π_epoch of {0, …, n-1} for seed into

@@ -243,3 +243,43 @@ func TestPermutationStable(t *testing.T) {
 		t.Fatalf("Permutation(1, 0, 10) = %v, want %v", got, want)
 	}
 }
+
+// TestCappedOrder: every window holds at most the limit of one group, no
+// sample appears twice in an epoch, and the order is a pure function of
+// its arguments.
+func TestCappedOrder(t *testing.T) {
+	const n, b, limit = 200, 16, 2
+	groups := make([]int64, n)
+	for i := range groups {
+		groups[i] = int64(i / 10) // episodes of 10 steps
+	}
+	groups[7] = -1
+	s := Sampler{Seed: 3, N: n, B: b, Groups: groups, MaxPerGroup: limit}
+	seen := map[int]bool{}
+	for step := range int64(s.StepsPerEpoch()) {
+		_, idx := s.Batch(step, nil)
+		count := map[int64]int{}
+		for _, i := range idx {
+			if seen[i] {
+				t.Fatalf("step %d: sample %d twice in the epoch", step, i)
+			}
+			seen[i] = true
+			if g := groups[i]; g >= 0 {
+				count[g]++
+				if count[g] > limit {
+					t.Fatalf("step %d: %d samples of episode %d, limit %d", step, count[g], g, limit)
+				}
+			}
+		}
+	}
+	perm := Permutation(3, 0, n, nil)
+	a, c := CappedOrder(perm, groups, b, limit, nil), CappedOrder(perm, groups, b, limit, nil)
+	if !slices.Equal(a, c) {
+		t.Fatal("CappedOrder is not deterministic")
+	}
+	// One group holding everything: the windows fill anyway.
+	one := make([]int64, n)
+	if got := CappedOrder(perm, one, b, limit, nil); len(got) != (n/b)*b {
+		t.Fatalf("%d samples ordered, want %d", len(got), (n/b)*b)
+	}
+}

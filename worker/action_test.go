@@ -111,12 +111,14 @@ func TestActionChunks(t *testing.T) {
 func TestTriDistributedEqualsSingleProcess(t *testing.T) {
 	spec := writeEpisodes(t, t.TempDir(), 8)
 	for _, mask := range []string{"", MaskTask, MaskEpisode} {
-		t.Run("mask="+mask, func(t *testing.T) { triEquivalence(t, spec, mask) })
+		t.Run("mask="+mask, func(t *testing.T) { triEquivalence(t, spec, mask, 0) })
 	}
+	t.Run("max-per-episode", func(t *testing.T) { triEquivalence(t, spec, "", 2) })
 }
 
-func triEquivalence(t *testing.T, spec, mask string) {
+func triEquivalence(t *testing.T, spec, mask string, perEpisode int) {
 	cfg := smallConfig(t, Tri)
+	cfg.MaxPerEpisode = perEpisode
 	cfg.Data = spec
 	cfg.DataOptions.ImageSize, cfg.Batch, cfg.ActionHorizon = 8, 10, 4
 	cfg.ActionHidden, cfg.TriWeights = []int{12}, [3]float64{1, 0.5, 2}
@@ -138,6 +140,17 @@ func triEquivalence(t *testing.T, spec, mask string) {
 	}
 	if one[0].Model.Action == nil {
 		t.Fatal("no action tower")
+	}
+	if perEpisode > 0 {
+		for step := range int64(2) {
+			_, idx := one[0].Sampler.Batch(step, nil)
+			count := map[int64]int{}
+			for _, i := range idx {
+				if count[one[0].episodes.episode[i]]++; count[one[0].episodes.episode[i]] > perEpisode {
+					t.Fatalf("step %d: more than %d samples of episode %d", step, perEpisode, one[0].episodes.episode[i])
+				}
+			}
+		}
 	}
 }
 

@@ -76,6 +76,9 @@ type Config struct {
 	// TriWeights are the weights of the image–text, image–action and
 	// text–action losses of --objective tri (zero: 1, 1, 1).
 	TriWeights [3]float64 `json:"tri_weights,omitzero"`
+	// MaxPerEpisode bounds the samples of one episode in a global batch
+	// (0: no bound).
+	MaxPerEpisode int `json:"max_per_episode,omitempty"`
 	// TCNWindow is the most steps apart two frames of a time-contrastive
 	// positive pair are (0: 4); TCNWeight adds the time-contrastive loss,
 	// so weighted, to CLIP's.
@@ -229,6 +232,9 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--mask-false-negatives %q: use caption, label, task or episode", c.MaskField))
 	}
+	if c.MaxPerEpisode < 0 {
+		errs = append(errs, fmt.Errorf("--max-per-episode %d: must not be negative", c.MaxPerEpisode))
+	}
 	if c.TCNWindow < 0 || !(c.TCNWeight >= 0) || math.IsInf(c.TCNWeight, 0) {
 		errs = append(errs, fmt.Errorf("--tcn-window %d / --tcn-weight %g: must not be negative", c.TCNWindow, c.TCNWeight))
 	}
@@ -290,6 +296,9 @@ func (c Config) Fingerprint() string {
 	}
 	if c.TCNWeight > 0 {
 		fmt.Fprintf(&b, " tcn=%g", c.TCNWeight)
+	}
+	if c.MaxPerEpisode > 0 {
+		fmt.Fprintf(&b, " max_per_episode=%d", c.MaxPerEpisode)
 	}
 	// The image views' shape joins it for the sources that have them.
 	if o := c.DataOptions; o.ImageSize != 0 || o.ImageChannels != 0 {

@@ -300,6 +300,23 @@ func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T,
 			}
 		}
 	}
+	if k := cfg.MaxPerEpisode; k > 0 {
+		// Episode-aware batches: the sampler keeps at most k samples of
+		// one episode in a global batch, whatever the number of workers.
+		if t.Set != nil {
+			return nil, fmt.Errorf("--max-per-episode %d: --data %s has no episodes", k, cfg.Data)
+		}
+		if t.episodes == nil {
+			var err error
+			if t.episodes, err = readEpisodes(t.src, 1, false, func(err error) { t.bad.note(err, t.log) }); err != nil {
+				return nil, fmt.Errorf("--data %s: %w", cfg.Data, err)
+			}
+		}
+		t.Sampler.Groups, t.Sampler.MaxPerGroup = t.episodes.episode, k
+		if err := t.Sampler.Validate(); err != nil {
+			return nil, fmt.Errorf("--max-per-episode: %w", err)
+		}
+	}
 	t.dEmb = map[string][]T{}
 
 	mc, err := t.modelConfig()
