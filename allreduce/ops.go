@@ -206,6 +206,44 @@ func (r *Ring) Broadcast(ctx context.Context, buf []byte, root int) error {
 	})
 }
 
+// Shift sends send to the right neighbour and receives the left
+// neighbour's send into recv: one hop of a ring exchange, as a loss that
+// passes blocks round the ring uses. The blocks may differ in size from
+// rank to rank; len(recv) must be the left neighbour's len(send). On one
+// rank recv receives send.
+func (r *Ring) Shift(ctx context.Context, send, recv []byte) error {
+	return r.collective(ctx, opShift, func(ctx context.Context, tag uint64) (int, error) {
+		if r.size == 1 {
+			if len(recv) != len(send) {
+				return 0, fmt.Errorf("allreduce: shift: %d bytes sent to itself, %d expected", len(send), len(recv))
+			}
+			copy(recv, send)
+			return 0, nil
+		}
+		// One buffer, send then recv: the sends go to the right, the
+		// receives land after them, chunk by chunk in the same sizes as
+		// the left neighbour cuts its own send.
+		ns := len(send)
+		buf := r.shiftBuf[:0]
+		buf = append(buf, send...)
+		buf = append(buf, make([]byte, len(recv))...)
+		r.shiftBuf = buf
+		chunk := r.cfg.ChunkBytes
+		r.sends, r.recvs = r.sends[:0], r.recvs[:0]
+		for c := range nchunks(ns, chunk) {
+			r.sends = append(r.sends, Msg{Lo: c * chunk, Hi: min((c+1)*chunk, ns), Dep: -1})
+		}
+		for c := range nchunks(len(recv), chunk) {
+			r.recvs = append(r.recvs, Msg{Lo: ns + c*chunk, Hi: ns + min((c+1)*chunk, len(recv)), Dep: -1})
+		}
+		peer, err := r.pass(ctx, tag, buf, elemByte)
+		if err == nil {
+			copy(recv, buf[ns:])
+		}
+		return peer, err
+	})
+}
+
 // Barrier returns once every rank has entered it: K-1 empty messages go
 // round the ring, each sent after the previous one arrived, so the last one
 // carries news from every rank.

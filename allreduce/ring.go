@@ -28,6 +28,7 @@ type Ring struct {
 	// the receiving one
 	sWire, sComp, rWire, rComp []byte
 	sends, recvs               []Msg
+	shiftBuf                   []byte // Shift's send and receive buffer
 	comp                       *compressor
 
 	mu      sync.Mutex
@@ -157,9 +158,10 @@ const (
 	opReduceScatter
 	opBroadcast
 	opBarrier
+	opShift
 )
 
-var opNames = [...]string{"", "allreduce", "allreduce64", "allgather", "reducescatter", "broadcast", "barrier"}
+var opNames = [...]string{"", "allreduce", "allreduce64", "allgather", "reducescatter", "broadcast", "barrier", "shift"}
 
 // tag flags.
 const (
