@@ -12,6 +12,7 @@ import (
 type Result[T gemm.Float] struct {
 	Loss T // this rank's share of the global loss; summed over ranks = the loss
 	DT   T // this rank's share of dL/dt (s = exp(t)); summed over ranks = dL/dt
+	DB   T // this rank's share of dL/db, the logit bias of sigmoid losses (0 for the others)
 }
 
 // CLIP is the symmetric InfoNCE objective of CLIP (Radford et al. 2021):

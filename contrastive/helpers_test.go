@@ -81,6 +81,22 @@ func (c memColl) AllGather(ctx context.Context, send, recv []byte, counts []int)
 	return c.hub.barrier(ctx)
 }
 
+// Shift is one hop of a ring exchange: rank r receives rank r−1's send.
+func (c memColl) Shift(ctx context.Context, send, recv []byte) error {
+	c.hub.mu.Lock()
+	c.hub.sends[c.rank] = send
+	c.hub.mu.Unlock()
+	if err := c.hub.barrier(ctx); err != nil {
+		return err
+	}
+	left := c.hub.sends[(c.rank+c.hub.size-1)%c.hub.size]
+	if len(left) != len(recv) {
+		return fmt.Errorf("memcoll: shift: rank %d expects %d bytes, its left neighbour sent %d", c.rank, len(recv), len(left))
+	}
+	copy(recv, left)
+	return c.hub.barrier(ctx)
+}
+
 // runRanks runs f on K in-memory ranks concurrently and returns the first
 // error. It returns only after every rank's goroutine has finished.
 func runRanks(k int, f func(rank int, coll Collective) error) error {

@@ -18,6 +18,10 @@ type Config struct {
 	LayerNorm bool `json:"layer_norm"`
 	// InitLogitScale is t0, the initial value of t (logit scale s = exp t).
 	InitLogitScale float64 `json:"init_logit_scale"`
+	// LogitBias adds a learnable logit bias b after t, initialised to
+	// InitLogitBias (sigmoid losses).
+	LogitBias     bool    `json:"logit_bias,omitempty"`
+	InitLogitBias float64 `json:"init_logit_bias,omitempty"`
 	// ImageTower and TextTower name the registered kinds of the towers
 	// ("" means TowerMLP and TowerBagOfWords).
 	ImageTower string `json:"image_tower"`
@@ -114,6 +118,9 @@ func (c Config) Validate() error {
 func (c Config) paramCount() (int, bool) {
 	const limit = 1 << 40
 	n := 1 // the logit scale
+	if c.LogitBias {
+		n++
+	}
 	for _, side := range c.sides() {
 		m, ok := c.kind(side).count(c, limit)
 		if !ok || m > limit-n {

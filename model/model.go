@@ -20,6 +20,9 @@ type Model[T gemm.Float] struct {
 	// LogitScale is the index of t in P.W and P.G; the logit scale is
 	// s = exp(t). It is always present and never decayed.
 	LogitScale int
+	// LogitBias is the index of the logit bias b after it (SigLIP's), or
+	// −1 without Config.LogitBias.
+	LogitBias int
 }
 
 // pcgStream is the second word of the PCG state of the initialisation, so
@@ -76,6 +79,8 @@ func NewWithGrad[T gemm.Float](cfg Config, seed uint64, g []T) (*Model[T], error
 			clear(w)
 		case initLogit:
 			w[0] = T(cfg.InitLogitScale)
+		case initLogitBias:
+			w[0] = T(cfg.InitLogitBias)
 		case initSmallNormal:
 			for j := range w {
 				w[j] = T(0.02 * rng.NormFloat64())
@@ -124,6 +129,11 @@ func assemble[T gemm.Float](cfg Config, p *Params[T]) *Model[T] {
 	}
 	c.next(LogitScaleName)
 	m.LogitScale = p.Segments[c.i-1].Off
+	m.LogitBias = -1
+	if cfg.LogitBias {
+		c.next(LogitBiasName)
+		m.LogitBias = p.Segments[c.i-1].Off
+	}
 	if c.i != len(p.Segments) {
 		panic(fmt.Sprintf("model: layout has %d segments, wired %d", len(p.Segments), c.i))
 	}

@@ -62,6 +62,7 @@ const (
 	initOne                         // 1: LayerNorm gain
 	initZero                        // 0: LayerNorm bias
 	initLogit                       // t0: logit scale
+	initLogitBias                   // b0: logit bias
 	initSmallNormal                 // N(0, 0.02²): position embeddings and class tokens
 )
 
@@ -94,6 +95,10 @@ func (l *layout) layerNorm(name string, n int) {
 	l.add(name+".bias", n, true, initSpec{kind: initZero})
 }
 
+// LogitBiasName is the segment name of the logit bias b of sigmoid
+// losses (Config.LogitBias).
+const LogitBiasName = "logit_bias"
+
 // LogitScaleName is the segment name of the logit scale t.
 const LogitScaleName = "logit_scale"
 
@@ -105,6 +110,9 @@ func layoutOf(c Config) *layout {
 		c.kind(side).declare(c, l)
 	}
 	l.add(LogitScaleName, 1, true, initSpec{kind: initLogit})
+	if c.LogitBias {
+		l.add(LogitBiasName, 1, true, initSpec{kind: initLogitBias})
+	}
 	return l
 }
 

@@ -76,6 +76,9 @@ type Config struct {
 	// TriWeights are the weights of the image–text, image–action and
 	// text–action losses of --objective tri (zero: 1, 1, 1).
 	TriWeights [3]float64 `json:"tri_weights,omitzero"`
+	// SigLIPBiasInit is the initial logit bias b0 of --objective siglip
+	// (0: −10).
+	SigLIPBiasInit float64 `json:"siglip_bias_init,omitempty"`
 	// MaxPerEpisode bounds the samples of one episode in a global batch
 	// (0: no bound).
 	MaxPerEpisode int `json:"max_per_episode,omitempty"`

@@ -105,7 +105,7 @@ func relDiff[T gemm.Float](a, b []T) float64 {
 // gradient of every parameter, logit scale included, of one process with
 // the whole global batch: 1e-10 relative in float64, 1e-5 in float32.
 func TestDistributedEqualsSingleProcess(t *testing.T) {
-	for _, objective := range []string{CLIP, SimCLR, MoCo} {
+	for _, objective := range []string{CLIP, SimCLR, MoCo, SigLIP} {
 		for _, symmetric := range []bool{false, true} {
 			if symmetric && objective != MoCo {
 				continue
@@ -187,7 +187,7 @@ func (h halfGrad) AllReduce(ctx context.Context, buf []float64) error {
 // buckets during the backward pass: the loss and the gradient still equal
 // the single process's (1e-5), and the steps did overlap.
 func TestOverlappedReductionEqualsSingleProcess(t *testing.T) {
-	for _, objective := range []string{CLIP, SimCLR, MoCo} {
+	for _, objective := range []string{CLIP, SimCLR, MoCo, SigLIP} {
 		t.Run(objective, func(t *testing.T) {
 			cfg := smallConfig(t, objective)
 			cfg.Batch, cfg.Chunk, cfg.MoCoQueue = 10, 3, 20

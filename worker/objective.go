@@ -85,6 +85,8 @@ type LossInput[T gemm.Float] struct {
 	Counts []int
 	// Scale is the logit scale s = exp(t).
 	Scale T
+	// Bias is the logit bias b of an objective that has one (biased).
+	Bias T
 	// Step is the global step.
 	Step int64
 
@@ -94,6 +96,13 @@ type LossInput[T gemm.Float] struct {
 // TowerInput is the input of every view of a tower's modality, the views'
 // rows one after the other in the order of Objective.Views.
 func (in *LossInput[T]) TowerInput(modality string) model.Batch[T] { return in.towerIn[modality] }
+
+// biased is an objective with a learnable logit bias b beside the logit
+// scale (SigLIP's), initialised to InitLogitBias; Loss returns dL/db in
+// Result.DB.
+type biased interface {
+	InitLogitBias() float64
+}
 
 // viewEncoder is an objective that encodes inputs of its own in the
 // forward phase (MoCo's keys, through the momentum encoder).

@@ -191,6 +191,19 @@ type timedComm[T gemm.Float] struct {
 	gather time.Duration
 }
 
+// Shift passes a block to the right neighbour (contrastive.Shifter), timed
+// as a gather.
+func (c *timedComm[T]) Shift(ctx context.Context, send, recv []byte) error {
+	sh, ok := c.Comm.(contrastive.Shifter)
+	if !ok {
+		return fmt.Errorf("the collective of %d ranks cannot pass blocks round the ring", c.Size())
+	}
+	start := time.Now()
+	err := sh.Shift(ctx, send, recv)
+	c.gather += time.Since(start)
+	return err
+}
+
 func (c *timedComm[T]) AllGather(ctx context.Context, send, recv []byte, counts []int) error {
 	start := time.Now()
 	err := c.Comm.AllGather(ctx, send, recv, counts)
@@ -372,6 +385,9 @@ func (t *Trainer[T]) modelConfig() (model.Config, error) {
 	mc.Activation = cfg.Activation
 	mc.LayerNorm = cfg.LayerNorm
 	mc.InitLogitScale = math.Log(1 / cfg.Temperature)
+	if o, ok := t.Obj.(biased); ok {
+		mc.LogitBias, mc.InitLogitBias = true, o.InitLogitBias()
+	}
 	mc.ImageTower = cfg.ImageTower
 	mc.TextTower = cfg.TextTower
 	mc.CNN, mc.ViT, mc.Transformer = cfg.CNN, cfg.ViT, cfg.TextTransformer
@@ -474,6 +490,9 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	in := &t.in
 	in.D, in.Counts, in.Step = t.Cfg.Dim, counts, step
 	in.Scale = T(math.Exp(float64(p.W[t.Model.LogitScale])))
+	if t.Model.LogitBias >= 0 {
+		in.Bias = p.W[t.Model.LogitBias]
+	}
 	// 1.–4. Sample, encode, gather, and the loss with its gradient with
 	// respect to the local embeddings.
 	if err := t.takeDataErr(); err != nil {
@@ -507,6 +526,9 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 		p.G[t.Model.LogitScale] = res.DT
 	} else {
 		p.G[t.Model.LogitScale] = 0
+	}
+	if t.Model.LogitBias >= 0 {
+		p.G[t.Model.LogitBias] = res.DB
 	}
 	if t.faultHook != nil {
 		t.faultHook(step, p.G)

@@ -65,6 +65,13 @@ func objectiveDefaults(cfg *worker.Config, set map[string]bool) {
 	if cfg.Objective == worker.CLIP || cfg.Objective == worker.Tri {
 		return // CLIP's: τ 0.07, learned
 	}
+	if cfg.Objective == worker.SigLIP {
+		// SigLIP's: t' = ln 10 (τ 0.1), learned, beside its bias.
+		if !set["temperature"] {
+			cfg.Temperature = 0.1
+		}
+		return
+	}
 	if !set["temperature"] {
 		cfg.Temperature = 0.2
 	}
