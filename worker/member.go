@@ -57,7 +57,10 @@ type MemberOptions struct {
 	Logger         *slog.Logger  // nil: slog.Default()
 	Evaluate       bool          // rank 0 evaluates at the end
 	OpTimeout      time.Duration // deadline of one collective (0: allreduce's default)
-	Observer       Observer      // nil for none
+	// Stall sets the deadlines of a step's collectives from their measured
+	// durations (zero: DefaultStallPolicy(OpTimeout)).
+	Stall    StallPolicy
+	Observer Observer // nil for none
 	// Backoff is the reconnection back-off towards the coordinator (zero:
 	// coordinator.DefaultBackoff).
 	Backoff coordinator.Backoff
@@ -112,8 +115,12 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
+	if o.Stall == (StallPolicy{}) {
+		o.Stall = DefaultStallPolicy(o.OpTimeout)
+	}
 	m := &member{o: o, log: log, client: client, srv: srv, stop: ctx, changed: make(chan struct{}),
 		mach:    membership.New(membership.DefaultConfig()),
+		stall:   newStallDeadlines(o.Stall),
 		joinReq: coordinator.JoinRequest{Name: o.Name, DataAddr: dataAddr, Fingerprint: o.Fingerprint}}
 	joinCtx, cancelJoin := context.WithCancel(ctl)
 	stopJoin := context.AfterFunc(ctx, cancelJoin)
@@ -193,6 +200,9 @@ type member struct {
 
 	faults  faults
 	samples *sampleLog
+	// stall holds the measured durations of the step's collectives, which
+	// set their deadlines, across generations.
+	stall   *stallDeadlines
 	stepNow int64 // the step being run, for the injected faults
 
 	last     StepStats // the last step this worker completed,
@@ -375,6 +385,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 	if len(m.faults.killSteps) > 0 {
 		comm = killComm{Ring: ring, step: &m.stepNow, atSteps: m.faults.killSteps, delay: 200 * time.Microsecond}
 	}
+	comm = m.stall.wrap(comm)
 	local := func() int { lo, hi := dataset.Shard(m.cfg.Batch, ring.Size(), rank); return hi - lo }()
 	rep := m.startReporter(ctx, gen)
 	defer rep.stop()
