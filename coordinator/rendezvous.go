@@ -412,7 +412,9 @@ func (r *Rendezvous) Progress(now time.Time, id string, gen uint64, p Progress) 
 }
 
 // Fail records an error reported by a worker. A fatal error removes the
-// worker from the run, as if it had died. An abort is an error of the run
+// worker from the run, as if it had died; a non-fatal one from a member
+// of the running generation says that its ring failed, and starts a new
+// generation of the same members. An abort is an error of the run
 // itself, which every rank meets at the same step (for example too many
 // non-finite steps in a row): the run stops, without a checkpoint (the
 // reporting rank saves one before it reports, when it can).
@@ -430,6 +432,14 @@ func (r *Rendezvous) Fail(now time.Time, id string, gen uint64, step int64, msg 
 	}
 	if fatal {
 		return r.remove(now, id, MemberDead, "fatal error: "+msg)
+	}
+	// A member of the running generation whose ring broke while no member
+	// was declared lost (a stall that outlasted the data plane's deadline
+	// but not the failure detectors', a link that failed alone): every
+	// member is still here, so the ring starts again with them all, from
+	// the lowest rank's state. Reports of older generations are late.
+	if r.phase == PhaseRunning && gen == r.current.Number && r.current.Action == ActionRun && m.state == MemberActive {
+		r.regroup(now, "", fmt.Sprintf("the ring of generation %d failed with every member present (reported by %s: %s)", gen, id, msg))
 	}
 	return nil
 }
