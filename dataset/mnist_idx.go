@@ -46,4 +46,3 @@ func WriteMNISTIDX(dir string, nTrain, nTest int) error {
 	}
 	return nil
 }
-

@@ -63,15 +63,15 @@ type chaosReport struct {
 	Generations int                         `json:"generations"`
 	// Redone counts completions of a step beyond its first (in an
 	// earlier generation whose state was later abandoned): work lost.
-	Redone      int                         `json:"steps_redone"`
-	Lost        int                         `json:"samples_lost"`
-	Repeated    int                         `json:"samples_repeated"`
-	Problems    []string                    `json:"problems,omitempty"`
-	FinalLoss   float64                     `json:"final_loss"`
-	RefLoss     float64                     `json:"reference_final_loss"`
-	LossRelDiff float64                     `json:"final_loss_relative_difference"`
-	Wall        time.Duration               `json:"wall_ns"`
-	Finished    bool                        `json:"finished"`
+	Redone      int           `json:"steps_redone"`
+	Lost        int           `json:"samples_lost"`
+	Repeated    int           `json:"samples_repeated"`
+	Problems    []string      `json:"problems,omitempty"`
+	FinalLoss   float64       `json:"final_loss"`
+	RefLoss     float64       `json:"reference_final_loss"`
+	LossRelDiff float64       `json:"final_loss_relative_difference"`
+	Wall        time.Duration `json:"wall_ns"`
+	Finished    bool          `json:"finished"`
 }
 
 func runBenchChaos(ctx context.Context, args []string, stdout, stderr io.Writer) error {
