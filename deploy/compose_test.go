@@ -17,14 +17,14 @@ import (
 )
 
 // The run of the compose tests: small enough for two cores, long enough
-// (about twenty seconds with three workers) to lose a worker in the
-// middle. Runs on different numbers of workers round their gradient sums
+// (about fifteen seconds with three workers, ten on a quiet machine) to
+// lose a worker in the middle. Runs on different numbers of workers round their gradient sums
 // differently; with ReLU a pre-activation within rounding of zero can then
 // send them on different paths after a few hundred steps, so the run uses
 // GELU, which has no kink (see docs/RELIABILITY.md), and stays short.
 var composeRun = map[string]string{
 	"INFONCE_ACTIVATION": "gelu",
-	"INFONCE_STEPS":      "250",
+	"INFONCE_STEPS":      "400",
 	"INFONCE_BATCH":      "1024",
 	"INFONCE_HIDDEN":     "128",
 	"INFONCE_SEED":       "1",
@@ -33,7 +33,7 @@ var composeRun = map[string]string{
 	"INFONCE_LOG_FORMAT": "text",
 }
 
-const composeSteps = 250
+const composeSteps = 400
 
 // runVolume is where docker-compose.yml mounts the run directory (INFONCE_OUT)
 // in the coordinator and the workers.

@@ -189,9 +189,9 @@ type chaosHarness struct {
 	mu       sync.Mutex
 	coord    *chaosProc
 	slots    []*chaosProc // the current process of each worker slot
-	stopped  map[*chaosProc]bool
 	restarts int
 	finished atomic.Bool
+	quit     chan struct{} // closed when the harness ends the run
 	tail     *doneTail
 }
 
@@ -247,12 +247,12 @@ func (h *chaosHarness) run(ctx context.Context) (*chaosReport, error) {
 	}
 
 	h.tail = &doneTail{dir: h.logs, offsets: map[string]int64{}}
+	h.quit = make(chan struct{})
 	if err := h.startCoordinator(); err != nil {
 		return nil, err
 	}
 	var wg sync.WaitGroup
 	h.slots = make([]*chaosProc, h.cfg.Workers)
-	h.stopped = map[*chaosProc]bool{}
 	for i := range h.cfg.Workers {
 		wg.Add(1)
 		go func() { defer wg.Done(); h.supervise(ctx, i) }()
@@ -267,7 +267,6 @@ func (h *chaosHarness) run(ctx context.Context) (*chaosReport, error) {
 	// The end: the coordinator exits once the training finished and the
 	// workers left.
 	coordErr := h.waitCoordinator(ctx, 3*time.Minute)
-	h.finished.Store(true)
 	h.stopAll(30 * time.Second)
 	wg.Wait()
 	rep.Wall = time.Since(start)
@@ -425,8 +424,11 @@ func freePort(ip, network string) (int, error) {
 	return 0, fmt.Errorf("no port of %s free for TCP and UDP", ip)
 }
 
-// supervise keeps a worker in slot i: a worker that exits before the run
-// finished is replaced by a new process (a new member) after 300 ms.
+// supervise keeps a worker in slot i: a worker that fails (killed, or an
+// error) before the run finished is replaced by a new process (a new
+// member) after 300 ms; one that exits with status 0 left a finished or
+// stopped run and is not. When the harness quits, it continues the
+// process, gives it up to 30 s to leave and kills what is left.
 func (h *chaosHarness) supervise(ctx context.Context, i int) {
 	for incarnation := 0; ; incarnation++ {
 		if h.finished.Load() || ctx.Err() != nil {
@@ -459,17 +461,43 @@ func (h *chaosHarness) supervise(ctx context.Context, i int) {
 			h.restarts++
 		}
 		h.mu.Unlock()
-		<-p.done
+		select {
+		case <-p.done:
+		case <-h.quit:
+			h.end(p, 30*time.Second)
+			return
+		case <-ctx.Done():
+			h.end(p, 0)
+			return
+		}
+		if p.err == nil {
+			return
+		}
 		if h.finished.Load() || ctx.Err() != nil {
 			return
 		}
-		h.log.Info("worker exited; starting a new one in its place", "worker", name, "err", p.err)
+		h.log.Info("worker failed; starting a new one in its place", "worker", name, "err", p.err)
 		select {
 		case <-time.After(300 * time.Millisecond):
+		case <-h.quit:
+			return
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// end continues p (it may be stopped), waits up to d for it to exit and
+// kills its process group then.
+func (h *chaosHarness) end(p *chaosProc, d time.Duration) {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(d):
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
 }
 
 // waitCoordinator waits for the coordinator to exit and returns its error.
@@ -487,30 +515,15 @@ func (h *chaosHarness) waitCoordinator(ctx context.Context, limit time.Duration)
 	}
 }
 
-// stopAll continues stopped workers, waits up to d for every process to
-// exit and kills what is left.
+// stopAll ends the run's processes: the workers' supervisors end theirs
+// (up to d each, in parallel), then the coordinator.
 func (h *chaosHarness) stopAll(d time.Duration) {
+	h.finished.Store(true)
+	close(h.quit)
 	h.mu.Lock()
-	procs := append([]*chaosProc{h.coord}, h.slots...)
-	for p := range h.stopped {
-		procs = append(procs, p)
-	}
+	c := h.coord
 	h.mu.Unlock()
-	deadline := time.After(d)
-	for _, p := range procs {
-		if p == nil {
-			continue
-		}
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
-		select {
-		case <-p.done:
-		case <-deadline:
-		}
-		if p.alive() {
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	}
+	h.end(c, d)
 }
 
 var chaosRankRE = regexp.MustCompile(`msg=generation gen=(\d+) action=run rank=(\d+)`)
@@ -656,15 +669,7 @@ func (h *chaosHarness) injectOne(ctx context.Context, f plannedFault) (faultResu
 		}
 		r.Target, r.At = v.name, time.Now()
 		_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGSTOP)
-		h.mu.Lock()
-		h.stopped[v] = true
-		h.mu.Unlock()
-		heal = func() {
-			_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGCONT)
-			h.mu.Lock()
-			delete(h.stopped, v)
-			h.mu.Unlock()
-		}
+		heal = func() { _ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGCONT) }
 	case faultCoord:
 		h.mu.Lock()
 		c := h.coord
