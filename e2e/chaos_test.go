@@ -22,7 +22,18 @@ import (
 // 1 % of an undisturbed run of the same seed.
 func TestChaos(t *testing.T) {
 	needSetup(t)
-	dir := t.TempDir()
+	// The run's directory stays for a look when the test fails.
+	dir, err := os.MkdirTemp("", "infonce-e2e-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the run, its logs and chaos.json stay in %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	start := time.Now()

@@ -870,7 +870,11 @@ func (h *chaosHarness) check(rep *chaosReport, refLoss float64) {
 	if err != nil {
 		problem("metrics.jsonl: %v", err)
 	}
-	lin := lineage.Check(samples, ms, lineage.Run{Steps: h.cfg.Steps, Batch: h.cfg.Batch, N: h.cfg.NTrain})
+	// A full disk kills each rank 0 in turn (its metrics line or its
+	// checkpoint cannot be written); when every worker holding the newest
+	// state is gone the run goes back to the latest checkpoint, which is
+	// no split brain as long as the generations do not overlap in time.
+	lin := lineage.Check(samples, ms, lineage.Run{Steps: h.cfg.Steps, Batch: h.cfg.Batch, N: h.cfg.NTrain, Rollbacks: true})
 	rep.Generations, rep.Lost, rep.Repeated = lin.Generations, lin.Lost, lin.Repeated
 	type genStep struct {
 		gen  uint64

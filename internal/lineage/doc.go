@@ -10,7 +10,8 @@
 // contributed, that their rows make up one global batch (equal to an
 // uninterrupted run's, when given), that every epoch saw each sample once,
 // and that no generation completed a step after a later generation had
-// started at it (no split brain). A step that failed in one generation
+// started at it (no split brain; with Run.Rollbacks, after it had completed
+// a step, by the records' clock: a run may then go back to a checkpoint). A step that failed in one generation
 // and ran again in the next counts once: only the generation that
 // completed it counts.
 //

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/infonce/infonce/rundir"
 	"github.com/infonce/infonce/worker"
@@ -22,6 +23,13 @@ type Run struct {
 	Ref map[int64][]int
 	// Skipped steps were skipped whole (non-finite); they are not required.
 	Skipped map[int64]bool
+	// Rollbacks allows a later generation to start from an older state
+	// than an earlier generation reached (the latest checkpoint, after
+	// every worker holding a newer state was lost): two generations then
+	// count as overlapping only when one completed a step after the other
+	// had completed one (by the records' clock, one machine's), not by
+	// their step numbers.
+	Rollbacks bool
 }
 
 // Report is what Check found. Problems is empty when the run passes.
@@ -48,6 +56,8 @@ func Check(samples []worker.SampleRecord, metrics []rundir.Metric, r Run) Report
 	contrib := map[key]map[int][]int{}
 	world := map[uint64]int{}
 	doneMin, doneMax := map[uint64]int64{}, map[uint64]int64{}
+	firstAt, lastAt := map[uint64]int64{}, map[uint64]int64{} // UnixNano
+	firstStepAt, lastStepAt := map[uint64]int64{}, map[uint64]int64{}
 	for _, s := range samples {
 		switch s.Event {
 		case "contribute":
@@ -58,6 +68,12 @@ func Check(samples []worker.SampleRecord, metrics []rundir.Metric, r Run) Report
 			contrib[k][s.Rank] = s.Indices
 			world[s.Generation] = s.World
 		case "done", "skipped":
+			if v, ok := firstAt[s.Generation]; !ok || s.UnixNano < v {
+				firstAt[s.Generation], firstStepAt[s.Generation] = s.UnixNano, s.Step
+			}
+			if v, ok := lastAt[s.Generation]; !ok || s.UnixNano > v {
+				lastAt[s.Generation], lastStepAt[s.Generation] = s.UnixNano, s.Step
+			}
 			if v, ok := doneMin[s.Generation]; !ok || s.Step < v {
 				doneMin[s.Generation] = s.Step
 			}
@@ -74,7 +90,13 @@ func Check(samples []worker.SampleRecord, metrics []rundir.Metric, r Run) Report
 	sort.Slice(gens, func(i, j int) bool { return gens[i] < gens[j] })
 	for i, g := range gens {
 		for _, h := range gens[i+1:] {
-			if doneMax[g] > doneMin[h] {
+			switch {
+			case r.Rollbacks:
+				if lastAt[g] > firstAt[h] {
+					fail("generation %d completed a step (%d) %v after generation %d had completed its first (%d): two generations made progress at once",
+						g, lastStepAt[g], time.Duration(lastAt[g]-firstAt[h]), h, firstStepAt[h])
+				}
+			case doneMax[g] > doneMin[h]:
 				fail("generation %d completed step %d after generation %d had started at step %d: two generations made progress at once",
 					g, doneMax[g], h, doneMin[h])
 			}

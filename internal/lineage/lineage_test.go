@@ -74,3 +74,35 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// With Rollbacks a later generation may start from an older state (a
+// checkpoint) once the earlier one has stopped; overlap in time is still
+// split brain.
+func TestCheckRollbacks(t *testing.T) {
+	at := func(r worker.SampleRecord, ms int64) worker.SampleRecord { r.UnixNano = ms * 1e6; return r }
+	idx := [][]int{{0, 1}, {2, 3}, {3, 1}, {0, 2}}
+	var recs []worker.SampleRecord
+	// generation 1 completes steps 0..2 at 10, 20, 30 ms; generation 2
+	// goes back to step 1 (a checkpoint) and completes 1..3 from 40 ms.
+	for s := int64(0); s < 3; s++ {
+		recs = append(recs, contribute(1, s, 0, idx[s][0]), contribute(1, s, 1, idx[s][1]), at(done(1, s), 10*(s+1)))
+	}
+	for s := int64(1); s < 4; s++ {
+		recs = append(recs, contribute(2, s, 0, idx[s][0]), contribute(2, s, 1, idx[s][1]), at(done(2, s), 30+10*s))
+	}
+	ms := []rundir.Metric{{Step: 0, Generation: 1}, {Step: 1, Generation: 1}, {Step: 2, Generation: 1},
+		{Step: 1, Generation: 2}, {Step: 2, Generation: 2}, {Step: 3, Generation: 2}}
+	run := Run{Steps: 4, Batch: 2, N: 4}
+	if rep := Check(recs, ms, run); len(rep.Problems) == 0 {
+		t.Error("a rollback passes without Rollbacks")
+	}
+	run.Rollbacks = true
+	if rep := Check(recs, ms, run); len(rep.Problems) != 0 {
+		t.Errorf("a rollback after the end of the older generation: %q", rep.Problems)
+	}
+	// generation 1 completes one more step after generation 2's first
+	recs = append(recs, at(done(1, 2), 45))
+	if rep := Check(recs, ms, run); len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0], "two generations made progress at once") {
+		t.Errorf("overlapping generations: %q", rep.Problems)
+	}
+}
