@@ -642,6 +642,7 @@ func (h *chaosHarness) injectOne(ctx context.Context, f plannedFault) (faultResu
 	r := faultResult{Index: f.Index, Kind: f.Kind, Recovery: -1}
 	h.tail.scan()
 	r.Step = h.tail.lastStep
+	r.World, _ = h.world()
 	gen := h.tail.lastGen
 	pickLive := func() *chaosProc {
 		ps := h.liveWorkers()
@@ -912,13 +913,13 @@ func (h *chaosHarness) print(rep *chaosReport) {
 	for _, k := range kinds {
 		fmt.Fprintf(w, "  kind %s skipped: %s\n", k, c.Skipped[faultKind(k)])
 	}
-	fmt.Fprintf(w, "\n  #  kind          target                 after step  to next step\n")
+	fmt.Fprintf(w, "\n  #  kind          target                 after step  world  to next step\n")
 	for _, r := range rep.Results {
 		rec := "none"
 		if r.Recovery >= 0 {
 			rec = r.Recovery.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(w, "%3d  %-12s  %-21s  %10d  %s %s\n", r.Index, r.Kind, r.Target, r.Step, rec, r.Note)
+		fmt.Fprintf(w, "%3d  %-12s  %-21s  %10d  %5d  %s %s\n", r.Index, r.Kind, r.Target, r.Step, r.World, rec, r.Note)
 	}
 	fmt.Fprintf(w, "\nfault to the next completed step, by kind (median / max):\n")
 	for _, k := range allFaultKinds {

@@ -70,8 +70,10 @@ type faultResult struct {
 	Kind   faultKind `json:"kind"`
 	Target string    `json:"target"`
 	At     time.Time `json:"at"`
-	// Step is the last step completed before the fault.
-	Step int64 `json:"step"`
+	// Step is the last step completed before the fault, World the world
+	// size of rank 0's last metrics line then.
+	Step  int64 `json:"step"`
+	World int   `json:"world"`
 	// Recovery is the time from the fault to the next step completed by
 	// any worker (-1: none came).
 	Recovery time.Duration `json:"recovery_ns"`
