@@ -100,8 +100,13 @@ func TestCheckRollbacks(t *testing.T) {
 	if rep := Check(recs, ms, run); len(rep.Problems) != 0 {
 		t.Errorf("a rollback after the end of the older generation: %q", rep.Problems)
 	}
-	// generation 1 completes one more step after generation 2's first
+	// a worker of generation 1 woken late finishes the step it was in
 	recs = append(recs, at(done(1, 2), 45))
+	if rep := Check(recs, ms, run); len(rep.Problems) != 0 {
+		t.Errorf("one late completion of the step in flight: %q", rep.Problems)
+	}
+	// generation 1 completes yet another step after generation 2's first
+	recs = append(recs, at(done(1, 3), 55))
 	if rep := Check(recs, ms, run); len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0], "two generations made progress at once") {
 		t.Errorf("overlapping generations: %q", rep.Problems)
 	}
