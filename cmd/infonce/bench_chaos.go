@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -551,6 +552,37 @@ func (h *chaosHarness) rankOf(r int) *chaosProc {
 	return best
 }
 
+// ringGen is the newest generation a worker's log says it runs in (0:
+// none).
+func (h *chaosHarness) ringGen(p *chaosProc) uint64 {
+	b, _ := os.ReadFile(filepath.Join(h.logs, p.name+".log"))
+	var g uint64
+	for _, m := range chaosRankRE.FindAllStringSubmatch(string(b), -1) {
+		x, _ := strconv.ParseUint(m[1], 10, 64)
+		g = max(g, x)
+	}
+	return g
+}
+
+// inRing are the live workers that run in the newest generation any live
+// worker announces, in slot order.
+func (h *chaosHarness) inRing() []*chaosProc {
+	ps := h.liveWorkers()
+	gens := make([]uint64, len(ps))
+	var newest uint64
+	for i, p := range ps {
+		gens[i] = h.ringGen(p)
+		newest = max(newest, gens[i])
+	}
+	var in []*chaosProc
+	for i, p := range ps {
+		if gens[i] == newest && newest > 0 {
+			in = append(in, p)
+		}
+	}
+	return in
+}
+
 // liveWorkers are the workers running now, in slot order.
 func (h *chaosHarness) liveWorkers() []*chaosProc {
 	h.mu.Lock()
@@ -600,7 +632,10 @@ func (h *chaosHarness) inject(ctx context.Context, plan []plannedFault) ([]fault
 		return nil, fmt.Errorf("the job did not reach step 20 with %d workers: %w", h.cfg.Workers, err)
 	}
 	for _, f := range plan {
-		_ = h.waitFor(ctx, h.cfg.WholeWait, func() bool { w, _ := h.world(); return w == h.cfg.Workers })
+		_ = h.waitFor(ctx, h.cfg.WholeWait, func() bool {
+			w, _ := h.world()
+			return w == h.cfg.Workers && len(h.inRing()) == h.cfg.Workers
+		})
 		select {
 		case <-time.After(f.Gap):
 		case <-ctx.Done():
@@ -644,8 +679,13 @@ func (h *chaosHarness) injectOne(ctx context.Context, f plannedFault) (faultResu
 	r.Step = h.tail.lastStep
 	r.World, _ = h.world()
 	gen := h.tail.lastGen
+	// The victim is a worker of the running ring (any live one when the
+	// ring is being rebuilt).
 	pickLive := func() *chaosProc {
-		ps := h.liveWorkers()
+		ps := h.inRing()
+		if len(ps) == 0 {
+			ps = h.liveWorkers()
+		}
 		if len(ps) == 0 {
 			return nil
 		}
@@ -690,23 +730,34 @@ func (h *chaosHarness) injectOne(ctx context.Context, f plannedFault) (faultResu
 		h.mu.Unlock()
 		if v != nil {
 			r.Target = v.name
+			if !slices.Contains(h.inRing(), v) {
+				r.Note = "the worker was not in the running ring"
+			}
 		}
-		r.At = time.Now()
 		if err := h.netns.drop(ctx); err != nil {
 			return r, err
 		}
+		// The fault begins once the rules are in (starting the iptables
+		// commands takes tens of milliseconds, several steps).
+		r.At = time.Now()
+		h.tail.scan()
+		r.Step, gen = h.tail.lastStep, h.tail.lastGen
 		heal = func() {
 			if err := h.netns.heal(ctx); err != nil {
 				h.log.Error("heal the partition", "err", err)
 			}
 		}
 	case faultDiskFull:
-		r.Target, r.At = "run directory (tmpfs)", time.Now()
+		r.Target = "run directory (tmpfs)"
 		filler := filepath.Join(h.runDir, ".chaos-filler")
 		n, err := fillDisk(filler)
 		if err != nil {
 			return r, err
 		}
+		// The fault begins once the disk is full.
+		r.At = time.Now()
+		h.tail.scan()
+		r.Step, gen = h.tail.lastStep, h.tail.lastGen
 		r.Note = fmt.Sprintf("filled with %d MiB", n>>20)
 		heal = func() { _ = os.Remove(filler) }
 	default:
