@@ -83,7 +83,8 @@ type Config struct {
 }
 
 // DefaultLANConfig returns settings for workers spread over a local
-// network: memberlist's LAN timings and patient timeouts. It binds all
+// network: LANGossipTimings (a vanished worker declared dead within 2 s)
+// and patient timeouts for the control stream. It binds all
 // interfaces, so AdvertiseAddr must be set to the address workers reach.
 func DefaultLANConfig() Config {
 	return Config{

@@ -97,3 +97,39 @@ func TestStartGossipRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// The LAN timings declare a vanished node dead within 2 s up to seven
+// workers and a coordinator; the terms are memberlist's (DetectionBound).
+func TestGossipDetectionBound(t *testing.T) {
+	lan := LANGossipTimings()
+	for _, c := range []struct {
+		t    GossipTimings
+		n    int
+		want time.Duration
+	}{
+		// (2n−3)·100ms + 100ms + 5·100ms + 50ms
+		{lan, 4, 1150 * time.Millisecond},
+		{lan, 5, 1350 * time.Millisecond},
+		{lan, 8, 1950 * time.Millisecond},
+		// log10(20) = 1.301: the suspicion timeout grows with the cluster
+		{lan, 20, 3700*time.Millisecond + 100*time.Millisecond + time.Duration(1.30103*500e6) + 50*time.Millisecond},
+		// Lifeguard's stretch applies when confirmations are expected:
+		// k = 4−2 = 2 others, n−2 = 2, so 6 × 4·500ms.
+		{LocalGossipTimings(), 4, 5*500*time.Millisecond + 500*time.Millisecond + 6*2*time.Second + 100*time.Millisecond},
+		// and not with one other member (n−2 = 1 < k).
+		{LocalGossipTimings(), 3, 3*500*time.Millisecond + 500*time.Millisecond + 2*time.Second + 100*time.Millisecond},
+	} {
+		got := c.t.DetectionBound(c.n)
+		if d := got - c.want; d < -time.Millisecond || d > time.Millisecond {
+			t.Errorf("DetectionBound(%d) with %+v = %v, want %v", c.n, c.t, got, c.want)
+		}
+	}
+	for n := 2; n <= 8; n++ {
+		if b := lan.DetectionBound(n); b > 2*time.Second {
+			t.Errorf("LAN timings: a vanished node of %d is declared dead within %v, over 2s", n, b)
+		}
+	}
+	if err := lan.validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -161,6 +161,14 @@ type member struct {
 	progressGen uint64
 	progressAt  time.Time
 	lastErr     string
+	// hasState: the worker holds the run's state in memory, so that it
+	// can start a generation by broadcast. A member of a generation
+	// started afresh or from a checkpoint loads it itself; one that joined
+	// a generation started by broadcast holds it once that generation ran
+	// a step (a boundary or progress report of it: every rank of a ring
+	// takes part in each step); a worker that joins again holding state
+	// says so.
+	hasState bool
 }
 
 // Rendezvous is the pure decision logic of the coordinator: membership,
@@ -300,6 +308,7 @@ func (r *Rendezvous) Join(now time.Time, req JoinRequest) (string, error) {
 		h := *req.Held
 		m.held, m.req.Held = &h, &h
 		m.step = h.Step
+		m.hasState = h.Step > 0
 		r.genFloor = max(r.genFloor, h.Generation)
 	}
 	r.members[id] = m
@@ -391,6 +400,7 @@ func (r *Rendezvous) Boundary(now time.Time, id string, gen uint64, step int64) 
 	if gen != r.current.Number || m.state != MemberActive {
 		return nil // stale: decisions only follow the current generation
 	}
+	r.ringHoldsState()
 	if step > m.step {
 		m.step = step
 	}
@@ -412,14 +422,17 @@ func (r *Rendezvous) Progress(now time.Time, id string, gen uint64, p Progress) 
 	m.progress = p
 	m.progressGen = gen
 	m.progressAt = now
-	if gen == r.current.Number && m.state == MemberActive && p.Step > m.step {
-		m.step = p.Step
+	if gen == r.current.Number && m.state == MemberActive {
+		r.ringHoldsState()
+		m.step = max(m.step, p.Step)
 	}
 	return nil
 }
 
 // Fail records an error reported by a worker. A fatal error removes the
-// worker from the run, as if it had died. An abort is an error of the run
+// worker from the run, as if it had died; a non-fatal one from a member
+// of the running generation says that its ring failed, and starts a new
+// generation of the same members. An abort is an error of the run
 // itself, which every rank meets at the same step (for example too many
 // non-finite steps in a row): the run stops, without a checkpoint (the
 // reporting rank saves one before it reports, when it can).
@@ -437,6 +450,14 @@ func (r *Rendezvous) Fail(now time.Time, id string, gen uint64, step int64, msg 
 	}
 	if fatal {
 		return r.remove(now, id, MemberDead, "fatal error: "+msg)
+	}
+	// A member of the running generation whose ring broke while no member
+	// was declared lost (a stall that outlasted the data plane's deadline
+	// but not the failure detectors', a link that failed alone): every
+	// member is still here, so the ring starts again with them all, from
+	// the lowest rank's state. Reports of older generations are late.
+	if r.phase == PhaseRunning && gen == r.current.Number && r.current.Action == ActionRun && m.state == MemberActive {
+		r.regroup(now, "", fmt.Sprintf("the ring of generation %d failed with every member present (reported by %s: %s)", gen, id, msg))
 	}
 	return nil
 }
@@ -684,16 +705,34 @@ func (r *Rendezvous) regroupState() (State, int64, []string) {
 // from the lowest surviving rank when one survives (rank 0 of the new
 // ring, since survivors come first in their old order), else the latest
 // checkpoint, else fresh. It must be called before admit.
+//
+// Only a survivor known to hold the state (hasState) can be the source: a
+// worker admitted by broadcast whose start never completed (the source
+// died during it) holds nothing, and broadcasting its fresh parameters
+// would set the run back to step 0. Without such a survivor the state is
+// restartState's.
 func (r *Rendezvous) survivorState() (State, int64) {
-	if len(r.ring) == 0 {
-		return r.restartState()
+	for i, id := range r.ring {
+		src := r.members[id]
+		if !src.hasState {
+			continue
+		}
+		return State{Kind: StartBroadcast, SourceRank: i}, max(r.current.StartStep, src.step)
 	}
-	src := r.members[r.ring[0]]
-	step := r.current.StartStep
-	if src.step > step {
-		step = src.step
+	return r.restartState()
+}
+
+// ringHoldsState records that every member of the current ring holds the
+// state: the generation ran a step.
+func (r *Rendezvous) ringHoldsState() {
+	if r.current.Action != ActionRun {
+		return
 	}
-	return State{Kind: StartBroadcast, SourceRank: 0}, step
+	for _, id := range r.ring {
+		if m := r.members[id]; m != nil {
+			m.hasState = true
+		}
+	}
 }
 
 // restartState is the state when no member of the ring holds one from the
@@ -754,6 +793,9 @@ func (r *Rendezvous) open(now time.Time, action Action, start State, step int64,
 			m.step = step
 			// From now on the member's state is this generation's.
 			m.held = nil
+			if start.Kind != StartBroadcast {
+				m.hasState = true // it loads the state itself
+			}
 		}
 		g.Peers[i] = m.req.DataAddr
 	}

@@ -119,6 +119,8 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 			}
 		case "commit":
 			lastErr = r.CommitCheckpoint(now, f[1], uint64(num(f[2])), num(f[3]), f[4])
+		case "ringfailed": // ringfailed ID GEN STEP: a non-fatal error report
+			lastErr = r.Fail(now, f[1], uint64(num(f[2])), num(f[3]), "ring broken", false, false)
 		case "fatal":
 			lastErr = r.Fail(now, f[1], uint64(num(f[2])), num(f[3]), strings.Join(f[4:], " "), true, false)
 		case "err":
@@ -251,6 +253,29 @@ func TestRendezvousScenarios(t *testing.T) {
 		cfg   RendezvousConfig
 		lines []string
 	}{
+		{"a joiner whose start never completed is no broadcast source", cfg(1, 4), []string{
+			"join", "join", "at 1s", "expect running g1 run w1,w2 fresh 0",
+			"commit w1 1 5 /ck/5",
+			"join", "boundary w1 1 10", "expect running g2 run w1,w2,w3 bcast:0 10",
+			// w1 dies during g2's broadcast: w2 holds the state, w3 not yet
+			"dead w1", "expect running g3 run w2,w3 bcast:0 10",
+			// w2 dies too before g3 ran a step: w3 holds nothing
+			"dead w2", "expect running g4 run w3 ckpt:/ck/5 5",
+			// once a generation ran a step, its members hold the state
+			"join", "boundary w3 4 7", "expect running g5 run w3,w4 bcast:0 7",
+			"progress w4 5 8 2.5 100", "dead w3", "expect running g6 run w4 bcast:0 8",
+		}},
+		{"a ring that failed with every member present starts again", cfg(2, 4), []string{
+			"join", "join", "join", "at 1s", "expect running g1 run w1,w2,w3 fresh 0",
+			"progress w1 1 10 2.5 100",
+			"ringfailed w2 1 10", "expect running g2 run w1,w2,w3 bcast:0 10",
+			"reason the ring of generation 1 failed with every member present (reported by w2: ring broken)",
+			// the other members' reports of the same ring come late
+			"ringfailed w3 1 10", "expect running g2",
+			// a member lost meanwhile is not brought back
+			"dead w3", "expect running g3 run w1,w2 bcast:0 10",
+			"ringfailed w1 2 10", "expect running g3",
+		}},
 		{"waits for MinWorkers then settles", cfg(2, 4), []string{
 			"join", "expect waiting g0", "deadline 10s", "waiting w1",
 			"at 1s", "join", "expect waiting g0", "deadline 2s",

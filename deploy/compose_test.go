@@ -17,14 +17,14 @@ import (
 )
 
 // The run of the compose tests: small enough for two cores, long enough
-// (about twenty seconds with three workers) to lose a worker in the
-// middle. Runs on different numbers of workers round their gradient sums
+// (about fifteen seconds with three workers, ten on a quiet machine) to
+// lose a worker in the middle. Runs on different numbers of workers round their gradient sums
 // differently; with ReLU a pre-activation within rounding of zero can then
 // send them on different paths after a few hundred steps, so the run uses
 // GELU, which has no kink (see docs/RELIABILITY.md), and stays short.
 var composeRun = map[string]string{
 	"INFONCE_ACTIVATION": "gelu",
-	"INFONCE_STEPS":      "250",
+	"INFONCE_STEPS":      "400",
 	"INFONCE_BATCH":      "1024",
 	"INFONCE_HIDDEN":     "128",
 	"INFONCE_SEED":       "1",
@@ -33,7 +33,7 @@ var composeRun = map[string]string{
 	"INFONCE_LOG_FORMAT": "text",
 }
 
-const composeSteps = 250
+const composeSteps = 400
 
 // runVolume is where docker-compose.yml mounts the run directory (INFONCE_OUT)
 // in the coordinator and the workers.
@@ -87,8 +87,24 @@ func TestCompose(t *testing.T) {
 		// manual stop for its restart policy): the run goes on with two.
 		victim := s.rankZero(coord)
 		t.Logf("docker kill %.12s (rank 0)", victim)
+		killAt := time.Now()
 		run(t, ctx, nil, "", "docker", "kill", victim)
 		s.waitLog(coord, `action=run world=2 `, 1)
+		// Gossip declares the worker dead, well before the control
+		// stream's grace (15 s with --lan) would.
+		dead := s.logTime(coord, deadRE)
+		detect := dead.Sub(killAt)
+		resumed := s.firstStepOfWorld(coord, 2)
+		recovery := resumed.Sub(killAt)
+		why := deadRE.FindStringSubmatch(s.logs(coord))[2]
+		t.Logf("FIGURE compose kill: declared dead %v after docker kill (%s), next step of the 2 survivors %v after the kill",
+			detect.Round(time.Millisecond), why, recovery.Round(time.Millisecond))
+		if detect > 2*time.Second {
+			t.Errorf("the killed worker was declared dead %v after docker kill, want at most 2s", detect)
+		}
+		if !strings.Contains(why, "gossip") {
+			t.Errorf("the killed worker was not declared dead by gossip but by %q", why)
+		}
 		// By now Docker's health check (infonce health against /healthz)
 		// has run a few times.
 		s.waitHealthy(coord)
@@ -241,10 +257,51 @@ func (s *stack) waitLog(container, pattern string, n int) {
 }
 
 var (
+	deadRE       = regexp.MustCompile(`time=(\S+) level=WARN msg="worker declared dead" .*reason="([^"]*)"`)
 	resumedRE    = regexp.MustCompile(`msg=generation .*action=run .*start="checkpoint [^"]*" start_step=(\d+)`)
 	generationRE = regexp.MustCompile(`msg=generation .*action=run world=\d+ members="\[([^\]]*)\]"`)
 	joinedRE     = regexp.MustCompile(`msg=joined worker=(\S+)`)
 )
+
+// logTime returns the time of the first line of the container's log that
+// re matches (its slog time= field, the first submatch).
+func (s *stack) logTime(container string, re *regexp.Regexp) time.Time {
+	s.t.Helper()
+	m := re.FindStringSubmatch(s.logs(container))
+	if m == nil {
+		s.t.Fatalf("no %q in the log of %.12s", re, container)
+	}
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		s.t.Fatalf("log time %q: %v", m[1], err)
+	}
+	return at
+}
+
+// firstStepOfWorld returns the time of the first metrics line of a
+// generation of world workers.
+func (s *stack) firstStepOfWorld(container string, world int) time.Time {
+	s.t.Helper()
+	var at time.Time
+	s.poll(fmt.Sprintf("a step of %d workers in metrics.jsonl", world), time.Minute, func() bool {
+		b, err := copyFromContainer(s.ctx, container, runVolume+"/"+rundir.MetricsFile)
+		if err != nil {
+			return false
+		}
+		ms, _, err := rundir.DecodeMetricsSkipping(bytes.NewReader(b))
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.Workers == world {
+				at = time.Unix(0, int64(m.Time*1e9))
+				return true
+			}
+		}
+		return false
+	})
+	return at
+}
 
 // rankZero returns the worker container that holds rank 0 of the latest
 // running generation.

@@ -8,13 +8,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	lin "github.com/infonce/infonce/internal/lineage"
 	"github.com/infonce/infonce/internal/testcluster"
 	"github.com/infonce/infonce/rundir"
 	"github.com/infonce/infonce/worker"
@@ -160,133 +160,26 @@ func lineage(t *testing.T, dir, out string, steps int, ref map[int64][]int, skip
 	lineageB(t, dir, out, steps, batch, ref, skipped)
 }
 
-// lineageB is lineage for a global batch of B.
+// lineageB is lineage for a global batch of B: the checks of package
+// lineage, each problem an error of t.
 func lineageB(t *testing.T, dir, out string, steps, batch int, ref map[int64][]int, skipped map[int64]bool) {
-	stepsPerEpoch := nTrain / batch
 	t.Helper()
-	recs := readSamples(t, dir)
-	final := rundir.LastWins(testcluster.ReadMetrics(t, out))
-	doneGen := completedGens(t, dir)
-	type key struct {
-		gen  uint64
-		step int64
+	rep := lin.Check(readSamples(t, dir), testcluster.ReadMetrics(t, out),
+		lin.Run{Steps: steps, Batch: batch, N: nTrain, Ref: ref, Skipped: skipped})
+	for _, p := range rep.Problems {
+		t.Error(p)
 	}
-	contrib := map[key]map[int][]int{}
-	world := map[uint64]int{}
-	doneMin, doneMax := map[uint64]int64{}, map[uint64]int64{}
-	for _, r := range recs {
-		switch r.Event {
-		case "contribute":
-			k := key{r.Generation, r.Step}
-			if contrib[k] == nil {
-				contrib[k] = map[int][]int{}
-			}
-			contrib[k][r.Rank] = r.Indices
-			world[r.Generation] = r.World
-		case "done", "skipped":
-			if v, ok := doneMin[r.Generation]; !ok || r.Step < v {
-				doneMin[r.Generation] = r.Step
-			}
-			if v, ok := doneMax[r.Generation]; !ok || r.Step > v {
-				doneMax[r.Generation] = r.Step
-			}
-		}
-	}
-	// No split brain: a generation stops before the steps of a later one.
-	gens := make([]uint64, 0, len(doneMin))
-	for g := range doneMin {
-		gens = append(gens, g)
-	}
-	sort.Slice(gens, func(i, j int) bool { return gens[i] < gens[j] })
-	for i, g := range gens {
-		for _, h := range gens[i+1:] {
-			if doneMax[g] > doneMin[h] {
-				t.Errorf("generation %d completed step %d after generation %d had started at step %d: two generations made progress at once",
-					g, doneMax[g], h, doneMin[h])
-			}
-		}
-	}
-	lost, repeated := 0, 0
-	for e := 0; e*stepsPerEpoch < steps; e++ {
-		seen := map[int]int{}
-		full := true
-		for s := int64(e * stepsPerEpoch); s < int64((e+1)*stepsPerEpoch); s++ {
-			if s >= int64(steps) {
-				full = false
-				break
-			}
-			if skipped[s] {
-				full = false
-				continue
-			}
-			m, ok := final[s]
-			if !ok && doneGen[s] > 0 {
-				// Rank 0 died between the step and its metrics line.
-				m, ok = rundir.Metric{Step: s, Generation: doneGen[s]}, true
-			}
-			if !ok {
-				t.Errorf("step %d never completed", s)
-				lost += batch
-				continue
-			}
-			parts := contrib[key{m.Generation, s}]
-			if len(parts) != world[m.Generation] {
-				t.Errorf("step %d completed in generation %d (world %d) with contributions from %d ranks", s, m.Generation, world[m.Generation], len(parts))
-			}
-			var win []int
-			for r := 0; r < world[m.Generation]; r++ {
-				win = append(win, parts[r]...)
-			}
-			if len(win) != batch {
-				t.Errorf("step %d: %d samples, want the global batch %d", s, len(win), batch)
-			}
-			if want := ref[s]; want != nil && !equalInts(win, want) {
-				t.Errorf("step %d: the global batch differs from the uninterrupted run's", s)
-			}
-			for _, i := range win {
-				seen[i]++
-			}
-		}
-		for i, n := range seen {
-			if n > 1 {
-				repeated += n - 1
-				t.Errorf("epoch %d: sample %d seen %d times", e, i, n)
-			}
-		}
-		if full && len(seen) != nTrain {
-			lost += nTrain - len(seen)
-			t.Errorf("epoch %d: %d distinct samples, want %d", e, len(seen), nTrain)
-		}
-	}
-	t.Logf("lineage: %d steps, %d generations, samples lost %d, repeated %d", steps, len(gens), lost, repeated)
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	t.Logf("lineage: %d steps, %d generations, samples lost %d, repeated %d", steps, rep.Generations, rep.Lost, rep.Repeated)
 }
 
 // completedGens maps each step to the newest generation in which some rank
 // completed it, from the sample logs of dir ("" for none).
 func completedGens(t *testing.T, dir string) map[int64]uint64 {
 	t.Helper()
-	out := map[int64]uint64{}
 	if dir == "" {
-		return out
+		return map[int64]uint64{}
 	}
-	for _, r := range readSamples(t, dir) {
-		if r.Event == "done" && r.Generation > out[r.Step] {
-			out[r.Step] = r.Generation
-		}
-	}
-	return out
+	return lin.CompletedGens(readSamples(t, dir))
 }
 
 // reference is an uninterrupted run of the same configuration: the loss of

@@ -59,7 +59,10 @@ type MemberOptions struct {
 	Logger         *slog.Logger  // nil: slog.Default()
 	Evaluate       bool          // rank 0 evaluates at the end
 	OpTimeout      time.Duration // deadline of one collective (0: allreduce's default)
-	Observer       Observer      // nil for none
+	// Stall sets the deadlines of a step's collectives from their measured
+	// durations (zero: DefaultStallPolicy(OpTimeout)).
+	Stall    StallPolicy
+	Observer Observer // nil for none
 	// Backoff is the reconnection back-off towards the coordinator (zero:
 	// coordinator.DefaultBackoff).
 	Backoff coordinator.Backoff
@@ -122,8 +125,12 @@ func RunMember(ctx context.Context, o MemberOptions) (*Summary, error) {
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
+	if o.Stall == (StallPolicy{}) {
+		o.Stall = DefaultStallPolicy(o.OpTimeout)
+	}
 	m := &member{o: o, log: log, client: client, srv: srv, stop: ctx, changed: make(chan struct{}),
 		mach:    membership.New(membership.DefaultConfig()),
+		stall:   newStallDeadlines(o.Stall),
 		joinReq: coordinator.JoinRequest{Name: o.Name, DataAddr: dataAddr, Fingerprint: o.Fingerprint}}
 	joinTimeout := o.JoinTimeout
 	if joinTimeout <= 0 {
@@ -211,6 +218,9 @@ type member struct {
 
 	faults  faults
 	samples *sampleLog
+	// stall holds the measured durations of the step's collectives, which
+	// set their deadlines, across generations.
+	stall   *stallDeadlines
 	stepNow int64 // the step being run, for the injected faults
 
 	saveFailures int // periodic saves of this process that failed
@@ -228,10 +238,12 @@ type member struct {
 // or a fatal error, leave.
 func (m *member) run(ctl context.Context) (*Summary, error) {
 	m.started = time.Now()
+	var broken error // why the last generation's ring failed, if it did
 	for {
 		gen := m.mach.Generation()
 		var acts []membership.Action
-		a, cause := m.waitAssignment(ctl, gen)
+		a, cause := m.waitAssignment(ctl, gen, broken)
+		broken = nil
 		if cause != nil {
 			acts = m.mach.WaitEnded(waitOutcome(cause))
 		} else {
@@ -259,6 +271,7 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 				o := generationOutcome(done, cause)
 				if o == membership.Failed {
 					m.log.Warn("generation ended", "gen", gen, "err", cause)
+					broken = cause
 				}
 				acts = append(acts, m.mach.GenerationEnded(o)...)
 				m.publishHeld()
@@ -306,14 +319,41 @@ func generationOutcome(done bool, err error) membership.Outcome {
 	return membership.Continue
 }
 
+// RingReportAfter is how long a worker whose ring failed (broken, not
+// cancelled by a newer generation) waits for the coordinator's next
+// generation before it reports the failure itself. A member that died is
+// declared dead by then (its control stream closed, or gossip: within 2 s
+// with the LAN timings); a ring that broke with every member alive (a
+// stall longer than the data plane's deadline but shorter than the failure
+// detectors', a link that failed alone) would otherwise wait for a
+// generation nobody opens. The coordinator answers with a new generation
+// of the same members.
+const RingReportAfter = 2 * time.Second
+
 // waitAssignment waits for the generation after gen. A stop request ends
 // the wait (while the worker is paused, or between generations after a
-// broken ring) with ErrStopped.
-func (m *member) waitAssignment(ctl context.Context, gen uint64) (coordinator.Assignment, error) {
+// broken ring) with ErrStopped. After a broken ring (broken, its cause),
+// the worker reports it when no generation came within RingReportAfter.
+func (m *member) waitAssignment(ctl context.Context, gen uint64, broken error) (coordinator.Assignment, error) {
 	wctx, cancel := context.WithCancel(ctl)
 	defer cancel()
 	stopWait := context.AfterFunc(m.stop, cancel)
 	defer stopWait()
+	if broken != nil {
+		rctx, cancelReport := context.WithTimeout(wctx, RingReportAfter)
+		a, err := m.nextAssignment(rctx, gen)
+		cancelReport()
+		if err == nil {
+			return a, nil
+		}
+		if errors.Is(err, context.DeadlineExceeded) && wctx.Err() == nil {
+			next, _ := m.mach.Next()
+			m.log.Warn("no new generation since the ring broke; telling the coordinator", "gen", gen, "after", RingReportAfter, "err", broken)
+			if err := m.client.ReportError(coordinator.NoRetry(wctx), gen, next, "ring broken: "+broken.Error(), false); err != nil {
+				m.log.Warn("report of the broken ring", "err", err)
+			}
+		}
+	}
 	a, err := m.nextAssignment(wctx, gen)
 	if err == nil || m.stop.Err() == nil || ctl.Err() != nil {
 		return a, err
@@ -398,6 +438,7 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 	if len(m.faults.killSteps) > 0 {
 		comm = killComm{Ring: ring, step: &m.stepNow, atSteps: m.faults.killSteps, delay: 200 * time.Microsecond}
 	}
+	comm = m.stall.wrap(comm)
 	local := func() int { lo, hi := dataset.Shard(m.cfg.Batch, ring.Size(), rank); return hi - lo }()
 	rep := m.startReporter(ctx, gen)
 	defer rep.stop()

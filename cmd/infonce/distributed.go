@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -242,8 +243,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&o.Name, "name", "", "label of this worker in logs (default the host name)")
 	fs.StringVar(&o.DataBind, "data-bind", "127.0.0.1:0", "data-plane listen address host:port")
 	fs.StringVar(&o.DataAdvertise, "data-advertise", "", "host other workers dial for the data plane (default the bound host)")
-	fs.StringVar(&o.GossipBind, "gossip-bind", "127.0.0.1", "memberlist bind IP (empty: no gossip)")
-	fs.StringVar(&o.GossipAdvertise, "gossip-advertise", "", "memberlist advertise IP (default --gossip-bind)")
+	fs.StringVar(&o.GossipBind, "gossip-bind", "127.0.0.1", "memberlist bind IP, or a host name resolved at start (empty: no gossip)")
+	fs.StringVar(&o.GossipAdvertise, "gossip-advertise", "", "memberlist advertise IP or host name (default --gossip-bind)")
 	fs.IntVar(&o.GossipPort, "gossip-port", 0, "memberlist port (0: any free port)")
 	fs.BoolVar(&o.GossipLAN, "lan", false, "LAN gossip timings (for workers on other machines)")
 	fs.DurationVar(&o.OpTimeout, "op-timeout", 10*time.Second, "deadline of one collective operation")
@@ -281,6 +282,14 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := sec.applyWorker(&o); err != nil {
 		return err
 	}
+	// A container knows its own address only by name (compose gives every
+	// replica the same host name, mapped to its own IP).
+	if o.GossipBind, err = resolveIP(ctx, "--gossip-bind", o.GossipBind); err != nil {
+		return err
+	}
+	if o.GossipAdvertise, err = resolveIP(ctx, "--gossip-advertise", o.GossipAdvertise); err != nil {
+		return err
+	}
 	if o.Name == "" {
 		o.Name, _ = os.Hostname()
 	}
@@ -306,6 +315,25 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		printSummary(stdout, sum)
 	}
 	return nil
+}
+
+// resolveIP returns host when it is empty or an IP address, else the first
+// IPv4 address (or, without one, the first address) the host name resolves
+// to.
+func resolveIP(ctx context.Context, flagName, host string) (string, error) {
+	if host == "" || net.ParseIP(host) != nil {
+		return host, nil
+	}
+	ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return "", usageError{fmt.Errorf("%s %s: not an IP address, and the name does not resolve: %v", flagName, host, err)}
+	}
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			return ip.String(), nil
+		}
+	}
+	return ips[0].String(), nil
 }
 
 // trainFlagsSet reports whether any flag of a training configuration other
