@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"image/color"
 	"log/slog"
 	"sort"
 	"strings"
@@ -32,6 +33,22 @@ type DataOptions struct {
 	// (nil: 0.5).
 	CropScale [2]float64 `json:"crop_scale,omitempty"`
 	FlipProb  *float64   `json:"flip_prob,omitempty"`
+	// Mean and Std normalise each channel of every view (nil: ImageNet's).
+	Mean *[3]float32 `json:"image_mean,omitempty"`
+	Std  *[3]float32 `json:"image_std,omitempty"`
+	// Background is the colour transparent pixels are composited onto, as
+	// #rrggbb ("" : white).
+	Background string `json:"image_background,omitempty"`
+	// SimCLR's augmentations (the views of simclr and moco): the colour
+	// jitter's probability and its strengths (brightness, contrast,
+	// saturation, hue), the probabilities of grayscale and of blur, and the
+	// blur's σ range; unset fields take the SimCLR paper's 0.8,
+	// (0.4, 0.4, 0.4, 0.1), 0.2, 0.5 and [0.1, 2].
+	JitterProb *float64    `json:"jitter_prob,omitempty"`
+	Jitter     *[4]float64 `json:"jitter,omitempty"`
+	GrayProb   *float64    `json:"gray_prob,omitempty"`
+	BlurProb   *float64    `json:"blur_prob,omitempty"`
+	BlurSigma  *[2]float64 `json:"blur_sigma,omitempty"`
 	// Templates is a file of caption templates for labelled sources.
 	Templates string `json:"templates,omitempty"`
 	// The keys of csv: manifests and rlds: folders (dataset.OpenOptions).
@@ -91,6 +108,9 @@ func (o DataOptions) validate() error {
 	if p := o.FlipProb; p != nil && !(*p >= 0 && *p <= 1) {
 		errs = append(errs, fmt.Errorf("--flip-prob %g: want a probability", *p))
 	}
+	if _, err := parseColour(o.Background); err != nil {
+		errs = append(errs, fmt.Errorf("--image-background %q: %w", o.Background, err))
+	}
 	if o.CacheMB < 0 {
 		errs = append(errs, fmt.Errorf("--data-cache-mb %d: must not be negative", o.CacheMB))
 	}
@@ -111,8 +131,10 @@ func isIDX(spec string) bool { return spec == "mnist" || strings.HasPrefix(spec,
 // openOptions are the dataset.OpenOptions of the run's data.
 func (c Config) openOptions(test bool) dataset.OpenOptions {
 	o := c.DataOptions
+	bg, _ := parseColour(o.Background) // checked by Validate
 	return dataset.OpenOptions{
-		Test: test, Classes: c.Classes, Templates: o.Templates, Seed: c.Seed,
+		Background: bg,
+		Test:       test, Classes: c.Classes, Templates: o.Templates, Seed: c.Seed,
 		Separator: o.CSVSeparator, ImageKey: firstOf(o.CSVImageKey, o.RLDSImageKey), CaptionKey: o.CSVCaptionKey,
 		LabelKey: o.CSVLabelKey, ActionKey: firstOf(o.CSVActionKey, o.RLDSActionKey), Instruction: o.RLDSInstructionKey,
 	}
@@ -350,4 +372,16 @@ func (c *sampleCache) put(i int, s *dataset.Sample) {
 	cp.State = append([]float32(nil), s.State...)
 	c.m[i] = &cp
 	c.bytes += size
+}
+
+// parseColour reads #rrggbb; "" is nil (the sources' default, white).
+func parseColour(s string) (color.Color, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var r, g, b uint8
+	if n, err := fmt.Sscanf(s, "#%02x%02x%02x", &r, &g, &b); err != nil || n != 3 || len(s) != 7 {
+		return nil, fmt.Errorf("want a colour #rrggbb")
+	}
+	return color.RGBA{r, g, b, 255}, nil
 }

@@ -132,14 +132,22 @@ func (t *Trainer[T]) evaluateSources(ctx context.Context) (Evaluation, error) {
 	if err != nil {
 		return ev, err
 	}
+	// Labels: a class index per sample; class names (for zero-shot)
+	// when the source has them (folder:, csv: with names), else only the
+	// count, from the labels (wds: cls).
 	classes := classesOf(t.src)
-	labelled := len(classes) > 0 && !slices.ContainsFunc(val.labels, func(l int) bool { return l < 0 || l >= len(classes) })
+	nClasses := len(classes)
+	if nClasses == 0 && !slices.Contains(val.labels, -1) {
+		nClasses = slices.Max(val.labels) + 1
+	}
+	inRange := func(l int) bool { return l < 0 || l >= nClasses }
+	labelled := nClasses > 1 && !slices.ContainsFunc(val.labels, inRange)
 	if labelled {
 		train, err := t.readEvalSet(ctx, t.src)
 		if err != nil {
 			return ev, err
 		}
-		if !slices.ContainsFunc(train.labels, func(l int) bool { return l < 0 || l >= len(classes) }) {
+		if !slices.ContainsFunc(train.labels, inRange) {
 			_, trainFeat, err := t.encodeRows(ctx, m, train.x, train.n)
 			if err != nil {
 				return ev, err
@@ -147,11 +155,12 @@ func (t *Trainer[T]) evaluateSources(ctx context.Context) (Evaluation, error) {
 			cfg := eval.DefaultProbeConfig()
 			cfg.Seed = t.Cfg.Seed
 			h := len(valFeat) / val.n
-			if ev.LinearProbeAccuracy, err = eval.LinearProbe(trainFeat, train.labels, valFeat, val.labels, h, len(classes), cfg); err != nil {
+			if ev.LinearProbeAccuracy, err = eval.LinearProbe(trainFeat, train.labels, valFeat, val.labels, h, nClasses, cfg); err != nil {
 				return ev, fmt.Errorf("linear probe: %w", err)
 			}
 		}
 	}
+	labelled = labelled && len(classes) == nClasses // zero-shot needs the names
 	if m.Text == nil {
 		_, ev.Uniformity = eval.AlignmentUniformity(valEmb, valEmb, val.n, d)
 		return ev, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/infonce/infonce/allreduce"
 	"github.com/infonce/infonce/checkpoint"
 	"github.com/infonce/infonce/dataset"
+	"github.com/infonce/infonce/dataset/wds"
 	"github.com/infonce/infonce/rundir"
 )
 
@@ -324,5 +325,90 @@ func TestDataCacheIsExact(t *testing.T) {
 	}
 	if n := len(cached.cache.m); n != data.Train.Len() {
 		t.Errorf("the cache holds %d of %d samples after 8 epochs' steps", n, data.Train.Len())
+	}
+}
+
+// packShapes writes the samples of a folder source as WebDataset shards
+// (their labels as cls members, no class names) and returns the spec.
+func packShapes(t testing.TB, folder, dir string) string {
+	t.Helper()
+	src, err := dataset.Open(folder, dataset.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wds.NewWriter(dir, wds.WriterOptions{ShardSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s dataset.Sample
+	for i := range src.Len() {
+		if err := src.Sample(context.Background(), i, &s); err != nil {
+			t.Fatal(err)
+		}
+		members, err := wds.Members(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(fmt.Sprintf("%06d", i), members); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "wds:" + w.Pattern()
+}
+
+// TestShardsWithClassNumbers: shards whose samples carry class numbers but
+// no class names get the linear probe (on the numbers) and no zero-shot.
+func TestShardsWithClassNumbers(t *testing.T) {
+	dir := t.TempDir()
+	train := packShapes(t, writeShapes(t, filepath.Join(dir, "train"), 24, 0), filepath.Join(dir, "train-wds"))
+	val := packShapes(t, writeShapes(t, filepath.Join(dir, "val"), 8, 0), filepath.Join(dir, "val-wds"))
+	cfg := sourceConfig(t, CLIP, train)
+	cfg.DataOptions.ValData = val
+	cfg.Batch, cfg.Steps, cfg.LR = 32, 40, 3e-3
+	sum, err := RunLocalData(context.Background(), cfg, loadData(t, cfg), Options{Evaluate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.ZeroShotTop1 != nil {
+		t.Errorf("zero-shot %v without class names", *sum.ZeroShotTop1)
+	}
+	if sum.LinearProbeAccuracy < 0.5 {
+		t.Errorf("linear probe %.3f on 4 easy classes, want above 0.5", sum.LinearProbeAccuracy)
+	}
+}
+
+// TestAugmentationFlags: the SimCLR augmentation settings reach the views
+// (turning the colour ones off changes the run), and the normalisation too.
+func TestAugmentationFlags(t *testing.T) {
+	spec := writeShapes(t, t.TempDir(), 8, 0)
+	sha := func(edit func(*DataOptions)) string {
+		cfg := sourceConfig(t, SimCLR, spec)
+		edit(&cfg.DataOptions)
+		tr, err := NewTrainerData[float32](cfg, loadData(t, cfg), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		trainSteps(t, tr, 0, 2)
+		return ParamSHA256(tr.Model.P.W)
+	}
+	zero := 0.0
+	base := sha(func(*DataOptions) {})
+	if base != sha(func(*DataOptions) {}) {
+		t.Fatal("the same settings train differently")
+	}
+	if sha(func(o *DataOptions) { o.JitterProb, o.GrayProb, o.BlurProb = &zero, &zero, &zero }) == base {
+		t.Error("turning the colour augmentations off changed nothing")
+	}
+	if sha(func(o *DataOptions) { o.Mean = &[3]float32{0.5, 0.5, 0.5} }) == base {
+		t.Error("another normalisation changed nothing")
+	}
+	cfg := sourceConfig(t, SimCLR, spec)
+	cfg.DataOptions.Background = "white"
+	if err := cfg.Validate(); err == nil {
+		t.Error("--image-background white accepted; want #rrggbb")
 	}
 }

@@ -45,6 +45,30 @@ func (t *Trainer[T]) setSource(src dataset.Source) error {
 	if o.FlipProb != nil {
 		t.viewCLIP.FlipProb = *o.FlipProb
 	}
+	aug := &t.viewSimCLR
+	if o.JitterProb != nil {
+		aug.JitterProb = *o.JitterProb
+	}
+	if j := o.Jitter; j != nil {
+		aug.Brightness, aug.Contrast, aug.Saturation, aug.Hue = j[0], j[1], j[2], j[3]
+	}
+	if o.GrayProb != nil {
+		aug.GrayProb = *o.GrayProb
+	}
+	if o.BlurProb != nil {
+		aug.BlurProb = *o.BlurProb
+	}
+	if o.BlurSigma != nil {
+		aug.BlurSigma = *o.BlurSigma
+	}
+	for _, c := range []*dataset.ViewConfig{&t.viewCLIP, &t.viewSimCLR, &t.viewEva} {
+		if o.Mean != nil {
+			c.Mean = *o.Mean
+		}
+		if o.Std != nil {
+			c.Std = *o.Std
+		}
+	}
 	for _, c := range []dataset.ViewConfig{t.viewCLIP, t.viewSimCLR, t.viewEva} {
 		if err := c.Validate(); err != nil {
 			return fmt.Errorf("image views: %w", err)

@@ -16,6 +16,14 @@ func dataFlags(fs *flag.FlagSet, o *worker.DataOptions) {
 	fs.IntVar(&o.ImageChannels, "image-channels", o.ImageChannels, "1 (grey) or 3 (RGB) channels of the image views (0: those of the first sample)")
 	fs.Var((*floatPair)(&o.CropScale), "crop-scale", "area range lo,hi of the training view's random resized crop (default 0.9,1)")
 	fs.Var(optFloat{&o.FlipProb}, "flip-prob", "probability of the training view's horizontal flip (default 0.5)")
+	fs.Var(optFloats[float32, [3]float32]{&o.Mean}, "image-mean", "per-channel mean r,g,b the views are normalised by (default ImageNet's 0.485,0.456,0.406)")
+	fs.Var(optFloats[float32, [3]float32]{&o.Std}, "image-std", "per-channel standard deviation r,g,b (default ImageNet's 0.229,0.224,0.225)")
+	fs.StringVar(&o.Background, "image-background", o.Background, "colour #rrggbb that transparent pixels are composited onto (default white)")
+	fs.Var(optFloat{&o.JitterProb}, "jitter-prob", "simclr, moco: probability of the colour jitter (default 0.8)")
+	fs.Var(optFloats[float64, [4]float64]{&o.Jitter}, "jitter", "simclr, moco: jitter strengths brightness,contrast,saturation,hue (default 0.4,0.4,0.4,0.1)")
+	fs.Var(optFloat{&o.GrayProb}, "gray-prob", "simclr, moco: probability of grayscale (default 0.2)")
+	fs.Var(optFloat{&o.BlurProb}, "blur-prob", "simclr, moco: probability of the Gaussian blur (default 0.5)")
+	fs.Var(optFloats[float64, [2]float64]{&o.BlurSigma}, "blur-sigma", "simclr, moco: range lo,hi of the blur's σ in pixels (default 0.1,2)")
 	fs.StringVar(&o.Templates, "templates", o.Templates, "caption templates of labelled sources, one a line with {} for the class name")
 	fs.StringVar(&o.CSVSeparator, "csv-separator", o.CSVSeparator, "csv: the field separator (default tab)")
 	fs.StringVar(&o.CSVImageKey, "csv-image-key", o.CSVImageKey, "csv: the column of image paths (default filepath)")
@@ -101,5 +109,32 @@ func (m maskFlag) Set(s string) error {
 	default:
 		m.cfg.MaskFalseNegatives, m.cfg.MaskField = true, s
 	}
+	return nil
+}
+
+// optFloats is a flag of N comma-separated numbers, nil until set.
+type optFloats[E float32 | float64, A [2]E | [3]E | [4]E] struct{ p **A }
+
+func (o optFloats[E, A]) String() string {
+	if o.p == nil || *o.p == nil {
+		return ""
+	}
+	return fmt.Sprint(**o.p)
+}
+
+func (o optFloats[E, A]) Set(s string) error {
+	var a A
+	parts := strings.Split(s, ",")
+	if len(parts) != len(a) {
+		return fmt.Errorf("want %d comma-separated numbers, got %q", len(a), s)
+	}
+	for i, f := range parts {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return err
+		}
+		a[i] = E(v)
+	}
+	*o.p = &a
 	return nil
 }
