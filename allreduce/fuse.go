@@ -149,7 +149,7 @@ func (f *Fuser) Add(g []float32) error {
 	if len(g) == 0 {
 		return nil
 	}
-	off, ok := offsetIn(f.grads, g)
+	off, ok := OffsetIn(f.grads, g)
 	if !ok {
 		return fmt.Errorf("allreduce: fuser: slice of %d elements is not inside the gradient buffer", len(g))
 	}
@@ -192,8 +192,9 @@ func (f *Fuser) Wait() error {
 	return first
 }
 
-// offsetIn returns the index of g[0] in buf if g lies inside buf.
-func offsetIn(buf, g []float32) (int, bool) {
+// OffsetIn returns the index of g[0] in buf if g lies inside buf (a view
+// of a gradient buffer handed over slice by slice).
+func OffsetIn(buf, g []float32) (int, bool) {
 	if len(buf) == 0 {
 		return 0, false
 	}

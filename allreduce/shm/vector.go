@@ -152,24 +152,7 @@ type direct struct {
 }
 
 // Offset reports where buf lies in the vector, if it does.
-func (d *direct) Offset(buf []float32) (int, bool) { return offsetIn(d.vec.floats, buf) }
-
-// offsetIn returns the index of g[0] in buf if g lies inside buf.
-func offsetIn(buf, g []float32) (int, bool) {
-	if len(buf) == 0 {
-		return 0, false
-	}
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(g)))
-	if p < base || (p-base)%4 != 0 {
-		return 0, false
-	}
-	off := int((p - base) / 4)
-	if off+len(g) > len(buf) {
-		return 0, false
-	}
-	return off, true
-}
+func (d *direct) Offset(buf []float32) (int, bool) { return allreduce.OffsetIn(d.vec.floats, buf) }
 
 // span is the element range [off, off+n) of the vector.
 type span struct{ off, n int }
