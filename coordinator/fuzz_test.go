@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ func FuzzJoinRequest(f *testing.F) {
 		joinToPB(JoinRequest{Name: "a", DataAddr: "127.0.0.1:1", Fingerprint: fpA}),
 		{ProtocolVersion: 2, DataAddr: "x"},
 		{ProtocolVersion: ProtocolVersion},
+		{ProtocolVersion: ProtocolVersion, DataAddr: "0000"}, // not host:port, without a fingerprint
 	} {
 		b, _ := proto.Marshal(m)
 		f.Add(b)
@@ -36,7 +38,9 @@ func FuzzJoinRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if req.DataAddr == "" || len(fpA.Diff(req.Fingerprint)) != 0 {
+		// Admitted: a data address of host:port, and the run's
+		// fingerprint, or none (the worker then takes the run's).
+		if _, _, err := net.SplitHostPort(req.DataAddr); err != nil || len(req.Fingerprint) > 0 && len(fpA.Diff(req.Fingerprint)) != 0 {
 			t.Fatalf("admitted %+v", req)
 		}
 		a, err := r.Assignment(id)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -274,6 +275,9 @@ func (r *Rendezvous) Join(now time.Time, req JoinRequest) (string, error) {
 	}
 	if req.DataAddr == "" {
 		return "", fmt.Errorf("join refused: %w: empty data-plane address", ErrBadRequest)
+	}
+	if _, _, err := net.SplitHostPort(req.DataAddr); err != nil {
+		return "", fmt.Errorf("join refused: %w: data-plane address %q is not host:port: %v", ErrBadRequest, req.DataAddr, err)
 	}
 	if h := req.Held; h != nil {
 		if h.Step < 0 {
