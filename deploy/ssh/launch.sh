@@ -23,7 +23,9 @@
 #   INFONCE_PORT, INFONCE_GOSSIP_PORT  coordinator ports (default 7950, 7946)
 #   INFONCE_TOKEN        shared secret (default: one made for the run)
 # Any other INFONCE_<FLAG> sets that flag of the coordinator (the training
-# flags).
+# flags). INFONCE_DATA (train --data) names data at a path every host sees
+# alike (a shared mount, or a copy at the same path on each): every worker
+# opens it itself and reads only its own rows.
 #
 # A host runs `$INFONCE_REMOTE_BIN worker`, binding the address its route
 # to the coordinator leaves from, on free ports. Its ssh session's
