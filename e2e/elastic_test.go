@@ -215,7 +215,7 @@ func runRound(t *testing.T, dir, name string, args ...string) *proc {
 // with the losses of an uninterrupted run.
 func TestCrashDuringCheckpoint(t *testing.T) {
 	needSetup(t)
-	const steps, rounds = 300, 10
+	const steps, rounds = 1200, 10 // enough steps that ten rounds never reach the end
 	ref := referenceRun(t, steps)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "run")

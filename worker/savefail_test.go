@@ -152,6 +152,9 @@ func runTwoMembers(t *testing.T, steps, ckpt int64, faults Faults) ([]*Summary, 
 			sums[i], errs[i] = RunMember(ctx, MemberOptions{
 				Coordinator: srv.Addr(), Name: fmt.Sprintf("w%d", i), DataBind: "127.0.0.1:0",
 				Out: out, Logger: quiet, OpTimeout: 20 * time.Second, NoSharedMemory: true, Faults: faults,
+				// These tests count saves per generation: a loaded machine
+				// must not break the ring for a stall (an extra generation).
+				Stall: StallPolicy{Floor: 20 * time.Second, Ceiling: 20 * time.Second, Mult: 4, Window: 32},
 			})
 		})
 	}

@@ -390,7 +390,11 @@ func (h *chaosHarness) startCoordinator() error {
 		"--max-workers", strconv.Itoa(h.cfg.Workers)}, h.trainArgs...)
 	argv = append(argv, "--out", h.runDir, "--bind", h.hostIP, "--port", strconv.Itoa(h.coordPort),
 		"--gossip-port", strconv.Itoa(h.gossipPt), "--resume", "auto", "--checkpoint-every", strconv.Itoa(h.cfg.CheckpointEvery),
-		"--checksum-every", "50", "--rendezvous-timeout", "2m")
+		"--checksum-every", "50", "--rendezvous-timeout", "2m",
+		// A full disk lasts a hold: the saves it fails are retried after it
+		// rather than stopping the run (stopping every rank together after
+		// --max-save-failures is tested on its own, TestMemberSaveFailures).
+		"--max-save-failures", "1000000")
 	p, err := h.start("coordinator", argv, nil)
 	if err != nil {
 		return err
