@@ -37,6 +37,10 @@ const (
 // MaxMember bounds the size of one member that Sample reads.
 const MaxMember = 1 << 30
 
+// ErrCompressed refuses a compressed shard: its members cannot be read at
+// random.
+var ErrCompressed = errors.New("wds: compressed shard")
+
 // ScanTar lists the regular members of the tar in f (of size bytes): name,
 // offset of the data and size. A member cut by the end of the file, or a
 // header cut by the end, is listed with N = 1 (truncated), a header that
@@ -46,9 +50,9 @@ func ScanTar(f io.ReadSeeker, size int64) ([]shardidx.Entry, error) {
 	n, _ := io.ReadFull(f, magic[:])
 	switch {
 	case n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-		return nil, errors.New("a gzip-compressed shard cannot be read at random: decompress it to a plain tar")
+		return nil, fmt.Errorf("%w: a gzip-compressed shard cannot be read at random: decompress it to a plain tar", ErrCompressed)
 	case n == 4 && magic == [4]byte{0x28, 0xb5, 0x2f, 0xfd}:
-		return nil, errors.New("a zstd-compressed shard cannot be read at random: decompress it to a plain tar")
+		return nil, fmt.Errorf("%w: a zstd-compressed shard cannot be read at random: decompress it to a plain tar", ErrCompressed)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
