@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 
@@ -49,7 +50,7 @@ func (c Config) encoderDefaults() Config {
 		def(&v.Width, 64)
 		def(&v.Depth, 4)
 		def(&v.Heads, 4)
-		v.Pool = orDefault(v.Pool, "cls")
+		v.Pool = cmp.Or(v.Pool, "cls")
 		if s, err := c.imageShape(); err == nil && v.Patch == 0 {
 			v.Patch = 1
 			for p := 4; p <= min(s.Height, s.Width); p++ {
@@ -75,7 +76,7 @@ func (c Config) encoderDefaults() Config {
 		def(&v.Width, 64)
 		def(&v.Depth, 2)
 		def(&v.Heads, 4)
-		v.Pool = orDefault(v.Pool, "eot")
+		v.Pool = cmp.Or(v.Pool, "eot")
 	}
 	return c
 }

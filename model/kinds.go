@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 
@@ -116,19 +117,12 @@ func (c Config) kind(modality string) towerKind {
 func (c Config) kindName(modality string) string {
 	switch modality {
 	case ModalityImage:
-		return orDefault(c.ImageTower, TowerMLP)
+		return cmp.Or(c.ImageTower, TowerMLP)
 	case ModalityAction:
-		return orDefault(c.ActionTower, TowerMLP)
+		return cmp.Or(c.ActionTower, TowerMLP)
 	default:
-		return orDefault(c.TextTower, TowerBagOfWords)
+		return cmp.Or(c.TextTower, TowerBagOfWords)
 	}
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // TowerInfo describes one tower of a Config: its kind, its modality and its

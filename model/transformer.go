@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/infonce/infonce/gemm"
@@ -52,7 +53,7 @@ type Transformer[T gemm.Float] struct {
 	ready    bool
 }
 
-func (c Config) textPool() string { return orDefault(c.Transformer.Pool, "eot") }
+func (c Config) textPool() string { return cmp.Or(c.Transformer.Pool, "eot") }
 
 func checkTransformer(c Config) []error {
 	v := c.Transformer

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/infonce/infonce/gemm"
@@ -45,7 +46,7 @@ type ViT[T gemm.Float] struct {
 	ready    bool
 }
 
-func (c Config) vitPool() string { return orDefault(c.ViT.Pool, "cls") }
+func (c Config) vitPool() string { return cmp.Or(c.ViT.Pool, "cls") }
 
 func checkViT(c Config) []error {
 	s, err := c.imageShape()

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -269,9 +270,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c Config) tcnWindow() int { return cmpOr(c.TCNWindow, 4) }
+func (c Config) tcnWindow() int { return cmp.Or(c.TCNWindow, 4) }
 
-func (c Config) actionHorizon() int { return cmpOr(c.ActionHorizon, DefaultActionHorizon) }
+func (c Config) actionHorizon() int { return cmp.Or(c.ActionHorizon, DefaultActionHorizon) }
 
 // moCoQueue is the queue size, defaulting to 8 global batches.
 func (c Config) moCoQueue() int {

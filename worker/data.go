@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,20 +79,13 @@ const (
 	DefaultMaxBadFraction = 0.01
 )
 
-func (o DataOptions) imageSize() int { return cmpOr(o.ImageSize, DefaultImageSize) }
-func (o DataOptions) vocabSize() int { return cmpOr(o.VocabSize, DefaultVocabSize) }
+func (o DataOptions) imageSize() int { return cmp.Or(o.ImageSize, DefaultImageSize) }
+func (o DataOptions) vocabSize() int { return cmp.Or(o.VocabSize, DefaultVocabSize) }
 func (o DataOptions) maxBadFraction() float64 {
 	if o.MaxBadFraction == 0 {
 		return DefaultMaxBadFraction
 	}
 	return o.MaxBadFraction
-}
-
-func cmpOr[N int | float64](v, def N) N {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func (o DataOptions) validate() error {
@@ -135,16 +129,9 @@ func (c Config) openOptions(test bool) dataset.OpenOptions {
 	return dataset.OpenOptions{
 		Background: bg,
 		Test:       test, Classes: c.Classes, Templates: o.Templates, Seed: c.Seed,
-		Separator: o.CSVSeparator, ImageKey: firstOf(o.CSVImageKey, o.RLDSImageKey), CaptionKey: o.CSVCaptionKey,
-		LabelKey: o.CSVLabelKey, ActionKey: firstOf(o.CSVActionKey, o.RLDSActionKey), Instruction: o.RLDSInstructionKey,
+		Separator: o.CSVSeparator, ImageKey: cmp.Or(o.CSVImageKey, o.RLDSImageKey), CaptionKey: o.CSVCaptionKey,
+		LabelKey: o.CSVLabelKey, ActionKey: cmp.Or(o.CSVActionKey, o.RLDSActionKey), Instruction: o.RLDSInstructionKey,
 	}
-}
-
-func firstOf(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Data is what a run trains and evaluates on: the in-memory idx Set of

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"math"
 
 	"github.com/infonce/infonce/contrastive"
 	"github.com/infonce/infonce/gemm"
@@ -22,10 +21,10 @@ const DecisionNCE = "decisionnce"
 // symmetric InfoNCE between e and the instruction embeddings v; the
 // gradient flows back through the difference to both frames.
 type decisionNCEObjective[T gemm.Float] struct {
-	loss  contrastive.CLIP[T]
-	e, de []T
-	nu    []float64 // the rows' √(‖Δ‖² + ε²)
-
+	loss contrastive.CLIP[T]
+	norm model.L2Normalize[T] // e = Δ/√(‖Δ‖² + ε²), as the towers normalise
+	diff []T                  // Δ = u_end − u_start
+	de   []T                  // ∂L/∂e
 }
 
 func newDecisionNCE[T gemm.Float](cfg Config) (Objective[T], error) {
@@ -40,44 +39,31 @@ func (*decisionNCEObjective[T]) Views() []ViewSpec {
 	}
 }
 
-// decisionEps is the ε of the segment embedding's normalisation, as
-// model.L2NormalizeEps.
-const decisionEps = 1e-6
-
 func (o *decisionNCEObjective[T]) Loss(ctx context.Context, coll contrastive.Collective, in *LossInput[T]) (contrastive.Result[T], error) {
 	u0, v, u1 := &in.Views[0], &in.Views[1], &in.Views[2]
 	d, n := in.D, len(u0.Emb)
-	o.e, o.de = grow(o.e, n), grow(o.de, n)
-	o.nu = grow(o.nu, n/d)
-	for i := 0; i < n/d; i++ {
-		var ss float64
-		for j := range d {
-			x := float64(u1.Emb[i*d+j]) - float64(u0.Emb[i*d+j])
-			ss += x * x
-		}
-		nu := math.Sqrt(ss + decisionEps*decisionEps)
-		o.nu[i] = nu
-		for j := range d {
-			o.e[i*d+j] = T((float64(u1.Emb[i*d+j]) - float64(u0.Emb[i*d+j])) / nu)
-		}
+	o.diff, o.de = grow(o.diff, n), grow(o.de, n)
+	for j := range o.diff {
+		o.diff[j] = u1.Emb[j] - u0.Emb[j]
+	}
+	o.norm.N = d
+	e, err := o.norm.Forward(o.diff, n/d)
+	if err != nil {
+		return contrastive.Result[T]{}, err
 	}
 	r, err := o.loss.Compute(ctx, coll, contrastive.CLIPInput[T]{
-		U: o.e, V: v.Emb, D: d, Counts: in.Counts, Scale: in.Scale, IDs: v.Groups, DU: o.de, DV: v.DEmb,
+		U: e, V: v.Emb, D: d, Counts: in.Counts, Scale: in.Scale, IDs: v.Groups, DU: o.de, DV: v.DEmb,
 	})
 	if err != nil {
 		return r, err
 	}
-	// ∂L/∂Δ = (∂L/∂e − e (e·∂L/∂e)) / ν;  ∂L/∂u_end = ∂L/∂Δ, ∂L/∂u_start = −∂L/∂Δ.
-	for i := 0; i < n/d; i++ {
-		var dot float64
-		for j := range d {
-			dot += float64(o.e[i*d+j]) * float64(o.de[i*d+j])
-		}
-		for j := range d {
-			g := (float64(o.de[i*d+j]) - float64(o.e[i*d+j])*dot) / o.nu[i]
-			u1.DEmb[i*d+j] = T(g)
-			u0.DEmb[i*d+j] = T(-g)
-		}
+	// ∂L/∂u_end = ∂L/∂Δ, ∂L/∂u_start = −∂L/∂Δ.
+	dDiff, err := o.norm.Backward(o.de)
+	if err != nil {
+		return r, err
+	}
+	for j, g := range dDiff {
+		u1.DEmb[j], u0.DEmb[j] = g, -g
 	}
 	return r, nil
 }

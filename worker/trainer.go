@@ -84,6 +84,7 @@ type Trainer[T gemm.Float] struct {
 	actions    *actionTable // the source's actions, when the objective has an action view
 	episodes   *actionTable // the source's episodes (the actions' table, or one without actions), for nearby views
 	xa         []T          // the local rows' action views
+	actionRow  []float32    // fillActions' scratch row
 
 	// per-step buffers, sized once for the largest local batch
 	idx      []int

@@ -191,7 +191,8 @@ func (t *Trainer[T]) fillSourceCaptions(epoch int, local []int) error {
 func (t *Trainer[T]) fillActions(local []int) {
 	w := t.actions.rowLen()
 	t.xa = grow(t.xa, len(local)*w)
-	row := make([]float32, w)
+	t.actionRow = grow(t.actionRow, w)
+	row := t.actionRow
 	for r := range local {
 		t.actions.fill(t.rowMeta[r].index, row)
 		for j, v := range row {
