@@ -272,3 +272,37 @@ func TestTemporalConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestTemporalNoAlloc checks that a float32 Forward and Backward of the
+// temporal tower allocate nothing once the caches exist.
+func TestTemporalNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	c := temporalConfig(ActGELU, 3)
+	m, err := New[float32](c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := len(temporalMasks)
+	x64 := temporalRows(rng, c, temporalMasks)
+	x, r := make([]float32, len(x64)), make([]float32, b*c.Dim)
+	for i, v := range x64 {
+		x[i] = float32(v)
+	}
+	for i := range r {
+		r[i] = float32(i%5) - 2
+	}
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, err := m.Action.Forward(Rows(x, b)); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Action.Backward(r); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per Forward and Backward, want 0", allocs)
+	}
+}
