@@ -229,3 +229,33 @@ func mustOpen(t *testing.T, spec string) dataset.Source {
 	}
 	return src
 }
+
+// TestActionTowerFlags: --action-width and --action-kernel shape only the
+// temporal tower, the kernel is odd, and --action-state needs an objective
+// with an action tower.
+func TestActionTowerFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		tower         string
+		width, kernel int
+		want          string
+	}{
+		{"temporal", model.TowerTemporal, 16, 5, ""},
+		{"temporal defaults", model.TowerTemporal, 0, 0, ""},
+		{"width of mlp", "", 16, 0, "--action-width and --action-kernel shape --action-tower temporal, not mlp"},
+		{"even kernel", model.TowerTemporal, 0, 4, "an odd kernel"},
+		{"negative width", model.TowerTemporal, -1, 0, "a positive width"},
+	} {
+		cfg := smallConfig(t, Tri)
+		cfg.ActionTower, cfg.ActionWidth, cfg.ActionKernel = tc.tower, tc.width, tc.kernel
+		err := cfg.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: Validate = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	cfg := smallConfig(t, CLIP)
+	cfg.Data, cfg.DataOptions.ImageSize, cfg.Batch, cfg.ActionState = writeEpisodesState(t, t.TempDir(), 4, true), 8, 8, true
+	if _, err := NewTrainerData[float64](cfg, loadData(t, cfg), nil); err == nil || !strings.Contains(err.Error(), "has no action tower") {
+		t.Errorf("--action-state with clip: %v", err)
+	}
+}
