@@ -36,7 +36,8 @@ func (c Config) imageShape() (ImageShape, error) {
 // the smallest P ≥ 4 dividing H and W that leaves at most 64 patches (1 if
 // none does); a "cnn" of width 16, 3 stages of 1 block and min(8, width)
 // groups; a "transformer" of context 32, width 64, depth 2, 4 heads,
-// pooled at the last token. The MLP width 0 stays (it means 4D). Fields of
+// pooled at the last token; a "temporal" action tower of horizon 8, width
+// 32 and kernel 3. The MLP width 0 stays (it means 4D). Fields of
 // kinds c does not use stay zero, so a Config without these towers
 // serialises as before.
 func (c Config) encoderDefaults() Config {
@@ -69,6 +70,9 @@ func (c Config) encoderDefaults() Config {
 		if v.Width > 0 {
 			def(&v.Groups, min(8, v.Width))
 		}
+	}
+	if c.ActionIn > 0 && c.kindName(ModalityAction) == TowerTemporal {
+		c.ActionTemporal = c.ActionTemporal.temporalDefaults()
 	}
 	if c.TextVocab > 0 && c.kindName(ModalityText) == TowerTransformer {
 		v := &c.Transformer

@@ -32,6 +32,8 @@ type Config struct {
 	ActionIn     int    `json:"action_in,omitempty"`
 	ActionHidden []int  `json:"action_hidden,omitempty"`
 	ActionTower  string `json:"action_tower,omitempty"`
+	// ActionTemporal shapes the "temporal" action tower (zero for others).
+	ActionTemporal TemporalConfig `json:"action_temporal,omitzero"`
 	// ImageShape is the C×H×W of the ImageIn values of an image, for the
 	// towers that see images as images ("cnn", "vit"); zero means one
 	// channel of a square √ImageIn × √ImageIn.

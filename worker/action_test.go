@@ -19,6 +19,13 @@ import (
 // with noise. It returns the wds: spec.
 func writeEpisodes(t testing.TB, dir string, episodes int) string {
 	t.Helper()
+	return writeEpisodesState(t, dir, episodes, false)
+}
+
+// writeEpisodesState is writeEpisodes, with each step's state (the dot's
+// x and y and the episode's parity, 3 dimensions) when withState.
+func writeEpisodesState(t testing.TB, dir string, episodes int, withState bool) string {
+	t.Helper()
 	w, err := wds.NewWriter(dir, wds.WriterOptions{ShardSize: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +53,9 @@ func writeEpisodes(t testing.TB, dir string, episodes int) string {
 				Action: []float32{float32(m.dx) + noise, float32(m.dy) - noise, 0, 0, 0, noise, 1}, ActionShape: []int{7},
 				Episode: int64(e), Step: st, EpisodeLen: T,
 			}
+			if withState {
+				s.State = []float32{float32(x) / 11, float32(y) / 11, float32(e % 2)}
+			}
 			members, err := wds.Members(&s)
 			if err != nil {
 				t.Fatal(err)
@@ -72,7 +82,7 @@ func TestActionChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab, err := newActionTable(src, 4, func(error) {})
+	tab, err := newActionTable(src, 4, false, func(error) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +127,11 @@ func TestTriDistributedEqualsSingleProcess(t *testing.T) {
 }
 
 func triEquivalence(t *testing.T, spec, mask string, perEpisode int) {
+	triEquivalenceWith(t, spec, mask, perEpisode, nil)
+}
+
+// triEquivalenceWith is triEquivalence on a configuration edit changes.
+func triEquivalenceWith(t *testing.T, spec, mask string, perEpisode int, edit func(*Config)) {
 	cfg := smallConfig(t, Tri)
 	cfg.MaxPerEpisode = perEpisode
 	cfg.Data = spec
@@ -124,6 +139,9 @@ func triEquivalence(t *testing.T, spec, mask string, perEpisode int) {
 	cfg.ActionHidden, cfg.TriWeights = []int{12}, [3]float64{1, 0.5, 2}
 	cfg.LearnTemperature = true
 	cfg.MaskFalseNegatives, cfg.MaskField = mask != "", mask
+	if edit != nil {
+		edit(&cfg)
+	}
 	data := loadData(t, cfg)
 	rc := allreduce.Config{JobID: "tri"}
 	one, want := stepOnRanksData(t, cfg, data, 1, 2, rc, func(*allreduce.Ring) Comm[float64] { return Single[float64]{} })

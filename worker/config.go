@@ -74,6 +74,12 @@ type Config struct {
 	ActionTower   string `json:"action_tower,omitempty"`
 	ActionHidden  []int  `json:"action_hidden,omitempty"`
 	ActionHorizon int    `json:"action_horizon,omitempty"`
+	// ActionWidth and ActionKernel shape the temporal action tower (0: 32
+	// channels, kernel 3); ActionState adds each sample's robot state,
+	// normalised like the actions, to the action tower's input.
+	ActionWidth  int  `json:"action_width,omitempty"`
+	ActionKernel int  `json:"action_kernel,omitempty"`
+	ActionState  bool `json:"action_state,omitempty"`
 	// TriWeights are the weights of the image–text, image–action and
 	// text–action losses of --objective tri (zero: 1, 1, 1).
 	TriWeights [3]float64 `json:"tri_weights,omitzero"`
@@ -225,6 +231,12 @@ func (c Config) Validate() error {
 	if k := c.ActionTower; k != "" && !slices.Contains(model.TowerKinds(model.ModalityAction), k) {
 		errs = append(errs, fmt.Errorf("--action-tower %q is unknown: use one of %v", k, model.TowerKinds(model.ModalityAction)))
 	}
+	if (c.ActionWidth != 0 || c.ActionKernel != 0) && c.ActionTower != model.TowerTemporal {
+		errs = append(errs, fmt.Errorf("--action-width and --action-kernel shape --action-tower %s, not %s", model.TowerTemporal, cmp.Or(c.ActionTower, model.TowerMLP)))
+	}
+	if c.ActionWidth < 0 || c.ActionKernel < 0 || c.ActionKernel%2 == 0 && c.ActionKernel != 0 {
+		errs = append(errs, fmt.Errorf("--action-width %d, --action-kernel %d: want a positive width and an odd kernel (0: defaults)", c.ActionWidth, c.ActionKernel))
+	}
 	for _, w := range c.TriWeights {
 		if !(w >= 0) || math.IsInf(w, 0) {
 			errs = append(errs, fmt.Errorf("--tri-weights %v: weights must be finite and not negative", c.TriWeights))
@@ -294,6 +306,9 @@ func (c Config) Fingerprint() string {
 	// so that the checkpoints of runs with the default towers still match.
 	if c.ImageTower != "" && c.ImageTower != model.TowerMLP || c.TextTower != "" && c.TextTower != model.TowerBagOfWords {
 		fmt.Fprintf(&b, " towers=%s,%s cnn=%v vit=%v text=%v", c.ImageTower, c.TextTower, c.CNN, c.ViT, c.TextTransformer)
+	}
+	if c.ActionTower == model.TowerTemporal || c.ActionState {
+		fmt.Fprintf(&b, " action=%s,%d,%d,state=%v", c.ActionTower, c.ActionWidth, c.ActionKernel, c.ActionState)
 	}
 	if c.lossyGradWire() {
 		fmt.Fprintf(&b, " grad_wire=%s", c.GradWire)

@@ -25,14 +25,17 @@ const maxVLARows = 2000
 func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *evalSet[T], u []T, ev *Evaluation) error {
 	d := t.Cfg.Dim
 	n := min(val.n, maxVLARows)
-	vt, err := newActionTable(t.Data.Val, t.actions.H, func(error) {})
+	vt, err := newActionTable(t.Data.Val, t.actions.H, t.actions.S > 0, func(error) {})
 	if err != nil {
 		return fmt.Errorf("validation actions: %w", err)
 	}
 	if vt.A != t.actions.A {
 		return fmt.Errorf("validation actions have %d dimensions, training %d", vt.A, t.actions.A)
 	}
-	vt.q01, vt.q99 = t.actions.q01, t.actions.q99
+	if vt.S != t.actions.S {
+		return fmt.Errorf("validation states have %d dimensions, training %d", vt.S, t.actions.S)
+	}
+	vt.useStats(t.actions)
 	rowLen := vt.rowLen()
 	xa := make([]T, n*rowLen)
 	row := make([]float32, rowLen)

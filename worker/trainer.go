@@ -293,12 +293,15 @@ func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T,
 		t.in.Views[i].ViewSpec = v
 	}
 	t.in.towerIn = map[string]model.Batch[T]{}
+	if cfg.ActionState && t.actionView < 0 {
+		return nil, fmt.Errorf("--action-state: --objective %s has no action tower", cfg.Objective)
+	}
 	if t.actionView >= 0 {
 		if t.Set != nil {
 			return nil, fmt.Errorf("--objective %s reads actions, and --data %s has none: use a source with actions (rlds:, wds: or csv: with --csv-action-key)", cfg.Objective, cfg.Data)
 		}
 		var err error
-		if t.actions, err = newActionTable(t.src, cfg.actionHorizon(), func(err error) { t.bad.note(err, t.log) }); err != nil {
+		if t.actions, err = newActionTable(t.src, cfg.actionHorizon(), cfg.ActionState, func(err error) { t.bad.note(err, t.log) }); err != nil {
 			return nil, fmt.Errorf("--data %s: %w", cfg.Data, err)
 		}
 		t.episodes = t.actions
@@ -426,6 +429,9 @@ func (t *Trainer[T]) modelConfig() (model.Config, error) {
 	if t.actions != nil {
 		mc.ActionIn, mc.ActionTower = t.actions.rowLen(), cfg.ActionTower
 		mc.ActionHidden = slices.Clone(cfg.ActionHidden)
+		if cfg.ActionTower == model.TowerTemporal {
+			mc.ActionTemporal = model.TemporalConfig{Horizon: t.actions.H, State: t.actions.S, Width: cfg.ActionWidth, Kernel: cfg.ActionKernel}
+		}
 	}
 	if t.textView >= 0 && mc.WithDefaults().TextTower == model.TowerTransformer {
 		if err := t.setBPE(&mc); err != nil {
