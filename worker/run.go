@@ -445,7 +445,13 @@ func (r *recorder) paused(d time.Duration) {
 // logEvaluation logs the headline scores of the evaluation after done
 // completed steps.
 func logEvaluation(log *slog.Logger, done int64, ev Evaluation) {
-	log.Info("evaluated", "step", done, "zero_shot_top1", ev.ZeroShotTop1, "recall_i2t_at_1", ev.RecallI2TAt1, "linear_probe", ev.LinearProbeAccuracy)
+	score := func(p *float64) any { // a score not measured logs as n/a
+		if p == nil {
+			return "n/a"
+		}
+		return *p
+	}
+	log.Info("evaluated", "step", done, "zero_shot_top1", score(ev.ZeroShotTop1), "recall_i2t_at_1", score(ev.RecallI2TAt1), "linear_probe", ev.LinearProbeAccuracy)
 }
 
 func (r *recorder) finish() {}
