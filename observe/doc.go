@@ -55,7 +55,11 @@
 //	  generation, world_size, members{state}, run_phase{phase},
 //	  reporting_workers, step, step_min, loss, samples_per_second,
 //	  run_samples (steps · B), checkpoint_step, checkpoint_age_seconds,
-//	  gossip_members, coordinator_uptime_seconds
+//	  gossip_members, coordinator_uptime_seconds,
+//	  eval_step, eval_<score>               as a worker's, read from the
+//	                                        evaluations rank 0 appends to
+//	                                        metrics.jsonl when the coordinator
+//	                                        can read the run directory
 //
 // plus the Go runtime's go_* and the process's process_* metrics.
 //

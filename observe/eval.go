@@ -1,6 +1,9 @@
 package observe
 
 import (
+	"bytes"
+	"io"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -77,6 +80,13 @@ func (c *evalCollector) set(done int64, ev rundir.Evaluation) {
 	c.mu.Unlock()
 }
 
+// reset forgets the evaluation.
+func (c *evalCollector) reset() {
+	c.mu.Lock()
+	c.have, c.done, c.ev = false, 0, rundir.Evaluation{}
+	c.mu.Unlock()
+}
+
 func (c *evalCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.step
 	for _, s := range evalScores() {
@@ -96,5 +106,63 @@ func (c *evalCollector) Collect(ch chan<- prometheus.Metric) {
 		if v, ok := s.score(&ev); ok {
 			ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, v)
 		}
+	}
+}
+
+// evalFile exports the latest evaluation of a metrics.jsonl that another
+// process writes: each scrape decodes the whole lines appended since the
+// previous one, so that the file is read once over the run. A file that
+// shrank was started anew (a new run) and is read from its start; lines
+// that do not decode are skipped.
+type evalFile struct {
+	path string
+	c    *evalCollector
+	mu   sync.Mutex
+	off  int64 // the bytes of whole lines read so far
+}
+
+func (f *evalFile) Describe(ch chan<- *prometheus.Desc) { f.c.Describe(ch) }
+
+func (f *evalFile) Collect(ch chan<- prometheus.Metric) {
+	f.refresh()
+	f.c.Collect(ch)
+}
+
+// refresh reads the whole lines appended since the last call.
+func (f *evalFile) refresh() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fh, err := os.Open(f.path)
+	if err != nil {
+		return // not written yet, or not on this machine
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return
+	}
+	if fi.Size() < f.off {
+		f.off = 0
+		f.c.reset()
+	}
+	if fi.Size() == f.off {
+		return
+	}
+	b, err := io.ReadAll(io.NewSectionReader(fh, f.off, fi.Size()-f.off))
+	if err != nil {
+		return
+	}
+	end := bytes.LastIndexByte(b, '\n')
+	if end < 0 {
+		if len(b) > rundir.MaxMetricLine {
+			f.off += int64(len(b)) // no line is this long: skip it
+		}
+		return
+	}
+	f.off += int64(end + 1)
+	ms, _, _ := rundir.DecodeMetricsSkipping(bytes.NewReader(b[:end+1]))
+	if evs := rundir.Evaluations(ms); len(evs) > 0 {
+		last := evs[len(evs)-1]
+		f.c.set(last.Step+1, *last.Eval)
 	}
 }

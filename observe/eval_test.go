@@ -4,9 +4,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/infonce/infonce/rundir"
 	"github.com/infonce/infonce/worker"
 )
 
@@ -90,4 +92,65 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "")
+}
+
+// TestCoordinatorEvalGauges: a coordinator with the run directory exports
+// the latest evaluation that rank 0 appended to metrics.jsonl: none before
+// the file or its first evaluation, then the newest, read as the file
+// grows (a line still being written waits for its newline), and a file
+// started anew by another run forgets the old one.
+func TestCoordinatorEvalGauges(t *testing.T) {
+	run := t.TempDir()
+	reg := NewRegistry()
+	if _, err := NewCoordinator(reg, &fakeStatus{st: runningStatus()}, CoordinatorOptions{RunDir: run}); err != nil {
+		t.Fatal(err)
+	}
+	top1 := func() (float64, bool) { return value(t, reg, "infonce_eval_zero_shot_top1") }
+	step := func() (float64, bool) { return value(t, reg, "infonce_eval_step") }
+	if _, ok := step(); ok {
+		t.Fatal("evaluation gauges without metrics.jsonl")
+	}
+	appendTo := func(s string) {
+		t.Helper()
+		f, err := os.OpenFile(rundir.MetricsPath(run), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendTo(metricLine(0, 3) + "\n" + metricLine(1, 2) + "\n")
+	if _, ok := step(); ok {
+		t.Fatal("evaluation gauges before any evaluation")
+	}
+	appendTo(evalLine(1, 0.25, 0.5) + "\n" + metricLine(2, 2) + "\n")
+	if v, ok := top1(); !ok || v != 0.25 {
+		t.Errorf("zero-shot top-1 %g (present %v), want 0.25", v, ok)
+	}
+	if v, _ := step(); v != 2 {
+		t.Errorf("eval step %g, want 2 (completed steps)", v)
+	}
+	line := evalLine(3, 0.5, 0.75)
+	appendTo("not json\n" + line[:20])
+	if v, _ := top1(); v != 0.25 {
+		t.Errorf("zero-shot top-1 %g with a half-written line, want 0.25 still", v)
+	}
+	appendTo(line[20:] + "\n")
+	if v, _ := top1(); v != 0.5 {
+		t.Errorf("zero-shot top-1 %g, want 0.5", v)
+	}
+	if v, _ := value(t, reg, "infonce_eval_linear_probe_accuracy"); v != 0.75 {
+		t.Errorf("linear probe %g, want 0.75", v)
+	}
+	if v, _ := step(); v != 4 {
+		t.Errorf("eval step %g, want 4", v)
+	}
+	if err := os.WriteFile(rundir.MetricsPath(run), []byte(metricLine(0, 3)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := step(); ok {
+		t.Error("a new run's metrics.jsonl still shows the old run's evaluation")
+	}
 }
