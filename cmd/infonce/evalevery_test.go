@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,24 +110,6 @@ func TestWorkerServesEvalGauges(t *testing.T) {
 		addrs = append(addrs, addr)
 		c.AddWorker(nil, "--http", addr)
 	}
-	scrape := func(addr string) string {
-		res, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return ""
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return string(b)
-	}
-	gauge := func(body, name string) (float64, bool) {
-		for l := range strings.Lines(body) {
-			if v, ok := strings.CutPrefix(l, name+" "); ok {
-				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				return f, err == nil
-			}
-		}
-		return 0, false
-	}
 	deadline := time.Now().Add(2 * time.Minute)
 	var body string
 	for found := false; !found; {
@@ -146,12 +129,75 @@ func TestWorkerServesEvalGauges(t *testing.T) {
 	if step < 2 || int64(step)%2 != 0 {
 		t.Errorf("infonce_eval_step %g: want a multiple of --eval-every 2", step)
 	}
+	checkEvalGauges(t, body)
+	if rank, _ := gauge(body, "infonce_rank"); rank != 0 {
+		t.Errorf("the gauges come from rank %g, want rank 0", rank)
+	}
+}
+
+// TestTrainWorkersServesEvalGauges: `train --workers 2 --http` serves the
+// coordinator's /metrics, which shows the evaluations rank 0 writes into
+// the run directory.
+func TestTrainWorkersServesEvalGauges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts worker processes; skipped with -short")
+	}
+	port, err := testcluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p := startBinary(t, tiny(t.TempDir(), 100000, "--data", "idx:"+smallMNIST(t), "--workers", "2", "--eval-every", "2", "--http", addr)...)
+	deadline := time.Now().Add(2 * time.Minute)
+	var body string
+	for !strings.Contains(body, "infonce_eval_step ") {
+		if time.Now().After(deadline) || !p.Alive() {
+			t.Fatalf("the coordinator's /metrics showed no infonce_eval_step:\n%s", testcluster.Tail(p.Output(), 30))
+		}
+		time.Sleep(50 * time.Millisecond)
+		body = scrape(addr)
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(t, time.Minute); err != nil {
+		t.Errorf("train after SIGTERM: %v", err)
+	}
+	if step, _ := gauge(body, "infonce_eval_step"); step < 2 || int64(step)%2 != 0 {
+		t.Errorf("infonce_eval_step %g: want a multiple of --eval-every 2", step)
+	}
+	checkEvalGauges(t, body)
+}
+
+// checkEvalGauges checks that a /metrics body shows the scores of an
+// evaluation of MNIST: zero-shot, retrieval and the probe, as fractions.
+func checkEvalGauges(t *testing.T, body string) {
+	t.Helper()
 	for _, name := range []string{"infonce_eval_zero_shot_top1", "infonce_eval_recall_i2t_at_1", "infonce_eval_linear_probe_accuracy"} {
 		if v, ok := gauge(body, name); !ok || v < 0 || v > 1 {
 			t.Errorf("%s = %g (present %v), want a fraction", name, v, ok)
 		}
 	}
-	if rank, _ := gauge(body, "infonce_rank"); rank != 0 {
-		t.Errorf("the gauges come from rank %g, want rank 0", rank)
+}
+
+// scrape returns the body of addr's /metrics ("" while it does not answer).
+func scrape(addr string) string {
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
 	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+// gauge is the value of the unlabelled metric name in a /metrics body.
+func gauge(body, name string) (float64, bool) {
+	for l := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
