@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/infonce/infonce/coordinator"
+	"github.com/infonce/infonce/rundir"
 )
 
 // StatusSource is what the coordinator's observer reads:
@@ -42,6 +43,11 @@ type CoordinatorOptions struct {
 	Refresh time.Duration
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// RunDir, when set, is the run directory whose metrics.jsonl rank 0
+	// writes: the latest evaluation in it (--eval-every) is exported as
+	// the infonce_eval_* gauges, read at every scrape from where the last
+	// scrape stopped. Without access to the file they are absent.
+	RunDir string
 }
 
 // Coordinator exports the coordinator's metrics, read from a fresh Status
@@ -79,6 +85,11 @@ func NewCoordinator(reg prometheus.Registerer, src StatusSource, o CoordinatorOp
 	c := &Coordinator{src: src, o: o}
 	if err := reg.Register(&statusCollector{c: c}); err != nil {
 		return nil, fmt.Errorf("observe: register coordinator metrics: %w", err)
+	}
+	if o.RunDir != "" {
+		if err := reg.Register(&evalFile{path: rundir.MetricsPath(o.RunDir), c: newEvalCollector()}); err != nil {
+			return nil, fmt.Errorf("observe: register coordinator metrics: %w", err)
+		}
 	}
 	return c, nil
 }

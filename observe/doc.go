@@ -43,15 +43,29 @@
 //	  generations_started_total
 //	  checkpoints_saved_total, checkpoint_step,
 //	  checkpoint_age_seconds                (absent before the first checkpoint)
+//	  eval_step, eval_<score>               the latest evaluation (--eval-every,
+//	                                        or the one at the end) and the steps
+//	                                        completed when it was measured: one
+//	                                        gauge per score it measured, named
+//	                                        after summary.json's field
+//	                                        (eval_zero_shot_top1,
+//	                                        eval_recall_i2t_at_1, ...); absent
+//	                                        before the first evaluation
 //	coordinator (Coordinator)
 //	  generation, world_size, members{state}, run_phase{phase},
 //	  reporting_workers, step, step_min, loss, samples_per_second,
 //	  run_samples (steps · B), checkpoint_step, checkpoint_age_seconds,
-//	  gossip_members, coordinator_uptime_seconds
+//	  gossip_members, coordinator_uptime_seconds,
+//	  eval_step, eval_<score>               as a worker's, read from the
+//	                                        evaluations rank 0 appends to
+//	                                        metrics.jsonl when the coordinator
+//	                                        can read the run directory
 //
 // plus the Go runtime's go_* and the process's process_* metrics.
 //
 // After a run, WriteReport renders the run directory's metrics.jsonl into
 // PNG plots (loss, logit scale, learning rate, samples per second, step-time
-// breakdown) and a one-page HTML summary with the fields of summary.json.
+// breakdown, and the evaluation scores against the step when the run
+// evaluated during its training) and a one-page HTML summary with the
+// fields of summary.json.
 package observe

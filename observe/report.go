@@ -2,12 +2,14 @@ package observe
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,18 +44,25 @@ func History(ms []rundir.Metric) []rundir.Metric { return rundir.History(ms) }
 
 // Report lists what WriteReport wrote.
 type Report struct {
-	Dir       string   // the report's directory
-	HTML      string   // the one-page summary
-	Plots     []string // PNG files, in the order of the page
-	Lines     int      // metrics lines plotted (after History)
-	Truncated int      // a torn last line that was dropped
+	Dir   string   // the report's directory
+	HTML  string   // the one-page summary
+	Plots []string // PNG files, in the order of the page
+	Lines int      // metrics lines plotted (after History)
+	// Evaluations counts the evaluations plotted against the step in
+	// eval.png: the lines of --eval-every (the last of a step winning) and
+	// the final one of summary.json; 0 when the run evaluated only at its
+	// end, and eval.png is then not drawn.
+	Evaluations int
+	Truncated   int // a torn last line that was dropped
 }
 
 // plotSpec is one PNG of the report.
 type plotSpec struct {
 	file, title, y string
 	lines          []plotLine
-	stacked        bool // lines are the parts of a sum, drawn as stacked areas
+	stacked        bool      // lines are the parts of a sum, drawn as stacked areas
+	fraction       bool      // the values are fractions: the y axis spans [0, 1]
+	legendW        vg.Length // the legend's width, when there is one (0: legendWidth)
 }
 
 type plotLine struct {
@@ -98,7 +107,8 @@ func reportPlots() []plotSpec {
 
 // WriteReport renders runDir's metrics.jsonl into PNG plots (loss, logit
 // scale, learning rate, samples per second, gradient norm, step-time
-// breakdown) and report.html, a one-page summary with the fields of
+// breakdown, and eval.png, the evaluation scores against the step, when the
+// run evaluated during its training: --eval-every) and report.html, a one-page summary with the fields of
 // summary.json (when the run wrote one), into outDir ("" : runDir/report).
 func WriteReport(runDir, outDir string) (*Report, error) {
 	if outDir == "" {
@@ -135,11 +145,112 @@ func WriteReport(runDir, outDir string) (*Report, error) {
 		}
 		rep.Plots = append(rep.Plots, spec.file)
 	}
+	if evs := evalHistory(raw, summary); len(evs) > 0 {
+		spec := evalPlot(evs)
+		if err := drawPlot(spec, evs, filepath.Join(outDir, spec.file)); err != nil {
+			return nil, fmt.Errorf("report: %s: %w", spec.file, err)
+		}
+		rep.Plots = append(rep.Plots, spec.file)
+		rep.Evaluations = len(evs)
+	}
 	rep.HTML = filepath.Join(outDir, "report.html")
 	if err := writeReportHTML(rep.HTML, runDir, summary, rep, ms); err != nil {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// evalHistory is the evaluations of a run in step order: the metrics lines
+// of --eval-every, the line written last winning for a step evaluated twice
+// (a resumed run), then the final evaluation of summary.json after the last
+// step. It is empty when no line holds an evaluation: a single point at the
+// end is no curve.
+func evalHistory(raw []rundir.Metric, summary map[string]any) []rundir.Metric {
+	byStep := map[int64]rundir.Metric{}
+	for _, m := range rundir.Evaluations(raw) {
+		byStep[m.Step] = m
+	}
+	if len(byStep) == 0 {
+		return nil
+	}
+	if final, ok := finalEvaluation(summary); ok {
+		byStep[final.Step] = final
+	}
+	out := make([]rundir.Metric, 0, len(byStep))
+	for _, m := range byStep {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b rundir.Metric) int { return cmp.Compare(a.Step, b.Step) })
+	return out
+}
+
+// finalEvaluation is the evaluation of summary.json as a metrics line
+// after the run's last step, when the run evaluated at its end.
+func finalEvaluation(summary map[string]any) (rundir.Metric, bool) {
+	if summary == nil {
+		return rundir.Metric{}, false
+	}
+	secs, _ := summary["eval_seconds"].(float64)
+	steps, _ := summary["steps"].(float64)
+	if secs <= 0 || steps < 1 {
+		return rundir.Metric{}, false
+	}
+	b, err := json.Marshal(summary)
+	if err != nil {
+		return rundir.Metric{}, false
+	}
+	var ev rundir.Evaluation
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return rundir.Metric{}, false
+	}
+	return rundir.Metric{Step: int64(steps) - 1, Eval: &ev}, true
+}
+
+// evalColors tell the scores of eval.png apart.
+var evalColors = []color.Color{
+	blue, color.RGBA{0xdd, 0x84, 0x52, 0xff}, color.RGBA{0x55, 0xa8, 0x68, 0xff}, color.RGBA{0xc4, 0x4e, 0x52, 0xff},
+	color.RGBA{0x81, 0x72, 0xb3, 0xff}, color.RGBA{0x93, 0x78, 0x60, 0xff}, color.RGBA{0xda, 0x8b, 0xc3, 0xff},
+}
+
+// evalPlot is the plot of the evaluation scores that are fractions in
+// [0, 1] against the step: one line per score that some evaluation of evs
+// measured.
+func evalPlot(evs []rundir.Metric) plotSpec {
+	ptr := func(f func(*rundir.Evaluation) *float64) func(rundir.Metric) float64 {
+		return func(m rundir.Metric) float64 {
+			if m.Eval == nil || f(m.Eval) == nil {
+				return math.NaN()
+			}
+			return *f(m.Eval)
+		}
+	}
+	probe := func(m rundir.Metric) float64 {
+		if m.Eval == nil {
+			return math.NaN()
+		}
+		return m.Eval.LinearProbeAccuracy
+	}
+	candidates := []struct {
+		name  string
+		value func(rundir.Metric) float64
+	}{
+		{"zero-shot top-1", ptr(func(e *rundir.Evaluation) *float64 { return e.ZeroShotTop1 })},
+		{"zero-shot top-5", ptr(func(e *rundir.Evaluation) *float64 { return e.ZeroShotTop5 })},
+		{"image→text R@1", ptr(func(e *rundir.Evaluation) *float64 { return e.RecallI2TAt1 })},
+		{"text→image R@1", ptr(func(e *rundir.Evaluation) *float64 { return e.RecallT2IAt1 })},
+		{"action R@1", ptr(func(e *rundir.Evaluation) *float64 { return e.ActionRecallAt1 })},
+		{"instruction R@1", ptr(func(e *rundir.Evaluation) *float64 { return e.InstructionRecallAt1 })},
+		{"linear probe", probe},
+	}
+	spec := plotSpec{file: "eval.png", title: "Evaluation during training", y: "score", fraction: true, legendW: 1.5 * vg.Inch}
+	for _, c := range candidates {
+		measured := slices.ContainsFunc(evs, func(m rundir.Metric) bool { return finite(c.value(m)) })
+		if !measured {
+			continue
+		}
+		spec.lines = append(spec.lines, plotLine{name: c.name, color: evalColors[len(spec.lines)%len(evalColors)], value: c.value})
+	}
+	return spec
 }
 
 // Plot size: the PNGs are 7 × 3.6 inches at 96 dpi.
@@ -203,6 +314,9 @@ func drawPlot(spec plotSpec, ms []rundir.Metric, path string) error {
 		line.Color, line.Width = l.color, vg.Points(1.5)
 		points.Color, points.Radius = l.color, vg.Points(1.5)
 		p.Add(line)
+		if len(spec.lines) > 1 {
+			legend.Add(l.name, line)
+		}
 		if len(xys) <= 60 {
 			p.Add(points) // few lines: show where the measurements are
 		}
@@ -214,11 +328,15 @@ func drawPlot(spec plotSpec, ms []rundir.Metric, path string) error {
 	if spec.stacked && p.Y.Min > 0 {
 		p.Y.Min = 0
 	}
+	if spec.fraction {
+		p.Y.Min, p.Y.Max = min(p.Y.Min, 0), max(p.Y.Max, 1)
+	}
 	img := vgimg.New(plotW, plotH)
 	dc := draw.New(img)
-	if spec.stacked {
-		p.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
-		legend.Draw(draw.Crop(dc, plotW-legendWidth+vg.Points(8), 0, 0, -vg.Points(30)))
+	if spec.stacked || len(spec.lines) > 1 {
+		lw := cmp.Or(spec.legendW, legendWidth)
+		p.Draw(draw.Crop(dc, 0, -lw, 0, 0))
+		legend.Draw(draw.Crop(dc, plotW-lw+vg.Points(8), 0, 0, -vg.Points(30)))
 	} else {
 		p.Draw(dc)
 	}

@@ -50,6 +50,7 @@ type Worker struct {
 	phase                                                 [7]prometheus.Observer
 	total                                                 prometheus.Observer
 	bad                                                   *prometheus.GaugeVec // bad samples by reason
+	eval                                                  *evalCollector
 
 	mu        sync.Mutex
 	h         Health
@@ -135,11 +136,12 @@ func NewWorker(reg prometheus.Registerer, o WorkerOptions) (*Worker, error) {
 			return w.now().Sub(w.ckptAt).Seconds(), w.ckptKnown
 		},
 	}
+	w.eval = newEvalCollector()
 	for _, c := range []prometheus.Collector{
 		w.steps, w.samples, w.reduceBytes, w.generations, w.checkpoints, w.checkpointFailures,
 		w.step, w.epoch, w.loss, w.logitScale, w.lr, w.gradNorm,
 		w.generation, w.rank, w.world, w.gradBytes, w.batch, w.algbw, w.busbw, w.ckptStep,
-		hist, total, age, w.bad,
+		hist, total, age, w.bad, w.eval,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("observe: register worker metrics: %w", err)
@@ -227,6 +229,12 @@ func (w *Worker) CheckpointSaved(step int64, dir string) {
 // (worker.SaveObserver).
 func (w *Worker) CheckpointFailed(step int64, err error) {
 	w.checkpointFailures.Inc()
+}
+
+// Evaluated records the evaluation of the parameters after done completed
+// steps (worker.EvalObserver): the infonce_eval_* gauges show the latest.
+func (w *Worker) Evaluated(done int64, ev worker.Evaluation) {
+	w.eval.set(done, ev)
 }
 
 // Health is the process's /healthz answer.

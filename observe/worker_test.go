@@ -198,6 +198,7 @@ func TestTwoObserversInOneProcess(t *testing.T) {
 var (
 	_ worker.Observer     = (*Worker)(nil)
 	_ worker.SaveObserver = (*Worker)(nil)
+	_ worker.EvalObserver = (*Worker)(nil)
 )
 
 // TestBadSampleMetric: the bad samples a step reports are exported by

@@ -118,8 +118,9 @@ type Config struct {
 	Chunk         int     `json:"chunk"` // logit columns per chunk of the streamed loss
 
 	CheckpointEvery int64 `json:"checkpoint_every"` // steps between checkpoints (0: only at the end and on a stop)
-	// EvalEvery is the number of steps between evaluations during a
-	// single-process run (0: only at the end).
+	// EvalEvery is the number of steps between evaluations during the
+	// run, into metrics.jsonl (0: only at the end). In a distributed run
+	// rank 0 evaluates while the other ranks wait.
 	EvalEvery     int `json:"eval_every,omitempty"`
 	ChecksumEvery int `json:"checksum_every"` // steps between parameter checksums across ranks (0: never)
 	// BucketKiB is the size of the gradient buckets whose all-reduce

@@ -65,6 +65,10 @@ type Faults struct {
 	// SaveFailSteps are the steps whose checkpoint save fails as on a
 	// full disk (ENOSPC), before anything is written.
 	SaveFailSteps []int64
+	// EvalDelay lengthens each evaluation of --eval-every on the rank that
+	// evaluates by this much, as a large validation set would (in-process
+	// tests only; no environment variable sets it).
+	EvalDelay time.Duration
 }
 
 // or fills the fields of f that are not set from g.

@@ -63,6 +63,11 @@ type MemberOptions struct {
 	// durations (zero: DefaultStallPolicy(OpTimeout)).
 	Stall    StallPolicy
 	Observer Observer // nil for none
+	// EvalWait bounds how long the other ranks wait for rank 0's
+	// evaluation of --eval-every (0: DefaultEvalWait). The wait is not a
+	// collective of the step: the stall deadlines neither bound it nor
+	// learn from it.
+	EvalWait time.Duration
 	// Backoff is the reconnection back-off towards the coordinator (zero:
 	// coordinator.DefaultBackoff).
 	Backoff coordinator.Backoff
@@ -73,6 +78,12 @@ type MemberOptions struct {
 	// Faults are injected into the worker, for tests (zero: none).
 	Faults Faults
 }
+
+// DefaultEvalWait is how long the other ranks wait, at most, for rank 0's
+// evaluation of --eval-every before they take rank 0 for lost. A rank 0
+// that dies or vanishes ends the wait sooner: its sockets close, TCP
+// keepalive gives up on it, or the coordinator opens a newer generation.
+const DefaultEvalWait = time.Hour
 
 // DefaultJoinTimeout is how long a worker tries to join its coordinator
 // before it gives up.
@@ -224,6 +235,9 @@ type member struct {
 	stepNow int64 // the step being run, for the injected faults
 
 	saveFailures int // periodic saves of this process that failed
+	// evalTime is the time the training stood still for the evaluations
+	// of --eval-every: not the training's time.
+	evalTime time.Duration
 	// changedSettings are the settings this run changed from the
 	// checkpoint it started from.
 	changedSettings []ChangedSetting
@@ -587,8 +601,91 @@ func (m *member) train(ctx, ctl context.Context, ring *allreduce.Ring, a coordin
 				return nil, false, fmt.Errorf("generation %d: unexpected action %v after step %d", gen, x, step)
 			}
 		}
+		if !nonFinite && m.evalDue(step) {
+			if err := m.evaluate(ctx, ring, st); err != nil {
+				return nil, false, err
+			}
+			stepStart, restarted = time.Now(), true
+		}
 		restart()
 	}
+}
+
+// evalDue reports whether --eval-every evaluates the parameters after step
+// (counted from 0), as a single process does: after every N-th completed
+// step but the last, whose evaluation is the summary's.
+func (m *member) evalDue(step int64) bool {
+	every := int64(m.cfg.EvalEvery)
+	return every > 0 && (step+1)%every == 0 && step+1 < m.t.TotalSteps()
+}
+
+// evaluate runs the evaluation of --eval-every after step st.Step. The
+// parameters are the same on every rank, so rank 0 alone evaluates them and
+// writes the scores into metrics.jsonl, then broadcasts whether it could;
+// the other ranks wait in that broadcast. The broadcast goes round the ring
+// itself, not through the stall deadlines of the step's collectives: an
+// evaluation much longer than a step is not a stalled rank, and its
+// duration does not enter the deadlines of the next steps. The wait is
+// bounded by EvalWait, and ends sooner when rank 0 dies or a newer
+// generation starts. Every rank leaves it at the same step boundary, and
+// nothing of the training state changes: the evaluation reads the
+// parameters through a model of its own (Trainer.Evaluate).
+func (m *member) evaluate(ctx context.Context, ring *allreduce.Ring, st StepStats) error {
+	start := time.Now()
+	done := st.Step + 1
+	var failed [1]byte
+	var evalErr error
+	if ring.Rank() == 0 {
+		ev, err := m.t.Evaluate(ctx)
+		if d := m.o.Faults.EvalDelay; d > 0 && err == nil {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		if err == nil && m.rec != nil {
+			err = m.rec.evaluation(st, ev)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				// A newer generation ended this one: not the evaluation's fault.
+				return fmt.Errorf("evaluation after step %d: %w", done, err)
+			}
+			evalErr, failed[0] = err, 1
+			m.log.Error("evaluation failed", "step", done, "err", err)
+		} else {
+			evaluated(m.o.Observer, done, ev)
+			logEvaluation(m.log, done, ev)
+		}
+	}
+	if ring.Size() > 1 {
+		wait := m.o.EvalWait
+		if wait <= 0 {
+			wait = DefaultEvalWait
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		err := ring.Broadcast(wctx, failed[:], 0)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("waiting for rank 0's evaluation after step %d (at most %v): %w", done, wait, err)
+		}
+	}
+	if failed[0] != 0 {
+		why := "see rank 0's log"
+		if evalErr != nil {
+			why = evalErr.Error()
+		}
+		// Every rank stops alike, as a single process stops on it.
+		return fmt.Errorf("%w: the evaluation after step %d (--eval-every %d) failed: %s",
+			ErrAborted, done, m.cfg.EvalEvery, why)
+	}
+	took := time.Since(start)
+	m.evalTime += took
+	if m.rec != nil {
+		m.rec.paused(took)
+	}
+	return nil
 }
 
 // dataTransport picks the data plane: plain TCP, which costs about two

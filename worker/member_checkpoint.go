@@ -68,7 +68,7 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 	next, _ := m.mach.Next()
 	// The throughput is the training's, as a single process reports it:
 	// the final checkpoint and the end's round trip do not count.
-	trainSeconds := time.Since(m.started).Seconds()
+	trainSeconds := (time.Since(m.started) - m.evalTime).Seconds()
 	samplesPerSecond := m.rec.samplesPerSecond()
 	m.rec.finish()
 	if _, err := m.save(ctl, gen, next); err != nil {
@@ -107,6 +107,7 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 			return nil, false, fmt.Errorf("evaluation: %w", err)
 		}
 		sum.Evaluation, sum.EvalSeconds = ev, time.Since(start).Seconds()
+		evaluated(m.o.Observer, t.TotalSteps(), ev)
 	}
 	sum.WallSeconds = time.Since(m.started).Seconds()
 	sum.PeakRSSBytes = PeakRSS()

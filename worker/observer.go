@@ -38,3 +38,18 @@ func saveFailed(o Observer, step int64, err error) {
 type RunObserver interface {
 	RunConfigured(cfg Config, params int)
 }
+
+// EvalObserver is an Observer that also wants the evaluations of the run:
+// those --eval-every runs during the training and the one at its end.
+type EvalObserver interface {
+	// Evaluated follows an evaluation of the parameters after done
+	// completed steps.
+	Evaluated(done int64, ev Evaluation)
+}
+
+// evaluated tells o of an evaluation, if it wants to know.
+func evaluated(o Observer, done int64, ev Evaluation) {
+	if e, ok := o.(EvalObserver); ok {
+		e.Evaluated(done, ev)
+	}
+}

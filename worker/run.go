@@ -199,8 +199,13 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 			if err := rec.evaluation(st, ev); err != nil {
 				return nil, err
 			}
-			log.Info("evaluated", "step", step+1, "zero_shot_top1", ev.ZeroShotTop1, "recall_i2t_at_1", ev.RecallI2TAt1, "linear_probe", ev.LinearProbeAccuracy)
-			trainStart = trainStart.Add(time.Since(evalStart))
+			if opt.Observer != nil {
+				evaluated(opt.Observer, step+1, ev)
+			}
+			logEvaluation(log, step+1, ev)
+			took := time.Since(evalStart)
+			trainStart = trainStart.Add(took)
+			rec.paused(took)
 		}
 	}
 	trainSeconds := time.Since(trainStart).Seconds()
@@ -237,6 +242,9 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 		}
 		sum.Evaluation = ev
 		sum.EvalSeconds = time.Since(evalStart).Seconds()
+		if opt.Observer != nil {
+			evaluated(opt.Observer, t.TotalSteps(), ev)
+		}
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
 	sum.PeakRSSBytes = PeakRSS()
@@ -425,6 +433,25 @@ func (r *recorder) evaluation(st StepStats, ev Evaluation) error {
 		Step: st.Step, Epoch: st.Epoch, Loss: st.Loss, LogitScale: st.LogitScale, LR: st.LR,
 		Time: float64(time.Now().UnixNano()) / 1e9, Workers: r.workers, Eval: &ev,
 	})
+}
+
+// paused takes d, the time the training stood still (an evaluation), out
+// of the throughput of the next metrics line and of the run.
+func (r *recorder) paused(d time.Duration) {
+	r.start = r.start.Add(d)
+	r.lastLog = r.lastLog.Add(d)
+}
+
+// logEvaluation logs the headline scores of the evaluation after done
+// completed steps.
+func logEvaluation(log *slog.Logger, done int64, ev Evaluation) {
+	score := func(p *float64) any { // a score not measured logs as n/a
+		if p == nil {
+			return "n/a"
+		}
+		return *p
+	}
+	log.Info("evaluated", "step", done, "zero_shot_top1", score(ev.ZeroShotTop1), "recall_i2t_at_1", score(ev.RecallI2TAt1), "linear_probe", ev.LinearProbeAccuracy)
 }
 
 func (r *recorder) finish() {}

@@ -92,7 +92,7 @@ func (c *coordinatorFlags) serveCoordinator(ctx context.Context, srv *coordinato
 		return func() {}, nil
 	}
 	reg := observe.NewRegistry()
-	co, err := observe.NewCoordinator(reg, srv, observe.CoordinatorOptions{Batch: cfg.Batch})
+	co, err := observe.NewCoordinator(reg, srv, observe.CoordinatorOptions{Batch: cfg.Batch, RunDir: cfg.Out})
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,9 @@ func runReport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "report of %d metrics lines: %s\n", rep.Lines, rep.HTML)
+	if rep.Evaluations > 0 {
+		fmt.Fprintf(stdout, "  %d evaluations plotted against the step in eval.png\n", rep.Evaluations)
+	}
 	if rep.Truncated > 0 {
 		fmt.Fprintf(stdout, "  dropped a torn last line of metrics.jsonl\n")
 	}

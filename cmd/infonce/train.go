@@ -55,7 +55,7 @@ func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.IntVar(&cfg.Chunk, "chunk", cfg.Chunk, "logit columns per chunk of the streamed loss")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random source of the run")
 	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "write a metrics line every N steps")
-	fs.IntVar(&cfg.EvalEvery, "eval-every", cfg.EvalEvery, "evaluate every N steps during a single-process run, into metrics.jsonl (0: only at the end)")
+	fs.IntVar(&cfg.EvalEvery, "eval-every", cfg.EvalEvery, "evaluate every N steps into metrics.jsonl, in one process or on rank 0 of several workers while the others wait (0: only at the end)")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "run directory: metrics.jsonl, summary.json, checkpoints/ (default runs/<UTC date-time>-<run id>, and runs/latest points at the newest)")
 }
 
