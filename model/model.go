@@ -8,8 +8,8 @@ import (
 	"github.com/infonce/infonce/gemm"
 )
 
-// Model is the pair of towers and the logit scale over one flat parameter
-// buffer P.W and one flat gradient buffer P.G.
+// Model is the towers, the logit scale (and bias) and an optional fusion
+// head over one flat parameter buffer P.W and one flat gradient buffer P.G.
 type Model[T gemm.Float] struct {
 	Cfg   Config
 	P     *Params[T]
