@@ -34,6 +34,12 @@ type Config struct {
 	ActionTower  string `json:"action_tower,omitempty"`
 	// ActionTemporal shapes the "temporal" action tower (zero for others).
 	ActionTemporal TemporalConfig `json:"action_temporal,omitzero"`
+	// Fusion adds a fusion head of that kind (FusionMLP) after the logit
+	// scale, which maps an image and an instruction embedding to one
+	// observation embedding (FusionHead); FusionHidden is its hidden width
+	// (0: 2·Dim). Empty: no head.
+	Fusion       string `json:"fusion,omitempty"`
+	FusionHidden int    `json:"fusion_hidden,omitempty"`
 	// ImageShape is the C×H×W of the ImageIn values of an image, for the
 	// towers that see images as images ("cnn", "vit"); zero means one
 	// channel of a square √ImageIn × √ImageIn.
@@ -96,6 +102,7 @@ func (c Config) Validate() error {
 			errs = append(errs, act.check(c)...)
 		}
 	}
+	errs = append(errs, c.checkFusion()...)
 	if c.Dim <= 0 {
 		errs = append(errs, fmt.Errorf("model: Config.Dim = %d, want > 0", c.Dim))
 	}
@@ -130,7 +137,11 @@ func (c Config) paramCount() (int, bool) {
 		}
 		n += m
 	}
-	return n, true
+	m, ok := c.fusionParams(limit)
+	if !ok || m > limit-n {
+		return limit, false
+	}
+	return n + m, true
 }
 
 // NumParams is the length of the flat parameter buffer of c, logit scale
@@ -156,6 +167,9 @@ func (c Config) clone() Config {
 	}
 	if c.Activation == "" {
 		c.Activation = ActReLU
+	}
+	if c.Fusion != "" {
+		c.FusionHidden = c.fusionHidden()
 	}
 	c.ImageTower = c.kindName(ModalityImage)
 	c.TextTower = c.kindName(ModalityText)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/infonce/infonce/gemm"
 )
@@ -33,6 +34,9 @@ const (
 	ModalityImage  = "image"
 	ModalityText   = "text"
 	ModalityAction = "action"
+	// ModalityFusion names the fusion head in Describe: not a tower, but
+	// parameters of the model like one.
+	ModalityFusion = "fusion"
 )
 
 // towerKind is what a kind of tower registers: its modality, the checks of
@@ -135,7 +139,8 @@ type TowerInfo struct {
 }
 
 // Describe lists the towers of a valid Config as a model built from it has
-// them; the logit scale, which no tower owns, is left out.
+// them, and the fusion head (modality ModalityFusion) when c has one; the
+// logit scale, which no tower owns, is left out.
 func (c Config) Describe() ([]TowerInfo, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -147,6 +152,19 @@ func (c Config) Describe() ([]TowerInfo, error) {
 		n, s := l.n, len(l.segs)
 		c.kind(side).declare(c, l)
 		out = append(out, TowerInfo{Modality: side, Kind: c.kindName(side), Params: l.n - n, Segments: l.segs[s:]})
+	}
+	if c.Fusion != "" {
+		// The fusion head comes after the logit scale: its offsets are
+		// those of the whole layout.
+		var segs []Segment
+		n := 0
+		for _, s := range layoutOf(c).segs {
+			if strings.HasPrefix(s.Name, "fusion.") {
+				segs = append(segs, s)
+				n += s.Len
+			}
+		}
+		out = append(out, TowerInfo{Modality: ModalityFusion, Kind: c.Fusion, Params: n, Segments: segs})
 	}
 	return out, nil
 }

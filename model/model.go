@@ -8,8 +8,8 @@ import (
 	"github.com/infonce/infonce/gemm"
 )
 
-// Model is the pair of towers and the logit scale over one flat parameter
-// buffer P.W and one flat gradient buffer P.G.
+// Model is the towers, the logit scale (and bias) and an optional fusion
+// head over one flat parameter buffer P.W and one flat gradient buffer P.G.
 type Model[T gemm.Float] struct {
 	Cfg   Config
 	P     *Params[T]
@@ -23,6 +23,11 @@ type Model[T gemm.Float] struct {
 	// LogitBias is the index of the logit bias b after it (SigLIP's), or
 	// −1 without Config.LogitBias.
 	LogitBias int
+	// Fusion is the fusion head of Config.Fusion, after the logit scale
+	// and bias, its parameters one run from FusionOff; nil (FusionOff −1)
+	// without one.
+	Fusion    *FusionHead[T]
+	FusionOff int
 }
 
 // pcgStream is the second word of the PCG state of the initialisation, so
@@ -133,6 +138,20 @@ func assemble[T gemm.Float](cfg Config, p *Params[T]) *Model[T] {
 	if cfg.LogitBias {
 		c.next(LogitBiasName)
 		m.LogitBias = p.Segments[c.i-1].Off
+	}
+	m.FusionOff = -1
+	if cfg.Fusion != "" {
+		// The head's four segments are one run of the buffer.
+		off, n := p.Segments[c.i].Off, 0
+		for _, name := range []string{FusionFC1Name + ".weight", FusionFC1Name + ".bias", FusionFC2Name + ".weight", FusionFC2Name + ".bias"} {
+			w, _ := c.next(name)
+			n += len(w)
+		}
+		var g []T
+		if p.G != nil {
+			g = p.G[off : off+n : off+n]
+		}
+		m.Fusion, m.FusionOff = newFusionHead(cfg, p.W[off:off+n:off+n], g), off
 	}
 	if c.i != len(p.Segments) {
 		panic(fmt.Sprintf("model: layout has %d segments, wired %d", len(p.Segments), c.i))

@@ -103,7 +103,8 @@ const LogitBiasName = "logit_bias"
 const LogitScaleName = "logit_scale"
 
 // layoutOf lists the segments of a valid configuration in buffer order:
-// the image tower, the text tower (if any), then the logit scale.
+// the image tower, the text tower (if any), the action tower (if any), the
+// logit scale, the logit bias (if any), then the fusion head (if any).
 func layoutOf(c Config) *layout {
 	l := &layout{}
 	for _, side := range c.sides() {
@@ -113,6 +114,7 @@ func layoutOf(c Config) *layout {
 	if c.LogitBias {
 		l.add(LogitBiasName, 1, true, initSpec{kind: initLogitBias})
 	}
+	declareFusion(c, l)
 	return l
 }
 

@@ -123,6 +123,10 @@ func torchShapes(c Config) map[string][]int {
 		})
 		linear("image.proj", c.CNN.Width<<(c.CNN.Stages-1), c.Dim)
 	}
+	if c.Fusion != "" {
+		linear(FusionFC1Name, 2*c.Dim, c.FusionHidden)
+		linear(FusionFC2Name, c.FusionHidden, c.Dim)
+	}
 	if c.TextVocab == 0 {
 		return sh
 	}

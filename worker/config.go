@@ -83,6 +83,9 @@ type Config struct {
 	// TriWeights are the weights of the image–text, image–action and
 	// text–action losses of --objective tri (zero: 1, 1, 1).
 	TriWeights [3]float64 `json:"tri_weights,omitzero"`
+	// FusionHidden is the hidden width of the fusion head of --objective
+	// vla, which fuses the image and instruction embeddings (0: 2·Dim).
+	FusionHidden int `json:"fusion_hidden,omitempty"`
 	// SigLIPBiasInit is the initial logit bias b0 of --objective siglip
 	// (0: −10).
 	SigLIPBiasInit float64 `json:"siglip_bias_init,omitempty"`
@@ -238,6 +241,9 @@ func (c Config) Validate() error {
 	if c.ActionWidth < 0 || c.ActionKernel < 0 || c.ActionKernel%2 == 0 && c.ActionKernel != 0 {
 		errs = append(errs, fmt.Errorf("--action-width %d, --action-kernel %d: want a positive width and an odd kernel (0: defaults)", c.ActionWidth, c.ActionKernel))
 	}
+	if c.FusionHidden < 0 {
+		errs = append(errs, fmt.Errorf("--fusion-hidden %d: must not be negative (0: twice --dim)", c.FusionHidden))
+	}
 	for _, w := range c.TriWeights {
 		if !(w >= 0) || math.IsInf(w, 0) {
 			errs = append(errs, fmt.Errorf("--tri-weights %v: weights must be finite and not negative", c.TriWeights))
@@ -319,6 +325,9 @@ func (c Config) Fingerprint() string {
 	}
 	if c.MaxPerEpisode > 0 {
 		fmt.Fprintf(&b, " max_per_episode=%d", c.MaxPerEpisode)
+	}
+	if c.FusionHidden > 0 {
+		fmt.Fprintf(&b, " fusion_hidden=%d", c.FusionHidden)
 	}
 	// The image views' shape joins it for the sources that have them.
 	if o := c.DataOptions; o.ImageSize != 0 || o.ImageChannels != 0 {

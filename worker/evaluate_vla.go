@@ -17,7 +17,8 @@ const maxVLARows = 2000
 
 // evaluateVLA scores the retrieval of actions and instructions on the
 // validation rows (their first maxVLARows): the fused query of an image u
-// and its instruction v, (u+v)/‖u+v‖, against the embeddings w of every
+// and its instruction v (the model's fusion head f(u, v) when it has one,
+// else (u+v)/‖u+v‖; see observations), against the embeddings w of every
 // row's action chunk (the hit is the row's own chunk); and the fused
 // (u+w)/‖u+w‖ against every distinct instruction (the hit is the row's).
 // The action chunks of the validation data are normalised with the
@@ -76,7 +77,11 @@ func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *ev
 	if err != nil {
 		return err
 	}
-	ranksA := ranks(fused(u[:n*d], v, d), w, d, func(r int) int { return r })
+	obs, err := observations(ctx, m, u[:n*d], v, d)
+	if err != nil {
+		return err
+	}
+	ranksA := ranks(obs, w, d, func(r int) int { return r })
 	ranksI := ranks(fused(u[:n*d], w, d), vs, d, func(r int) int { return target[r] })
 	at := func(rs []int, k int) *float64 {
 		c := 0
@@ -172,8 +177,16 @@ func (t *Trainer[T]) actionRegression(ctx context.Context, m *model.Model[T], va
 		}
 		return x, y
 	}
-	trX, trY := targets(t.actions, train.index, fused(tu, tv, d), train.n)
-	teX, teY := targets(vt, val.index, fused(u[:n*d], v, d), n)
+	trObs, err := observations(ctx, m, tu[:train.n*d], tv, d)
+	if err != nil {
+		return err
+	}
+	teObs, err := observations(ctx, m, u[:n*d], v, d)
+	if err != nil {
+		return err
+	}
+	trX, trY := targets(t.actions, train.index, trObs, train.n)
+	teX, teY := targets(vt, val.index, teObs, n)
 	if len(trY) == 0 || len(teY) == 0 {
 		return nil
 	}
@@ -196,6 +209,30 @@ func (t *Trainer[T]) actionRegression(ctx context.Context, m *model.Model[T], va
 		ev.ActionR2 = &mean
 	}
 	return nil
+}
+
+// observations returns the observation embeddings of images u and their
+// instructions v (n×d each): the model's fusion head f(u, v) when it has
+// one (a vla run, whose actions were trained against f), and the
+// parameter-free (u+v)/‖u+v‖ of fused otherwise.
+func observations[T gemm.Float](ctx context.Context, m *model.Model[T], u, v []T, d int) ([]T, error) {
+	if m.Fusion == nil {
+		return fused(u, v, d), nil
+	}
+	n := len(u) / d
+	out := make([]T, n*d)
+	for lo := 0; lo < n; lo += evalBatch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+evalBatch, n)
+		f, err := m.Fusion.Forward(u[lo*d:hi*d], v[lo*d:hi*d], hi-lo)
+		if err != nil {
+			return nil, fmt.Errorf("fuse observations: %w", err)
+		}
+		copy(out[lo*d:hi*d], f)
+	}
+	return out, nil
 }
 
 // fused returns the unit vectors (a_i + b_i)/‖a_i + b_i‖ of two n×d sets.

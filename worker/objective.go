@@ -27,8 +27,9 @@ import (
 // key encoder), committer (state updated once the step is known to be
 // finite, such as MoCo's queue), updater (state that follows the
 // parameters after the update, such as MoCo's momentum encoder),
-// initializer (state built from the model) and Stateful (state that goes
-// into checkpoints).
+// initializer (state built from the model), Stateful (state that goes
+// into checkpoints), fuser (a fusion head in the model) and paramGrader
+// (the gradient of parameters the objective owns in the model).
 type Objective[T gemm.Float] interface {
 	// Views lists the views the objective needs, in the order Loss finds
 	// them in LossInput.Views. The views a tower encodes come first among
@@ -102,6 +103,25 @@ func (in *LossInput[T]) TowerInput(modality string) model.Batch[T] { return in.t
 // Result.DB.
 type biased interface {
 	InitLogitBias() float64
+}
+
+// fuser is an objective that needs a fusion head in the model
+// (model.Config.Fusion): of that kind and hidden width (0: the model's
+// default).
+type fuser interface {
+	Fusion() (kind string, hidden int)
+}
+
+// paramGrader is an objective with parameters of its own in the model's
+// flat buffer (a fusion head) whose gradient it computes in Loss. Step
+// clears P.G concurrently with the forward phase and Loss
+// (finishZeroGrad), so Loss cannot write there: it keeps the gradient,
+// and Step calls AddParamGrad(P.G) once the clearing is over, before the
+// towers' backward passes and before the reduction begins (the head's
+// segments come after the logit scale, which the overlapped reduction
+// takes as final first).
+type paramGrader[T gemm.Float] interface {
+	AddParamGrad(g []T)
 }
 
 // viewEncoder is an objective that encodes inputs of its own in the

@@ -75,8 +75,8 @@ func (t *Trainer[T]) startReduce(ctx context.Context, comm Comm[T], lossShare T,
 	}
 	t.Model.SetGradReady(t.gradReady)
 	r.add(n, model.GradTail)
-	// The scalars after the towers (the logit scale, and a logit bias),
-	// final already.
+	// The scalars after the towers (the logit scale, and a logit bias)
+	// and a fusion head's gradient (paramGrader), final already.
 	ls := t.Model.LogitScale
 	t.handOver(t.Model.P.G[ls:])
 	return true

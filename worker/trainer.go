@@ -392,6 +392,9 @@ func (t *Trainer[T]) modelConfig() (model.Config, error) {
 	if o, ok := t.Obj.(biased); ok {
 		mc.LogitBias, mc.InitLogitBias = true, o.InitLogitBias()
 	}
+	if o, ok := t.Obj.(fuser); ok {
+		mc.Fusion, mc.FusionHidden = o.Fusion()
+	}
 	mc.ImageTower = cfg.ImageTower
 	mc.TextTower = cfg.TextTower
 	mc.CNN, mc.ViT, mc.Transformer = cfg.CNN, cfg.ViT, cfg.TextTransformer
@@ -536,6 +539,9 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	}
 	if t.Model.LogitBias >= 0 {
 		p.G[t.Model.LogitBias] = res.DB
+	}
+	if o, ok := t.Obj.(paramGrader[T]); ok {
+		o.AddParamGrad(p.G)
 	}
 	if t.faultHook != nil {
 		t.faultHook(step, p.G)
