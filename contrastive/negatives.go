@@ -31,8 +31,8 @@ import (
 // is the debiased estimator g(x, {u_i}, {v_i}) of L^{N,M}_Debiased
 // (Chuang et al. 2020, §3), whose floor e^{−1/t} is e^{−s} here, the
 // least e^{x} can be (cos = −1). With β = 0 and τ⁺ = 0, n·g = Σ_{j∈N}
-// e^{x_j} (the floor never binds for unit vectors) and ℓ is the plain
-// InfoNCE term lse_j x_j − lse_{j∈P} x_j.
+// e^{x_j} (for unit vectors the floor binds only when every negative has
+// cos = −1) and ℓ is the plain InfoNCE term lse_j x_j − lse_{j∈P} x_j.
 //
 // Since everything is a function of the logits and of s, dℓ/dt =
 // Σ_j (dℓ/dx_j)·x_j, plus, when the floor binds, the floor's own
