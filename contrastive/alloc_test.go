@@ -72,4 +72,16 @@ func testNoAlloc[T gemm.Float](t *testing.T) {
 		check("MoCo", func() error { _, err := m.Compute(ctx, Single{}, mi); return err })
 		check("Enqueue", func() error { return m.Enqueue(ctx, Single{}, v, d, counts) })
 	}
+	// Hard and debiased negatives keep their terms in reused buffers too.
+	g := Negatives{Beta: 1, TauPlus: 0.1}
+	for _, mask := range []bool{false, true} {
+		c := CLIP[T]{Chunk: chunk, MaskFalseNegatives: mask, Negatives: g}
+		in := CLIPInput[T]{U: u, V: v, D: d, Counts: counts, Scale: 10, IDs: ids, DU: du, DV: dv}
+		check("CLIP negatives", func() error { _, err := c.Compute(ctx, Single{}, in); return err })
+	}
+	ng := NTXent[T]{Chunk: chunk, Negatives: g}
+	check("NTXent negatives", func() error { _, err := ng.Compute(ctx, Single{}, nin); return err })
+	mg := MoCo[T]{Queue: NewQueue[T](96, d, 1), Symmetric: true, Chunk: chunk, Negatives: g}
+	mgi := MoCoInput[T]{Q1: u, K2: v, Q2: v, K1: u, D: d, Counts: counts, Scale: 10, DQ1: du, DQ2: dv}
+	check("MoCo negatives", func() error { _, err := mg.Compute(ctx, Single{}, mgi); return err })
 }

@@ -33,6 +33,11 @@ type CLIP[T gemm.Float] struct {
 	// positive: the row loss is lse_j S_ij − lse_{j∈P(i)} S_ij with
 	// P(i) = {j : id_j = id_i}, and likewise for columns.
 	MaskFalseNegatives bool
+	// Negatives reweights the negatives of both directions (hard
+	// negatives, debiasing); the zero value is plain InfoNCE. Under
+	// MaskFalseNegatives the positives P(i) are every column with the
+	// row's id, and only the others are negatives.
+	Negatives Negatives
 
 	uvl    []T       // local rows of U and V side by side: b×2d, row i = [u_i | v_i]
 	uvg    []T       // gathered rows of U and V side by side: B×2d
@@ -46,6 +51,9 @@ type CLIP[T gemm.Float] struct {
 	lse32  []float32 // float32 only: the gathered statistics, ns×B (statistic-major)
 	buf32  []float32 // float32 only: one row of G
 	bc     []int     // byte counts
+	nacc   []negAcc  // Negatives only: sums of the owned rows and columns: 2b
+	nt     []float64 // Negatives only: terms of the owned rows and columns: b×2·ngWidth
+	gnt    []float64 // Negatives only: gathered terms: B×2·ngWidth
 }
 
 // CLIPInput holds one rank's part of a CLIP step.
@@ -125,6 +133,9 @@ func (c *CLIP[T]) Compute(ctx context.Context, coll Collective, in CLIPInput[T])
 		}
 		ids = c.ids
 	}
+	if c.Negatives.On() {
+		return c.computeNegatives(ctx, coll, l, in, chunk, ids)
+	}
 
 	// Pass 1: log-sum-exps of the owned rows and owned columns.
 	if err := c.localStats(ctx, l, in, chunk, ns, ids, keep); err != nil {
@@ -170,6 +181,9 @@ func (c *CLIP[T]) check(l layout, in CLIPInput[T]) error {
 		if err := checkLen("IDs", in.IDs, l.b, 1); err != nil {
 			return err
 		}
+	}
+	if err := c.Negatives.Validate(); err != nil {
+		return err
 	}
 	return checkScale(in.Scale)
 }

@@ -50,6 +50,21 @@
 // identical on every rank, so its loss needs no communication; Enqueue
 // all-gathers the keys so that every rank pushes the same B keys.
 //
+// # Hard and debiased negatives
+//
+// CLIP (both directions), NTXent and MoCo (the queue's keys) take a
+// Negatives: the hard-negative reweighting of Robinson et al. 2021
+// (negatives importance-weighted by e^{β·x}, x the logit, normalised over
+// the negatives) and the debiased estimator of Chuang et al. 2020 (class
+// prior τ⁺, clamped at e^{−s}). An anchor's loss then needs, beside the
+// sum over its positives, two sums over the global negatives, Σ e^{(1+β)x}
+// and Σ e^{βx}; they are accumulated in the same streamed pass as the
+// log-sum-exps, each rank turns those of its own anchors into the few
+// per-anchor terms of the gradient, and these are all-gathered where the
+// plain objective gathers its log-sum-exps, so K ranks still equal one.
+// Under false-negative masking, every row with the anchor's id is a
+// positive and never a negative. The zero Negatives runs the plain code.
+//
 // # Precision
 //
 // Float64 objectives use math.Exp and float64 sums throughout (the exact

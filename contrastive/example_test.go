@@ -51,3 +51,31 @@ func ExampleNTXent() {
 	// Output:
 	// loss 1.609438, ln 5 = 1.609438
 }
+
+// The embeddings of ExampleCLIP at temperature 0.5 with reweighted
+// negatives: hard-negative weights e^{β·x} give the closest negatives more
+// weight, and the debiased estimator takes τ⁺·Pos out of the negatives'
+// mass as the share of same-class samples among them (at temperature 0.07
+// the positives are so far ahead that it would hit its floor e^{−s}).
+func ExampleNegatives() {
+	u := []float64{1, 0, 0, 1, -1, 0, 0, -1}
+	v := []float64{0.8, 0.6, -0.6, 0.8, -0.8, -0.6, 0.6, -0.8}
+	for _, g := range []contrastive.Negatives{{}, {Beta: 0.1}, {TauPlus: 0.05}, {Beta: 0.1, TauPlus: 0.05}} {
+		in := contrastive.CLIPInput[float64]{
+			U: u, V: v, D: 2, Counts: []int{4}, Scale: 1 / 0.5,
+			DU: make([]float64, len(u)), DV: make([]float64, len(v)),
+		}
+		clip := contrastive.CLIP[float64]{Negatives: g}
+		res, err := clip.Compute(context.Background(), contrastive.Single{}, in)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("β %.1f τ⁺ %.2f: loss %.4f\n", g.Beta, g.TauPlus, res.Loss)
+	}
+	// Output:
+	// β 0.0 τ⁺ 0.00: loss 0.5720
+	// β 0.1 τ⁺ 0.00: loss 0.6333
+	// β 0.0 τ⁺ 0.05: loss 0.5036
+	// β 0.1 τ⁺ 0.05: loss 0.5723
+}

@@ -103,6 +103,9 @@ type MoCo[T gemm.Float] struct {
 	// Chunk is the number of queue keys whose logits are held at once
 	// (DefaultChunk if 0).
 	Chunk int
+	// Negatives reweights the queue's negatives of every query (hard
+	// negatives, debiasing); the zero value is plain MoCo.
+	Negatives Negatives
 
 	tile []T       // b×chunk logits, then probabilities
 	accM []float64 // running maxima: b
@@ -111,6 +114,8 @@ type MoCo[T gemm.Float] struct {
 	pos  []float64 // positive logits: b
 	keys []T       // gathered keys for Enqueue: B×d
 	bc   []int
+	nacc []negAcc  // Negatives only: sums of the local queries: b
+	nt   []float64 // Negatives only: terms of the local queries: b×ngWidth
 }
 
 // MoCoInput holds one rank's part of a MoCo step.
@@ -155,6 +160,9 @@ func (m *MoCo[T]) Compute(ctx context.Context, coll Collective, in MoCoInput[T])
 	if err := checkScale(in.Scale); err != nil {
 		return res, fmt.Errorf("moco: %w", err)
 	}
+	if err := m.Negatives.Validate(); err != nil {
+		return res, fmt.Errorf("moco: %w", err)
+	}
 	chunk, err := chunkOf(m.Chunk, m.Queue.size)
 	if err != nil {
 		return res, fmt.Errorf("moco: %w", err)
@@ -194,6 +202,9 @@ func (m *MoCo[T]) contrast(ctx context.Context, q, k, dq []T, d, b, chunk int, s
 		// The positive logit, rounded to T like the other logits.
 		m.pos[i] = float64(T(float64(s) * dot))
 		m.accM[i], m.accZ[i] = m.pos[i], 1
+	}
+	if m.Negatives.On() {
+		return m.contrastNegatives(ctx, q, k, dq, d, b, chunk, s, weight)
 	}
 	for c0 := 0; c0 < K; c0 += chunk {
 		if err := ctx.Err(); err != nil {

@@ -24,6 +24,9 @@ type NTXent[T gemm.Float] struct {
 	// Chunk is the number of columns of the logit matrix held at once
 	// (DefaultChunk if 0).
 	Chunk int
+	// Negatives reweights the 2B−2 negatives of every anchor (hard
+	// negatives, debiasing); the zero value is plain NT-Xent.
+	Negatives Negatives
 
 	zl     []T       // local views side by side: b×2d, row i = [z1_i | z2_i]
 	zg     []T       // gathered views side by side: B×2d, that is 2B×d in view order
@@ -36,6 +39,9 @@ type NTXent[T gemm.Float] struct {
 	lse32  []float32 // float32 only: lse of every view m in view order: 2B
 	buf32  []float32 // float32 only: one row of coefficients
 	bc     []int
+	nacc   []negAcc  // Negatives only: sums of the local anchors, view order: 2b
+	nt     []float64 // Negatives only: terms of the local anchors: 2b×ngWidth
+	gnt    []float64 // Negatives only: gathered terms: 2B×ngWidth
 }
 
 // NTXentInput holds one rank's part of an NT-Xent step.
@@ -78,6 +84,9 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 	if err := checkScale(in.Scale); err != nil {
 		return res, fmt.Errorf("ntxent: %w", err)
 	}
+	if err := n.Negatives.Validate(); err != nil {
+		return res, fmt.Errorf("ntxent: %w", err)
+	}
 	d, b, B, s := in.D, l.b, l.B, in.Scale
 	N := 2 * B // number of views
 	chunk, err := chunkOf(n.Chunk, N)
@@ -117,6 +126,9 @@ func (n *NTXent[T]) Compute(ctx context.Context, coll Collective, in NTXentInput
 		gemm.Gemm(false, true, b, w, d, s, in.Z1, d, n.zg[c0*d:], d, 0, tile[:b*w], w)
 		gemm.Gemm(false, true, b, w, d, s, in.Z2, d, n.zg[c0*d:], d, 0, tile[b*w:], w)
 		return tile
+	}
+	if n.Negatives.On() {
+		return n.computeNegatives(ctx, coll, l, in, chunk, anchor, fill)
 	}
 
 	// Pass 1: lse_{m≠a} S_am for the owned anchors.

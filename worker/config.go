@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/infonce/infonce/allreduce"
+	"github.com/infonce/infonce/contrastive"
 	"github.com/infonce/infonce/model"
 )
 
@@ -114,7 +115,12 @@ type Config struct {
 	// MaskField is the id field whose equal values make two rows
 	// positives of each other rather than negatives, with
 	// MaskFalseNegatives: caption (the default), label, task or episode.
-	MaskField     string  `json:"mask_field,omitempty"`
+	MaskField string `json:"mask_field,omitempty"`
+	// HardNegatives is β of the hard-negative reweighting of Robinson et
+	// al. 2021 and Debias τ⁺ of the debiased loss of Chuang et al. 2020
+	// (contrastive.Negatives), for clip, simclr and moco; 0 is off.
+	HardNegatives float64 `json:"hard_negatives,omitempty"`
+	Debias        float64 `json:"debias,omitempty"`
 	MoCoMomentum  float64 `json:"moco_momentum"`
 	MoCoQueue     int     `json:"moco_queue"`
 	MoCoSymmetric bool    `json:"moco_symmetric"`
@@ -261,6 +267,11 @@ func (c Config) Validate() error {
 	if c.TCNWindow < 0 || !(c.TCNWeight >= 0) || math.IsInf(c.TCNWeight, 0) {
 		errs = append(errs, fmt.Errorf("--tcn-window %d / --tcn-weight %g: must not be negative", c.TCNWindow, c.TCNWeight))
 	}
+	if err := c.negatives().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--hard-negatives %g / --debias %g: %w", c.HardNegatives, c.Debias, err))
+	} else if c.negatives().On() && !slices.Contains(negativesObjectives, c.Objective) {
+		errs = append(errs, fmt.Errorf("--hard-negatives / --debias: reweighted or debiased negatives apply to the InfoNCE objectives %v, not to --objective %s", negativesObjectives, c.Objective))
+	}
 	if c.EvalEvery < 0 {
 		errs = append(errs, fmt.Errorf("--eval-every %d: must not be negative", c.EvalEvery))
 	}
@@ -287,6 +298,17 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-every %d: must be at least 1", c.LogEvery))
 	}
 	return errors.Join(errs...)
+}
+
+// negativesObjectives are the objectives that take --hard-negatives and
+// --debias: those with a softmax over negatives (CLIP both ways, NT-Xent,
+// MoCo's queue).
+var negativesObjectives = []string{CLIP, SimCLR, MoCo}
+
+// negatives is the reweighting of the negatives that --hard-negatives and
+// --debias set.
+func (c Config) negatives() contrastive.Negatives {
+	return contrastive.Negatives{Beta: c.HardNegatives, TauPlus: c.Debias}
 }
 
 func (c Config) tcnWindow() int { return cmp.Or(c.TCNWindow, 4) }
@@ -322,6 +344,12 @@ func (c Config) Fingerprint() string {
 	}
 	if c.TCNWeight > 0 {
 		fmt.Fprintf(&b, " tcn=%g", c.TCNWeight)
+	}
+	if c.HardNegatives != 0 {
+		fmt.Fprintf(&b, " hard_negatives=%g", c.HardNegatives)
+	}
+	if c.Debias != 0 {
+		fmt.Fprintf(&b, " debias=%g", c.Debias)
 	}
 	if c.MaxPerEpisode > 0 {
 		fmt.Fprintf(&b, " max_per_episode=%d", c.MaxPerEpisode)

@@ -13,6 +13,8 @@ import (
 // caption (contrastive.CLIP): views image and text.
 // With --tcn-weight λ > 0 it adds λ times the time-contrastive loss of
 // tcnObjective, over a third view: a nearby frame of each image's episode.
+// --hard-negatives and --debias reweight the negatives of CLIP's two
+// directions, not those of the time-contrastive term.
 type clipObjective[T gemm.Float] struct {
 	loss contrastive.CLIP[T]
 	tcn  *tcnObjective[T] // nil without --tcn-weight
@@ -21,7 +23,7 @@ type clipObjective[T gemm.Float] struct {
 }
 
 func newCLIP[T gemm.Float](cfg Config) (Objective[T], error) {
-	o := &clipObjective[T]{loss: contrastive.CLIP[T]{Chunk: cfg.Chunk, MaskFalseNegatives: cfg.MaskFalseNegatives}}
+	o := &clipObjective[T]{loss: contrastive.CLIP[T]{Chunk: cfg.Chunk, MaskFalseNegatives: cfg.MaskFalseNegatives, Negatives: cfg.negatives()}}
 	if cfg.TCNWeight > 0 {
 		o.tcn, o.lam = &tcnObjective[T]{loss: contrastive.NTXent[T]{Chunk: cfg.Chunk}}, T(cfg.TCNWeight)
 	}
@@ -110,7 +112,7 @@ type simCLRObjective[T gemm.Float] struct {
 }
 
 func newSimCLR[T gemm.Float](cfg Config) (Objective[T], error) {
-	return &simCLRObjective[T]{loss: contrastive.NTXent[T]{Chunk: cfg.Chunk}}, nil
+	return &simCLRObjective[T]{loss: contrastive.NTXent[T]{Chunk: cfg.Chunk, Negatives: cfg.negatives()}}, nil
 }
 
 func (*simCLRObjective[T]) Views() []ViewSpec {

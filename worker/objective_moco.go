@@ -33,7 +33,7 @@ type mocoObjective[T gemm.Float] struct {
 func newMoCo[T gemm.Float](cfg Config) (Objective[T], error) {
 	q := contrastive.NewQueue[T](cfg.moCoQueue(), cfg.Dim, cfg.Seed^0x9e3779b97f4a7c15)
 	return &mocoObjective[T]{
-		loss:     contrastive.MoCo[T]{Queue: q, Symmetric: cfg.MoCoSymmetric, Chunk: cfg.Chunk},
+		loss:     contrastive.MoCo[T]{Queue: q, Symmetric: cfg.MoCoSymmetric, Chunk: cfg.Chunk, Negatives: cfg.negatives()},
 		momentum: T(cfg.MoCoMomentum),
 	}, nil
 }

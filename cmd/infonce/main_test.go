@@ -111,6 +111,8 @@ func TestBadInputIsAClearError(t *testing.T) {
 		{[]string{"train", "--objective", "moco", "--moco-queue", "100"}, 2, "--moco-queue"},
 		{[]string{"train", "--data", "idx:/nonexistent"}, 1, "/nonexistent"},
 		{[]string{"train", "--frobnicate"}, 2, "frobnicate"},
+		{[]string{"train", "--objective", "siglip", "--hard-negatives", "1"}, 2, "--hard-negatives"},
+		{[]string{"train", "--debias", "1"}, 2, "--debias 1"},
 		{[]string{"fly"}, 2, "unknown command"},
 		{[]string{"checkpoint", "verify", "/nonexistent"}, 1, "/nonexistent"},
 	} {

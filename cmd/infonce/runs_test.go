@@ -198,3 +198,38 @@ func TestCoordinatorRefusesAnotherRunsOut(t *testing.T) {
 		t.Errorf("checkpoints %v after the refusal, before %v", after, before)
 	}
 }
+
+// TestNegativesFlagsRecordedAndResumed: --hard-negatives and --debias go
+// into the checkpoint's configuration; a resume with the same flags goes
+// on, one that drops them is refused as another run.
+func TestNegativesFlagsRecordedAndResumed(t *testing.T) {
+	out := t.TempDir()
+	flags := []string{"--hard-negatives", "0.5", "--debias", "0.1"}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), append([]string{"train", "--no-eval"}, small(out, flags...)...), &stdout, &stderr); code != 0 {
+		t.Fatalf("train exited %d: %s", code, stderr.String())
+	}
+	dirs, _ := rundir.Checkpoints(out)
+	if len(dirs) == 0 {
+		t.Fatal("no checkpoint")
+	}
+	stdout.Reset()
+	if code := run(context.Background(), []string{"checkpoint", "inspect", dirs[len(dirs)-1]}, &stdout, &stderr); code != 0 {
+		t.Fatalf("inspect exited %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{`hard_negatives`, `debias`} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("the checkpoint's configuration lacks %s:\n%s", want, stdout.String())
+		}
+	}
+	stderr.Reset()
+	code := run(context.Background(), append([]string{"train", "--no-eval"}, small(out, "--steps", "6", "--resume", "latest")...), &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "hard_negatives=0.5") {
+		t.Errorf("resume without the flags exited %d: %s", code, stderr.String())
+	}
+	stderr.Reset()
+	code = run(context.Background(), append([]string{"train", "--no-eval"}, small(out, append(flags, "--steps", "6", "--resume", "latest")...)...), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("resume with the same flags exited %d: %s", code, stderr.String())
+	}
+}

@@ -49,6 +49,8 @@ func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.StringVar(&cfg.Activation, "activation", cfg.Activation, "activation: relu or gelu")
 	fs.BoolVar(&cfg.LayerNorm, "layer-norm", cfg.LayerNorm, "LayerNorm before each hidden activation")
 	fs.Var(maskFlag{cfg}, "mask-false-negatives", "pairs with the same id count as positives, not negatives: alone, the caption's; =label, =task or =episode for those fields")
+	fs.Float64Var(&cfg.HardNegatives, "hard-negatives", cfg.HardNegatives, "clip, simclr, moco: weigh each negative by exp(β·logit), normalised over the negatives (hard negatives of Robinson et al. 2021); β, 0: off")
+	fs.Float64Var(&cfg.Debias, "debias", cfg.Debias, "clip, simclr, moco: debiased contrastive loss with class prior τ+ in [0, 1) (Chuang et al. 2020); 0: off")
 	fs.Float64Var(&cfg.MoCoMomentum, "moco-momentum", cfg.MoCoMomentum, "moco: momentum m of the key encoder")
 	fs.IntVar(&cfg.MoCoQueue, "moco-queue", cfg.MoCoQueue, "moco: queue size, a multiple of --batch (0: 8 batches)")
 	fs.BoolVar(&cfg.MoCoSymmetric, "moco-symmetric", cfg.MoCoSymmetric, "moco: symmetrised loss ½[ctr(q1,k2)+ctr(q2,k1)] (v3 style)")
