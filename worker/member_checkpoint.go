@@ -107,6 +107,11 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 			return nil, false, fmt.Errorf("evaluation: %w", err)
 		}
 		sum.Evaluation, sum.EvalSeconds = ev, time.Since(start).Seconds()
+		if ev.VLAPlots != nil {
+			if err := rundir.WriteVLAEval(m.cfg.Out, ev.VLAPlots); err != nil {
+				return nil, false, err
+			}
+		}
 	}
 	sum.WallSeconds = time.Since(m.started).Seconds()
 	sum.PeakRSSBytes = PeakRSS()

@@ -237,6 +237,11 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 		}
 		sum.Evaluation = ev
 		sum.EvalSeconds = time.Since(evalStart).Seconds()
+		if ev.VLAPlots != nil {
+			if err := rundir.WriteVLAEval(cfg.Out, ev.VLAPlots); err != nil {
+				return nil, err
+			}
+		}
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
 	sum.PeakRSSBytes = PeakRSS()
