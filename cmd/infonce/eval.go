@@ -41,12 +41,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "  zero-shot         top-1 %s  top-5 %s\n", pct(ev.ZeroShotTop1), pct(ev.ZeroShotTop5))
 	fmt.Fprintf(stdout, "  retrieval R@1     image→text %s  text→image %s\n", pct(ev.RecallI2TAt1), pct(ev.RecallT2IAt1))
 	fmt.Fprintf(stdout, "  linear probe      %s (raw pixels %s)\n", pct(&ev.LinearProbeAccuracy), pct(&ev.PixelProbeAccuracy))
-	if ev.ActionRecallAt5 != nil {
-		fmt.Fprintf(stdout, "  action retrieval  R@1 %s  R@5 %s (chance %s)  instruction R@1 %s\n",
-			pct(ev.ActionRecallAt1), pct(ev.ActionRecallAt5), pct(ev.ActionChanceAt5), pct(ev.InstructionRecallAt1))
-	}
-	if ev.TaskZeroShotTop1 != nil {
-		fmt.Fprintf(stdout, "  task family       zero-shot %s  linear probe %s\n", pct(ev.TaskZeroShotTop1), pct(ev.TaskProbeAccuracy))
-	}
+	printVLA(stdout, &ev)
 	return nil
 }
