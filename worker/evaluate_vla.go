@@ -21,7 +21,11 @@ const maxVLARows = 2000
 // row's action chunk (the hit is the row's own chunk); and the fused
 // (u+w)/‖u+w‖ against every distinct instruction (the hit is the row's).
 // The action chunks of the validation data are normalised with the
-// training data's quantiles.
+// training data's quantiles. It also fits the ridge probe of the actions
+// (actionRegression), scores the recognition of the task family when the
+// data has a tasks.json (evaluateTasks), measures the temporal consistency
+// of each episode's frames, and keeps the R@k curves and the PCA of the
+// image embeddings for vla_eval.json (ev.VLAPlots).
 func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *evalSet[T], u []T, ev *Evaluation) error {
 	d := t.Cfg.Dim
 	n := min(val.n, maxVLARows)
