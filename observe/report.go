@@ -108,8 +108,11 @@ func reportPlots() []plotSpec {
 // WriteReport renders runDir's metrics.jsonl into PNG plots (loss, logit
 // scale, learning rate, samples per second, gradient norm, step-time
 // breakdown, and eval.png, the evaluation scores against the step, when the
-// run evaluated during its training: --eval-every) and report.html, a one-page summary with the fields of
-// summary.json (when the run wrote one), into outDir ("" : runDir/report).
+// run evaluated during its training: --eval-every), and, when the run has a
+// vla_eval.json, the retrieval curves (RecallCurvesPlot) and the PCA of the
+// validation image embeddings by task family (PCAPlot), and report.html, a
+// one-page summary with the fields of summary.json (when the run wrote
+// one), into outDir ("" : runDir/report).
 func WriteReport(runDir, outDir string) (*Report, error) {
 	if outDir == "" {
 		outDir = filepath.Join(runDir, "report")
@@ -152,6 +155,21 @@ func WriteReport(runDir, outDir string) (*Report, error) {
 		}
 		rep.Plots = append(rep.Plots, spec.file)
 		rep.Evaluations = len(evs)
+	}
+	vla, err := rundir.ReadVLAEval(runDir)
+	switch {
+	case err == nil:
+		for _, p := range []struct {
+			file string
+			draw func(*rundir.VLAEval, string) error
+		}{{RecallCurvesPlot, drawRecallCurves}, {PCAPlot, drawPCA}} {
+			if err := p.draw(vla, filepath.Join(outDir, p.file)); err != nil {
+				return nil, fmt.Errorf("report: %s: %w", p.file, err)
+			}
+			rep.Plots = append(rep.Plots, p.file)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("report: %w", err)
 	}
 	rep.HTML = filepath.Join(outDir, "report.html")
 	if err := writeReportHTML(rep.HTML, runDir, summary, rep, ms); err != nil {
@@ -508,3 +526,132 @@ td.k { color: #5b6670; }
 </body>
 </html>
 `))
+
+// The files of the VLA plots of a report.
+const (
+	RecallCurvesPlot = "recall_at_k.png"
+	PCAPlot          = "pca_families.png"
+)
+
+// familyColors are the colours of the task families in PCAPlot (a family
+// beyond them reuses them in order); unknownColor marks a row without one.
+var (
+	familyColors = []color.Color{
+		color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0xff, 0x7f, 0x0e, 0xff}, color.RGBA{0x2c, 0xa0, 0x2c, 0xff},
+		color.RGBA{0xd6, 0x27, 0x28, 0xff}, color.RGBA{0x94, 0x67, 0xbd, 0xff}, color.RGBA{0x8c, 0x56, 0x4b, 0xff},
+		color.RGBA{0xe3, 0x77, 0xc2, 0xff}, color.RGBA{0xbc, 0xbd, 0x22, 0xff}, color.RGBA{0x17, 0xbe, 0xcf, 0xff},
+		color.RGBA{0x33, 0x33, 0x33, 0xff},
+	}
+	unknownColor = color.RGBA{0xaa, 0xaa, 0xaa, 0xff}
+)
+
+// drawRecallCurves draws R@k against k of the action and the instruction
+// retrieval of v.
+func drawRecallCurves(v *rundir.VLAEval, path string) error {
+	p := plot.New()
+	p.Title.Text = "VLA retrieval: recall@k on the validation set"
+	p.X.Label.Text = "k"
+	p.Y.Label.Text = "recall@k"
+	p.X.Tick.Marker = plot.TickerFunc(roundTicks)
+	p.Y.Tick.Marker = plot.TickerFunc(roundTicks)
+	p.Add(plotter.NewGrid())
+	p.Legend.Top, p.Legend.Left = false, false
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(8), vg.Points(8)
+	for _, c := range []struct {
+		name  string
+		color color.Color
+		ys    []float64
+	}{{"action chunk ← (image, instruction)", familyColors[0], v.RecallAtK.Action}, {"instruction ← (image, action chunk)", familyColors[1], v.RecallAtK.Instruction}} {
+		var xys plotter.XYs
+		for i, y := range c.ys {
+			if finite(y) {
+				xys = append(xys, plotter.XY{X: float64(v.RecallAtK.K[i]), Y: y})
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		line, err := plotter.NewLine(xys)
+		if err != nil {
+			return err
+		}
+		line.Color, line.Width = c.color, vg.Points(1.5)
+		p.Add(line)
+		p.Legend.Add(c.name, line)
+	}
+	p.Y.Min, p.Y.Max = 0, 1
+	if len(v.RecallAtK.K) == 0 {
+		p.Title.Text += " (no values)"
+	}
+	return savePlot(p, path)
+}
+
+// drawPCA draws the validation embeddings' projection on their first two
+// principal components, one colour per task family, the legend on the
+// right.
+func drawPCA(v *rundir.VLAEval, path string) error {
+	p := plot.New()
+	p.Title.Text = "Validation image embeddings, first two principal components"
+	if v.PCA.Total > 0 {
+		p.Title.Text += fmt.Sprintf(" (%.0f%% of the variance)", 100*(v.PCA.Variance[0]+v.PCA.Variance[1])/v.PCA.Total)
+	}
+	p.X.Label.Text = "PC 1"
+	p.Y.Label.Text = "PC 2"
+	p.X.Tick.Marker = plot.TickerFunc(roundTicks)
+	p.Y.Tick.Marker = plot.TickerFunc(roundTicks)
+	p.Add(plotter.NewGrid())
+	legend := plot.NewLegend()
+	legend.Top, legend.Left = true, true
+	groups := map[int]plotter.XYs{}
+	for i, f := range v.PCA.Family {
+		if finite(v.PCA.X[i]) && finite(v.PCA.Y[i]) {
+			groups[f] = append(groups[f], plotter.XY{X: v.PCA.X[i], Y: v.PCA.Y[i]})
+		}
+	}
+	for f := -1; f < len(v.PCA.Families); f++ {
+		xys := groups[f]
+		if len(xys) == 0 {
+			continue
+		}
+		sc, err := plotter.NewScatter(xys)
+		if err != nil {
+			return err
+		}
+		name, c := "unknown", color.Color(unknownColor)
+		if f >= 0 {
+			name, c = v.PCA.Families[f], familyColors[f%len(familyColors)]
+		}
+		sc.GlyphStyle.Color, sc.GlyphStyle.Radius, sc.GlyphStyle.Shape = c, vg.Points(1.8), draw.CircleGlyph{}
+		p.Add(sc)
+		legend.Add(name, sc)
+	}
+	if len(groups) == 0 {
+		p.Title.Text = "Validation image embeddings (no points)"
+	}
+	roundAxis(&p.X)
+	roundAxis(&p.Y)
+	img := vgimg.New(plotW, plotH)
+	dc := draw.New(img)
+	p.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
+	legend.Draw(draw.Crop(dc, plotW-legendWidth+vg.Points(8), 0, 0, -vg.Points(30)))
+	return writePNG(img, path)
+}
+
+// savePlot draws p alone at the report's size into a PNG at path.
+func savePlot(p *plot.Plot, path string) error {
+	img := vgimg.New(plotW, plotH)
+	p.Draw(draw.New(img))
+	return writePNG(img, path)
+}
+
+func writePNG(img *vgimg.Canvas, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

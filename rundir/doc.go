@@ -3,6 +3,9 @@
 //
 //	RUN/metrics.jsonl            one Metric per logged step, JSON lines
 //	RUN/summary.json             the Summary, written once at the end
+//	RUN/vla_eval.json            the VLAEval (retrieval curves, PCA of the
+//	                             embeddings), written with the summary when
+//	                             the validation data has actions
 //	RUN/checkpoints/step-…/      the checkpoints (package checkpoint's format)
 //
 // The trainer writes these files through [MetricsWriter] and

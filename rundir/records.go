@@ -84,6 +84,16 @@ type Evaluation struct {
 	ActionR2           *float64   `json:"action_r2,omitempty"`
 	ActionR2PerDim     []*float64 `json:"action_r2_per_dim,omitempty"` // null: a dimension constant on the validation set
 	TemporalKendallTau *float64   `json:"temporal_kendall_tau,omitempty"`
+	// TaskZeroShotTop1 is the fraction of validation images whose
+	// nearest task family is their own, a family's text embedding being
+	// the renormalised mean of its prompts' (the data set's tasks.json);
+	// TaskProbeAccuracy that of a linear probe of the family on the frozen
+	// image embeddings, trained on the training samples.
+	TaskZeroShotTop1  *float64 `json:"task_zero_shot_top1,omitempty"`
+	TaskProbeAccuracy *float64 `json:"task_probe_accuracy,omitempty"`
+	// VLAPlots is what the report's VLA plots need; the end of a run
+	// writes it to vla_eval.json (not to summary.json).
+	VLAPlots *VLAEval `json:"-"`
 
 	Alignment  *float64 `json:"alignment"`
 	Uniformity float64  `json:"uniformity"`

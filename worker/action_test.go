@@ -11,6 +11,7 @@ import (
 	"github.com/infonce/infonce/allreduce"
 	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/dataset/wds"
+	"github.com/infonce/infonce/rundir"
 )
 
 // writeEpisodes writes a WebDataset of episodes of a toy robot: in
@@ -197,9 +198,12 @@ func TestTriTrains(t *testing.T) {
 }
 
 // TestTriEvaluation: a tri run on the toy robot evaluated on held-out
-// episodes retrieves action chunks from (image, instruction) above chance.
+// episodes retrieves action chunks from (image, instruction) above chance,
+// and scores the recognition of the task family from the tasks.json beside
+// the data, and writes vla_eval.json for the report.
 func TestTriEvaluation(t *testing.T) {
 	dir := t.TempDir()
+	writeMoveFamilies(t, dir)
 	cfg := smallConfig(t, Tri)
 	cfg.Data = writeEpisodes(t, filepath.Join(dir, "train"), 40)
 	cfg.DataOptions.ValData = writeEpisodes(t, filepath.Join(dir, "val"), 12)
@@ -233,6 +237,25 @@ func TestTriEvaluation(t *testing.T) {
 	}
 	if *ev.TemporalKendallTau <= 0 {
 		t.Errorf("temporal Kendall τ %.3f, want positive", *ev.TemporalKendallTau)
+	}
+	if ev.TaskZeroShotTop1 == nil || ev.TaskProbeAccuracy == nil {
+		t.Fatalf("no task recognition: %+v", ev)
+	}
+	t.Logf("task family: zero-shot %.3f, probe %.3f (chance 0.25)", *ev.TaskZeroShotTop1, *ev.TaskProbeAccuracy)
+	for _, v := range []float64{*ev.TaskZeroShotTop1, *ev.TaskProbeAccuracy} {
+		if !(v >= 0 && v <= 1) {
+			t.Errorf("task accuracy %v outside [0, 1]", v)
+		}
+	}
+	p, err := rundir.ReadVLAEval(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.RecallAtK.K) == 0 || len(p.PCA.X) == 0 || len(p.PCA.Families) != 4 || slices.Contains(p.PCA.Family, -1) {
+		t.Fatalf("vla_eval.json: %d k, %d points, families %v", len(p.RecallAtK.K), len(p.PCA.X), p.PCA.Families)
+	}
+	if k := slices.Index(p.RecallAtK.K, 5); k < 0 || math.Abs(p.RecallAtK.Action[k]-*ev.ActionRecallAt5) > 1e-12 {
+		t.Errorf("the curve's R@5 differs from the summary's %v", *ev.ActionRecallAt5)
 	}
 }
 

@@ -21,6 +21,7 @@ type evalSet[T any] struct {
 	n      int
 	x      []T // n rows of the evaluation view
 	labels []int
+	tasks  []int // each row's task id, −1 when unknown
 	texts  []string
 	index  []int // each row's sample index in the source
 }
@@ -52,6 +53,7 @@ func (t *Trainer[T]) readEvalSet(ctx context.Context, src dataset.Source) (*eval
 			e.x = append(e.x, T(v))
 		}
 		e.labels = append(e.labels, s.Label)
+		e.tasks = append(e.tasks, s.Task)
 		e.texts = append(e.texts, s.Text)
 		e.index = append(e.index, i)
 		e.n++

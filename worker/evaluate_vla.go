@@ -22,7 +22,11 @@ const maxVLARows = 2000
 // row's action chunk (the hit is the row's own chunk); and the fused
 // (u+w)/‖u+w‖ against every distinct instruction (the hit is the row's).
 // The action chunks of the validation data are normalised with the
-// training data's quantiles.
+// training data's quantiles. It also fits the ridge probe of the actions
+// (actionRegression), scores the recognition of the task family when the
+// data has a tasks.json (evaluateTasks), measures the temporal consistency
+// of each episode's frames, and keeps the R@k curves and the PCA of the
+// image embeddings for vla_eval.json (ev.VLAPlots).
 func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *evalSet[T], u []T, ev *Evaluation) error {
 	d := t.Cfg.Dim
 	n := min(val.n, maxVLARows)
@@ -100,7 +104,36 @@ func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *ev
 	chance := float64(min(5, n)) / float64(n)
 	ev.ActionChanceAt5 = &chance
 
-	if err := t.actionRegression(ctx, m, val, vt, u, v, n, ev); err != nil {
+	// The training samples of the probes: the first ones, as for the
+	// linear probe of evaluateSources.
+	train, err := t.readEvalSet(ctx, t.src)
+	if err != nil {
+		return err
+	}
+	tu, _, err := t.encodeRows(ctx, m, train.x, train.n)
+	if err != nil {
+		return err
+	}
+	if err := t.actionRegression(ctx, m, train, tu, val, vt, u, v, n, ev); err != nil {
+		return err
+	}
+	families, err := t.taskFamilies()
+	if err != nil {
+		return err
+	}
+	valFam := make([]int, n)
+	for r := range n {
+		valFam[r] = -1
+		if families != nil {
+			valFam[r] = families.Family(val.tasks[r])
+		}
+	}
+	if families != nil {
+		if err := t.evaluateTasks(m, families, train, tu, val, u, ev); err != nil {
+			return err
+		}
+	}
+	if ev.VLAPlots, err = vlaPlots(ranksA, ranksI, u[:n*d], valFam, families, d); err != nil {
 		return err
 	}
 	// Temporal consistency: in each episode, a frame nearer the end should
@@ -145,18 +178,11 @@ func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *ev
 }
 
 // actionRegression fits a ridge probe from the fused (image, instruction)
-// embeddings of the first training samples to their steps' normalised
-// actions, and scores it on the validation rows (R² per dimension).
-func (t *Trainer[T]) actionRegression(ctx context.Context, m *model.Model[T], val *evalSet[T], vt *actionTable, u, v []T, n int, ev *Evaluation) error {
+// embeddings of the first training samples (train, their image embeddings
+// tu) to their steps' normalised actions, and scores it on the validation
+// rows (R² per dimension).
+func (t *Trainer[T]) actionRegression(ctx context.Context, m *model.Model[T], train *evalSet[T], tu []T, val *evalSet[T], vt *actionTable, u, v []T, n int, ev *Evaluation) error {
 	d, A := t.Cfg.Dim, t.actions.A
-	train, err := t.readEvalSet(ctx, t.src)
-	if err != nil {
-		return err
-	}
-	tu, _, err := t.encodeRows(ctx, m, train.x, train.n)
-	if err != nil {
-		return err
-	}
 	tv, err := t.encodeTexts(m, train.texts)
 	if err != nil {
 		return err

@@ -108,6 +108,11 @@ func (m *member) finish(ctl context.Context, ring *allreduce.Ring, gen uint64) (
 		}
 		sum.Evaluation, sum.EvalSeconds = ev, time.Since(start).Seconds()
 		evaluated(m.o.Observer, t.TotalSteps(), ev)
+		if ev.VLAPlots != nil {
+			if err := rundir.WriteVLAEval(m.cfg.Out, ev.VLAPlots); err != nil {
+				return nil, false, err
+			}
+		}
 	}
 	sum.WallSeconds = time.Since(m.started).Seconds()
 	sum.PeakRSSBytes = PeakRSS()

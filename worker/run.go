@@ -245,6 +245,11 @@ func RunLocalData(ctx context.Context, cfg Config, data *Data, opt Options) (*Su
 		if opt.Observer != nil {
 			evaluated(opt.Observer, t.TotalSteps(), ev)
 		}
+		if ev.VLAPlots != nil {
+			if err := rundir.WriteVLAEval(cfg.Out, ev.VLAPlots); err != nil {
+				return nil, err
+			}
+		}
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
 	sum.PeakRSSBytes = PeakRSS()

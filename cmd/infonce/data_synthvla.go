@@ -17,7 +17,7 @@ func runSynthVLA(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("data synth-vla", flag.ContinueOnError)
 	var o synthvla.Options
 	fs.IntVar(&o.Episodes, "episodes", 0, "number of episodes of both splits together (required)")
-	fs.StringVar(&o.Out, "out", "", "folder to write DIR/train, DIR/val and DIR/info.json to; the splits must not exist yet (required)")
+	fs.StringVar(&o.Out, "out", "", "folder to write DIR/train, DIR/val, DIR/info.json and DIR/tasks.json to; the splits must not exist yet (required)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of every random choice: the same seed writes the same bytes")
 	fs.StringVar(&o.Format, "format", synthvla.FormatWDS, "wds (WebDataset tar shards) or rlds (TFRecord episodes with features.json)")
 	fs.Float64Var(&o.ValFraction, "val-fraction", 0.1, "fraction of the episodes in the validation split, whose tasks involve held-out object–colour combinations (0: none)")

@@ -215,6 +215,24 @@ func pct(p *float64) string {
 	return fmt.Sprintf("%.2f%%", 100**p)
 }
 
+// printVLA prints the scores of the VLA evaluation that ev has.
+func printVLA(w io.Writer, ev *worker.Evaluation) {
+	if ev.ActionRecallAt5 != nil {
+		fmt.Fprintf(w, "  action R@1/5/10   %s / %s / %s (chance of R@5 %s), median rank %.0f\n",
+			pct(ev.ActionRecallAt1), pct(ev.ActionRecallAt5), pct(ev.ActionRecallAt10), pct(ev.ActionChanceAt5), *ev.ActionMedianRank)
+		fmt.Fprintf(w, "  instruction R@1/5 %s / %s\n", pct(ev.InstructionRecallAt1), pct(ev.InstructionRecallAt5))
+	}
+	if ev.ActionR2 != nil {
+		fmt.Fprintf(w, "  action R²         %.3f (mean over dimensions)\n", *ev.ActionR2)
+	}
+	if ev.TemporalKendallTau != nil {
+		fmt.Fprintf(w, "  temporal τ        %.3f (Kendall, frames against closeness to the last)\n", *ev.TemporalKendallTau)
+	}
+	if ev.TaskZeroShotTop1 != nil {
+		fmt.Fprintf(w, "  task family       zero-shot %s  linear probe %s\n", pct(ev.TaskZeroShotTop1), pct(ev.TaskProbeAccuracy))
+	}
+}
+
 func printSummary(w io.Writer, s *worker.Summary) {
 	fmt.Fprintf(w, "\n%s on %s: %d steps, %d samples, %d worker(s)\n", s.Objective, s.Data, s.Steps, s.Samples, s.Workers)
 	fmt.Fprintf(w, "  final loss        %.4f (logit scale %.2f)\n", s.FinalLoss, s.FinalLogitScale)
@@ -222,17 +240,7 @@ func printSummary(w io.Writer, s *worker.Summary) {
 	fmt.Fprintf(w, "  zero-shot         top-1 %s  top-5 %s\n", pct(s.ZeroShotTop1), pct(s.ZeroShotTop5))
 	fmt.Fprintf(w, "  retrieval R@1     image→text %s  text→image %s\n", pct(s.RecallI2TAt1), pct(s.RecallT2IAt1))
 	fmt.Fprintf(w, "  linear probe      %s (raw pixels %s)\n", pct(&s.LinearProbeAccuracy), pct(&s.PixelProbeAccuracy))
-	if s.ActionRecallAt5 != nil {
-		fmt.Fprintf(w, "  action R@1/5/10   %s / %s / %s (chance of R@5 %s), median rank %.0f\n",
-			pct(s.ActionRecallAt1), pct(s.ActionRecallAt5), pct(s.ActionRecallAt10), pct(s.ActionChanceAt5), *s.ActionMedianRank)
-		fmt.Fprintf(w, "  instruction R@1/5 %s / %s\n", pct(s.InstructionRecallAt1), pct(s.InstructionRecallAt5))
-	}
-	if s.ActionR2 != nil {
-		fmt.Fprintf(w, "  action R²         %.3f (mean over dimensions)\n", *s.ActionR2)
-	}
-	if s.TemporalKendallTau != nil {
-		fmt.Fprintf(w, "  temporal τ        %.3f (Kendall, frames against closeness to the last)\n", *s.TemporalKendallTau)
-	}
+	printVLA(w, &s.Evaluation)
 	fmt.Fprintf(w, "  peak RSS          %.0f MB\n", float64(s.PeakRSSBytes)/1e6)
 	fmt.Fprintf(w, "  param sha256      %s\n", s.ParamSHA256)
 }

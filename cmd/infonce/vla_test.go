@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/infonce/infonce/observe"
 	"github.com/infonce/infonce/rundir"
 )
 
@@ -47,5 +50,32 @@ func TestVLAEndToEnd(t *testing.T) {
 	t.Logf("action R@5 %.3f (chance %.3f), R@1 %.3f, median rank %.0f", *s.ActionRecallAt5, *s.ActionChanceAt5, *s.ActionRecallAt1, *s.ActionMedianRank)
 	if *s.ActionRecallAt5 < 2**s.ActionChanceAt5 {
 		t.Errorf("action R@5 %.3f, want at least twice chance %.3f", *s.ActionRecallAt5, *s.ActionChanceAt5)
+	}
+	// Task recognition from synth-vla's tasks.json: nine families.
+	if s.TaskZeroShotTop1 == nil || s.TaskProbeAccuracy == nil {
+		t.Fatalf("summary without task recognition: %+v", s.Evaluation)
+	}
+	t.Logf("task family: zero-shot %.3f, probe %.3f (chance 1/9)", *s.TaskZeroShotTop1, *s.TaskProbeAccuracy)
+	for name, v := range map[string]float64{"task_zero_shot_top1": *s.TaskZeroShotTop1, "task_probe_accuracy": *s.TaskProbeAccuracy} {
+		if !(v >= 0 && v <= 1) {
+			t.Errorf("%s %v outside [0, 1]", name, v)
+		}
+	}
+	// The plots' data, and the report that draws it.
+	v, err := rundir.ReadVLAEval(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.PCA.Families) != 9 || len(v.PCA.X) == 0 || len(v.RecallAtK.K) == 0 {
+		t.Fatalf("vla_eval.json: %d families, %d points, %d k", len(v.PCA.Families), len(v.PCA.X), len(v.RecallAtK.K))
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"report", out}, &stdout, &stderr); code != 0 {
+		t.Fatalf("report exited %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	for _, p := range []string{observe.RecallCurvesPlot, observe.PCAPlot} {
+		if st, err := os.Stat(filepath.Join(out, "report", p)); err != nil || st.Size() == 0 {
+			t.Errorf("report plot %s: %v", p, err)
+		}
 	}
 }

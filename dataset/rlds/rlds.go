@@ -47,11 +47,17 @@ var (
 	DefaultStateKeys       = []string{"observation/state", "observation/proprio", "observation/robot_state"}
 )
 
+// TaskKey is the episode feature of an episode's task id (an int64
+// scalar), as infonce data synth-vla writes it.
+const TaskKey = "episode_metadata/task_id"
+
 // Keys are the features a sample is made of; Action may hold several
-// tensors, concatenated.
+// tensors, concatenated. Task is the episode's task id (TaskKey), nil when
+// features.json has none.
 type Keys struct {
 	Image, Instruction *Spec
 	Action, State      []*Spec
+	Task               *Spec
 }
 
 // ResolveKeys chooses the features of a sample from specs: a given name
@@ -114,6 +120,9 @@ func ResolveKeys(specs []Spec, opts dataset.OpenOptions) (Keys, error) {
 	}
 	if len(im) > 0 {
 		k.Image = im[0]
+	}
+	if s, ok := byPath[TaskKey]; ok && !s.InSteps && s.Kind == KindTensor && s.Size() == 1 {
+		k.Task = s
 	}
 	if len(in) > 0 {
 		k.Instruction = in[0]
@@ -297,6 +306,9 @@ func Open(dir string, opts dataset.OpenOptions) (*Source, error) {
 		s.fields = append(s.fields, dataset.FieldState)
 	}
 	s.fields = append(s.fields, dataset.FieldEpisode)
+	if keys.Task != nil {
+		s.fields = append(s.fields, dataset.FieldTask)
+	}
 	return s, nil
 }
 
@@ -371,6 +383,7 @@ type layout struct {
 	texts  []string
 	action []float32 // T × actionN
 	state  []float32 // T × stateN
+	task   int       // the episode's task id, −1 when unknown
 	// bad and badErr describe a problem of the whole episode.
 	bad    string
 	badErr error
@@ -390,7 +403,7 @@ func (s *Source) buildLayout(rec int) (*layout, []byte, int64, error) {
 	ref := s.records[rec]
 	sh := &s.shards[ref[0]]
 	ent := sh.entries[ref[1]]
-	lay := &layout{rec: rec, T: int(ent.N)}
+	lay := &layout{rec: rec, T: int(ent.N), task: -1}
 	f, err := os.Open(sh.path)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("rlds: %w", err)
@@ -442,6 +455,12 @@ func (s *Source) buildLayout(rec int) (*layout, []byte, int64, error) {
 			lay.texts[t] = strings.TrimSpace(string(b))
 		}
 	}
+	if k.Task != nil {
+		// An episode without a usable task id is still read, without one.
+		if f := ex[k.Task.Path]; f != nil && len(f.Ints) == 1 && f.Ints[0] >= 0 && f.Ints[0] <= math.MaxInt32 {
+			lay.task = int(f.Ints[0])
+		}
+	}
 	for _, part := range []struct {
 		specs  []*Spec
 		dst    *[]float32
@@ -488,7 +507,8 @@ func (s *Source) layoutOf(rec int) (*layout, []byte, int64, error) {
 }
 
 // Sample fills dst with step i: the step's image (read alone once its
-// episode's layout is known), instruction, action and state.
+// episode's layout is known), instruction, action and state, and the
+// episode's task id when features.json has TaskKey.
 func (s *Source) Sample(ctx context.Context, i int, dst *dataset.Sample) error {
 	if i < 0 || i >= s.Len() {
 		return fmt.Errorf("rlds: %s: sample %d out of range [0, %d)", s.Name(), i, s.Len())
@@ -517,7 +537,7 @@ func (s *Source) Sample(ctx context.Context, i int, dst *dataset.Sample) error {
 		return badf(lay.bad, lay.badErr)
 	}
 	T := lay.T
-	dst.Episode, dst.Step, dst.EpisodeLen = int64(rec), t, T
+	dst.Episode, dst.Step, dst.EpisodeLen, dst.Task = int64(rec), t, T, lay.task
 	if lay.images != nil {
 		off, n := lay.images[t][0], lay.images[t][1]
 		var b []byte

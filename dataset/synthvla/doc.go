@@ -80,8 +80,11 @@
 // # Output
 //
 // Generate writes the training and validation splits to OUT/train and
-// OUT/val, and OUT/info.json (the counts and the specs to open them
-// with). Episode i of a split is NewEpisode(seed, split, i, size), a pure
+// OUT/val, OUT/info.json (the counts and the specs to open them with) and
+// OUT/tasks.json (dataset.TasksFile: the nine families, each with its
+// paraphrase templates as prompts with generic objects, "push an object
+// to the left of another object", and the block of task ids of each
+// family), which the evaluation reads for zero-shot task recognition. Episode i of a split is NewEpisode(seed, split, i, size), a pure
 // function of its key, so the bytes depend on the options alone, not on
 // the number of workers. The formats:
 //
@@ -98,9 +101,9 @@
 //	       ids, family, objects); read as rlds:OUT/train, and rlds:OUT/val
 //	       with the split "val".
 //
-// The rlds reader numbers episodes by their position and has no task id;
-// both readers give Episode, Step, EpisodeLen, image, text, action and
-// state as written.
+// The rlds reader numbers episodes by their position and reads the task id
+// from episode_metadata/task_id; both readers give Episode, Step,
+// EpisodeLen, Task, image, text, action and state as written.
 //
 // # Reproducibility
 //

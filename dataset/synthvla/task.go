@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/infonce/infonce/dataset"
 )
 
 // Family is a kind of task.
@@ -160,6 +162,30 @@ func (t Task) Instruction(r *rng) string {
 		s += "."
 	}
 	return s
+}
+
+// FamilyPrompts are the paraphrase templates of family f with generic
+// objects in place of {X} and {Y} ("push an object to the left of another
+// object"): the prompts of zero-shot task recognition, whose text
+// embeddings are averaged (prompt ensembling).
+func FamilyPrompts(f Family) []string {
+	out := make([]string, len(templates[f]))
+	for i, s := range templates[f] {
+		s = strings.Replace(s, "{X}", "an object", 1)
+		out[i] = strings.Replace(s, "{Y}", "another object", 1)
+	}
+	return out
+}
+
+// TaskFamilies is the content of the data set's tasks.json: every family
+// with its FamilyPrompts, and the ids of a family's tasks, one block of
+// NumKinds·(NumKinds+1) ids each (Task.ID).
+func TaskFamilies() *dataset.TaskFamilies {
+	tf := &dataset.TaskFamilies{IDsPerFamily: NumKinds * (NumKinds + 1)}
+	for f := range NumFamilies {
+		tf.Families = append(tf.Families, dataset.TaskFamily{Name: Family(f).String(), Prompts: FamilyPrompts(Family(f))})
+	}
+	return tf
 }
 
 // Tolerances of the predicates.

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/infonce/infonce/dataset"
 	"github.com/infonce/infonce/dataset/npy"
 	"github.com/infonce/infonce/dataset/rlds"
 	"github.com/infonce/infonce/dataset/tfrecord"
@@ -177,6 +178,9 @@ func Generate(ctx context.Context, opts Options) (Summary, error) {
 		return sum, fmt.Errorf("synthvla: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(opts.Out, "info.json"), append(b, '\n'), 0o644); err != nil {
+		return sum, fmt.Errorf("synthvla: %w", err)
+	}
+	if err := dataset.WriteTaskFamilies(filepath.Join(opts.Out, dataset.TasksFile), TaskFamilies()); err != nil {
 		return sum, fmt.Errorf("synthvla: %w", err)
 	}
 	return sum, nil

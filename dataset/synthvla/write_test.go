@@ -48,8 +48,10 @@ func open(t *testing.T, s synthvla.Summary, sp synthvla.Split) dataset.Source {
 }
 
 // The readers give back every step as generated: image, instruction,
-// action, state, episode, step and episode length (and task, which only
-// the WebDataset metadata carries); the two formats agree.
+// action, state, episode, step, episode length and task id (the
+// WebDataset metadata's task, the RLDS episode_metadata/task_id); the two
+// formats agree, and each writes tasks.json, whose families map the task
+// ids to the episodes' families.
 func TestRoundTrip(t *testing.T) {
 	const seed, size = 21, 48
 	opts := synthvla.Options{Episodes: 14, Seed: seed, Size: size, ValFraction: 0.25, EpisodesPerShard: 4}
@@ -61,6 +63,17 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("splits %+v %+v", w.Splits[synthvla.Train], w.Splits[synthvla.Val])
 	}
 	ctx := context.Background()
+	var families []*dataset.TaskFamilies
+	for _, s := range []synthvla.Summary{w, r} {
+		tf, path, err := dataset.FindTaskFamilies(s.Splits[synthvla.Val].Spec)
+		if err != nil || tf == nil {
+			t.Fatalf("tasks.json of %s: %v, %v", s.Splits[synthvla.Val].Spec, tf, err)
+		}
+		if !slices.Equal(tf.Names(), synthvla.Families()) || filepath.Base(path) != dataset.TasksFile {
+			t.Fatalf("%s: families %v, want %v", path, tf.Names(), synthvla.Families())
+		}
+		families = append(families, tf)
+	}
 	for _, sp := range []synthvla.Split{synthvla.Train, synthvla.Val} {
 		ws, rs := open(t, w, sp), open(t, r, sp)
 		for _, src := range []dataset.Source{ws, rs} {
@@ -69,6 +82,9 @@ func TestRoundTrip(t *testing.T) {
 					t.Errorf("%s: fields %v lack %s", src.Name(), src.Fields(), f)
 				}
 			}
+		}
+		if !slices.Contains(rs.Fields(), dataset.FieldTask) {
+			t.Errorf("%s: fields %v lack %s", rs.Name(), rs.Fields(), dataset.FieldTask)
 		}
 		i := 0
 		for ep := range w.Splits[sp].Episodes {
@@ -97,8 +113,15 @@ func TestRoundTrip(t *testing.T) {
 						t.Fatalf("%s sample %d: the image differs from the frame", sp, i-1)
 					}
 				}
-				if a.Task != e.Task.ID() {
-					t.Fatalf("%s sample %d: task %d, want %d", sp, i-1, a.Task, e.Task.ID())
+				for _, s := range []*dataset.Sample{&a, &b} {
+					if s.Task != e.Task.ID() {
+						t.Fatalf("%s sample %d: task %d, want %d", sp, i-1, s.Task, e.Task.ID())
+					}
+					for _, tf := range families {
+						if got := tf.Family(s.Task); got != int(e.Task.Family) {
+							t.Fatalf("%s sample %d: family %d of task %d, want %d (%s)", sp, i-1, got, s.Task, e.Task.Family, e.Task.Family)
+						}
+					}
 				}
 			}
 		}
