@@ -33,6 +33,7 @@ func towerFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.Var((*floatTriple)(&cfg.TriWeights), "tri-weights", "tri: weights a,b,c of the image–text, image–action and text–action losses (default 1,1,1)")
 	fs.Float64Var(&cfg.SigLIPBiasInit, "siglip-bias-init", cfg.SigLIPBiasInit, "siglip: the initial logit bias b0 (0: −10)")
 	fs.IntVar(&cfg.MaxPerEpisode, "max-per-episode", cfg.MaxPerEpisode, "at most this many samples of one episode in a global batch (0: no bound)")
+	fs.BoolVar(&cfg.SceneNegatives, "scene-negatives", cfg.SceneNegatives, "put the samples of one scene's episodes (synth-vla --scene-variants) in the same global batch, as hard negatives; --max-per-episode, if set, still caps each episode")
 	fs.IntVar(&cfg.TCNWindow, "tcn-window", cfg.TCNWindow, "tcn: the most steps apart two frames of a positive pair are (0: 4)")
 	fs.Float64Var(&cfg.TCNWeight, "tcn-weight", cfg.TCNWeight, "clip: add this weight times the time-contrastive loss of frames of one episode (0: none)")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", cfg.Tokenizer, "transformer text tower: a BPE tokenizer file (infonce tokenizer train); default: trained on the training captions")
