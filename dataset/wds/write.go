@@ -71,7 +71,7 @@ func Members(s *dataset.Sample) ([]Member, error) {
 		}
 		out = append(out, Member{"state.npy", b.Bytes()})
 	}
-	if s.Episode >= 0 || s.Task >= 0 || s.Scene >= 0 {
+	if s.Episode >= 0 || s.Task >= 0 {
 		meta := map[string]int64{}
 		if s.Episode >= 0 {
 			meta["episode"] = s.Episode
@@ -80,9 +80,6 @@ func Members(s *dataset.Sample) ([]Member, error) {
 		}
 		if s.Task >= 0 {
 			meta["task"] = int64(s.Task)
-		}
-		if s.Scene >= 0 {
-			meta["scene"] = s.Scene
 		}
 		b, err := json.Marshal(meta) // keys sorted: the bytes are deterministic
 		if err != nil {
