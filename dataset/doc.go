@@ -40,6 +40,10 @@
 // batches do not depend on K, so a run that changes its number of workers
 // in the middle of an epoch neither skips nor repeats a sample, and K
 // workers see exactly the batches one worker would.
+// The epoch's order can be rearranged as a pure function of π_e and
+// per-sample ids: CappedOrder bounds the samples of one episode in a
+// batch, and BundleOrder keeps the samples of a bundle together, such as
+// the siblings of SceneBundles (the episodes of one scene, phase by phase).
 //
 // # Sources
 //

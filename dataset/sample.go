@@ -18,6 +18,7 @@ const (
 	FieldState   Field = "state"   // Sample.State (proprioception)
 	FieldEpisode Field = "episode" // Sample.Episode, Step and EpisodeLen
 	FieldTask    Field = "task"    // Sample.Task
+	FieldScene   Field = "scene"   // Sample.Scene
 )
 
 // Picture is a decoded image: H rows of W pixels of C channels (1 grey, 3
@@ -29,8 +30,8 @@ type Picture struct {
 }
 
 // Sample is one example with named fields. A field a source does not have
-// keeps its zero value, except Label, Episode and Task, which are −1 when
-// absent (Reset sets them so).
+// keeps its zero value, except Label, Episode, Task and Scene, which are
+// −1 when absent (Reset sets them so).
 type Sample struct {
 	// Index is the sample's position in its source, the key of every
 	// random choice made for it.
@@ -55,6 +56,10 @@ type Sample struct {
 	Step       int
 	EpisodeLen int
 	Task       int
+	// Scene is the id of the scene the sample's episode starts from:
+	// episodes of one scene show the same first frame with other
+	// instructions (synth-vla --scene-variants).
+	Scene int64
 }
 
 // Reset empties s for reuse, keeping the capacity of Action, ActionShape
@@ -68,6 +73,7 @@ func (s *Sample) Reset() {
 		Label:       -1,
 		Episode:     -1,
 		Task:        -1,
+		Scene:       -1,
 	}
 }
 
@@ -88,6 +94,8 @@ func (s *Sample) Has(f Field) bool {
 		return s.Episode >= 0
 	case FieldTask:
 		return s.Task >= 0
+	case FieldScene:
+		return s.Scene >= 0
 	}
 	return false
 }

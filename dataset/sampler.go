@@ -27,6 +27,14 @@ type Sampler struct {
 	Groups      []int64
 	MaxPerGroup int
 
+	// Bundles, when set (one per sample), keeps the samples of a bundle
+	// (a non-negative id; negative: a bundle of its own) in one global
+	// batch: the epoch's order is BundleOrder of π_e (see SceneBundles).
+	// With MaxPerGroup as well the cap takes precedence: CappedOrder
+	// reorders the bundled order, deferring a bundle's samples beyond the
+	// cap to later batches.
+	Bundles []int64
+
 	cache *permCache
 }
 
@@ -39,6 +47,8 @@ type permCache struct {
 	epoch int
 	perm  []int
 	order []int // the capped order of perm (Groups and MaxPerGroup set)
+	// bundled is the bundled order of perm (Bundles set)
+	bundled []int
 }
 
 // Validate reports whether the sampler can produce batches: 1 ≤ B ≤ N.
@@ -46,6 +56,8 @@ func (s Sampler) Validate() error {
 	switch {
 	case s.MaxPerGroup > 0 && len(s.Groups) != s.N:
 		return fmt.Errorf("dataset: sampler: %d groups for %d samples", len(s.Groups), s.N)
+	case s.Bundles != nil && len(s.Bundles) != s.N:
+		return fmt.Errorf("dataset: sampler: %d bundles for %d samples", len(s.Bundles), s.N)
 	case s.N < 1:
 		return fmt.Errorf("dataset: sampler: the data set is empty (N = %d)", s.N)
 	case s.B < 1:
@@ -86,13 +98,21 @@ func (s *Sampler) Batch(step int64, dst []int) (epoch int, idx []int) {
 	if !c.valid || c.seed != s.Seed || c.epoch != epoch || len(c.perm) != s.N {
 		c.perm = Permutation(s.Seed, epoch, s.N, c.perm)
 		c.seed, c.epoch, c.valid = s.Seed, epoch, true
+		src := c.perm
+		if s.Bundles != nil {
+			c.bundled = BundleOrder(c.perm, s.Bundles, s.B, c.bundled)
+			src = c.bundled
+		}
 		if s.MaxPerGroup > 0 {
-			c.order = CappedOrder(c.perm, s.Groups, s.B, s.MaxPerGroup, c.order)
+			c.order = CappedOrder(src, s.Groups, s.B, s.MaxPerGroup, c.order)
 		}
 	}
 	order := c.perm
-	if s.MaxPerGroup > 0 {
+	switch {
+	case s.MaxPerGroup > 0:
 		order = c.order
+	case s.Bundles != nil:
+		order = c.bundled
 	}
 	return epoch, append(dst[:0], order[w*s.B:(w+1)*s.B]...)
 }

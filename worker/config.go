@@ -93,6 +93,11 @@ type Config struct {
 	// MaxPerEpisode bounds the samples of one episode in a global batch
 	// (0: no bound).
 	MaxPerEpisode int `json:"max_per_episode,omitempty"`
+	// SceneNegatives orders each epoch so that the samples of one scene's
+	// episodes (a source's scene ids, synth-vla --scene-variants) share
+	// global batches, phase by phase (dataset.SceneBundles): hard
+	// negatives of each other for every objective.
+	SceneNegatives bool `json:"scene_negatives,omitempty"`
 	// TCNWindow is the most steps apart two frames of a time-contrastive
 	// positive pair are (0: 4); TCNWeight adds the time-contrastive loss,
 	// so weighted, to CLIP's.
@@ -356,6 +361,9 @@ func (c Config) Fingerprint() string {
 	}
 	if c.FusionHidden > 0 {
 		fmt.Fprintf(&b, " fusion_hidden=%d", c.FusionHidden)
+	}
+	if c.SceneNegatives {
+		b.WriteString(" scene_negatives")
 	}
 	// The image views' shape joins it for the sources that have them.
 	if o := c.DataOptions; o.ImageSize != 0 || o.ImageChannels != 0 {

@@ -334,6 +334,11 @@ func NewTrainerData[T gemm.Float](cfg Config, data *Data, grad func(n int) ([]T,
 			return nil, fmt.Errorf("--max-per-episode: %w", err)
 		}
 	}
+	if cfg.SceneNegatives {
+		if err := t.bundleScenes(); err != nil {
+			return nil, err
+		}
+	}
 	t.dEmb = map[string][]T{}
 
 	mc, err := t.modelConfig()

@@ -38,7 +38,7 @@ func dataTools() map[string]dataTool {
 		"pack":      {"data pack --from SOURCE --out DIR [--shard-size N] [source flags]: write WebDataset tar shards of a source", runDataPack},
 		"inspect":   {"data inspect SOURCE [--contact-sheet FILE.png] [--json] [source flags]: counts, image sizes, caption lengths, action statistics, bad samples", runDataInspect},
 		"verify":    {"data verify SOURCE [--json] [source flags]: decode every sample; exit status 1 if any is bad", runDataVerify},
-		"synth-vla": {"data synth-vla --episodes N --out DIR [--seed S] [--format wds|rlds] [--val-fraction F]: write the procedural tabletop manipulation data set", runSynthVLA},
+		"synth-vla": {"data synth-vla --episodes N --out DIR [--seed S] [--format wds|rlds] [--val-fraction F] [--scene-variants V]: write the procedural tabletop manipulation data set", runSynthVLA},
 	}
 }
 

@@ -23,6 +23,7 @@ func runSynthVLA(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Float64Var(&o.ValFraction, "val-fraction", 0.1, "fraction of the episodes in the validation split, whose tasks involve held-out object–colour combinations (0: none)")
 	fs.IntVar(&o.Size, "size", 64, "side of the square images in pixels")
 	fs.IntVar(&o.EpisodesPerShard, "episodes-per-shard", 100, "episodes of one shard")
+	fs.IntVar(&o.SceneVariants, "scene-variants", 1, "episodes per scene: each scene's episodes start from the same objects, poses and look with distinct tasks (1 to 8; above 1 the metadata names the scene)")
 	fs.IntVar(&o.Workers, "workers", 0, "episodes generated in parallel (0: GOMAXPROCS); the output does not depend on it")
 	quiet := fs.Bool("quiet", false, "log nothing but the summary")
 	if _, err := parseFlags(fs, args, stderr); err != nil {

@@ -37,6 +37,7 @@ func towerFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.IntVar(&cfg.FusionHidden, "fusion-hidden", cfg.FusionHidden, "vla: hidden width of the head that fuses the image and instruction embeddings (0: twice --dim)")
 	fs.Float64Var(&cfg.SigLIPBiasInit, "siglip-bias-init", cfg.SigLIPBiasInit, "siglip: the initial logit bias b0 (0: −10)")
 	fs.IntVar(&cfg.MaxPerEpisode, "max-per-episode", cfg.MaxPerEpisode, "at most this many samples of one episode in a global batch (0: no bound)")
+	fs.BoolVar(&cfg.SceneNegatives, "scene-negatives", cfg.SceneNegatives, "put the samples of one scene's episodes (synth-vla --scene-variants) in the same global batch, as hard negatives; --max-per-episode, if set, still caps each episode")
 	fs.IntVar(&cfg.TCNWindow, "tcn-window", cfg.TCNWindow, "tcn: the most steps apart two frames of a positive pair are (0: 4)")
 	fs.Float64Var(&cfg.TCNWeight, "tcn-weight", cfg.TCNWeight, "clip: add this weight times the time-contrastive loss of frames of one episode (0: none)")
 	fs.StringVar(&cfg.Tokenizer, "tokenizer", cfg.Tokenizer, "transformer text tower: a BPE tokenizer file (infonce tokenizer train); default: trained on the training captions")

@@ -384,6 +384,7 @@ type layout struct {
 	action []float32 // T × actionN
 	state  []float32 // T × stateN
 	task   int       // the episode's task id, −1 when unknown
+	scene  int64     // episode_metadata/scene_id, −1 when absent
 	// bad and badErr describe a problem of the whole episode.
 	bad    string
 	badErr error
@@ -391,6 +392,10 @@ type layout struct {
 
 // steps is the layout's weight in the cache.
 func (l *layout) steps() int { return max(l.T, 1) }
+
+// SceneKey is the episode feature read as Sample.Scene when it holds one
+// non-negative integer (synth-vla writes it with --scene-variants).
+const SceneKey = "episode_metadata/scene_id"
 
 // MaxCachedSteps bounds the steps whose layouts a Source keeps; beyond it
 // the least recently used episodes are dropped and read again when needed.
@@ -403,7 +408,7 @@ func (s *Source) buildLayout(rec int) (*layout, []byte, int64, error) {
 	ref := s.records[rec]
 	sh := &s.shards[ref[0]]
 	ent := sh.entries[ref[1]]
-	lay := &layout{rec: rec, T: int(ent.N), task: -1}
+	lay := &layout{rec: rec, T: int(ent.N), task: -1, scene: -1}
 	f, err := os.Open(sh.path)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("rlds: %w", err)
@@ -427,6 +432,9 @@ func (s *Source) buildLayout(rec int) (*layout, []byte, int64, error) {
 		return lay, nil, 0, nil
 	}
 	T, k := lay.T, &s.keys
+	if f := ex[SceneKey]; f != nil && f.Kind == tfrecord.KindInt64 && len(f.Ints) == 1 && f.Ints[0] >= 0 {
+		lay.scene = f.Ints[0]
+	}
 	if k.Image != nil {
 		f := ex[k.Image.Path]
 		if f == nil || len(f.Bytes) != T {
@@ -538,6 +546,7 @@ func (s *Source) Sample(ctx context.Context, i int, dst *dataset.Sample) error {
 	}
 	T := lay.T
 	dst.Episode, dst.Step, dst.EpisodeLen, dst.Task = int64(rec), t, T, lay.task
+	dst.Scene = lay.scene
 	if lay.images != nil {
 		off, n := lay.images[t][0], lay.images[t][1]
 		var b []byte

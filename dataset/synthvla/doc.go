@@ -77,6 +77,18 @@
 // split thus measures whether a model composes "red" and "star", which it
 // saw only apart.
 //
+// # Scenes with several tasks
+//
+// NewSceneEpisode gives a scene several episodes (variants): variant 0 is
+// NewEpisode's episode of the scene's index, and variant v > 0 starts
+// from the same objects, poses, hand and look, so from the same first
+// image, and carries out another task, drawn from (seed, split, scene, v)
+// among those that fit the scene and differ from the earlier variants'
+// tasks and instructions (naming a held-out kind in the validation
+// split). Such siblings are hard negatives of each other: the same image
+// with another instruction and other actions (infonce train
+// --scene-negatives puts them in one batch).
+//
 // # Output
 //
 // Generate writes the training and validation splits to OUT/train and
@@ -86,7 +98,9 @@
 // to the left of another object", and the block of task ids of each
 // family), which the evaluation reads for zero-shot task recognition. Episode i of a split is NewEpisode(seed, split, i, size), a pure
 // function of its key, so the bytes depend on the options alone, not on
-// the number of workers. The formats:
+// the number of workers; with SceneVariants V > 1 it is variant i mod V of
+// scene ⌊i/V⌋, and the metadata names the scene (the wds json's scene,
+// the rlds episode_metadata/scene_id). The formats:
 //
 //	wds    shard-NNNNNN.tar of EpisodesPerShard episodes; per step the
 //	       members KEY.png, KEY.txt (the instruction), KEY.action.npy
@@ -103,7 +117,8 @@
 //
 // The rlds reader numbers episodes by their position and reads the task id
 // from episode_metadata/task_id; both readers give Episode, Step,
-// EpisodeLen, Task, image, text, action and state as written.
+// EpisodeLen, Task, image, text, action and state as written, and Scene
+// when the data set names scenes.
 //
 // # Reproducibility
 //

@@ -56,6 +56,10 @@ type Episode struct {
 	Look   Look
 	Size   int
 	Frames []Frame
+	// Scene is the index of the episode's scene and Variants the number of
+	// episodes written per scene (1: every episode its own scene, and the
+	// metadata names none); see NewSceneEpisode.
+	Scene, Variants int
 }
 
 // Initial is the scene at the first frame; Final at the last.
@@ -81,6 +85,16 @@ func NewEpisode(seed uint64, sp Split, index, size int) (*Episode, error) {
 	if size < 8 {
 		return nil, fmt.Errorf("synthvla: image side %d: want at least 8", size)
 	}
+	e, err := drawEpisode(seed, sp, index)
+	if err != nil {
+		return nil, err
+	}
+	e.render(size)
+	return e, nil
+}
+
+// drawEpisode is NewEpisode without the images.
+func drawEpisode(seed uint64, sp Split, index int) (*Episode, error) {
 	r := newRNG(seed, sp.word(), uint64(index))
 	f := Family(r.intn(NumFamilies))
 	for range maxAttempts {
@@ -88,21 +102,26 @@ func NewEpisode(seed uint64, sp Split, index, size int) (*Episode, error) {
 		if !ok {
 			continue
 		}
-		e.Index, e.Size = index, size
+		e.Index, e.Scene, e.Variants = index, index, 1
 		if !e.Task.Holds(e.Initial(), e.Final(), e.XI, e.YI) {
 			return nil, fmt.Errorf("%w: %s episode %d (seed %d): %s", ErrController, sp, index, seed, e.Task)
 		}
 		e.Instruction = e.Task.Instruction(r)
 		e.Look = sampleLook(r)
-		rd := newRenderer(size, e.Look, e.Frames[0].State.Objects)
-		for i := range e.Frames {
-			f := &e.Frames[i]
-			f.Image = make([]byte, 3*size*size)
-			rd.render(&f.State, f.Image)
-		}
 		return e, nil
 	}
 	return nil, fmt.Errorf("synthvla: %s episode %d (seed %d): no scene fits after %d draws", sp, index, seed, maxAttempts)
+}
+
+// render draws the frames' images at side size.
+func (e *Episode) render(size int) {
+	e.Size = size
+	rd := newRenderer(size, e.Look, e.Frames[0].State.Objects)
+	for i := range e.Frames {
+		f := &e.Frames[i]
+		f.Image = make([]byte, 3*size*size)
+		rd.render(&f.State, f.Image)
+	}
 }
 
 // kindsFor draws n distinct kinds for a scene of family f: index 0 is X,
@@ -190,6 +209,15 @@ func attempt(r *rng, sp Split, f Family) (*Episode, bool) {
 		t.Y = ks[1]
 	}
 	s.G = Gripper{X: r.between(0.1, 0.9), Y: r.between(0.1, 0.9), Z: ZTravel, Yaw: r.between(-0.3, 0.3), Aperture: 1, Held: -1}
+	return runTask(r, sp, s, t, xi, yi)
+}
+
+// runTask draws the target of task t on scene s (which it changes), X and
+// Y being objects xi and yi, checks that the plan fits, and runs the
+// controller: the episode's frames, or false when the task is rejected on
+// this scene.
+func runTask(r *rng, sp Split, s State, t Task, xi, yi int) (*Episode, bool) {
+	f := t.Family
 	X := s.Objects[xi]
 	var tx, ty float64
 	if yi >= 0 {

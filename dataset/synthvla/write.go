@@ -51,6 +51,12 @@ type Options struct {
 	Size int
 	// EpisodesPerShard is the number of episodes of a shard (default 100).
 	EpisodesPerShard int
+	// SceneVariants is the number of episodes written per scene (default
+	// 1, at most MaxVariants): episode i of a split is variant i mod V of
+	// scene ⌊i/V⌋ (NewSceneEpisode), the last scene of a split having
+	// fewer when V does not divide its count. With V > 1 every step's
+	// metadata names its scene.
+	SceneVariants int
 	// Workers generate episodes in parallel (default GOMAXPROCS); the
 	// output does not depend on their number.
 	Workers int
@@ -91,6 +97,12 @@ func (o *Options) defaults() error {
 	}
 	if o.EpisodesPerShard < 0 {
 		return fmt.Errorf("synthvla: %d episodes per shard: want at least 1", o.EpisodesPerShard)
+	}
+	if o.SceneVariants == 0 {
+		o.SceneVariants = 1
+	}
+	if o.SceneVariants < 1 || o.SceneVariants > MaxVariants {
+		return fmt.Errorf("synthvla: %d scene variants: want 1 to %d", o.SceneVariants, MaxVariants)
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
@@ -377,7 +389,8 @@ func (w *shardWriter) abort() {
 
 // encodeEpisode generates episode i of sp and encodes it for the format.
 func encodeEpisode(opts Options, sp Split, i int) encoded {
-	e, err := NewEpisode(opts.Seed, sp, i, opts.Size)
+	v := opts.SceneVariants
+	e, err := NewSceneEpisode(opts.Seed, sp, i/v, i%v, v, opts.Size)
 	if err != nil {
 		return encoded{err: err}
 	}
@@ -461,7 +474,10 @@ type ObjectMeta struct {
 // the episode fields the wds reader copies to the sample (episode, step,
 // episode_len, task).
 type Meta struct {
-	Episode     int          `json:"episode"`
+	Episode int `json:"episode"`
+	// Scene is the episode's scene, when the data set has several
+	// episodes per scene (Options.SceneVariants > 1).
+	Scene       *int         `json:"scene,omitempty"`
 	Step        int          `json:"step"`
 	EpisodeLen  int          `json:"episode_len"`
 	Task        int          `json:"task"`
@@ -486,6 +502,9 @@ func StepMeta(e *Episode, t int) Meta {
 	m := Meta{Episode: e.Index, Step: t, EpisodeLen: len(e.Frames), Task: e.Task.ID(), Family: e.Task.Family.String(),
 		Split: e.Split, Instruction: e.Instruction, Table: e.Look.TableName(), Texture: e.Look.Texture.String(),
 		Brightness: round4(e.Look.Brightness), Temperature: round4(e.Look.Temperature)}
+	if e.Variants > 1 {
+		m.Scene = &e.Scene
+	}
 	for i, o := range s.Objects {
 		m.Objects = append(m.Objects, ObjectMeta{Index: i, Shape: o.Shape.String(), Colour: o.Colour.String(), HeldOut: IsHeldOut(o.Kind),
 			X: round4(o.X), Y: round4(o.Y), Z: round4(o.Z), R: round4(o.R), Yaw: round4(o.Yaw)})
@@ -515,13 +534,20 @@ func EpisodeRecord(e *Episode, pngs [][]byte) tfrecord.Example {
 	ex["episode_metadata/task_id"] = tfrecord.Int64Feature(int64(m.Task))
 	ex["episode_metadata/task_family"] = tfrecord.BytesFeature([]byte(m.Family))
 	ex["episode_metadata/objects"] = tfrecord.BytesFeature(objs)
+	if m.Scene != nil {
+		ex["episode_metadata/scene_id"] = tfrecord.Int64Feature(int64(*m.Scene))
+	}
 	return ex
 }
 
 // FeaturesJSON is the features.json of the RLDS folders: that of
 // rlds.FeaturesJSON for the steps, with an episode_metadata dict of the
 // episode id, the task id, the family and the objects (JSON text).
-func FeaturesJSON(size int) ([]byte, error) {
+func FeaturesJSON(size int) ([]byte, error) { return featuresJSON(size, false) }
+
+// featuresJSON is FeaturesJSON, with the scene id in episode_metadata
+// when withScene.
+func featuresJSON(size int, withScene bool) ([]byte, error) {
 	base := rlds.FeaturesJSON(rlds.Layout{ImageH: size, ImageW: size, ImageC: 3, ImageFormat: "png", Action: 7, State: 5, Instruction: true})
 	var root map[string]any
 	if err := json.Unmarshal(base, &root); err != nil {
@@ -541,13 +567,16 @@ func FeaturesJSON(size int) ([]byte, error) {
 		"featuresDict": map[string]any{"features": map[string]any{
 			"episode_id": scalar("int64"), "task_id": scalar("int64"), "task_family": text, "objects": text,
 		}}}
+	if withScene {
+		feats["episode_metadata"].(map[string]any)["featuresDict"].(map[string]any)["features"].(map[string]any)["scene_id"] = scalar("int64")
+	}
 	return json.MarshalIndent(root, "", "  ")
 }
 
 // writeRLDSInfo writes the features.json and dataset_info.json of an RLDS
 // folder of split sp.
 func writeRLDSInfo(opts Options, dir string, sp Split, shards int) error {
-	fj, err := FeaturesJSON(opts.Size)
+	fj, err := featuresJSON(opts.Size, opts.SceneVariants > 1)
 	if err != nil {
 		return err
 	}

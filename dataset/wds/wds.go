@@ -337,6 +337,9 @@ func (s *Source) Sample(ctx context.Context, i int, dst *dataset.Sample) error {
 		if v, ok := num("task"); ok {
 			dst.Task = v
 		}
+		if v, ok := num("scene"); ok {
+			dst.Scene = int64(v)
+		}
 		if v, ok := num("episode"); ok {
 			dst.Episode = int64(v)
 			dst.Step, _ = num("step")
