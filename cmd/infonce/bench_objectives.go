@@ -68,8 +68,8 @@ var objectivesPresets = map[string]struct {
 		Rows: []objectivesRow{
 			{"clip", []string{"--objective", "clip"}},
 			{"clip, masked", []string{"--objective", "clip", "--mask-false-negatives=label"}},
-			{"clip, hard β=1", []string{"--objective", "clip", "--hard-negatives", "1"}},
-			{"clip, debiased τ+=0.1", []string{"--objective", "clip", "--debias", "0.1"}},
+			{"clip, hard (β 1)", []string{"--objective", "clip", "--hard-negatives", "1"}},
+			{"clip, debiased (τ+ 0.1)", []string{"--objective", "clip", "--debias", "0.1"}},
 			{"siglip", []string{"--objective", "siglip"}},
 			{"simclr", []string{"--objective", "simclr"}},
 			{"moco", []string{"--objective", "moco"}},
@@ -279,7 +279,7 @@ func runBenchObjectives(ctx context.Context, args []string, stdout, stderr io.Wr
 	fs.Usage = func() { fmt.Fprint(stderr, objectivesUsage); fs.PrintDefaults() }
 	preset := fs.String("preset", "negatives", "rows and metrics: negatives or vla")
 	var rows rowFlags
-	fs.Var(&rows, "row", "a row NAME=FLAGS (repeatable; replaces the preset's rows)")
+	fs.Var(&rows, "row", "a row NAME=FLAGS, NAME without \"=\" (repeatable; replaces the preset's rows)")
 	seeds := fs.Int("seeds", 3, "seeds 1..N of every row")
 	metrics := fs.String("metrics", "", "summary.json fields, comma-separated (default the preset's)")
 	batches := fs.String("batches", "", "global batch sizes, comma-separated: a column per batch at a fixed --samples-seen")
