@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -246,5 +247,38 @@ func TestMicroRows(t *testing.T) {
 	x := []float32{0, 1, 2, 3, 4, 5}
 	if b := microRows(model.Rows(x, 3), 1, 3, &off); b.N != 2 || !slices.Equal(b.X, x[2:]) {
 		t.Errorf("dense rows 1…2: %d rows %v, want 2 rows %v", b.N, b.X, x[2:])
+	}
+}
+
+// TestMicroBatchReachesWorkers: --micro-batch travels to the workers in the
+// run specification, and the default's specification has no such field.
+func TestMicroBatchReachesWorkers(t *testing.T) {
+	cfg := DefaultConfig()
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(b, &fields); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fields["micro_batch"]; ok {
+		t.Errorf("the default configuration encodes micro_batch: %s", b)
+	}
+	cfg.MicroBatch = 64
+	b, err = EncodeRunSpec(RunSpec{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeRunSpec(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MicroBatch != 64 {
+		t.Errorf("a worker got micro-batch %d, want 64", got.MicroBatch)
+	}
+	cfg.MicroBatch = -1
+	if err := cfg.Validate(); err == nil {
+		t.Error("--micro-batch -1 was accepted")
 	}
 }
