@@ -147,7 +147,7 @@ type StepTimes struct {
 	Forward   time.Duration // the towers' forward passes
 	Gather    time.Duration // all-gathers of embeddings, log-sum-exps and keys
 	Loss      time.Duration // the objective's own computation, gathers excluded
-	Backward  time.Duration // the towers' backward passes
+	Backward  time.Duration // the towers' backward passes (with --micro-batch, their second forward pass too)
 	Reduce    time.Duration // the gradient all-reduce, waiting included
 	Optimizer time.Duration // clipping, the update, the momentum encoder
 }
