@@ -130,6 +130,11 @@ type Config struct {
 	MoCoQueue     int     `json:"moco_queue"`
 	MoCoSymmetric bool    `json:"moco_symmetric"`
 	Chunk         int     `json:"chunk"` // logit columns per chunk of the streamed loss
+	// MicroBatch m > 0 encodes each rank's rows m at a time, keeping only
+	// the embeddings, and encodes them again for the backward pass
+	// (gradient caching): the activations of m rows are held at once,
+	// and the gradient is the whole batch's (0: one pass).
+	MicroBatch int `json:"micro_batch,omitempty"`
 
 	CheckpointEvery int64 `json:"checkpoint_every"` // steps between checkpoints (0: only at the end and on a stop)
 	// EvalEvery is the number of steps between evaluations during the
@@ -231,6 +236,9 @@ func (c Config) Validate() error {
 	}
 	if c.Chunk < 1 {
 		errs = append(errs, fmt.Errorf("--chunk %d: must be at least 1", c.Chunk))
+	}
+	if c.MicroBatch < 0 {
+		errs = append(errs, fmt.Errorf("--micro-batch %d: must not be negative", c.MicroBatch))
 	}
 	if c.Objective == MoCo {
 		if !(c.MoCoMomentum >= 0 && c.MoCoMomentum < 1) {

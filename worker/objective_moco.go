@@ -28,6 +28,11 @@ type mocoObjective[T gemm.Float] struct {
 	key      *model.Model[T] // f_k, over keyW
 	keyW     []T             // θ_k
 	k1, k2   []T             // this step's keys of view 1 (symmetric only) and view 2
+	// micro is --micro-batch: the keys are encoded that many rows at a
+	// time into keys (0: in one pass, the keys a view of the key
+	// encoder's output).
+	micro int
+	keys  []T
 }
 
 func newMoCo[T gemm.Float](cfg Config) (Objective[T], error) {
@@ -35,6 +40,7 @@ func newMoCo[T gemm.Float](cfg Config) (Objective[T], error) {
 	return &mocoObjective[T]{
 		loss:     contrastive.MoCo[T]{Queue: q, Symmetric: cfg.MoCoSymmetric, Chunk: cfg.Chunk, Negatives: cfg.negatives()},
 		momentum: T(cfg.MoCoMomentum),
+		micro:    cfg.MicroBatch,
 	}, nil
 }
 
@@ -57,19 +63,27 @@ func (o *mocoObjective[T]) Init(m *model.Model[T]) error {
 }
 
 // EncodeViews computes the keys: f_k(x2), or f_k([x1; x2]) when symmetric.
+// The key encoder has no backward pass, so with micro-batches its rows are
+// encoded once, m at a time.
 func (o *mocoObjective[T]) EncodeViews(in *LossInput[T]) error {
 	b, d := in.Views[1].In.N, in.D
+	x := in.Views[1].In
 	if o.loss.Symmetric {
-		k, err := o.key.Image.Forward(in.TowerInput(model.ModalityImage))
-		if err != nil {
-			return fmt.Errorf("key encoder: %w", err)
-		}
-		o.k1, o.k2 = k[:b*d], k[b*d:2*b*d]
-		return nil
+		x = in.TowerInput(model.ModalityImage)
 	}
-	k, err := o.key.Image.Forward(in.Views[1].In)
+	var k []T
+	var err error
+	if o.micro > 0 && x.N > o.micro {
+		k, err = encodeMicro(o.key.Image, x, o.micro, d, &o.keys, nil)
+	} else {
+		k, err = o.key.Image.Forward(x)
+	}
 	if err != nil {
 		return fmt.Errorf("key encoder: %w", err)
+	}
+	if o.loss.Symmetric {
+		o.k1, o.k2 = k[:b*d], k[b*d:2*b*d]
+		return nil
 	}
 	o.k1, o.k2 = nil, k
 	return nil
@@ -85,8 +99,8 @@ func (o *mocoObjective[T]) Loss(ctx context.Context, coll contrastive.Collective
 }
 
 // Commit enqueues this step's keys k2 = f_k(x2) of every rank. They are a
-// view into the key encoder's output cache, untouched until its next
-// forward.
+// view into the key encoder's output cache (or into keys), untouched until
+// its next forward.
 func (o *mocoObjective[T]) Commit(ctx context.Context, coll contrastive.Collective, in *LossInput[T]) error {
 	if err := o.loss.Enqueue(ctx, coll, o.k2, in.D, in.Counts); err != nil {
 		return fmt.Errorf("moco enqueue: %w", err)

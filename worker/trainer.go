@@ -98,6 +98,12 @@ type Trainer[T gemm.Float] struct {
 	counts   []int
 	timed    timedComm[T]
 
+	// towerCaches holds each tower's state of a micro-batched step (in the
+	// order of sides), and microOff the rebased offsets of a micro-batch
+	// of token rows (gradcache.go).
+	towerCaches []towerCache[T]
+	microOff    []int32
+
 	red       overlapped // the gradient reduction of the step, when in flight
 	gradReady func([]T)  // t.handOver, bound once
 	// overlappedSteps counts the steps whose reduction overlapped the
@@ -141,7 +147,7 @@ type StepTimes struct {
 	Forward   time.Duration // the towers' forward passes
 	Gather    time.Duration // all-gathers of embeddings, log-sum-exps and keys
 	Loss      time.Duration // the objective's own computation, gathers excluded
-	Backward  time.Duration // the towers' backward passes
+	Backward  time.Duration // the towers' backward passes (with --micro-batch, their second forward pass too)
 	Reduce    time.Duration // the gradient all-reduce, waiting included
 	Optimizer time.Duration // clipping, the update, the momentum encoder
 }
@@ -560,7 +566,11 @@ func (t *Trainer[T]) Step(ctx context.Context, comm Comm[T], step int64) (StepSt
 	// the backward pass; the loss pair goes first.
 	stopReq := t.StopRequested.Load()
 	overlap := t.startReduce(ctx, raw, res.Loss, stopReq)
-	if err := t.backward(); err != nil {
+	var ready func([]T)
+	if overlap {
+		ready = t.gradReady
+	}
+	if err := t.backward(ready); err != nil {
 		return StepStats{}, t.abandon(overlap, fmt.Errorf("step %d: %w", step, err))
 	}
 	times.Backward = sw.lap()
@@ -757,10 +767,16 @@ func (t *Trainer[T]) buildViews(epoch int, local []int) error {
 // encode runs each tower's forward pass once over the rows of its encoded
 // views (they come first among the tower's views, so their rows are one
 // run), and hands each view its embeddings and its part of the tower's
-// gradient buffer.
+// gradient buffer. With --micro-batch m, a tower with more than m rows
+// encodes them m at a time and keeps only the embeddings (gradcache.go).
 func (t *Trainer[T]) encode(b int) error {
 	d := t.Cfg.Dim
-	for _, side := range t.sides() {
+	sides := t.sides()
+	if len(t.towerCaches) != len(sides) {
+		t.towerCaches = make([]towerCache[T], len(sides))
+	}
+	for si, side := range sides {
+		t.towerCaches[si].in = model.Batch[T]{}
 		views := t.towerViews(side)
 		n := 0
 		for _, vi := range views {
@@ -777,7 +793,15 @@ func (t *Trainer[T]) encode(b int) error {
 			in.X = in.X[:n*b*w]
 		}
 		in.N = n * b
-		emb, err := t.tower(side).Forward(in)
+		var emb []T
+		var err error
+		if m := t.Cfg.MicroBatch; m > 0 && in.N > m {
+			c := &t.towerCaches[si]
+			c.in = in
+			emb, err = encodeMicro(t.tower(side), in, m, d, &c.emb, &t.microOff)
+		} else {
+			emb, err = t.tower(side).Forward(in)
+		}
 		if err != nil {
 			return fmt.Errorf("%s tower: %w", side, err)
 		}
@@ -794,13 +818,21 @@ func (t *Trainer[T]) encode(b int) error {
 // backward runs the towers' backward passes with the gradients the
 // objective wrote, the last tower of the buffer first: the gradients then
 // come in one run of adjacent slices from the top of the buffer down
-// (Model.SetGradReady).
-func (t *Trainer[T]) backward() error {
+// (Model.SetGradReady; ready is the hook armed for an overlapped
+// reduction, or nil). A tower encoded in micro-batches encodes each of
+// them again and backpropagates its slice (gradcache.go).
+func (t *Trainer[T]) backward(ready func([]T)) error {
 	sides := t.sides()
 	for i := len(sides) - 1; i >= 0; i-- {
 		side := sides[i]
 		g := t.dEmb[side]
 		if g == nil {
+			continue
+		}
+		if c := &t.towerCaches[i]; c.in.N > 0 {
+			if err := backwardMicro(t.tower(side), c.in, g[:c.in.N*t.Cfg.Dim], t.Cfg.MicroBatch, t.Cfg.Dim, ready, &t.microOff); err != nil {
+				return fmt.Errorf("%s backward: %w", side, err)
+			}
 			continue
 		}
 		if err := t.tower(side).Backward(g); err != nil {

@@ -109,6 +109,7 @@ func TestBadInputIsAClearError(t *testing.T) {
 		{[]string{"train", "--objective", "byol"}, 2, "--objective"},
 		{[]string{"train", "--batch", "70000", "--out", "OUT"}, 1, "--batch"},
 		{[]string{"train", "--objective", "moco", "--moco-queue", "100"}, 2, "--moco-queue"},
+		{[]string{"train", "--micro-batch", "-1"}, 2, "--micro-batch"},
 		{[]string{"train", "--data", "idx:/nonexistent"}, 1, "/nonexistent"},
 		{[]string{"train", "--frobnicate"}, 2, "frobnicate"},
 		{[]string{"train", "--objective", "siglip", "--hard-negatives", "1"}, 2, "--hard-negatives"},

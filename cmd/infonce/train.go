@@ -55,6 +55,7 @@ func trainFlags(fs *flag.FlagSet, cfg *worker.Config) {
 	fs.IntVar(&cfg.MoCoQueue, "moco-queue", cfg.MoCoQueue, "moco: queue size, a multiple of --batch (0: 8 batches)")
 	fs.BoolVar(&cfg.MoCoSymmetric, "moco-symmetric", cfg.MoCoSymmetric, "moco: symmetrised loss ½[ctr(q1,k2)+ctr(q2,k1)] (v3 style)")
 	fs.IntVar(&cfg.Chunk, "chunk", cfg.Chunk, "logit columns per chunk of the streamed loss")
+	fs.IntVar(&cfg.MicroBatch, "micro-batch", cfg.MicroBatch, "encode each worker's rows m at a time and again for the backward pass (gradient caching): activations of m rows, the gradient of the whole batch (0: one pass)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of every random source of the run")
 	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "write a metrics line every N steps")
 	fs.IntVar(&cfg.EvalEvery, "eval-every", cfg.EvalEvery, "evaluate every N steps into metrics.jsonl, in one process or on rank 0 of several workers while the others wait (0: only at the end)")
