@@ -30,9 +30,18 @@ type jobRunner func(ctx context.Context, j trainJob) (float64, error)
 // runTrainJob is the jobRunner of the command line: it runs the job and
 // reads samples_per_second from the summary.json it wrote.
 func runTrainJob(ctx context.Context, j trainJob) (float64, error) {
+	if err := runJob(ctx, j); err != nil {
+		return 0, err
+	}
+	return summaryRate(j.Out)
+}
+
+// runJob runs 'infonce train --out OUT ARGS' to its end, its output in
+// OUT.log.
+func runJob(ctx context.Context, j trainJob) error {
 	log, err := os.Create(j.Out + ".log")
 	if err != nil {
-		return 0, fmt.Errorf("job log: %w", err)
+		return fmt.Errorf("job log: %w", err)
 	}
 	defer log.Close()
 	args := append([]string{"train", "--out", j.Out}, j.Args...)
@@ -40,12 +49,12 @@ func runTrainJob(ctx context.Context, j trainJob) (float64, error) {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), j.Env...)
 	if err := affinity.Start(cmd, j.Cores); err != nil {
-		return 0, fmt.Errorf("start %s %v: %w", j.Binary, args, err)
+		return fmt.Errorf("start %s %v: %w", j.Binary, args, err)
 	}
 	if err := cmd.Wait(); err != nil {
-		return 0, fmt.Errorf("%s %v: %w (log: %s)", j.Binary, args, err, log.Name())
+		return fmt.Errorf("%s %v: %w (log: %s)", j.Binary, args, err, log.Name())
 	}
-	return summaryRate(j.Out)
+	return nil
 }
 
 // summaryRate reads the samples_per_second of a run directory's summary.json.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -109,16 +108,8 @@ type summaryRunner func(ctx context.Context, j trainJob) (map[string]float64, er
 
 // runSummaryJob is the summaryRunner of the command line.
 func runSummaryJob(ctx context.Context, j trainJob) (map[string]float64, error) {
-	log, err := os.Create(j.Out + ".log")
-	if err != nil {
-		return nil, fmt.Errorf("job log: %w", err)
-	}
-	defer log.Close()
-	args := append([]string{"train", "--out", j.Out}, j.Args...)
-	cmd := exec.CommandContext(ctx, j.Binary, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s %v: %w (log: %s)", j.Binary, args, err, log.Name())
+	if err := runJob(ctx, j); err != nil {
+		return nil, err
 	}
 	b, err := os.ReadFile(rundir.SummaryPath(j.Out))
 	if err != nil {
