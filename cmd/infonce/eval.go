@@ -40,7 +40,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "%s\n", *path)
 	fmt.Fprintf(stdout, "  zero-shot         top-1 %s  top-5 %s\n", pct(ev.ZeroShotTop1), pct(ev.ZeroShotTop5))
 	fmt.Fprintf(stdout, "  retrieval R@1     image→text %s  text→image %s\n", pct(ev.RecallI2TAt1), pct(ev.RecallT2IAt1))
-	fmt.Fprintf(stdout, "  linear probe      %s (raw pixels %s)\n", pct(&ev.LinearProbeAccuracy), pct(&ev.PixelProbeAccuracy))
+	printProbe(stdout, ev.LinearProbeAccuracy, ev.PixelProbeAccuracy)
 	printVLA(stdout, &ev)
 	return nil
 }

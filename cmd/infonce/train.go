@@ -216,6 +216,17 @@ func pct(p *float64) string {
 	return fmt.Sprintf("%.2f%%", 100**p)
 }
 
+// printProbe prints the linear probe's accuracy beside the raw pixels'; a
+// data set without labels has neither (both 0: a probe that scored is at
+// least at chance).
+func printProbe(w io.Writer, probe, pixels float64) {
+	if probe == 0 && pixels == 0 {
+		fmt.Fprintln(w, "  linear probe      n/a (no labels)")
+		return
+	}
+	fmt.Fprintf(w, "  linear probe      %s (raw pixels %s)\n", pct(&probe), pct(&pixels))
+}
+
 // printVLA prints the scores of the VLA evaluation that ev has.
 func printVLA(w io.Writer, ev *worker.Evaluation) {
 	if ev.ActionRecallAt5 != nil {
@@ -240,7 +251,7 @@ func printSummary(w io.Writer, s *worker.Summary) {
 	fmt.Fprintf(w, "  throughput        %.0f samples/s (train %.1f s, eval %.1f s, wall %.1f s)\n", s.SamplesPerSecond, s.TrainSeconds, s.EvalSeconds, s.WallSeconds)
 	fmt.Fprintf(w, "  zero-shot         top-1 %s  top-5 %s\n", pct(s.ZeroShotTop1), pct(s.ZeroShotTop5))
 	fmt.Fprintf(w, "  retrieval R@1     image→text %s  text→image %s\n", pct(s.RecallI2TAt1), pct(s.RecallT2IAt1))
-	fmt.Fprintf(w, "  linear probe      %s (raw pixels %s)\n", pct(&s.LinearProbeAccuracy), pct(&s.PixelProbeAccuracy))
+	printProbe(w, s.LinearProbeAccuracy, s.PixelProbeAccuracy)
 	printVLA(w, &s.Evaluation)
 	fmt.Fprintf(w, "  peak RSS          %.0f MB\n", float64(s.PeakRSSBytes)/1e6)
 	fmt.Fprintf(w, "  param sha256      %s\n", s.ParamSHA256)
