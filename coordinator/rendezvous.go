@@ -448,7 +448,7 @@ func (r *Rendezvous) Fail(now time.Time, id string, gen uint64, step int64, msg 
 	m.lastErr = msg
 	if abort {
 		if r.phase != PhaseStopped {
-			r.stop(now, fmt.Sprintf("run aborted by %s at step %d: %s", id, step, msg), false)
+			r.stop(now, fmt.Sprintf(abortedPrefix+"%s at step %d: %s", id, step, msg), false)
 		}
 		return nil
 	}

@@ -29,6 +29,7 @@ var fpA = Fingerprint{"model": "vit-t d=256", "objective": "infonce", "batch": "
 //	                            ring means empty
 //	rank w1 R W                 w1's assignment has rank R in world W
 //	waiting w1                  w1 has no assignment yet
+//	aborted w1 true|false       w1's assignment is the stop of an aborted run
 //	gone w1                     w1 is unknown (removed)
 //	err SUBSTRING               the previous event failed with SUBSTRING
 //	reason SUBSTRING            the current generation's reason contains it
@@ -175,6 +176,14 @@ func script(t *testing.T, cfg RendezvousConfig, lines []string) *Rendezvous {
 			}
 			if a.Rank >= 0 && a.PeerIDs[a.Rank] != f[1] {
 				fail("peer ids %v do not hold %s at rank %d", a.PeerIDs, f[1], a.Rank)
+			}
+		case "aborted":
+			a, err := r.Assignment(f[1])
+			if err != nil {
+				fail("%v", err)
+			}
+			if got := strconv.FormatBool(a.Aborted()); got != f[2] {
+				fail("Aborted() = %s, want %s", got, f[2])
 			}
 		case "waiting":
 			if _, err := r.Assignment(f[1]); !errors.Is(err, ErrNotAssigned) {
@@ -335,6 +344,7 @@ func TestRendezvousScenarios(t *testing.T) {
 			"join", "join", "at 1s", "expect running g1 run w1,w2 fresh 0",
 			"abort w1 1 12 3 non-finite steps in a row", "expect stopped g2 stop w1,w2 bcast:0 0",
 			"reason run aborted by w1 at step 12: 3 non-finite steps in a row",
+			"aborted w1 true", "aborted w2 true",
 			"abort w2 1 12 3 non-finite steps in a row", "expect stopped g2",
 		}},
 		{"death of rank 0: survivors keep order, rank 1 broadcasts as new rank 0", cfg(2, 4), []string{
@@ -383,7 +393,7 @@ func TestRendezvousScenarios(t *testing.T) {
 			"fatal w2 1 3 NaN loss", "expect running g2 run w1 bcast:0 0", "reason fatal error: NaN loss",
 		}},
 		{"finish stops the run", cfg(1, 1), []string{
-			"join", "finished -", "finish w1 1 1000", "expect stopped g2 stop w1 bcast:0 1000", "reason training finished",
+			"join", "finished -", "finish w1 1 1000", "expect stopped g2 stop w1 bcast:0 1000", "reason training finished", "aborted w1 false",
 			"finished 1000", "leave w1", "expect stopped g2", "finished 1000",
 		}},
 		{"a worker lost before the finish leaves the run finished", cfg(1, 3), []string{

@@ -105,6 +105,18 @@ type Assignment struct {
 	CheckpointBeforeStop bool
 }
 
+// abortedPrefix begins the Reason of the stop that ends a run aborted by
+// one of its workers (Rendezvous.Fail with abort).
+const abortedPrefix = "run aborted by "
+
+// Aborted reports whether a is the stop of a run that a worker aborted (an
+// error every rank meets at the same step): a rank that learns of the end
+// of its run this way, rather than meeting the error itself, ends with
+// that error too, not as a finished run.
+func (a Assignment) Aborted() bool {
+	return a.Action == ActionStop && strings.HasPrefix(a.Reason, abortedPrefix)
+}
+
 // JoinRequest describes a worker that asks to join the run.
 type JoinRequest struct {
 	// Name is a human-readable label (host or pod name), not an identity.

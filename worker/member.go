@@ -301,6 +301,12 @@ func (m *member) run(ctl context.Context) (*Summary, error) {
 					if cause != nil {
 						m.log.Info("run stopped by the coordinator")
 					}
+					// Another rank met the run's error first and this one
+					// learnt of it from the stop: the run ends aborted here
+					// too, as it does on the ranks that met it.
+					if cause == nil && a.Aborted() {
+						return nil, fmt.Errorf("%w: %s", ErrAborted, a.Reason)
+					}
 					return nil, nil
 				case membership.Stopped, membership.Aborted, membership.Fatal:
 					return nil, cause
