@@ -22,7 +22,11 @@ type evalSet[T any] struct {
 	x      []T // n rows of the evaluation view
 	labels []int
 	tasks  []int // each row's task id, −1 when unknown
-	texts  []string
+	// episodes and steps place each row in its episode (episode −1: the
+	// sample has none).
+	episodes []int64
+	steps    []int
+	texts    []string
 	index  []int // each row's sample index in the source
 }
 
@@ -54,6 +58,11 @@ func (t *Trainer[T]) readEvalSet(ctx context.Context, src dataset.Source) (*eval
 		}
 		e.labels = append(e.labels, s.Label)
 		e.tasks = append(e.tasks, s.Task)
+		ep := int64(-1)
+		if s.Has(dataset.FieldEpisode) {
+			ep = s.Episode
+		}
+		e.episodes, e.steps = append(e.episodes, ep), append(e.steps, s.Step)
 		e.texts = append(e.texts, s.Text)
 		e.index = append(e.index, i)
 		e.n++
@@ -204,6 +213,8 @@ func (t *Trainer[T]) evaluateSources(ctx context.Context) (Evaluation, error) {
 		if err := t.evaluateVLA(ctx, m, val, valEmb, &ev); err != nil {
 			return ev, err
 		}
+	} else if err := t.evaluateEpisodes(ctx, m, val, valEmb, min(val.n, maxVLARows), &ev); err != nil {
+		return ev, err
 	}
 	// Retrieval: each validation image against its own caption. Without
 	// labels every sample is its own class.

@@ -136,11 +136,49 @@ func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *ev
 	if ev.VLAPlots, err = vlaPlots(ranksA, ranksI, u[:n*d], valFam, families, d); err != nil {
 		return err
 	}
-	// Temporal consistency: in each episode, a frame nearer the end should
-	// be nearer the last frame.
+	temporalConsistency(val, u, n, d, ev)
+	return nil
+}
+
+// evaluateEpisodes scores what a model without an action tower can be
+// asked of episode data (an image–text or time-contrastive run on robot
+// data): the recognition of the task family when the data has a
+// tasks.json (evaluateTasks) and the temporal consistency of the frames of
+// the first n validation rows.
+func (t *Trainer[T]) evaluateEpisodes(ctx context.Context, m *model.Model[T], val *evalSet[T], u []T, n int, ev *Evaluation) error {
+	if !slices.ContainsFunc(val.episodes[:n], func(e int64) bool { return e >= 0 }) {
+		return nil
+	}
+	families, err := t.taskFamilies()
+	if err != nil {
+		return err
+	}
+	if families != nil {
+		train, err := t.readEvalSet(ctx, t.src)
+		if err != nil {
+			return err
+		}
+		tu, _, err := t.encodeRows(ctx, m, train.x, train.n)
+		if err != nil {
+			return err
+		}
+		if err := t.evaluateTasks(m, families, train, tu, val, u, ev); err != nil {
+			return err
+		}
+	}
+	temporalConsistency(val, u, n, t.Cfg.Dim, ev)
+	return nil
+}
+
+// temporalConsistency sets ev.TemporalKendallTau: within each episode of
+// the first n rows, Kendall's τ between each frame's step and its
+// embedding's closeness (u·u_last) to the episode's last frame, averaged
+// over the episodes of at least 3 frames. A frame nearer the end should be
+// nearer the last frame.
+func temporalConsistency[T gemm.Float](val *evalSet[T], u []T, n, d int, ev *Evaluation) {
 	byEp := map[int64][]int{}
 	for r := range n {
-		if ep := vt.episode[val.index[r]]; ep >= 0 {
+		if ep := val.episodes[r]; ep >= 0 {
 			byEp[ep] = append(byEp[ep], r)
 		}
 	}
@@ -152,13 +190,13 @@ func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *ev
 		}
 		last := rows[0]
 		for _, r := range rows {
-			if vt.step[val.index[r]] > vt.step[val.index[last]] {
+			if val.steps[r] > val.steps[last] {
 				last = r
 			}
 		}
 		steps, close := make([]float64, len(rows)), make([]float64, len(rows))
 		for k, r := range rows {
-			steps[k] = float64(vt.step[val.index[r]])
+			steps[k] = float64(val.steps[r])
 			var dot float64
 			for j := range d {
 				dot += float64(u[r*d+j]) * float64(u[last*d+j])
@@ -174,7 +212,6 @@ func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *ev
 		tau := tauSum / float64(episodes)
 		ev.TemporalKendallTau = &tau
 	}
-	return nil
 }
 
 // actionRegression fits a ridge probe from the fused (image, instruction)
