@@ -27,7 +27,7 @@ type evalSet[T any] struct {
 	episodes []int64
 	steps    []int
 	texts    []string
-	index  []int // each row's sample index in the source
+	index    []int // each row's sample index in the source
 }
 
 // readEvalSet reads the first min(Len, maxEvalSamples) usable samples of
