@@ -2,6 +2,8 @@ package model
 
 import (
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/infonce/infonce/vec"
 )
@@ -74,4 +76,84 @@ func geluGradFast32(dx, dy, x, cdf, pdf []float32) {
 	for i, v := range x {
 		dx[i] = dy[i] * (cdf[i] + v*pdf[i])
 	}
+}
+
+// geluParallelMin is the fewest elements a goroutine of a parallel GELU
+// takes: below it one goroutine does the whole layer.
+const geluParallelMin = 64 * geluChunk
+
+// geluParallel runs geluFast32 and geluGradFast32 over up to GOMAXPROCS
+// contiguous parts of the elements at once. The parts begin at multiples
+// of geluChunk, so each element goes through exactly the arithmetic of
+// the serial call: the result is the same bit for bit.
+type geluParallel struct {
+	parts   []geluPart
+	scratch []float32
+	wg      sync.WaitGroup
+}
+
+// geluPart is one part [lo, hi) of a parallel GELU, handed to a goroutine
+// of its own (geluWorker) through a channel, which keeps the call
+// allocation-free.
+type geluPart struct {
+	lo, hi                          int
+	grad                            bool
+	y, cdf, pdf, x, scratch, dx, dy []float32
+	wg                              *sync.WaitGroup
+}
+
+var geluHandoff = make(chan *geluPart, 64)
+
+func geluWorker() {
+	p := <-geluHandoff
+	p.run()
+	p.wg.Done()
+}
+
+func (p *geluPart) run() {
+	lo, hi := p.lo, p.hi
+	if p.grad {
+		geluGradFast32(p.dx[lo:hi], p.dy[lo:hi], p.x[lo:hi], p.cdf[lo:hi], p.pdf[lo:hi])
+		return
+	}
+	geluFast32(p.y[lo:hi], p.cdf[lo:hi], p.pdf[lo:hi], p.x[lo:hi], p.scratch)
+}
+
+// run computes every part, the first on the calling goroutine, and waits
+// for the others. set fills a part's buffers.
+func (g *geluParallel) run(n int, set func(p *geluPart)) {
+	chunks := (n + geluChunk - 1) / geluChunk
+	P := max(1, min(runtime.GOMAXPROCS(0), n/geluParallelMin))
+	for len(g.parts) < P {
+		g.parts = append(g.parts, geluPart{})
+	}
+	g.scratch = grow(g.scratch, 2*geluChunk*P)
+	for k := range P {
+		p := &g.parts[k]
+		p.lo, p.hi = k*chunks/P*geluChunk, min((k+1)*chunks/P*geluChunk, n)
+		p.scratch = g.scratch[2*geluChunk*k : 2*geluChunk*(k+1)]
+		p.wg = &g.wg
+		set(p)
+	}
+	g.wg.Add(P - 1)
+	for k := 1; k < P; k++ {
+		go geluWorker()
+		geluHandoff <- &g.parts[k]
+	}
+	g.parts[0].run()
+	g.wg.Wait()
+}
+
+// forward is geluFast32(y, cdf, pdf, x) in parallel.
+func (g *geluParallel) forward(y, cdf, pdf, x []float32) {
+	g.run(len(x), func(p *geluPart) {
+		p.grad, p.y, p.cdf, p.pdf, p.x = false, y, cdf, pdf, x
+	})
+}
+
+// backward is geluGradFast32(dx, dy, x, cdf, pdf) in parallel.
+func (g *geluParallel) backward(dx, dy, x, cdf, pdf []float32) {
+	g.run(len(x), func(p *geluPart) {
+		p.grad, p.dx, p.dy, p.x, p.cdf, p.pdf = true, dx, dy, x, cdf, pdf
+	})
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/infonce/infonce/vec"
@@ -58,5 +59,66 @@ func TestGELUFast32(t *testing.T) {
 		if worstY > 2 || worstD > 2 {
 			t.Errorf("vec %q: errors of %.2f and %.2f ulp, want at most 2", impl, worstY, worstD)
 		}
+	}
+}
+
+// TestGELUParallelIsSerial: the GELU of a layer large enough to be split
+// over goroutines equals the serial kernels bit for bit, forward and
+// backward, at every GOMAXPROCS and for lengths that end inside a chunk.
+func TestGELUParallelIsSerial(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{geluParallelMin - 1, 2*geluParallelMin + 77, 5*geluParallelMin + geluChunk/2} {
+		x, dy := make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i], dy[i] = float32(rng.NormFloat64()*3), float32(rng.NormFloat64())
+		}
+		y0, c0, p0, dx0 := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+		geluFast32(y0, c0, p0, x, make([]float32, 2*geluChunk))
+		geluGradFast32(dx0, dy, x, c0, p0)
+		for _, procs := range []int{1, 2, 3, 8} {
+			runtime.GOMAXPROCS(procs)
+			g := GELU[float32]{N: n, Fast32: true}
+			y, err := g.Forward(x, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dx, err := g.Backward(dy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range x {
+				if math.Float32bits(y[i]) != math.Float32bits(y0[i]) || math.Float32bits(dx[i]) != math.Float32bits(dx0[i]) {
+					t.Fatalf("n %d, GOMAXPROCS %d, element %d: y %v dx %v, serial %v %v", n, procs, i, y[i], dx[i], y0[i], dx0[i])
+				}
+			}
+		}
+	}
+}
+
+// TestGELUParallelAllocatesNothing: once warm, the split GELU allocates
+// nothing (its parts go to their goroutines through a channel).
+func TestGELUParallelAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	n := 4 * geluParallelMin
+	x, dy := make([]float32, n), make([]float32, n)
+	for i := range x {
+		x[i], dy[i] = float32(i%97)/10-4, 1
+	}
+	g := GELU[float32]{N: n, Fast32: true}
+	step := func() {
+		if _, err := g.Forward(x, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Backward(dy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step()
+	if a := testing.AllocsPerRun(20, step); a != 0 {
+		t.Errorf("%v allocations a step, want 0", a)
 	}
 }

@@ -187,7 +187,7 @@ type GELU[T gemm.Float] struct {
 	x, y, dx []T
 	erf      []float64 // erf(x/√2) of the last Forward, for Backward
 	cdf, pdf []float32 // Φ(x) and φ(x) of the last Forward with Fast32
-	scratch  []float32
+	par      geluParallel
 	ready    bool
 }
 
@@ -199,8 +199,7 @@ func (g *GELU[T]) Forward(x []T, b int) ([]T, error) {
 	g.y = grow(g.y, len(x))
 	if x32, ok := any(x).([]float32); ok && g.Fast32 {
 		g.cdf, g.pdf = grow(g.cdf, len(x)), grow(g.pdf, len(x))
-		g.scratch = grow(g.scratch, 2*geluChunk)
-		geluFast32(any(g.y).([]float32), g.cdf, g.pdf, x32, g.scratch)
+		g.par.forward(any(g.y).([]float32), g.cdf, g.pdf, x32)
 		g.x, g.ready = x, true
 		return g.y, nil
 	}
@@ -229,7 +228,7 @@ func (g *GELU[T]) Backward(dy []T) ([]T, error) {
 	}
 	g.dx = grow(g.dx, len(dy))
 	if x32, ok := any(g.x).([]float32); ok && g.Fast32 {
-		geluGradFast32(any(g.dx).([]float32), any(dy).([]float32), x32, g.cdf, g.pdf)
+		g.par.backward(any(g.dx).([]float32), any(dy).([]float32), x32, g.cdf, g.pdf)
 		return g.dx, nil
 	}
 	const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
