@@ -199,23 +199,26 @@ func runObjectives(ctx context.Context, p objectivesPlan, self, out string, run 
 	return cells, nil
 }
 
-// formatMetric prints a mean ± std: fractions as percentages, ranks and
-// rates as numbers.
+// formatMetric prints a mean ± std (the mean alone for one value):
+// fractions as percentages, ranks and rates as numbers.
 func formatMetric(name string, xs []float64) string {
 	if len(xs) == 0 {
 		return "–"
 	}
 	m, s := meanStd(xs)
+	scale, format, unit := 100.0, "%.1f", " %"
 	switch {
 	case name == "samples_per_second":
-		return fmt.Sprintf("%.0f ± %.0f", m, s)
+		scale, format, unit = 1, "%.0f", ""
 	case strings.Contains(name, "rank"):
-		return fmt.Sprintf("%.1f ± %.1f", m, s)
+		scale, unit = 1, ""
 	case strings.Contains(name, "r2") || strings.Contains(name, "tau"):
-		return fmt.Sprintf("%.3f ± %.3f", m, s)
-	default:
-		return fmt.Sprintf("%.1f ± %.1f %%", 100*m, 100*s)
+		scale, format, unit = 1, "%.3f", ""
 	}
+	if len(xs) == 1 {
+		return fmt.Sprintf(format, scale*m) + unit
+	}
+	return fmt.Sprintf(format+" ± "+format, scale*m, scale*s) + unit
 }
 
 // printObjectives writes the table: a row per objective and a column per

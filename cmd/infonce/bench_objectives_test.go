@@ -77,7 +77,7 @@ func TestObjectivesPlan(t *testing.T) {
 	}
 	b.Reset()
 	printObjectives(&b, p, cells)
-	if !strings.Contains(b.String(), "| row | B = 256 | B = 4096 | B = 1048576 |") {
+	if !strings.Contains(b.String(), "| row | B = 256 | B = 4096 | B = 1048576 |") || !strings.Contains(b.String(), "| clip | 51.0 % | 51.0 % | 51.0 % |") {
 		t.Errorf("curve table:\n%s", b.String())
 	}
 
