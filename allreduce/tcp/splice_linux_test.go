@@ -18,7 +18,7 @@ import (
 // link costs in CPU per byte, both ends together, when the sender copies
 // its buffer into the socket (write) and when it hands the buffer's pages
 // over instead (vmsplice into a pipe, splice from the pipe into the
-// socket). docs/BENCHMARKS.md has the figures: the second way is not
+// socket). docs/SCALING.md has the figures: the second way is not
 // cheaper over loopback, so the TCP data plane writes.
 func BenchmarkLoopbackSend(b *testing.B) {
 	const total = 64 << 20
