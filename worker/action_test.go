@@ -327,34 +327,41 @@ func TestTCNDistributedEqualsSingleProcess(t *testing.T) {
 	}
 }
 
-// TestCLIPEvaluationOnEpisodes: an image–text run on robot episodes, whose
-// model has no action tower, still gets the scores that need none: task
-// recognition and temporal consistency (and no action retrieval).
-func TestCLIPEvaluationOnEpisodes(t *testing.T) {
-	dir := t.TempDir()
-	writeMoveFamilies(t, dir)
-	cfg := smallConfig(t, CLIP)
-	cfg.Data = writeEpisodes(t, filepath.Join(dir, "train"), 40)
-	cfg.DataOptions.ValData = writeEpisodes(t, filepath.Join(dir, "val"), 12)
-	cfg.DataOptions.ImageSize, cfg.Batch, cfg.Steps, cfg.LR = 8, 32, 40, 3e-3
-	sum, err := RunLocalData(context.Background(), cfg, loadData(t, cfg), Options{Evaluate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := sum.Evaluation
-	if ev.ActionRecallAt5 != nil {
-		t.Errorf("action retrieval %v without an action tower", *ev.ActionRecallAt5)
-	}
-	if ev.TaskZeroShotTop1 == nil || ev.TaskProbeAccuracy == nil || ev.TemporalKendallTau == nil {
-		t.Fatalf("task recognition or temporal consistency missing: %+v", ev)
-	}
-	t.Logf("task family: zero-shot %.3f, probe %.3f (chance 0.25); temporal τ %.3f", *ev.TaskZeroShotTop1, *ev.TaskProbeAccuracy, *ev.TemporalKendallTau)
-	for _, v := range []float64{*ev.TaskZeroShotTop1, *ev.TaskProbeAccuracy} {
-		if !(v >= 0 && v <= 1) {
-			t.Errorf("task accuracy %v outside [0, 1]", v)
-		}
-	}
-	if tau := *ev.TemporalKendallTau; !(tau >= -1 && tau <= 1) {
-		t.Errorf("Kendall τ %v outside [−1, 1]", tau)
+// TestEvaluationOnEpisodesWithoutActions: an image–text or image-only
+// run on robot episodes, whose model has no action tower, still gets the
+// scores that need none: temporal consistency and the task probe, and
+// zero-shot task recognition when it has a text tower (and no action
+// retrieval).
+func TestEvaluationOnEpisodesWithoutActions(t *testing.T) {
+	for _, obj := range []string{CLIP, SimCLR} {
+		t.Run(obj, func(t *testing.T) {
+			dir := t.TempDir()
+			writeMoveFamilies(t, dir)
+			cfg := smallConfig(t, obj)
+			cfg.Data = writeEpisodes(t, filepath.Join(dir, "train"), 40)
+			cfg.DataOptions.ValData = writeEpisodes(t, filepath.Join(dir, "val"), 12)
+			cfg.DataOptions.ImageSize, cfg.Batch, cfg.Steps, cfg.LR = 8, 32, 40, 3e-3
+			sum, err := RunLocalData(context.Background(), cfg, loadData(t, cfg), Options{Evaluate: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := sum.Evaluation
+			if ev.ActionRecallAt5 != nil {
+				t.Errorf("action retrieval %v without an action tower", *ev.ActionRecallAt5)
+			}
+			if ev.TaskProbeAccuracy == nil || ev.TemporalKendallTau == nil {
+				t.Fatalf("task probe or temporal consistency missing: %+v", ev)
+			}
+			if (ev.TaskZeroShotTop1 != nil) != (obj == CLIP) {
+				t.Errorf("task zero-shot %v, want one exactly with a text tower", ev.TaskZeroShotTop1)
+			}
+			t.Logf("task probe %.3f (chance 0.25); temporal τ %.3f", *ev.TaskProbeAccuracy, *ev.TemporalKendallTau)
+			if v := *ev.TaskProbeAccuracy; !(v >= 0 && v <= 1) {
+				t.Errorf("task probe %v outside [0, 1]", v)
+			}
+			if tau := *ev.TemporalKendallTau; !(tau >= -1 && tau <= 1) {
+				t.Errorf("Kendall τ %v outside [−1, 1]", tau)
+			}
+		})
 	}
 }

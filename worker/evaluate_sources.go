@@ -174,6 +174,9 @@ func (t *Trainer[T]) evaluateSources(ctx context.Context) (Evaluation, error) {
 	labelled = labelled && len(classes) == nClasses // zero-shot needs the names
 	if m.Text == nil {
 		_, ev.Uniformity = eval.AlignmentUniformity(valEmb, valEmb, val.n, d)
+		if err := t.evaluateEpisodes(ctx, m, val, valEmb, min(val.n, maxVLARows), &ev); err != nil {
+			return ev, err
+		}
 		return ev, nil
 	}
 	if labelled {

@@ -39,7 +39,7 @@ func (t *Trainer[T]) taskFamilies() (*dataset.TaskFamilies, error) {
 // validation rows (image embeddings u) by taskRecognition; the probe
 // trains on the training rows (image embeddings tu). Rows whose task has no
 // family are left out; without two families on both sides nothing is
-// scored.
+// scored. A model without a text tower gets the probe alone.
 func (t *Trainer[T]) evaluateTasks(m *model.Model[T], families *dataset.TaskFamilies, train *evalSet[T], tu []T, val *evalSet[T], u []T, ev *Evaluation) error {
 	d, C := t.Cfg.Dim, len(families.Families)
 	known := func(e *evalSet[T], emb []T) ([]T, []int, int) {
@@ -60,6 +60,16 @@ func (t *Trainer[T]) evaluateTasks(m *model.Model[T], families *dataset.TaskFami
 	if trC < 2 || vaC < 1 {
 		t.log.Info("task recognition is not evaluated: too few samples with a task family",
 			"train_families", trC, "val_rows", len(vaY))
+		return nil
+	}
+	if m.Text == nil { // an image-only model: the probe alone
+		cfg := eval.DefaultProbeConfig()
+		cfg.Seed = t.Cfg.Seed
+		probe, err := eval.LinearProbe(trX, trY, vaX, vaY, d, C, cfg)
+		if err != nil {
+			return fmt.Errorf("task probe: %w", err)
+		}
+		ev.TaskProbeAccuracy = &probe
 		return nil
 	}
 	var prompts []string

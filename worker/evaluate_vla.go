@@ -141,10 +141,10 @@ func (t *Trainer[T]) evaluateVLA(ctx context.Context, m *model.Model[T], val *ev
 }
 
 // evaluateEpisodes scores what a model without an action tower can be
-// asked of episode data (an image–text or time-contrastive run on robot
-// data): the recognition of the task family when the data has a
-// tasks.json (evaluateTasks) and the temporal consistency of the frames of
-// the first n validation rows.
+// asked of episode data (an image–text, image-only or time-contrastive run
+// on robot data): the recognition of the task family when the data has a
+// tasks.json (evaluateTasks; the probe alone without a text tower) and the
+// temporal consistency of the frames of the first n validation rows.
 func (t *Trainer[T]) evaluateEpisodes(ctx context.Context, m *model.Model[T], val *evalSet[T], u []T, n int, ev *Evaluation) error {
 	if !slices.ContainsFunc(val.episodes[:n], func(e int64) bool { return e >= 0 }) {
 		return nil
