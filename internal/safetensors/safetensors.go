@@ -303,6 +303,9 @@ func Decode(b []byte) (*File, error) {
 			}
 			continue
 		}
+		if name == "" {
+			return nil, bad("a tensor has an empty name")
+		}
 		var e entry
 		d := json.NewDecoder(bytes.NewReader(msg))
 		d.DisallowUnknownFields()
