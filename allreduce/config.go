@@ -56,7 +56,7 @@ const (
 // shared memory between processes of one machine), TransportTCP when
 // shared memory is not allowed, and TransportGRPC when the links need TLS,
 // which only gRPC carries. Plain TCP costs about two thirds of gRPC's CPU
-// per byte (see docs/BENCHMARKS.md, `infonce bench allreduce --transport
+// per byte (see docs/SCALING.md, "Collectives on one host", `infonce bench allreduce --transport
 // tcp` against `--transport grpc`).
 func ChooseTransport(tls, sharedMemory bool) string {
 	switch {
@@ -76,8 +76,8 @@ const (
 	// DefaultBucketBytes is the fusion bucket size of a Fuser: below a few
 	// MiB the per-bucket start-up of the ring dominates, and 16 MiB is
 	// about as fast as larger buckets while still leaving several to
-	// overlap with the backward pass of a large model (docs/BENCHMARKS.md,
-	// "Collectives": `infonce bench allreduce --op fused --sizes 64MiB
+	// overlap with the backward pass of a large model (docs/SCALING.md,
+	// "Data-plane settings": `infonce bench allreduce --op fused --sizes 64MiB
 	// --bucket 1MiB|4MiB|16MiB|25MiB`).
 	DefaultBucketBytes = 16 << 20
 	// DefaultTimeout is the per-operation deadline when the context has none.

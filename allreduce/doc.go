@@ -55,7 +55,7 @@
 //     peers' vectors directly. Workers use it by default (worker
 //     --data-shm); between two processes of one machine it takes a
 //     fraction of the time and of the CPU of loopback TCP
-//     (docs/BENCHMARKS.md, "Collectives": `infonce bench allreduce
+//     (docs/SCALING.md, "Collectives on one host": `infonce bench allreduce
 //     --transport shm --in-place=false|true` against `--transport tcp`).
 //
 // allreduce/dataplane sits above them: one Server per worker listens for
@@ -97,12 +97,12 @@
 // processes of one machine, plain TCP between machines, gRPC only when
 // the links need TLS, the one thing only it carries. The CPU and
 // bandwidth of each, against gloo, are in docs/BENCHMARKS.md, section
-// "Collectives" (`bench/baselines/gloo/rounds.py`, which runs `infonce bench
+// "Collectives", and docs/SCALING.md, "Collectives on one host" (`bench/baselines/gloo/rounds.py`, which runs `infonce bench
 // allreduce --transport tcp|grpc`); `infonce bench allreduce` without
 // --transport measures the workers' choice and prints it.
 //
 // The bfloat16 wire halves the bytes and so the kernel's share of the
-// work (docs/BENCHMARKS.md, "Collectives": `infonce bench allreduce
+// work (docs/SCALING.md, "Gradient wire formats": `infonce bench allreduce
 // --transport tcp --wire bf16`). Compression is for slow links and sparse
 // data: each chunk is tried and sent compressed only if that saves an
 // eighth; on loopback the link is as fast as the compressor and it does

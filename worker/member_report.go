@@ -21,7 +21,7 @@ const ctlRetry = 2 * time.Second
 // periodic report only backs that request up. Every report wakes the
 // coordinator, which on a machine whose cores all train takes a core from
 // a rank, and every rank waits with that one (reports every 100 ms
-// against every second: docs/BENCHMARKS.md, "Worker defaults").
+// against every second: docs/SCALING.md, "Worker defaults").
 const boundaryEvery = time.Second
 
 // reporter tells the coordinator, off the training loop, of the step

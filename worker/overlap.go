@@ -12,7 +12,7 @@ import (
 // DefaultBucketKiB is the default gradient bucket of a distributed step.
 // It splits the default model's 2.3 MB gradient in two (the top layers,
 // the 1.6 MB first layer); with one core per worker buckets neither help
-// nor hurt (docs/BENCHMARKS.md, "Worker defaults"), and they pay where a
+// nor hurt (docs/SCALING.md, "Worker defaults"), and they pay where a
 // core is free to reduce beside the backward pass.
 const DefaultBucketKiB = 512
 

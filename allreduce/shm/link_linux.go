@@ -60,7 +60,7 @@ const (
 	// not oversubscribed: the peer is running and a wait is short, so
 	// polling saves the sleep and wake-up. Where ranks outnumber the
 	// cores, a polling rank only delays the one it waits for. Measured
-	// with train jobs (docs/BENCHMARKS.md): 2 pinned workers on 2 cores
+	// with train jobs (docs/SCALING.md, "Worker defaults"): 2 pinned workers on 2 cores
 	// gain about 2 % from 200 µs against 50 µs; 4 workers on 2 cores lose
 	// 3.5 % at 200 µs and 36 % at 1 ms.
 	shmSpinShared, shmSpinOwnCore = 50 * time.Microsecond, 200 * time.Microsecond

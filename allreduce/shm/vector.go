@@ -23,7 +23,7 @@ import (
 // peers' copies directly: the reduce-scatter reads the other ranks' part
 // of its own segment and the all-gather copies the other ranks' summed
 // segments, about half the memory traffic of moving frames through a ring
-// of byte queues (docs/BENCHMARKS.md).
+// of byte queues (docs/SCALING.md, "In place").
 //
 // Until a ring publishes it, the vector is private memory; each ring that
 // uses it moves its pages into a new file in /dev/shm, keeping their
