@@ -1,15 +1,12 @@
 package worker
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/infonce/infonce/coordinator"
 	"github.com/infonce/infonce/rundir"
 )
 
@@ -33,45 +30,17 @@ func (r *evalRecorder) Evaluated(done int64, ev Evaluation) {
 // each evaluation is made evalDelay longer than it is.
 func runEvalPair(t *testing.T, cfg Config, evalDelay time.Duration, obs *evalRecorder) *Summary {
 	t.Helper()
-	spec, err := EncodeRunSpec(RunSpec{Config: cfg, MaxBadSteps: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.DiscardHandler)
-	cc := coordinator.DefaultLocalConfig()
-	cc.JobID, cc.MinWorkers, cc.MaxWorkers = "evalevery", 2, 2
-	cc.RunConfig, cc.Fingerprint, cc.Logger = spec, cfg.FingerprintFields(), quiet
-	cc.DisableGossip, cc.StopGrace = true, 2*time.Second
-	srv, err := coordinator.New(cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	sums := make([]*Summary, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i := range sums {
-		wg.Go(func() {
-			sums[i], errs[i] = RunMember(ctx, MemberOptions{
-				Coordinator: srv.Addr(), Name: fmt.Sprintf("w%d", i), DataBind: "127.0.0.1:0",
-				Out: cfg.Out, Logger: quiet, OpTimeout: 20 * time.Second, NoSharedMemory: true,
-				Stall:    StallPolicy{Floor: 300 * time.Millisecond, Ceiling: 20 * time.Second, Mult: 4, Window: 8},
-				Observer: obs, Faults: Faults{EvalDelay: evalDelay},
-			})
-		})
-	}
-	wg.Wait()
+	sums, errs, served := runPair(t, "evalevery", RunSpec{Config: cfg, MaxBadSteps: 3}, func(_ int, o *MemberOptions) {
+		o.Out, o.Observer, o.Faults = cfg.Out, obs, Faults{EvalDelay: evalDelay}
+		o.Stall = StallPolicy{Floor: 300 * time.Millisecond, Ceiling: 20 * time.Second, Mult: 4, Window: 8}
+	})
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("worker %d: %v", i, err)
 		}
 	}
-	cancel()
-	if err := <-served; err != nil {
-		t.Fatalf("coordinator: %v", err)
+	if served != nil {
+		t.Fatalf("coordinator: %v", served)
 	}
 	for _, s := range sums {
 		if s != nil {

@@ -2,17 +2,11 @@ package worker
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/infonce/infonce/coordinator"
 )
 
 // TestMemberFaultsAsOptions runs two workers in this process against an
@@ -30,50 +24,20 @@ func TestMemberFaultsAsOptions(t *testing.T) {
 	cfg := smallConfig(t, CLIP)
 	cfg.Batch, cfg.ImageHidden, cfg.TextHidden, cfg.Dim = 32, []int{16}, 16, 8
 	cfg.Steps, cfg.Out, cfg.ChecksumEvery = steps, out, 2
-	spec, err := EncodeRunSpec(RunSpec{Config: cfg, MaxBadSteps: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.DiscardHandler)
-	cc := coordinator.DefaultLocalConfig()
-	cc.JobID, cc.MinWorkers, cc.MaxWorkers = "faults", 2, 2
-	cc.RunConfig, cc.Fingerprint, cc.Logger = spec, cfg.FingerprintFields(), quiet
-	cc.DisableGossip, cc.StopGrace = true, 2*time.Second
-	srv, err := coordinator.New(cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-
-	sums := make([]*Summary, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i := range sums {
-		f := Faults{SampleLog: filepath.Join(logs, fmt.Sprintf("w%d.jsonl", i))}
+	sums, errs, served := runPair(t, "faults", RunSpec{Config: cfg, MaxBadSteps: 3}, func(i int, o *MemberOptions) {
+		o.Out = out
+		o.Faults = Faults{SampleLog: filepath.Join(logs, fmt.Sprintf("w%d.jsonl", i))}
 		if i == 1 {
-			f.NaNSteps = []int64{2, 3}
+			o.Faults.NaNSteps = []int64{2, 3}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sums[i], errs[i] = RunMember(ctx, MemberOptions{
-				Coordinator: srv.Addr(), Name: fmt.Sprintf("w%d", i), DataBind: "127.0.0.1:0",
-				Out: out, Logger: quiet, OpTimeout: 20 * time.Second, NoSharedMemory: true, Faults: f,
-			})
-		}()
-	}
-	wg.Wait()
+	})
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("worker %d: %v", i, err)
 		}
 	}
-	cancel()
-	if err := <-served; err != nil {
-		t.Fatalf("coordinator: %v", err)
+	if served != nil {
+		t.Fatalf("coordinator: %v", served)
 	}
 	var finished int
 	for _, s := range sums {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infonce/infonce/coordinator"
 	"github.com/infonce/infonce/rundir"
 )
 
@@ -139,40 +138,12 @@ func runTwoMembers(t *testing.T, steps, ckpt int64, faults Faults) ([]*Summary, 
 	cfg := smallConfig(t, CLIP)
 	cfg.Batch, cfg.ImageHidden, cfg.TextHidden, cfg.Dim = 32, []int{16}, 16, 8
 	cfg.Steps, cfg.Out, cfg.CheckpointEvery, cfg.RunID = steps, coordOut, ckpt, "two-members"
-	spec, err := EncodeRunSpec(RunSpec{Config: cfg, MaxBadSteps: 3, MaxSaveFailures: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.DiscardHandler)
-	cc := coordinator.DefaultLocalConfig()
-	cc.JobID, cc.MinWorkers, cc.MaxWorkers = "savefail", 2, 2
-	cc.RunConfig, cc.Fingerprint, cc.Logger = spec, cfg.FingerprintFields(), quiet
-	cc.DisableGossip, cc.StopGrace = true, 2*time.Second
-	srv, err := coordinator.New(cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	sums := make([]*Summary, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i := range sums {
-		wg.Go(func() {
-			sums[i], errs[i] = RunMember(ctx, MemberOptions{
-				Coordinator: srv.Addr(), Name: fmt.Sprintf("w%d", i), DataBind: "127.0.0.1:0",
-				Out: out, Logger: quiet, OpTimeout: 20 * time.Second, NoSharedMemory: true, Faults: faults,
-				// These tests count saves per generation: a loaded machine
-				// must not break the ring for a stall (an extra generation).
-				Stall: StallPolicy{Floor: 20 * time.Second, Ceiling: 20 * time.Second, Mult: 4, Window: 32},
-			})
-		})
-	}
-	wg.Wait()
-	cancel()
-	<-served
+	sums, errs, _ := runPair(t, "savefail", RunSpec{Config: cfg, MaxBadSteps: 3, MaxSaveFailures: 3}, func(_ int, o *MemberOptions) {
+		o.Out, o.Faults = out, faults
+		// These tests count saves per generation: a loaded machine must
+		// not break the ring for a stall (an extra generation).
+		o.Stall = StallPolicy{Floor: 20 * time.Second, Ceiling: 20 * time.Second, Mult: 4, Window: 32}
+	})
 	return sums, errs
 }
 
