@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -23,18 +22,10 @@ func TestVLAObjectiveCommands(t *testing.T) {
 		t.Skip("generates a data set and trains on it; skipped with -short")
 	}
 	dir := t.TempDir()
-	if code, _, stderr := runDataCmd(t, "synth-vla", "--episodes", "24", "--out", dir, "--size", "16", "--seed", "5", "--quiet"); code != 0 {
-		t.Fatalf("synth-vla exited %d: %s", code, stderr)
-	}
-	train, _ := filepath.Glob(filepath.Join(dir, "train", "*.tar"))
-	val, _ := filepath.Glob(filepath.Join(dir, "val", "*.tar"))
-	if len(train) == 0 || len(val) != 1 {
-		t.Fatalf("shards %v and %v, want train shards and one val shard", train, val)
-	}
-	trainSpec := "wds:" + filepath.Join(dir, "train", fmt.Sprintf("shard-{000000..%06d}.tar", len(train)-1))
+	trainSpec, valSpec := synthVLA(t, dir, "--episodes", "24", "--size", "16", "--seed", "5")
 	out := filepath.Join(dir, "run")
 	args := func(steps string, extra ...string) []string {
-		return append([]string{"train", "--objective", "vla", "--data", trainSpec, "--val-data", "wds:" + val[0],
+		return append([]string{"train", "--objective", "vla", "--data", trainSpec, "--val-data", valSpec,
 			"--image-size", "16", "--batch", "32", "--steps", steps, "--hidden", "64", "--text-hidden", "32", "--dim", "16",
 			"--action-hidden", "32", "--fusion-hidden", "24", "--lr", "3e-3", "--log-every", "1", "--no-eval", "--out", out}, extra...)
 	}

@@ -23,19 +23,11 @@ func TestVLAEndToEnd(t *testing.T) {
 		t.Skip("generates a data set and trains 2 workers; skipped with -short")
 	}
 	dir := t.TempDir()
-	if code, _, stderr := runDataCmd(t, "synth-vla", "--episodes", "120", "--out", dir, "--size", "32", "--seed", "3", "--quiet"); code != 0 {
-		t.Fatalf("synth-vla exited %d: %s", code, stderr)
-	}
-	train, _ := filepath.Glob(filepath.Join(dir, "train", "*.tar"))
-	val, _ := filepath.Glob(filepath.Join(dir, "val", "*.tar"))
-	if len(train) == 0 || len(val) != 1 {
-		t.Fatalf("shards %v and %v, want train shards and one val shard", train, val)
-	}
-	trainSpec := "wds:" + filepath.Join(dir, "train", fmt.Sprintf("shard-{000000..%06d}.tar", len(train)-1))
+	trainSpec, valSpec := synthVLA(t, dir, "--episodes", "120", "--size", "32", "--seed", "3")
 	out := filepath.Join(dir, "run")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	log, err := binary(t, ctx, "train", "--objective", "tri", "--workers", "2", "--data", trainSpec, "--val-data", "wds:"+val[0],
+	log, err := binary(t, ctx, "train", "--objective", "tri", "--workers", "2", "--data", trainSpec, "--val-data", valSpec,
 		"--image-size", "16", "--batch", "64", "--steps", "200", "--hidden", "128", "--action-hidden", "64", "--out", out)
 	if err != nil {
 		t.Fatalf("train: %v\n%s", err, log)
@@ -78,4 +70,20 @@ func TestVLAEndToEnd(t *testing.T) {
 			t.Errorf("report plot %s: %v", p, err)
 		}
 	}
+}
+
+// synthVLA writes a procedural VLA data set with synth-vla's flags args
+// into dir and returns the specs of its training shards and of its one
+// validation shard.
+func synthVLA(t *testing.T, dir string, args ...string) (trainSpec, valSpec string) {
+	t.Helper()
+	if code, _, stderr := runDataCmd(t, append(append([]string{"synth-vla", "--out", dir}, args...), "--quiet")...); code != 0 {
+		t.Fatalf("synth-vla exited %d: %s", code, stderr)
+	}
+	train, _ := filepath.Glob(filepath.Join(dir, "train", "*.tar"))
+	val, _ := filepath.Glob(filepath.Join(dir, "val", "*.tar"))
+	if len(train) == 0 || len(val) != 1 {
+		t.Fatalf("shards %v and %v, want train shards and one val shard", train, val)
+	}
+	return "wds:" + filepath.Join(dir, "train", fmt.Sprintf("shard-{000000..%06d}.tar", len(train)-1)), "wds:" + val[0]
 }
