@@ -140,13 +140,45 @@ func (g *Blocked) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 		scale(m, n, beta, c, ldc)
 		return
 	}
+	g.sgemm(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc})
+}
+
+// SgemmBias implements BiasKernel32: with the first block of the inner
+// dimension, each tile of C is set to its columns of bias and the
+// micro-kernel adds the product to it with beta = 1, the arithmetic of
+// Sgemm after a copy of bias into every row of C. It panics on invalid
+// operands, as Sgemm does, and when bias is shorter than n.
+func (g *Blocked) SgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, bias []float32, c []float32, ldc int) {
+	if err := Check(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc); err != nil {
+		panic(fmt.Sprintf("gemm: %s: %v", g.name, err))
+	}
+	if len(bias) < n {
+		panic(fmt.Sprintf("gemm: %s: bias has %d elements, want at least %d", g.name, len(bias), n))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		for i := 0; i < m; i++ {
+			copy(c[i*ldc:i*ldc+n], bias[:n])
+		}
+		return
+	}
+	g.sgemm(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: 1,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias})
+}
+
+// sgemm runs the product o of valid operands, on several workers when it
+// is large enough.
+func (g *Blocked) sgemm(o operands) {
+	m, n, k := o.m, o.n, o.k
 	j := g.jobs.get()
 	if j == nil {
 		j = &job{g: g}
 		j.bar.cond.L = &j.bar.mu
 	}
-	j.op = operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}
+	j.op = o
 
 	nw, splitN := 1, false
 	if p := runtime.GOMAXPROCS(0); p > 1 && m*n*k >= parallelFlops {
@@ -226,6 +258,9 @@ type operands struct {
 	ldb            int
 	c              []float32
 	ldc            int
+	// bias, when not nil, is the row every row of C starts from (beta
+	// is then 1; see SgemmBias).
+	bias []float32
 }
 
 // job is one Sgemm call split over nw workers, with its reusable buffers.
@@ -315,6 +350,11 @@ func (j *job) run(w int) {
 			if pc > 0 {
 				beta = 1
 			}
+			// The tiles of C take the bias with the first block of k.
+			bias := o.bias
+			if pc > 0 {
+				bias = nil
+			}
 			slivers := ceilDiv(nb, nr)
 			if j.splitN || j.nw == 1 {
 				g.packB(o, bpack, jc, pc, nb, kb, nr, 0, slivers)
@@ -338,22 +378,23 @@ func (j *job) run(w int) {
 					}
 					mb := min(mcb, o.m-ic)
 					g.packA(o, ws.apack, ic, pc, mb, kb, mr)
-					g.macro(o, ws.apack, bpack, ws.tile, ic, jc, mb, nb, kb, beta)
+					g.macro(o, ws.apack, bpack, ws.tile, ic, jc, mb, nb, kb, beta, bias)
 				}
 				continue
 			}
 			for ic := 0; ic < o.m; ic += mcb {
 				mb := min(mcb, o.m-ic)
 				g.packA(o, ws.apack, ic, pc, mb, kb, mr)
-				g.macro(o, ws.apack, bpack, ws.tile, ic, jc, mb, nb, kb, beta)
+				g.macro(o, ws.apack, bpack, ws.tile, ic, jc, mb, nb, kb, beta, bias)
 			}
 		}
 	}
 }
 
 // macro multiplies the packed blocks Ã (mb×kb) and B̃ (kb×nb) into
-// C[ic:ic+mb, jc:jc+nb], one mr×nr tile at a time.
-func (g *Blocked) macro(o *operands, apack, bpack, tile []float32, ic, jc, mb, nb, kb int, beta float32) {
+// C[ic:ic+mb, jc:jc+nb], one mr×nr tile at a time. With bias (then beta is
+// 1), each tile of C is first set to its columns of bias.
+func (g *Blocked) macro(o *operands, apack, bpack, tile []float32, ic, jc, mb, nb, kb int, beta float32, bias []float32) {
 	mr, nr := g.mr, g.nr
 	for jr := 0; jr < nb; jr += nr {
 		nrr := min(nr, nb-jr)
@@ -362,6 +403,12 @@ func (g *Blocked) macro(o *operands, apack, bpack, tile []float32, ic, jc, mb, n
 			mrr := min(mr, mb-ir)
 			ap := &apack[ir*kb]
 			ci := (ic+ir)*o.ldc + jc + jr
+			if bias != nil {
+				brow := bias[jc+jr : jc+jr+nrr]
+				for ii := 0; ii < mrr; ii++ {
+					copy(o.c[ci+ii*o.ldc:ci+ii*o.ldc+nrr], brow)
+				}
+			}
 			if mrr == mr && nrr == nr {
 				g.micro(kb, ap, bp, &o.c[ci], o.ldc, o.alpha, beta)
 				continue

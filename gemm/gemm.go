@@ -67,6 +67,34 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	}
 }
 
+// BiasKernel32 is a Kernel32 that can start C from a row vector: it
+// computes C = alpha*op(A)*op(B) + 1·biasᵀ, every row of C beginning as
+// bias (length n), with the bias written into each tile of C just before
+// the tile's first product rather than in a pass over C of its own.
+type BiasKernel32 interface {
+	SgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, bias []float32, c []float32, ldc int)
+}
+
+// GemmBias computes C = alpha*op(A)*op(B) + 1·biasᵀ, the affine map of a
+// Linear layer: every row of C is bias plus the row of the product. It
+// gives the same bits as copying bias into every row of C and calling Gemm
+// with beta = 1, which it does for kernels that are not BiasKernel32s.
+func GemmBias[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, bias []T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if cc, ok := any(c).([]float32); ok {
+		if bk, ok := current32.Load().k.(BiasKernel32); ok {
+			bk.SgemmBias(transA, transB, m, n, k, float32(alpha), any(a).([]float32), lda, any(b).([]float32), ldb, any(bias).([]float32), cc, ldc)
+			return
+		}
+	}
+	for i := 0; i < m; i++ {
+		copy(c[i*ldc:i*ldc+n], bias[:n])
+	}
+	Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, 1, c, ldc)
+}
+
 // Gonum is the pure-Go kernel of gonum.org/v1/gonum/blas/gonum.
 type Gonum struct{}
 

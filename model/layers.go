@@ -84,10 +84,7 @@ func (l *Linear[T]) Forward(x []T, b int) ([]T, error) {
 		return nil, fmt.Errorf("model: %s: %w", linearName{l.In, l.Out}, err)
 	}
 	l.y = grow(l.y, b*l.Out)
-	for i := 0; i < b; i++ {
-		copy(l.y[i*l.Out:(i+1)*l.Out], l.B)
-	}
-	gemm.Gemm(false, true, b, l.Out, l.In, 1, x, l.In, l.W, l.In, 1, l.y, l.Out)
+	gemm.GemmBias(false, true, b, l.Out, l.In, 1, x, l.In, l.W, l.In, l.B, l.y, l.Out)
 	l.x, l.b, l.ready = x, b, true
 	return l.y, nil
 }
