@@ -36,6 +36,13 @@ type Conv2d[T gemm.Float] struct {
 	y, dx     []T
 	b         int
 	ready     bool
+
+	// im2col and col2im run over rows of X_col and over input channels
+	// in parallel: their bodies (made once) read the operands of the
+	// current call from arg.
+	par                    parallelFor
+	im2colBody, col2imBody func(k, lo, hi int)
+	arg                    struct{ x, cols, dx, dcols []T }
 }
 
 func (c *Conv2d[T]) stride() int { return max(c.Stride, 1) }
@@ -91,44 +98,56 @@ func (c *Conv2d[T]) Forward(x []T, b int) ([]T, error) {
 	return c.y, nil
 }
 
+// convParallelMin is the fewest elements of X_col a goroutine of im2col or
+// col2im takes: below it the image stays on one goroutine.
+const convParallelMin = 1 << 14
+
 // im2col returns X_col of one image: row (ci·KH + u)·KW + v, column i·Wo + j
-// holds x[ci, i·s − p + u, j·s − p + v], or 0 in the padding.
+// holds x[ci, i·s − p + u, j·s − p + v], or 0 in the padding. The rows are
+// filled in parallel; each is a copy, so the result does not depend on the
+// split.
 func (c *Conv2d[T]) im2col(x []T) []T {
 	if c.direct() {
 		return x
 	}
+	if c.im2colBody == nil {
+		c.im2colBody, c.col2imBody = c.im2colRows, c.col2imChannels
+	}
+	hw := c.OutH() * c.OutW()
+	c.arg.x, c.arg.cols = x, c.cols
+	c.par.run(c.Cin*c.KH*c.KW, convParallelMin/hw, c.im2colBody)
+	c.arg.x, c.arg.cols = nil, nil
+	return c.cols
+}
+
+// im2colRows fills rows [lo, hi) of X_col from c.arg.x into c.arg.cols.
+func (c *Conv2d[T]) im2colRows(_, lo, hi int) {
 	ho, wo, s := c.OutH(), c.OutW(), c.stride()
-	cols := c.cols
-	r := 0
-	for ci := 0; ci < c.Cin; ci++ {
+	x, cols := c.arg.x, c.arg.cols
+	for r := lo; r < hi; r++ {
+		ci, u, v := r/(c.KH*c.KW), r/c.KW%c.KH, r%c.KW
 		plane := x[ci*c.H*c.W : (ci+1)*c.H*c.W]
-		for u := 0; u < c.KH; u++ {
-			for v := 0; v < c.KW; v++ {
-				dst := cols[r*ho*wo : (r+1)*ho*wo]
-				r++
-				jlo, jhi := c.validCols(v, wo)
-				for i := 0; i < ho; i++ {
-					yy := i*s - c.Pad + u
-					drow := dst[i*wo : (i+1)*wo]
-					if yy < 0 || yy >= c.H || jlo >= jhi {
-						clear(drow)
-						continue
-					}
-					clear(drow[:jlo])
-					clear(drow[jhi:])
-					src := plane[yy*c.W : (yy+1)*c.W]
-					if s == 1 {
-						copy(drow[jlo:jhi], src[jlo-c.Pad+v:])
-						continue
-					}
-					for j, xx := jlo, jlo*s-c.Pad+v; j < jhi; j, xx = j+1, xx+s {
-						drow[j] = src[xx]
-					}
-				}
+		dst := cols[r*ho*wo : (r+1)*ho*wo]
+		jlo, jhi := c.validCols(v, wo)
+		for i := 0; i < ho; i++ {
+			yy := i*s - c.Pad + u
+			drow := dst[i*wo : (i+1)*wo]
+			if yy < 0 || yy >= c.H || jlo >= jhi {
+				clear(drow)
+				continue
+			}
+			clear(drow[:jlo])
+			clear(drow[jhi:])
+			src := plane[yy*c.W : (yy+1)*c.W]
+			if s == 1 {
+				copy(drow[jlo:jhi], src[jlo-c.Pad+v:])
+				continue
+			}
+			for j, xx := jlo, jlo*s-c.Pad+v; j < jhi; j, xx = j+1, xx+s {
+				drow[j] = src[xx]
 			}
 		}
 	}
-	return cols
 }
 
 // validCols is the range [jlo, jhi) of output columns j whose input column
@@ -145,12 +164,28 @@ func (c *Conv2d[T]) validCols(v, wo int) (jlo, jhi int) {
 	return jlo, max(jlo, jhi)
 }
 
-// col2im adds ∂L/∂X_col of one image onto dx, the adjoint of im2col.
+// col2im sets dx to ∂L/∂x of one image, the adjoint of im2col applied to
+// ∂L/∂X_col. The input channels run in parallel: channel ci gathers from
+// its own KH·KW rows of X_col only, in the same order for any split.
 func (c *Conv2d[T]) col2im(dx, dcols []T) {
+	if c.im2colBody == nil {
+		c.im2colBody, c.col2imBody = c.im2colRows, c.col2imChannels
+	}
+	hw := c.OutH() * c.OutW()
+	c.arg.dx, c.arg.dcols = dx, dcols
+	c.par.run(c.Cin, convParallelMin/(hw*c.KH*c.KW), c.col2imBody)
+	c.arg.dx, c.arg.dcols = nil, nil
+}
+
+// col2imChannels clears the planes of input channels [lo, hi) of c.arg.dx
+// and adds their rows of c.arg.dcols onto them.
+func (c *Conv2d[T]) col2imChannels(_, lo, hi int) {
 	ho, wo, s := c.OutH(), c.OutW(), c.stride()
-	r := 0
-	for ci := 0; ci < c.Cin; ci++ {
+	dx, dcols := c.arg.dx, c.arg.dcols
+	for ci := lo; ci < hi; ci++ {
 		plane := dx[ci*c.H*c.W : (ci+1)*c.H*c.W]
+		clear(plane)
+		r := ci * c.KH * c.KW
 		for u := 0; u < c.KH; u++ {
 			for v := 0; v < c.KW; v++ {
 				src := dcols[r*ho*wo : (r+1)*ho*wo]
@@ -214,7 +249,6 @@ func (c *Conv2d[T]) Backward(dy []T) ([]T, error) {
 			continue
 		}
 		gemm.Gemm(true, false, k, hw, c.Cout, 1, c.Weight, k, g, hw, 0, c.dcl, hw)
-		clear(dx)
 		c.col2im(dx, c.dcl)
 	}
 	if c.NoInputGrad {
