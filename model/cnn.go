@@ -184,6 +184,7 @@ type BasicBlock[T gemm.Float] struct {
 	Act            Layer[T]
 
 	sum, dx []T
+	ew      elementwise[T]
 }
 
 // Forward computes act(Main(x) + Shortcut(x)).
@@ -202,8 +203,7 @@ func (r *BasicBlock[T]) Forward(x []T, b int) ([]T, error) {
 		return nil, fmt.Errorf("model: residual block: branches of %d and %d elements", len(m), len(s))
 	}
 	r.sum = grow(r.sum, len(m))
-	copy(r.sum, m)
-	addTo(r.sum, s)
+	r.ew.run(opSum, r.sum, m, s)
 	return r.Act.Forward(r.sum, b)
 }
 
@@ -224,8 +224,7 @@ func (r *BasicBlock[T]) Backward(dy []T) ([]T, error) {
 		}
 	}
 	r.dx = grow(r.dx, len(dm))
-	copy(r.dx, dm)
-	addTo(r.dx, ds)
+	r.ew.run(opSum, r.dx, dm, ds)
 	return r.dx, nil
 }
 

@@ -128,6 +128,7 @@ type ReLU[T gemm.Float] struct {
 	N int
 
 	y, dx []T
+	ew    elementwise[T]
 	ready bool
 }
 
@@ -137,13 +138,7 @@ func (r *ReLU[T]) Forward(x []T, b int) ([]T, error) {
 		return nil, fmt.Errorf("model: relu: %w", err)
 	}
 	r.y = grow(r.y, len(x))
-	if x32, ok := any(x).([]float32); ok {
-		vec.ReLU(any(r.y).([]float32), x32)
-	} else {
-		for i, v := range x {
-			r.y[i] = max(v, 0)
-		}
-	}
+	r.ew.run(opReLU, r.y, x, nil)
 	r.ready = true
 	return r.y, nil
 }
@@ -157,17 +152,7 @@ func (r *ReLU[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: relu: %w", err)
 	}
 	r.dx = grow(r.dx, len(dy))
-	if y32, ok := any(r.y).([]float32); ok {
-		vec.ReLUGrad(any(r.dx).([]float32), any(dy).([]float32), y32)
-	} else {
-		for i, y := range r.y {
-			if y > 0 {
-				r.dx[i] = dy[i]
-			} else {
-				r.dx[i] = 0
-			}
-		}
-	}
+	r.ew.run(opReLUGrad, r.dx, dy, r.y)
 	return r.dx, nil
 }
 

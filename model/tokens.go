@@ -443,6 +443,7 @@ type Residual[T gemm.Float] struct {
 	F Layer[T]
 
 	y, dx []T
+	ew    elementwise[T]
 	ready bool
 }
 
@@ -457,8 +458,7 @@ func (r *Residual[T]) Forward(x []T, b int) ([]T, error) {
 		return nil, fmt.Errorf("model: residual: branch maps %d elements to %d, want the same shape", len(x), len(f))
 	}
 	r.y = grow(r.y, len(x))
-	copy(r.y, x)
-	addTo(r.y, f)
+	r.ew.run(opSum, r.y, x, f)
 	r.ready = true
 	return r.y, nil
 }
@@ -476,8 +476,7 @@ func (r *Residual[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("residual: %w", err)
 	}
 	r.dx = grow(r.dx, len(dy))
-	copy(r.dx, dy)
-	addTo(r.dx, g)
+	r.ew.run(opSum, r.dx, dy, g)
 	return r.dx, nil
 }
 
