@@ -185,17 +185,35 @@ type unit[T gemm.Float] struct {
 // backwardUnits runs units' Backward from the last to the first and hands
 // each unit's gradient to ready once it is final: decreasing buffer order
 // when the units are in buffer order.
-func backwardUnits[T gemm.Float](units []unit[T], g []T, ready func([]T)) ([]T, error) {
+// The gradient a unit consumed goes back to the arena a.
+func backwardUnits[T gemm.Float](units []unit[T], g []T, ready func([]T), a *gradArena[T]) ([]T, error) {
 	var err error
 	for i := len(units) - 1; i >= 0; i-- {
-		if g, err = units[i].Backward(g); err != nil {
+		in := g
+		if g, err = units[i].Backward(in); err != nil {
 			return nil, err
 		}
+		a.give(in)
 		if units[i].grad != nil {
 			notify(ready, units[i].grad)
 		}
 	}
 	return g, nil
+}
+
+// towerArena makes the gradient arena of a tower and hands it to the
+// tower's units and to its other layers (nil ones are skipped).
+func towerArena[T gemm.Float](units []unit[T], layers ...arenaUser[T]) *gradArena[T] {
+	a := &gradArena[T]{}
+	for _, u := range units {
+		useArena(u.Layer, a)
+	}
+	for _, l := range layers {
+		if l != nil {
+			l.setArena(a)
+		}
+	}
+	return a
 }
 
 // forwardUnits runs units' Forward in order.

@@ -44,6 +44,7 @@ type CNN[T gemm.Float] struct {
 	proj  *Linear[T]
 	projG []T
 	l2    *L2Normalize[T]
+	grads *gradArena[T] // the ∂L/∂x buffers of Backward
 	Ready func(g []T)
 
 	features []T
@@ -174,6 +175,7 @@ func newCNN[T gemm.Float](c Config, cur *cursor[T]) *CNN[T] {
 	from = cur.i
 	t.proj = cur.linear("image.proj", cout, c.Dim)
 	t.projG = cur.gradSpan(from)
+	t.grads = towerArena(t.units, t.pool, t.proj)
 	return t
 }
 
@@ -185,7 +187,16 @@ type BasicBlock[T gemm.Float] struct {
 
 	sum, dx []T
 	ew      elementwise[T]
+	grads   *gradArena[T]
 }
+
+func (r *BasicBlock[T]) setArena(a *gradArena[T]) {
+	r.grads = a
+	useArena(r.Main, a)
+	useArena(r.Shortcut, a)
+	useArena(r.Act, a)
+}
+func (r *BasicBlock[T]) arena() *gradArena[T] { return r.grads }
 
 // Forward computes act(Main(x) + Shortcut(x)).
 func (r *BasicBlock[T]) Forward(x []T, b int) ([]T, error) {
@@ -223,8 +234,14 @@ func (r *BasicBlock[T]) Backward(dy []T) ([]T, error) {
 			return nil, fmt.Errorf("residual block: shortcut: %w", err)
 		}
 	}
-	r.dx = grow(r.dx, len(dm))
+	r.dx = gradBuf(r.grads, r.dx, len(dm))
 	r.ew.run(opSum, r.dx, dm, ds)
+	// The branches' gradients are consumed now; dy is the caller's.
+	for _, c := range [...][]T{dm, ds, g} {
+		if !sameBuffer(c, dy) {
+			r.grads.give(c)
+		}
+	}
 	return r.dx, nil
 }
 
@@ -265,6 +282,7 @@ func (t *CNN[T]) Backward(dEmb []T) error {
 	if !t.ready {
 		return fmt.Errorf("cnn: %w", errNoForward)
 	}
+	t.grads.reset()
 	g, err := t.l2.Backward(dEmb)
 	if err != nil {
 		return fmt.Errorf("cnn: %w", err)
@@ -276,7 +294,7 @@ func (t *CNN[T]) Backward(dEmb []T) error {
 	if g, err = t.pool.Backward(g); err != nil {
 		return fmt.Errorf("cnn: %w", err)
 	}
-	if _, err = backwardUnits(t.units, g, t.Ready); err != nil {
+	if _, err = backwardUnits(t.units, g, t.Ready, t.grads); err != nil {
 		return fmt.Errorf("cnn: %w", err)
 	}
 	return nil

@@ -34,6 +34,7 @@ type Conv2d[T gemm.Float] struct {
 	x         []T
 	cols, dcl []T
 	y, dx     []T
+	grads     *gradArena[T]
 	b         int
 	ready     bool
 
@@ -44,6 +45,9 @@ type Conv2d[T gemm.Float] struct {
 	im2colBody, col2imBody func(k, lo, hi int)
 	arg                    struct{ x, cols, dx, dcols []T }
 }
+
+func (c *Conv2d[T]) setArena(a *gradArena[T]) { c.grads = a }
+func (c *Conv2d[T]) arena() *gradArena[T]     { return c.grads }
 
 func (c *Conv2d[T]) stride() int { return max(c.Stride, 1) }
 
@@ -226,7 +230,7 @@ func (c *Conv2d[T]) Backward(dy []T) ([]T, error) {
 	}
 	k, in := c.Cin*c.KH*c.KW, c.Cin*c.H*c.W
 	if !c.NoInputGrad {
-		c.dx = grow(c.dx, c.b*in)
+		c.dx = gradBuf(c.grads, c.dx, c.b*in)
 		if !c.direct() {
 			c.dcl = grow(c.dcl, k*hw)
 		}

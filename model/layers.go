@@ -66,8 +66,12 @@ type Linear[T gemm.Float] struct {
 	x     []T
 	b     int
 	y, dx []T
+	grads *gradArena[T]
 	ready bool
 }
+
+func (l *Linear[T]) setArena(a *gradArena[T]) { l.grads = a }
+func (l *Linear[T]) arena() *gradArena[T]     { return l.grads }
 
 // linearName formats the name of a Linear layer; called only on the error path.
 type linearName struct{ in, out int }
@@ -117,7 +121,7 @@ func (l *Linear[T]) Backward(dy []T) ([]T, error) {
 	if l.NoInputGrad {
 		return nil, nil
 	}
-	l.dx = grow(l.dx, l.b*l.In)
+	l.dx = gradBuf(l.grads, l.dx, l.b*l.In)
 	gemm.Gemm(false, false, l.b, l.In, l.Out, 1, dy, l.Out, l.W, l.In, 0, l.dx, l.In)
 	return l.dx, nil
 }
@@ -129,8 +133,12 @@ type ReLU[T gemm.Float] struct {
 
 	y, dx []T
 	ew    elementwise[T]
+	grads *gradArena[T]
 	ready bool
 }
+
+func (r *ReLU[T]) setArena(a *gradArena[T]) { r.grads = a }
+func (r *ReLU[T]) arena() *gradArena[T]     { return r.grads }
 
 // Forward computes y = max(0, x).
 func (r *ReLU[T]) Forward(x []T, b int) ([]T, error) {
@@ -151,7 +159,7 @@ func (r *ReLU[T]) Backward(dy []T) ([]T, error) {
 	if err := checkGrad(len(dy), len(r.y)); err != nil {
 		return nil, fmt.Errorf("model: relu: %w", err)
 	}
-	r.dx = grow(r.dx, len(dy))
+	r.dx = gradBuf(r.grads, r.dx, len(dy))
 	r.ew.run(opReLUGrad, r.dx, dy, r.y)
 	return r.dx, nil
 }

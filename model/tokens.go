@@ -150,9 +150,13 @@ type ClassToken[T gemm.Float] struct {
 	C, DC []T
 
 	y, dx []T
+	grads *gradArena[T]
 	b     int
 	ready bool
 }
+
+func (t *ClassToken[T]) setArena(a *gradArena[T]) { t.grads = a }
+func (t *ClassToken[T]) arena() *gradArena[T]     { return t.grads }
 
 // Forward returns the b × (L+1) × D sequences [c; x_n].
 func (t *ClassToken[T]) Forward(x []T, b int) ([]T, error) {
@@ -186,7 +190,7 @@ func (t *ClassToken[T]) Backward(dy []T) ([]T, error) {
 	if len(t.DC) != D {
 		return nil, fmt.Errorf("model: class token: %w", errNoGrad)
 	}
-	t.dx = grow(t.dx, t.b*L*D)
+	t.dx = gradBuf(t.grads, t.dx, t.b*L*D)
 	for n := 0; n < t.b; n++ {
 		g := dy[n*(L+1)*D : (n+1)*(L+1)*D]
 		addTo(t.DC, g[:D])
@@ -261,9 +265,13 @@ type MeanPool[T gemm.Float] struct {
 
 	n     []int32 // n_i of the last Forward
 	y, dx []T
+	grads *gradArena[T]
 	b     int
 	ready bool
 }
+
+func (p *MeanPool[T]) setArena(a *gradArena[T]) { p.grads = a }
+func (p *MeanPool[T]) arena() *gradArena[T]     { return p.grads }
 
 // Forward returns the b × D means of all L tokens of each sequence of x
 // (b × L × D).
@@ -321,7 +329,7 @@ func (p *MeanPool[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: mean pool: %w", err)
 	}
 	D, L := p.D, p.L
-	p.dx = grow(p.dx, p.b*L*D)
+	p.dx = gradBuf(p.grads, p.dx, p.b*L*D)
 	for i := 0; i < p.b; i++ {
 		n := int(p.n[i])
 		for t := 0; t < n; t++ {
@@ -348,9 +356,13 @@ type PoolAt[T gemm.Float] struct {
 
 	at    []int32
 	y, dx []T
+	grads *gradArena[T]
 	b     int
 	ready bool
 }
+
+func (p *PoolAt[T]) setArena(a *gradArena[T]) { p.grads = a }
+func (p *PoolAt[T]) arena() *gradArena[T]     { return p.grads }
 
 // Forward returns x[n, at[n]] for each of the b sequences of x (b × L × D).
 func (p *PoolAt[T]) Forward(x []T, at []int32, b int) ([]T, error) {
@@ -388,7 +400,7 @@ func (p *PoolAt[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: pool at: %w", err)
 	}
 	D, L := p.D, p.L
-	p.dx = grow(p.dx, p.b*L*D)
+	p.dx = gradBuf(p.grads, p.dx, p.b*L*D)
 	clear(p.dx)
 	for n, i := range p.at {
 		copy(p.dx[(n*L+int(i))*D:(n*L+int(i)+1)*D], dy[n*D:(n+1)*D])
@@ -402,9 +414,13 @@ type GlobalAvgPool[T gemm.Float] struct {
 	C, S int
 
 	y, dx []T
+	grads *gradArena[T]
 	b     int
 	ready bool
 }
+
+func (p *GlobalAvgPool[T]) setArena(a *gradArena[T]) { p.grads = a }
+func (p *GlobalAvgPool[T]) arena() *gradArena[T]     { return p.grads }
 
 // Forward returns the b × C channel means of x (b × C × S).
 func (p *GlobalAvgPool[T]) Forward(x []T, b int) ([]T, error) {
@@ -429,7 +445,7 @@ func (p *GlobalAvgPool[T]) Backward(dy []T) ([]T, error) {
 	if err := checkGrad(len(dy), p.b*p.C); err != nil {
 		return nil, fmt.Errorf("model: global average pool: %w", err)
 	}
-	p.dx = grow(p.dx, p.b*p.C*p.S)
+	p.dx = gradBuf(p.grads, p.dx, p.b*p.C*p.S)
 	inv := 1 / T(p.S)
 	for j, g := range dy {
 		fill(p.dx[j*p.S:(j+1)*p.S], g*inv)
@@ -444,8 +460,12 @@ type Residual[T gemm.Float] struct {
 
 	y, dx []T
 	ew    elementwise[T]
+	grads *gradArena[T]
 	ready bool
 }
+
+func (r *Residual[T]) setArena(a *gradArena[T]) { r.grads = a; useArena(r.F, a) }
+func (r *Residual[T]) arena() *gradArena[T]     { return r.grads }
 
 // Forward returns x + F(x).
 func (r *Residual[T]) Forward(x []T, b int) ([]T, error) {
@@ -475,8 +495,11 @@ func (r *Residual[T]) Backward(dy []T) ([]T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("residual: %w", err)
 	}
-	r.dx = grow(r.dx, len(dy))
+	r.dx = gradBuf(r.grads, r.dx, len(dy))
 	r.ew.run(opSum, r.dx, dy, g)
+	if !sameBuffer(g, dy) { // F wrote g; consumed now
+		r.grads.give(g)
+	}
 	return r.dx, nil
 }
 
@@ -498,12 +521,36 @@ func (s Sequential[T]) Forward(x []T, b int) ([]T, error) {
 // Backward runs each layer's Backward from the last to the first.
 func (s Sequential[T]) Backward(dy []T) ([]T, error) {
 	var err error
+	a, in := s.arena(), dy
 	for i := len(s) - 1; i >= 0; i-- {
-		if dy, err = s[i].Backward(dy); err != nil {
+		g := dy
+		if dy, err = s[i].Backward(g); err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		// The gradient an inner layer wrote is consumed now; the caller's
+		// dy (which a layer such as PositionEmbedding passes on) is not
+		// s's to give back.
+		if i < len(s)-1 && !sameBuffer(g, in) {
+			a.give(g)
 		}
 	}
 	return dy, nil
+}
+
+func (s Sequential[T]) setArena(a *gradArena[T]) {
+	for _, l := range s {
+		useArena(l, a)
+	}
+}
+
+// arena is the arena of the first of s's layers that has one.
+func (s Sequential[T]) arena() *gradArena[T] {
+	for _, l := range s {
+		if u, ok := l.(arenaUser[T]); ok && u.arena() != nil {
+			return u.arena()
+		}
+	}
+	return nil
 }
 
 // PerToken applies a row-wise layer F (Linear, LayerNorm, GELU, …) to every
@@ -518,6 +565,14 @@ func (p PerToken[T]) Forward(x []T, b int) ([]T, error) { return p.F.Forward(x, 
 
 // Backward is F's Backward.
 func (p PerToken[T]) Backward(dy []T) ([]T, error) { return p.F.Backward(dy) }
+
+func (p PerToken[T]) setArena(a *gradArena[T]) { useArena(p.F, a) }
+func (p PerToken[T]) arena() *gradArena[T] {
+	if u, ok := p.F.(arenaUser[T]); ok {
+		return u.arena()
+	}
+	return nil
+}
 
 // addTo sets dst += x.
 func addTo[T gemm.Float](dst, x []T) {

@@ -46,6 +46,7 @@ type Transformer[T gemm.Float] struct {
 	projG []T
 	embG  []T
 	l2    *L2Normalize[T]
+	grads *gradArena[T] // the ∂L/∂x buffers of Backward
 	Ready func(g []T)
 
 	ids, at  []int32
@@ -120,6 +121,11 @@ func newTransformer[T gemm.Float](c Config, cur *cursor[T]) *Transformer[T] {
 	from = cur.i
 	t.proj = cur.linear("text.proj", d, c.Dim)
 	t.projG = cur.gradSpan(from)
+	pool := arenaUser[T](t.mean)
+	if t.eot != nil {
+		pool = t.eot
+	}
+	t.grads = towerArena(t.units, pool, t.proj)
 	return t
 }
 
@@ -195,6 +201,7 @@ func (t *Transformer[T]) Backward(dEmb []T) error {
 	if !t.ready {
 		return fmt.Errorf("transformer: %w", errNoForward)
 	}
+	t.grads.reset()
 	g, err := t.l2.Backward(dEmb)
 	if err != nil {
 		return fmt.Errorf("transformer: %w", err)
@@ -211,7 +218,7 @@ func (t *Transformer[T]) Backward(dEmb []T) error {
 	if err != nil {
 		return fmt.Errorf("transformer: pool: %w", err)
 	}
-	if g, err = backwardUnits(t.units, g, t.Ready); err != nil {
+	if g, err = backwardUnits(t.units, g, t.Ready, t.grads); err != nil {
 		return fmt.Errorf("transformer: %w", err)
 	}
 	if err = t.embed.Backward(g); err != nil {

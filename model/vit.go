@@ -39,7 +39,8 @@ type ViT[T gemm.Float] struct {
 	proj  *Linear[T]
 	projG []T
 	l2    *L2Normalize[T]
-	at    []int32 // zeros: the class token of each row
+	grads *gradArena[T] // the ∂L/∂x buffers of Backward
+	at    []int32       // zeros: the class token of each row
 	Ready func(g []T)
 
 	features []T
@@ -140,6 +141,11 @@ func newViT[T gemm.Float](c Config, cur *cursor[T]) *ViT[T] {
 	from = cur.i
 	t.proj = cur.linear("image.proj", d, c.Dim)
 	t.projG = cur.gradSpan(from)
+	pool := arenaUser[T](t.mean)
+	if t.cls != nil {
+		pool = t.cls
+	}
+	t.grads = towerArena(t.units, pool, t.proj)
 	return t
 }
 
@@ -189,6 +195,7 @@ func (t *ViT[T]) Backward(dEmb []T) error {
 	if !t.ready {
 		return fmt.Errorf("vit: %w", errNoForward)
 	}
+	t.grads.reset()
 	g, err := t.l2.Backward(dEmb)
 	if err != nil {
 		return fmt.Errorf("vit: %w", err)
@@ -205,7 +212,7 @@ func (t *ViT[T]) Backward(dEmb []T) error {
 	if err != nil {
 		return fmt.Errorf("vit: pool: %w", err)
 	}
-	if _, err = backwardUnits(t.units, g, t.Ready); err != nil {
+	if _, err = backwardUnits(t.units, g, t.Ready, t.grads); err != nil {
 		return fmt.Errorf("vit: %w", err)
 	}
 	return nil
