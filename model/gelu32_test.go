@@ -63,19 +63,21 @@ func TestGELUFast32(t *testing.T) {
 }
 
 // TestGELUParallelIsSerial: the GELU of a layer large enough to be split
-// over goroutines equals the serial kernels bit for bit, forward and
-// backward, at every GOMAXPROCS and for lengths that end inside a chunk.
+// over goroutines equals package vec's kernels over the whole layer bit for
+// bit, forward and backward, at every GOMAXPROCS and for lengths that end
+// inside a block and inside an 8-lane vector.
 func TestGELUParallelIsSerial(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	rng := rand.New(rand.NewPCG(7, 8))
-	for _, n := range []int{geluParallelMin - 1, 2*geluParallelMin + 77, 5*geluParallelMin + geluChunk/2} {
+	const minLen = geluParallelMin * geluBlock
+	for _, n := range []int{minLen - 1, 2*minLen + 77, 5*minLen + geluBlock/2 + 3} {
 		x, dy := make([]float32, n), make([]float32, n)
 		for i := range x {
 			x[i], dy[i] = float32(rng.NormFloat64()*3), float32(rng.NormFloat64())
 		}
-		y0, c0, p0, dx0 := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
-		geluFast32(y0, c0, p0, x, make([]float32, 2*geluChunk))
-		geluGradFast32(dx0, dy, x, c0, p0)
+		y0, dx0 := make([]float32, n), make([]float32, n)
+		vec.GELU(y0, x)
+		vec.GELUGrad(dx0, dy, x)
 		for _, procs := range []int{1, 2, 3, 8} {
 			runtime.GOMAXPROCS(procs)
 			g := GELU[float32]{N: n, Fast32: true}
@@ -96,14 +98,15 @@ func TestGELUParallelIsSerial(t *testing.T) {
 	}
 }
 
-// TestGELUParallelAllocatesNothing: once warm, the split GELU allocates
-// nothing (its parts go to their goroutines through a channel).
+// TestGELUParallelAllocatesNothing: once warm, a Forward and Backward of
+// the split GELU allocate nothing (its bodies are method values made once,
+// and parallelFor hands the parts to their goroutines through a channel).
 func TestGELUParallelAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates on its own")
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	n := 4 * geluParallelMin
+	n := 4 * geluParallelMin * geluBlock
 	x, dy := make([]float32, n), make([]float32, n)
 	for i := range x {
 		x[i], dy[i] = float32(i%97)/10-4, 1

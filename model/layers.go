@@ -170,15 +170,21 @@ func (r *ReLU[T]) Backward(dy []T) ([]T, error) {
 // φ(x) = exp(−x²/2)/√(2π).
 type GELU[T gemm.Float] struct {
 	N int
-	// Fast32 computes the float32 path in float32 (see geluFast32) rather
-	// than through math.Erf in float64; the float64 path ignores it.
+	// Fast32 computes the float32 path in float32 with package vec's
+	// GELU kernels (see gelu32.go) rather than through math.Erf in
+	// float64; the float64 path ignores it.
 	Fast32 bool
 
 	x, y, dx []T
 	erf      []float64 // erf(x/√2) of the last Forward, for Backward
-	cdf, pdf []float32 // Φ(x) and φ(x) of the last Forward with Fast32
-	par      geluParallel
-	ready    bool
+
+	// The float32 path: the operands of the running Forward or Backward,
+	// the parallelFor that splits them and its bodies, method values
+	// made once.
+	x32, y32, dy32, dx32 []float32
+	par                  parallelFor
+	forward, backward    func(k, lo, hi int)
+	ready                bool
 }
 
 // Forward computes y = x Φ(x). It keeps a reference to x for Backward.
@@ -188,8 +194,11 @@ func (g *GELU[T]) Forward(x []T, b int) ([]T, error) {
 	}
 	g.y = grow(g.y, len(x))
 	if x32, ok := any(x).([]float32); ok && g.Fast32 {
-		g.cdf, g.pdf = grow(g.cdf, len(x)), grow(g.pdf, len(x))
-		g.par.forward(any(g.y).([]float32), g.cdf, g.pdf, x32)
+		if g.forward == nil {
+			g.forward, g.backward = g.forwardBlocks, g.backwardBlocks
+		}
+		g.x32, g.y32 = x32, any(g.y).([]float32)
+		g.par.run(geluBlocks(len(x)), geluParallelMin, g.forward)
 		g.x, g.ready = x, true
 		return g.y, nil
 	}
@@ -208,7 +217,7 @@ func (g *GELU[T]) Forward(x []T, b int) ([]T, error) {
 }
 
 // Backward returns ∂L/∂x = dy ⊙ (Φ(x) + x φ(x)), with erf(x/√2) kept from
-// Forward.
+// Forward, or on the float32 path with Φ and φ recomputed from x.
 func (g *GELU[T]) Backward(dy []T) ([]T, error) {
 	if !g.ready {
 		return nil, fmt.Errorf("model: gelu: %w", errNoForward)
@@ -217,8 +226,10 @@ func (g *GELU[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: gelu: %w", err)
 	}
 	g.dx = grow(g.dx, len(dy))
-	if x32, ok := any(g.x).([]float32); ok && g.Fast32 {
-		g.par.backward(any(g.dx).([]float32), any(dy).([]float32), x32, g.cdf, g.pdf)
+	if _, ok := any(g.x).([]float32); ok && g.Fast32 {
+		g.dx32, g.dy32 = any(g.dx).([]float32), any(dy).([]float32)
+		g.par.run(geluBlocks(len(dy)), geluParallelMin, g.backward)
+		g.dy32 = nil // the caller's buffer
 		return g.dx, nil
 	}
 	const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)

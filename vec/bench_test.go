@@ -100,6 +100,18 @@ func BenchmarkKernels(b *testing.B) {
 				k.add(dst, y)
 			}
 		})
+		b.Run("GELU/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.gelu(dst, y)
+			}
+		})
+		b.Run("GELUGrad/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.geluGrad(dst, x, y)
+			}
+		})
 		h := make([]uint16, n)
 		b.Run("AddBF16/"+k.name, func(b *testing.B) {
 			b.SetBytes(4 * n)

@@ -144,3 +144,37 @@ func FuzzImplementationsAgree(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGELU feeds arbitrary bit patterns to the GELU kernels of every
+// implementation and compares y = x Φ(x) and the gradient factor
+// Φ(x) + x φ(x) with the float64 reference within the documented bounds
+// (ulps of max(1, |x|)); dx must be dy times that factor, bit for bit,
+// with dy the row reversed.
+func FuzzGELU(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0x20, 0x42, 0, 0, 0x20, 0xc2, 0, 0, 0x80, 0x7f, 0, 0, 0x80, 0xff, 0, 0, 0xc0, 0x7f})
+	f.Add(make([]byte, 4*19))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		x := floats(data)
+		dy := make([]float32, len(x))
+		for i := range dy {
+			dy[i] = x[len(x)-1-i]
+		}
+		for _, k := range implementations() {
+			y, g := geluOf(k, x)
+			dx := make([]float32, len(x))
+			k.geluGrad(dx, dy, x)
+			for i, v := range x {
+				ry, rg := geluRef(v)
+				if d := geluErr(y[i], ry, v); d > geluTolY {
+					t.Fatalf("%s: GELU(%v) = %v, want %v (%.2f ulp)", k.name, v, y[i], ry, d)
+				}
+				if d := geluErr(g[i], rg, v); d > geluTolG {
+					t.Fatalf("%s: GELU'(%v) = %v, want %v (%.2f ulp)", k.name, v, g[i], rg, d)
+				}
+				if want := dy[i] * g[i]; math.Float32bits(dx[i]) != math.Float32bits(want) && !(dx[i] != dx[i] && want != want) {
+					t.Fatalf("%s: GELUGrad(%v, dy %v) = %v, want %v", k.name, v, dy[i], dx[i], want)
+				}
+			}
+		}
+	})
+}

@@ -19,6 +19,8 @@ var portable = kernels{
 	dot:          dotGo,
 	scale:        scaleGo,
 	scaleSub:     scaleSubGo,
+	gelu:         geluGo,
+	geluGrad:     geluGradGo,
 }
 
 // Constants of exp32 (see the package documentation).
@@ -176,5 +178,92 @@ func toBF16Go(dst []uint16, x []float32) {
 func fromBF16Go(dst []float32, x []uint16) {
 	for i, h := range x {
 		dst[i] = widenBF16(h)
+	}
+}
+
+// Constants of the GELU (see GELU).
+const (
+	geluUMax   = 14  // u = min(|x|, 14): exp(−u²/2) is 0 from u = 13.2 on
+	geluC      = 2   // w = 1/(u + c)
+	geluA      = 1.5 // v = (A·u − c)·w, from −1 at u = 0 to 19/16 at u = 14
+	invSqrt2Pi = 0.3989422804014327
+)
+
+// geluT holds the coefficients of T(v) = Σ_k T_k v^k, the minimax fit of
+// relative error to M(u)·(u + c)/√(2π), M(u) = Φ(−u)/φ(u) the Mills ratio,
+// over u ∈ [0, 14], each rounded to float32 with the higher ones refitted;
+// with them, w·T(v) is M(u)/√(2π) to 2.3·10⁻⁸ (relative, in float64).
+// internal/asmgen writes the same numbers into the assembly.
+var geluT = [...]float32{
+	0.739548326, -0.270841569, 0.0045693717, 0.0177906882, 0.00203323644, -0.00132870977,
+	-0.000618250924, -3.18682651e-05, 8.77169514e-05, 2.4205925e-05, -7.67528672e-06,
+}
+
+// geluParts returns, for u = min(|x|, geluUMax), u itself, e = exp(−u²/2)
+// and m = w·T(v) ≈ M(u)/√(2π), so that Φ(−u) = e·m and φ(u) = e/√(2π).
+// It takes the formulas of the assembly in float64, where a fused
+// multiply-add is not needed for accuracy: exp(−u²/2) by the reduction
+// −u²/2 = n·ln 2 + r and the degree-7 Taylor polynomial of exp r, e = 0
+// where n < −126 as in the assembly; both polynomials as their even and
+// odd parts, two short chains of multiply-adds rather than one long one.
+func geluParts(x float32) (u, e, m float64) {
+	u = min(math.Abs(widen(x)), geluUMax)
+	a := -0.5 * u * u
+	// n = a·log₂e rounded to the nearest integer, ties to even, by adding
+	// and subtracting 1.5·2⁵² (|n| < 2⁵¹; a NaN stays NaN).
+	nf := a*log2e + 0x1.8p52 - 0x1.8p52
+	if nf < -126 {
+		return u, 0, 0
+	}
+	r := a - nf*math.Ln2
+	r2 := r * r // Σ_{k≤7} r^k/k! = even(r²) + r·odd(r²)
+	pe := ((r2*(1.0/720)+1.0/24)*r2+0.5)*r2 + 1
+	po := ((r2*(1.0/5040)+1.0/120)*r2+1.0/6)*r2 + 1
+	e = (pe + r*po) * math.Float64frombits(uint64(int64(nf)+1023)<<52)
+	w := 1 / (u + geluC)
+	v := (geluA*u - geluC) * w
+	v2 := v * v // T(v) = even(v²) + v·odd(v²)
+	even, odd := float64(geluT[10]), float64(geluT[9])
+	for k := 8; k >= 0; k -= 2 {
+		even = even*v2 + float64(geluT[k])
+	}
+	for k := 7; k >= 1; k -= 2 {
+		odd = odd*v2 + float64(geluT[k])
+	}
+	return u, e, w * (even + v*odd)
+}
+
+// widen is float64(f), built from the bits of a normal f through an
+// integer register: on amd64 the float32-to-float64 conversion merges
+// into its destination register, which would make each element of a loop
+// wait for the end of the previous one.
+func widen(f float32) float64 {
+	b := math.Float32bits(f)
+	if e := b >> 23 & 0xff; e != 0 && e != 0xff {
+		return math.Float64frombits(uint64(b>>31)<<63 | uint64(e+1023-127)<<52 | uint64(b&0x7fffff)<<29)
+	}
+	return float64(f) // ±0, subnormals, ±Inf, NaN
+}
+
+func geluGo(dst, x []float32) {
+	for i, v := range x {
+		u, e, m := geluParts(v)
+		r := v // max(x, 0), −0 and NaN kept as by the assembly's VMAXPS
+		if 0 > v {
+			r = 0
+		}
+		dst[i] = float32(float64(r) - u*(e*m)) // max(x, 0) − |x|·Φ(−|x|)
+	}
+}
+
+func geluGradGo(dx, dy, x []float32) {
+	for i, v := range x {
+		u, e, m := geluParts(v)
+		d := m - u*invSqrt2Pi // (Φ(−u) − u·φ(u))/e
+		g := 1 - e*d          // x ≥ +0: 1 − Φ(−x) + x·φ(x)
+		if math.Float32bits(v)>>31 != 0 {
+			g = e * d // x ≤ −0: Φ(x) + x·φ(x)
+		}
+		dx[i] = dy[i] * float32(g)
 	}
 }

@@ -115,6 +115,20 @@ var avx2 = kernels{
 		}
 		scaleSubGo(dst[n:], g[n:], y[n:], c, a)
 	},
+	gelu: func(dst, x []float32) {
+		n := len(x) &^ 7
+		if n > 0 {
+			geluAVX2(&dst[0], &x[0], n)
+		}
+		geluGo(dst[n:], x[n:])
+	},
+	geluGrad: func(dx, dy, x []float32) {
+		n := len(x) &^ 7
+		if n > 0 {
+			geluGradAVX2(&dx[0], &dy[0], &x[0], n)
+		}
+		geluGradGo(dx[n:], dy[n:], x[n:])
+	},
 }
 
 // accelerated returns the assembly kernels if the CPU has AVX2 and FMA.

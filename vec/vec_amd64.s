@@ -214,6 +214,186 @@ DATA bf16Quiet<>+24(SB)/4, $0x00000040
 DATA bf16Quiet<>+28(SB)/4, $0x00000040
 GLOBL bf16Quiet<>(SB), RODATA|NOPTR, $32
 
+DATA negHalf<>+0(SB)/4, $0xbf000000
+DATA negHalf<>+4(SB)/4, $0xbf000000
+DATA negHalf<>+8(SB)/4, $0xbf000000
+DATA negHalf<>+12(SB)/4, $0xbf000000
+DATA negHalf<>+16(SB)/4, $0xbf000000
+DATA negHalf<>+20(SB)/4, $0xbf000000
+DATA negHalf<>+24(SB)/4, $0xbf000000
+DATA negHalf<>+28(SB)/4, $0xbf000000
+GLOBL negHalf<>(SB), RODATA|NOPTR, $32
+
+DATA expNegLn2Hi<>+0(SB)/4, $0xbf318000
+DATA expNegLn2Hi<>+4(SB)/4, $0xbf318000
+DATA expNegLn2Hi<>+8(SB)/4, $0xbf318000
+DATA expNegLn2Hi<>+12(SB)/4, $0xbf318000
+DATA expNegLn2Hi<>+16(SB)/4, $0xbf318000
+DATA expNegLn2Hi<>+20(SB)/4, $0xbf318000
+DATA expNegLn2Hi<>+24(SB)/4, $0xbf318000
+DATA expNegLn2Hi<>+28(SB)/4, $0xbf318000
+GLOBL expNegLn2Hi<>(SB), RODATA|NOPTR, $32
+
+DATA f32One<>+0(SB)/4, $0x3f800000
+DATA f32One<>+4(SB)/4, $0x3f800000
+DATA f32One<>+8(SB)/4, $0x3f800000
+DATA f32One<>+12(SB)/4, $0x3f800000
+DATA f32One<>+16(SB)/4, $0x3f800000
+DATA f32One<>+20(SB)/4, $0x3f800000
+DATA f32One<>+24(SB)/4, $0x3f800000
+DATA f32One<>+28(SB)/4, $0x3f800000
+GLOBL f32One<>(SB), RODATA|NOPTR, $32
+
+DATA invSqrt2Pi<>+0(SB)/4, $0x3ecc422a
+DATA invSqrt2Pi<>+4(SB)/4, $0x3ecc422a
+DATA invSqrt2Pi<>+8(SB)/4, $0x3ecc422a
+DATA invSqrt2Pi<>+12(SB)/4, $0x3ecc422a
+DATA invSqrt2Pi<>+16(SB)/4, $0x3ecc422a
+DATA invSqrt2Pi<>+20(SB)/4, $0x3ecc422a
+DATA invSqrt2Pi<>+24(SB)/4, $0x3ecc422a
+DATA invSqrt2Pi<>+28(SB)/4, $0x3ecc422a
+GLOBL invSqrt2Pi<>(SB), RODATA|NOPTR, $32
+
+DATA geluUMax<>+0(SB)/4, $0x41600000
+DATA geluUMax<>+4(SB)/4, $0x41600000
+DATA geluUMax<>+8(SB)/4, $0x41600000
+DATA geluUMax<>+12(SB)/4, $0x41600000
+DATA geluUMax<>+16(SB)/4, $0x41600000
+DATA geluUMax<>+20(SB)/4, $0x41600000
+DATA geluUMax<>+24(SB)/4, $0x41600000
+DATA geluUMax<>+28(SB)/4, $0x41600000
+GLOBL geluUMax<>(SB), RODATA|NOPTR, $32
+
+DATA geluC<>+0(SB)/4, $0x40000000
+DATA geluC<>+4(SB)/4, $0x40000000
+DATA geluC<>+8(SB)/4, $0x40000000
+DATA geluC<>+12(SB)/4, $0x40000000
+DATA geluC<>+16(SB)/4, $0x40000000
+DATA geluC<>+20(SB)/4, $0x40000000
+DATA geluC<>+24(SB)/4, $0x40000000
+DATA geluC<>+28(SB)/4, $0x40000000
+GLOBL geluC<>(SB), RODATA|NOPTR, $32
+
+DATA geluA<>+0(SB)/4, $0x3fc00000
+DATA geluA<>+4(SB)/4, $0x3fc00000
+DATA geluA<>+8(SB)/4, $0x3fc00000
+DATA geluA<>+12(SB)/4, $0x3fc00000
+DATA geluA<>+16(SB)/4, $0x3fc00000
+DATA geluA<>+20(SB)/4, $0x3fc00000
+DATA geluA<>+24(SB)/4, $0x3fc00000
+DATA geluA<>+28(SB)/4, $0x3fc00000
+GLOBL geluA<>(SB), RODATA|NOPTR, $32
+
+DATA geluT0<>+0(SB)/4, $0x3f3d530a
+DATA geluT0<>+4(SB)/4, $0x3f3d530a
+DATA geluT0<>+8(SB)/4, $0x3f3d530a
+DATA geluT0<>+12(SB)/4, $0x3f3d530a
+DATA geluT0<>+16(SB)/4, $0x3f3d530a
+DATA geluT0<>+20(SB)/4, $0x3f3d530a
+DATA geluT0<>+24(SB)/4, $0x3f3d530a
+DATA geluT0<>+28(SB)/4, $0x3f3d530a
+GLOBL geluT0<>(SB), RODATA|NOPTR, $32
+
+DATA geluT1<>+0(SB)/4, $0xbe8aabbf
+DATA geluT1<>+4(SB)/4, $0xbe8aabbf
+DATA geluT1<>+8(SB)/4, $0xbe8aabbf
+DATA geluT1<>+12(SB)/4, $0xbe8aabbf
+DATA geluT1<>+16(SB)/4, $0xbe8aabbf
+DATA geluT1<>+20(SB)/4, $0xbe8aabbf
+DATA geluT1<>+24(SB)/4, $0xbe8aabbf
+DATA geluT1<>+28(SB)/4, $0xbe8aabbf
+GLOBL geluT1<>(SB), RODATA|NOPTR, $32
+
+DATA geluT2<>+0(SB)/4, $0x3b95baab
+DATA geluT2<>+4(SB)/4, $0x3b95baab
+DATA geluT2<>+8(SB)/4, $0x3b95baab
+DATA geluT2<>+12(SB)/4, $0x3b95baab
+DATA geluT2<>+16(SB)/4, $0x3b95baab
+DATA geluT2<>+20(SB)/4, $0x3b95baab
+DATA geluT2<>+24(SB)/4, $0x3b95baab
+DATA geluT2<>+28(SB)/4, $0x3b95baab
+GLOBL geluT2<>(SB), RODATA|NOPTR, $32
+
+DATA geluT3<>+0(SB)/4, $0x3c91bdc7
+DATA geluT3<>+4(SB)/4, $0x3c91bdc7
+DATA geluT3<>+8(SB)/4, $0x3c91bdc7
+DATA geluT3<>+12(SB)/4, $0x3c91bdc7
+DATA geluT3<>+16(SB)/4, $0x3c91bdc7
+DATA geluT3<>+20(SB)/4, $0x3c91bdc7
+DATA geluT3<>+24(SB)/4, $0x3c91bdc7
+DATA geluT3<>+28(SB)/4, $0x3c91bdc7
+GLOBL geluT3<>(SB), RODATA|NOPTR, $32
+
+DATA geluT4<>+0(SB)/4, $0x3b05400c
+DATA geluT4<>+4(SB)/4, $0x3b05400c
+DATA geluT4<>+8(SB)/4, $0x3b05400c
+DATA geluT4<>+12(SB)/4, $0x3b05400c
+DATA geluT4<>+16(SB)/4, $0x3b05400c
+DATA geluT4<>+20(SB)/4, $0x3b05400c
+DATA geluT4<>+24(SB)/4, $0x3b05400c
+DATA geluT4<>+28(SB)/4, $0x3b05400c
+GLOBL geluT4<>(SB), RODATA|NOPTR, $32
+
+DATA geluT5<>+0(SB)/4, $0xbaae281a
+DATA geluT5<>+4(SB)/4, $0xbaae281a
+DATA geluT5<>+8(SB)/4, $0xbaae281a
+DATA geluT5<>+12(SB)/4, $0xbaae281a
+DATA geluT5<>+16(SB)/4, $0xbaae281a
+DATA geluT5<>+20(SB)/4, $0xbaae281a
+DATA geluT5<>+24(SB)/4, $0xbaae281a
+DATA geluT5<>+28(SB)/4, $0xbaae281a
+GLOBL geluT5<>(SB), RODATA|NOPTR, $32
+
+DATA geluT6<>+0(SB)/4, $0xba22121e
+DATA geluT6<>+4(SB)/4, $0xba22121e
+DATA geluT6<>+8(SB)/4, $0xba22121e
+DATA geluT6<>+12(SB)/4, $0xba22121e
+DATA geluT6<>+16(SB)/4, $0xba22121e
+DATA geluT6<>+20(SB)/4, $0xba22121e
+DATA geluT6<>+24(SB)/4, $0xba22121e
+DATA geluT6<>+28(SB)/4, $0xba22121e
+GLOBL geluT6<>(SB), RODATA|NOPTR, $32
+
+DATA geluT7<>+0(SB)/4, $0xb805aa4a
+DATA geluT7<>+4(SB)/4, $0xb805aa4a
+DATA geluT7<>+8(SB)/4, $0xb805aa4a
+DATA geluT7<>+12(SB)/4, $0xb805aa4a
+DATA geluT7<>+16(SB)/4, $0xb805aa4a
+DATA geluT7<>+20(SB)/4, $0xb805aa4a
+DATA geluT7<>+24(SB)/4, $0xb805aa4a
+DATA geluT7<>+28(SB)/4, $0xb805aa4a
+GLOBL geluT7<>(SB), RODATA|NOPTR, $32
+
+DATA geluT8<>+0(SB)/4, $0x38b7f4ae
+DATA geluT8<>+4(SB)/4, $0x38b7f4ae
+DATA geluT8<>+8(SB)/4, $0x38b7f4ae
+DATA geluT8<>+12(SB)/4, $0x38b7f4ae
+DATA geluT8<>+16(SB)/4, $0x38b7f4ae
+DATA geluT8<>+20(SB)/4, $0x38b7f4ae
+DATA geluT8<>+24(SB)/4, $0x38b7f4ae
+DATA geluT8<>+28(SB)/4, $0x38b7f4ae
+GLOBL geluT8<>(SB), RODATA|NOPTR, $32
+
+DATA geluT9<>+0(SB)/4, $0x37cb0dd4
+DATA geluT9<>+4(SB)/4, $0x37cb0dd4
+DATA geluT9<>+8(SB)/4, $0x37cb0dd4
+DATA geluT9<>+12(SB)/4, $0x37cb0dd4
+DATA geluT9<>+16(SB)/4, $0x37cb0dd4
+DATA geluT9<>+20(SB)/4, $0x37cb0dd4
+DATA geluT9<>+24(SB)/4, $0x37cb0dd4
+DATA geluT9<>+28(SB)/4, $0x37cb0dd4
+GLOBL geluT9<>(SB), RODATA|NOPTR, $32
+
+DATA geluT10<>+0(SB)/4, $0xb700c51b
+DATA geluT10<>+4(SB)/4, $0xb700c51b
+DATA geluT10<>+8(SB)/4, $0xb700c51b
+DATA geluT10<>+12(SB)/4, $0xb700c51b
+DATA geluT10<>+16(SB)/4, $0xb700c51b
+DATA geluT10<>+20(SB)/4, $0xb700c51b
+DATA geluT10<>+24(SB)/4, $0xb700c51b
+DATA geluT10<>+28(SB)/4, $0xb700c51b
+GLOBL geluT10<>(SB), RODATA|NOPTR, $32
+
 // func maxAVX2(x *float32, n int) float32
 // Requires: AVX, SSE
 TEXT ·maxAVX2(SB), NOSPLIT, $0-20
@@ -1070,6 +1250,341 @@ singleLoop:
 	VFNMADD231PS (DX), Y0, Y2
 	VMULPS       Y1, Y2, Y2
 	VMOVUPS      Y2, (AX)
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, CX
+	ADDQ         $0x20, DX
+	SUBQ         $0x08, BX
+	JMP          singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET
+
+// func geluAVX2(dst *float32, x *float32, n int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·geluAVX2(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), AX
+	MOVQ    x+8(FP), CX
+	MOVQ    n+16(FP), DX
+	VMOVUPS geluUMax<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS f32One<>+0(SB), Y2
+
+blockLoop:
+	CMPQ         DX, $0x10
+	JL           blockDone
+	VMOVUPS      (CX), Y3
+	VANDPS       absMask<>+0(SB), Y3, Y4
+	VMINPS       Y4, Y0, Y4
+	VMULPS       negHalf<>+0(SB), Y4, Y5
+	VMULPS       Y4, Y5, Y8
+	VMULPS       expLog2e<>+0(SB), Y8, Y8
+	VCVTPS2DQ    Y8, Y6
+	VCVTDQ2PS    Y6, Y8
+	VMULPS       expNegLn2Hi<>+0(SB), Y8, Y7
+	VFMADD231PS  Y4, Y5, Y7
+	VFNMADD231PS expLn2Lo<>+0(SB), Y8, Y7
+	VMOVUPS      expC7<>+0(SB), Y5
+	VFMADD213PS  expC6<>+0(SB), Y7, Y5
+	VFMADD213PS  expC5<>+0(SB), Y7, Y5
+	VFMADD213PS  expC4<>+0(SB), Y7, Y5
+	VFMADD213PS  expC3<>+0(SB), Y7, Y5
+	VFMADD213PS  expC2<>+0(SB), Y7, Y5
+	VFMADD213PS  expC1<>+0(SB), Y7, Y5
+	VFMADD213PS  expC0<>+0(SB), Y7, Y5
+	VPADDD       expBias<>+0(SB), Y6, Y6
+	VPMAXSD      Y1, Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VMULPS       Y6, Y5, Y5
+	VADDPS       geluC<>+0(SB), Y4, Y7
+	VDIVPS       Y7, Y2, Y7
+	VMOVUPS      geluA<>+0(SB), Y8
+	VFMSUB213PS  geluC<>+0(SB), Y4, Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVUPS      geluT10<>+0(SB), Y6
+	VFMADD213PS  geluT9<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT8<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT7<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT6<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT5<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT4<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT3<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT2<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT1<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT0<>+0(SB), Y8, Y6
+	VMULPS       Y7, Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VMAXPS       Y3, Y1, Y3
+	VFNMADD231PS Y4, Y6, Y3
+	VMOVUPS      Y3, (AX)
+	VMOVUPS      32(CX), Y3
+	VANDPS       absMask<>+0(SB), Y3, Y4
+	VMINPS       Y4, Y0, Y4
+	VMULPS       negHalf<>+0(SB), Y4, Y5
+	VMULPS       Y4, Y5, Y8
+	VMULPS       expLog2e<>+0(SB), Y8, Y8
+	VCVTPS2DQ    Y8, Y6
+	VCVTDQ2PS    Y6, Y8
+	VMULPS       expNegLn2Hi<>+0(SB), Y8, Y7
+	VFMADD231PS  Y4, Y5, Y7
+	VFNMADD231PS expLn2Lo<>+0(SB), Y8, Y7
+	VMOVUPS      expC7<>+0(SB), Y5
+	VFMADD213PS  expC6<>+0(SB), Y7, Y5
+	VFMADD213PS  expC5<>+0(SB), Y7, Y5
+	VFMADD213PS  expC4<>+0(SB), Y7, Y5
+	VFMADD213PS  expC3<>+0(SB), Y7, Y5
+	VFMADD213PS  expC2<>+0(SB), Y7, Y5
+	VFMADD213PS  expC1<>+0(SB), Y7, Y5
+	VFMADD213PS  expC0<>+0(SB), Y7, Y5
+	VPADDD       expBias<>+0(SB), Y6, Y6
+	VPMAXSD      Y1, Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VMULPS       Y6, Y5, Y5
+	VADDPS       geluC<>+0(SB), Y4, Y7
+	VDIVPS       Y7, Y2, Y7
+	VMOVUPS      geluA<>+0(SB), Y8
+	VFMSUB213PS  geluC<>+0(SB), Y4, Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVUPS      geluT10<>+0(SB), Y6
+	VFMADD213PS  geluT9<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT8<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT7<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT6<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT5<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT4<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT3<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT2<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT1<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT0<>+0(SB), Y8, Y6
+	VMULPS       Y7, Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VMAXPS       Y3, Y1, Y3
+	VFNMADD231PS Y4, Y6, Y3
+	VMOVUPS      Y3, 32(AX)
+	ADDQ         $0x40, AX
+	ADDQ         $0x40, CX
+	SUBQ         $0x10, DX
+	JMP          blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ         DX, $0x08
+	JL           singleDone
+	VMOVUPS      (CX), Y3
+	VANDPS       absMask<>+0(SB), Y3, Y4
+	VMINPS       Y4, Y0, Y4
+	VMULPS       negHalf<>+0(SB), Y4, Y5
+	VMULPS       Y4, Y5, Y8
+	VMULPS       expLog2e<>+0(SB), Y8, Y8
+	VCVTPS2DQ    Y8, Y6
+	VCVTDQ2PS    Y6, Y8
+	VMULPS       expNegLn2Hi<>+0(SB), Y8, Y7
+	VFMADD231PS  Y4, Y5, Y7
+	VFNMADD231PS expLn2Lo<>+0(SB), Y8, Y7
+	VMOVUPS      expC7<>+0(SB), Y5
+	VFMADD213PS  expC6<>+0(SB), Y7, Y5
+	VFMADD213PS  expC5<>+0(SB), Y7, Y5
+	VFMADD213PS  expC4<>+0(SB), Y7, Y5
+	VFMADD213PS  expC3<>+0(SB), Y7, Y5
+	VFMADD213PS  expC2<>+0(SB), Y7, Y5
+	VFMADD213PS  expC1<>+0(SB), Y7, Y5
+	VFMADD213PS  expC0<>+0(SB), Y7, Y5
+	VPADDD       expBias<>+0(SB), Y6, Y6
+	VPMAXSD      Y1, Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VMULPS       Y6, Y5, Y5
+	VADDPS       geluC<>+0(SB), Y4, Y7
+	VDIVPS       Y7, Y2, Y7
+	VMOVUPS      geluA<>+0(SB), Y8
+	VFMSUB213PS  geluC<>+0(SB), Y4, Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVUPS      geluT10<>+0(SB), Y6
+	VFMADD213PS  geluT9<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT8<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT7<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT6<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT5<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT4<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT3<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT2<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT1<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT0<>+0(SB), Y8, Y6
+	VMULPS       Y7, Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VMAXPS       Y3, Y1, Y3
+	VFNMADD231PS Y4, Y6, Y3
+	VMOVUPS      Y3, (AX)
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, CX
+	SUBQ         $0x08, DX
+	JMP          singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET
+
+// func geluGradAVX2(dx *float32, dy *float32, x *float32, n int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·geluGradAVX2(SB), NOSPLIT, $0-32
+	MOVQ    dx+0(FP), AX
+	MOVQ    dy+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    n+24(FP), BX
+	VMOVUPS geluUMax<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS f32One<>+0(SB), Y2
+
+blockLoop:
+	CMPQ         BX, $0x10
+	JL           blockDone
+	VMOVUPS      (DX), Y3
+	VANDPS       absMask<>+0(SB), Y3, Y4
+	VMINPS       Y4, Y0, Y4
+	VMULPS       negHalf<>+0(SB), Y4, Y5
+	VMULPS       Y4, Y5, Y8
+	VMULPS       expLog2e<>+0(SB), Y8, Y8
+	VCVTPS2DQ    Y8, Y6
+	VCVTDQ2PS    Y6, Y8
+	VMULPS       expNegLn2Hi<>+0(SB), Y8, Y7
+	VFMADD231PS  Y4, Y5, Y7
+	VFNMADD231PS expLn2Lo<>+0(SB), Y8, Y7
+	VMOVUPS      expC7<>+0(SB), Y5
+	VFMADD213PS  expC6<>+0(SB), Y7, Y5
+	VFMADD213PS  expC5<>+0(SB), Y7, Y5
+	VFMADD213PS  expC4<>+0(SB), Y7, Y5
+	VFMADD213PS  expC3<>+0(SB), Y7, Y5
+	VFMADD213PS  expC2<>+0(SB), Y7, Y5
+	VFMADD213PS  expC1<>+0(SB), Y7, Y5
+	VFMADD213PS  expC0<>+0(SB), Y7, Y5
+	VPADDD       expBias<>+0(SB), Y6, Y6
+	VPMAXSD      Y1, Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VMULPS       Y6, Y5, Y5
+	VADDPS       geluC<>+0(SB), Y4, Y7
+	VDIVPS       Y7, Y2, Y7
+	VMOVUPS      geluA<>+0(SB), Y8
+	VFMSUB213PS  geluC<>+0(SB), Y4, Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVUPS      geluT10<>+0(SB), Y6
+	VFMADD213PS  geluT9<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT8<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT7<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT6<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT5<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT4<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT3<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT2<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT1<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT0<>+0(SB), Y8, Y6
+	VMULPS       Y7, Y6, Y6
+	VFNMADD231PS invSqrt2Pi<>+0(SB), Y4, Y6
+	VMULPS       Y6, Y5, Y4
+	VFNMADD213PS Y2, Y6, Y5
+	VBLENDVPS    Y3, Y4, Y5, Y4
+	VMULPS       (CX), Y4, Y4
+	VMOVUPS      Y4, (AX)
+	VMOVUPS      32(DX), Y3
+	VANDPS       absMask<>+0(SB), Y3, Y4
+	VMINPS       Y4, Y0, Y4
+	VMULPS       negHalf<>+0(SB), Y4, Y5
+	VMULPS       Y4, Y5, Y8
+	VMULPS       expLog2e<>+0(SB), Y8, Y8
+	VCVTPS2DQ    Y8, Y6
+	VCVTDQ2PS    Y6, Y8
+	VMULPS       expNegLn2Hi<>+0(SB), Y8, Y7
+	VFMADD231PS  Y4, Y5, Y7
+	VFNMADD231PS expLn2Lo<>+0(SB), Y8, Y7
+	VMOVUPS      expC7<>+0(SB), Y5
+	VFMADD213PS  expC6<>+0(SB), Y7, Y5
+	VFMADD213PS  expC5<>+0(SB), Y7, Y5
+	VFMADD213PS  expC4<>+0(SB), Y7, Y5
+	VFMADD213PS  expC3<>+0(SB), Y7, Y5
+	VFMADD213PS  expC2<>+0(SB), Y7, Y5
+	VFMADD213PS  expC1<>+0(SB), Y7, Y5
+	VFMADD213PS  expC0<>+0(SB), Y7, Y5
+	VPADDD       expBias<>+0(SB), Y6, Y6
+	VPMAXSD      Y1, Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VMULPS       Y6, Y5, Y5
+	VADDPS       geluC<>+0(SB), Y4, Y7
+	VDIVPS       Y7, Y2, Y7
+	VMOVUPS      geluA<>+0(SB), Y8
+	VFMSUB213PS  geluC<>+0(SB), Y4, Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVUPS      geluT10<>+0(SB), Y6
+	VFMADD213PS  geluT9<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT8<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT7<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT6<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT5<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT4<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT3<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT2<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT1<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT0<>+0(SB), Y8, Y6
+	VMULPS       Y7, Y6, Y6
+	VFNMADD231PS invSqrt2Pi<>+0(SB), Y4, Y6
+	VMULPS       Y6, Y5, Y4
+	VFNMADD213PS Y2, Y6, Y5
+	VBLENDVPS    Y3, Y4, Y5, Y4
+	VMULPS       32(CX), Y4, Y4
+	VMOVUPS      Y4, 32(AX)
+	ADDQ         $0x40, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	SUBQ         $0x10, BX
+	JMP          blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ         BX, $0x08
+	JL           singleDone
+	VMOVUPS      (DX), Y3
+	VANDPS       absMask<>+0(SB), Y3, Y4
+	VMINPS       Y4, Y0, Y4
+	VMULPS       negHalf<>+0(SB), Y4, Y5
+	VMULPS       Y4, Y5, Y8
+	VMULPS       expLog2e<>+0(SB), Y8, Y8
+	VCVTPS2DQ    Y8, Y6
+	VCVTDQ2PS    Y6, Y8
+	VMULPS       expNegLn2Hi<>+0(SB), Y8, Y7
+	VFMADD231PS  Y4, Y5, Y7
+	VFNMADD231PS expLn2Lo<>+0(SB), Y8, Y7
+	VMOVUPS      expC7<>+0(SB), Y5
+	VFMADD213PS  expC6<>+0(SB), Y7, Y5
+	VFMADD213PS  expC5<>+0(SB), Y7, Y5
+	VFMADD213PS  expC4<>+0(SB), Y7, Y5
+	VFMADD213PS  expC3<>+0(SB), Y7, Y5
+	VFMADD213PS  expC2<>+0(SB), Y7, Y5
+	VFMADD213PS  expC1<>+0(SB), Y7, Y5
+	VFMADD213PS  expC0<>+0(SB), Y7, Y5
+	VPADDD       expBias<>+0(SB), Y6, Y6
+	VPMAXSD      Y1, Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VMULPS       Y6, Y5, Y5
+	VADDPS       geluC<>+0(SB), Y4, Y7
+	VDIVPS       Y7, Y2, Y7
+	VMOVUPS      geluA<>+0(SB), Y8
+	VFMSUB213PS  geluC<>+0(SB), Y4, Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVUPS      geluT10<>+0(SB), Y6
+	VFMADD213PS  geluT9<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT8<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT7<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT6<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT5<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT4<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT3<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT2<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT1<>+0(SB), Y8, Y6
+	VFMADD213PS  geluT0<>+0(SB), Y8, Y6
+	VMULPS       Y7, Y6, Y6
+	VFNMADD231PS invSqrt2Pi<>+0(SB), Y4, Y6
+	VMULPS       Y6, Y5, Y4
+	VFNMADD213PS Y2, Y6, Y5
+	VBLENDVPS    Y3, Y4, Y5, Y4
+	VMULPS       (CX), Y4, Y4
+	VMOVUPS      Y4, (AX)
 	ADDQ         $0x20, AX
 	ADDQ         $0x20, CX
 	ADDQ         $0x20, DX

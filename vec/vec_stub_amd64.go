@@ -84,3 +84,15 @@ func scaleAVX2(dst *float32, x *float32, n int, a float32)
 //
 //go:noescape
 func scaleSubAVX2(dst *float32, grad *float32, y *float32, n int, c float32, a float32)
+
+// geluAVX2 sets dst[i] = x[i]·Φ(x[i]) for i < n, n a multiple of 8. dst may be x.
+// It needs AVX2 and FMA.
+//
+//go:noescape
+func geluAVX2(dst *float32, x *float32, n int)
+
+// geluGradAVX2 sets dx[i] = dy[i]·(Φ(x[i]) + x[i]·φ(x[i])) for i < n, n a multiple of 8.
+// dx may be dy or x. It needs AVX2 and FMA.
+//
+//go:noescape
+func geluGradAVX2(dx *float32, dy *float32, x *float32, n int)

@@ -502,6 +502,8 @@ func TestLengthMismatchPanics(t *testing.T) {
 		"Dot":          func() { Dot(a, b) },
 		"Scale":        func() { Scale(a, b, 1) },
 		"ScaleSub":     func() { ScaleSub(a, a, b, 1, 1) },
+		"GELU":         func() { GELU(a, b) },
+		"GELUGrad":     func() { GELUGrad(a, a, b) },
 	} {
 		func() {
 			defer func() {
@@ -542,6 +544,8 @@ func TestNoAllocation(t *testing.T) {
 		_ = Dot(x, y)
 		Scale(y, x, 2)
 		ScaleSub(y, x, z, 1, 2)
+		GELU(y, x)
+		GELUGrad(y, z, x)
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per call", allocs)

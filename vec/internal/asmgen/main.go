@@ -44,7 +44,24 @@ var (
 	cAbsMask   Mem // 0x7fffffff
 	cInf       Mem // 0x7f800000: above it (as |x|) is a NaN
 	cQuietBF16 Mem // 0x40: the quiet bit of a bfloat16 NaN
+
+	// The GELU's (see package vec's GELU and geluT).
+	cNegHalf    Mem // −1/2
+	cNegLn2Hi   Mem // −ln2_hi
+	cF32One     Mem // 1.0
+	cInvSqrt2Pi Mem // 1/√(2π)
+	cGeluUMax   Mem // 14, the clamp of u = |x|
+	cGeluC      Mem // c: w = 1/(u + c)
+	cGeluA      Mem // A: v = (A·u − c)·w
+	cGeluT      []Mem
 )
+
+// geluT are the coefficients T_0 … T_10 of package vec's geluT (its
+// TestGELUAssemblyConstants compares them with the generated file).
+var geluT = []float32{
+	0.739548326, -0.270841569, 0.0045693717, 0.0177906882, 0.00203323644, -0.00132870977,
+	-0.000618250924, -3.18682651e-05, 8.77169514e-05, 2.4205925e-05, -7.67528672e-06,
+}
 
 // vconst declares an 8-lane vector constant of the 32-bit pattern bits.
 func vconst(name string, bits uint32) Mem {
@@ -79,6 +96,16 @@ func main() {
 	cAbsMask = vconst("absMask", 0x7fffffff)
 	cInf = vconst("posInf", 0x7f800000)
 	cQuietBF16 = vconst("bf16Quiet", 0x40)
+	cNegHalf = fconst("negHalf", -0.5)
+	cNegLn2Hi = fconst("expNegLn2Hi", -0.693359375)
+	cF32One = fconst("f32One", 1)
+	cInvSqrt2Pi = fconst("invSqrt2Pi", 1/math.Sqrt(2*math.Pi))
+	cGeluUMax = fconst("geluUMax", 14)
+	cGeluC = fconst("geluC", 2)
+	cGeluA = fconst("geluA", 1.5)
+	for k, t := range geluT {
+		cGeluT = append(cGeluT, vconst(fmt.Sprintf("geluT%d", k), math.Float32bits(t)))
+	}
 
 	maxKernel()
 	expSumKernel()
@@ -94,6 +121,8 @@ func main() {
 	dotKernel()
 	scaleKernel()
 	scaleSubKernel()
+	geluKernel()
+	geluGradKernel()
 	Generate()
 }
 
@@ -572,6 +601,116 @@ func scaleSubKernel() {
 		VFNMADD231PS(at(y, i), c, t) // t = g − c·y
 		VMULPS(a, t, t)
 		VMOVUPS(t, at(dst, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// The GELU kernels compute, lane by lane (see package vec's GELU), with
+// u = min(|x|, 14):
+//
+//	e = exp(−u²/2)       (the exponential above, r = fma(−u/2, u, −n·ln2_hi)
+//	                      from the unrounded −u²/2, 2ⁿ in one step and
+//	                      0 below the smallest normal, n < −126)
+//	w = 1/(u + c),  v = fma(A, u, −c)·w,  m = w·T(v)      (Φ(−u) = e·m)
+//
+// and then y = max(x, 0) − u·(e·m), or the factor of dy: 1 − e·(m − u/√(2π))
+// where the sign bit of x is clear, e·(m − u/√(2π)) where it is set.
+
+// geluConsts holds the constants that must be registers: the clamp bound
+// of u and the 0 of max(x, 0), first sources of VMINPS and VMAXPS so that
+// a NaN, the second source, passes (as in expClamp), and 1, the dividend
+// of VDIVPS.
+type geluConsts struct{ uMax, zero, one VecVirtual }
+
+func newGeluConsts() geluConsts {
+	c := geluConsts{YMM(), YMM(), YMM()}
+	VMOVUPS(cGeluUMax, c.uMax)
+	VXORPS(c.zero, c.zero, c.zero)
+	VMOVUPS(cF32One, c.one)
+	return c
+}
+
+// parts returns u, e and m of the lanes of x.
+func (c geluConsts) parts(x VecVirtual) (u, e, m VecVirtual) {
+	u, e, m = YMM(), YMM(), YMM()
+	VANDPS(cAbsMask, x, u)
+	VMINPS(u, c.uMax, u) // u = 14 < u ? 14 : u  (NaN u stays)
+
+	// e = exp(−u²/2).
+	hu, nf, n, r := YMM(), YMM(), YMM(), YMM()
+	VMULPS(cNegHalf, u, hu) // −u/2, exact
+	VMULPS(u, hu, nf)
+	VMULPS(cLog2e, nf, nf)
+	VCVTPS2DQ(nf, n) // round to nearest even
+	VCVTDQ2PS(n, nf)
+	VMULPS(cNegLn2Hi, nf, r)    // −n·ln2_hi, exact
+	VFMADD231PS(u, hu, r)       // r = −u²/2 − n·ln2_hi, rounded once
+	VFNMADD231PS(cLn2Lo, nf, r) // r −= n·ln2_lo
+	VMOVUPS(cPoly[7], e)
+	for k := 6; k >= 0; k-- {
+		VFMADD213PS(cPoly[k], r, e) // p = p·r + 1/k!
+	}
+	VPADDD(cBias, n, n)
+	VPMAXSD(c.zero, n, n) // n < −126 (and NaN): 2ⁿ taken as 0
+	VPSLLD(Imm(23), n, n)
+	VMULPS(n, e, e)
+
+	// m = w·T(v).
+	w, v := YMM(), YMM()
+	VADDPS(cGeluC, u, w)
+	VDIVPS(w, c.one, w) // w = 1/(u + c)
+	VMOVUPS(cGeluA, v)
+	VFMSUB213PS(cGeluC, u, v) // v = A·u − c
+	VMULPS(w, v, v)
+	VMOVUPS(cGeluT[len(cGeluT)-1], m)
+	for k := len(cGeluT) - 2; k >= 0; k-- {
+		VFMADD213PS(cGeluT[k], v, m) // t = t·v + T_k
+	}
+	VMULPS(w, m, m)
+	return u, e, m
+}
+
+func geluKernel() {
+	TEXT("geluAVX2", NOSPLIT, "func(dst, x *float32, n int)")
+	Doc("geluAVX2 sets dst[i] = x[i]·Φ(x[i]) for i < n, n a multiple of 8. dst may be x.",
+		"It needs AVX2 and FMA.")
+	Pragma("noescape")
+	dst, x, cnt := ptr("dst"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	c := newGeluConsts()
+	loop(cnt, []GPVirtual{dst, x}, 2, func(i int) {
+		xv := YMM()
+		VMOVUPS(at(x, i), xv)
+		u, e, m := c.parts(xv)
+		VMULPS(e, m, m)        // Φ(−u)
+		VMAXPS(xv, c.zero, xv) // max(x, 0); −0 and NaN stay
+		VFNMADD231PS(u, m, xv) // y = max(x, 0) − u·Φ(−u)
+		VMOVUPS(xv, at(dst, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func geluGradKernel() {
+	TEXT("geluGradAVX2", NOSPLIT, "func(dx, dy, x *float32, n int)")
+	Doc("geluGradAVX2 sets dx[i] = dy[i]·(Φ(x[i]) + x[i]·φ(x[i])) for i < n, n a multiple of 8.",
+		"dx may be dy or x. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	dx, dy, x, cnt := ptr("dx"), ptr("dy"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	c := newGeluConsts()
+	loop(cnt, []GPVirtual{dx, dy, x}, 2, func(i int) {
+		xv := YMM()
+		VMOVUPS(at(x, i), xv)
+		u, e, m := c.parts(xv)
+		VFNMADD231PS(cInvSqrt2Pi, u, m) // d = m − u/√(2π)
+		q := YMM()
+		VMULPS(m, e, q)           // e·d: the factor for x ≤ −0
+		VFNMADD213PS(c.one, m, e) // 1 − e·d: the factor for x ≥ +0
+		VBLENDVPS(xv, q, e, q)    // sign of x set ? e·d : 1 − e·d
+		VMULPS(at(dy, i), q, q)
+		VMOVUPS(q, at(dx, i))
 	})
 	VZEROUPPER()
 	RET()
