@@ -184,8 +184,12 @@ type GELU[T gemm.Float] struct {
 	x32, y32, dy32, dx32 []float32
 	par                  parallelFor
 	forward, backward    func(k, lo, hi int)
+	grads                *gradArena[T]
 	ready                bool
 }
+
+func (g *GELU[T]) setArena(a *gradArena[T]) { g.grads = a }
+func (g *GELU[T]) arena() *gradArena[T]     { return g.grads }
 
 // Forward computes y = x Φ(x). It keeps a reference to x for Backward.
 func (g *GELU[T]) Forward(x []T, b int) ([]T, error) {
@@ -225,7 +229,7 @@ func (g *GELU[T]) Backward(dy []T) ([]T, error) {
 	if err := checkGrad(len(dy), len(g.y)); err != nil {
 		return nil, fmt.Errorf("model: gelu: %w", err)
 	}
-	g.dx = grow(g.dx, len(dy))
+	g.dx = gradBuf(g.grads, g.dx, len(dy))
 	if _, ok := any(g.x).([]float32); ok && g.Fast32 {
 		g.dx32, g.dy32 = any(g.dx).([]float32), any(dy).([]float32)
 		g.par.run(geluBlocks(len(dy)), geluParallelMin, g.backward)
