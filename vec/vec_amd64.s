@@ -268,8 +268,7 @@ singleDone:
 TEXT ·expSumAVX2(SB), NOSPLIT, $0-28
 	MOVQ         x+0(FP), AX
 	MOVQ         n+8(FP), CX
-	MOVSS        shift+16(FP), X0
-	VBROADCASTSS X0, Y0
+	VBROADCASTSS shift+16(FP), Y0
 	VMOVUPS      expLo<>+0(SB), Y1
 	VMOVUPS      expHi<>+0(SB), Y2
 	VXORPS       Y3, Y3, Y3
@@ -386,10 +385,8 @@ TEXT ·expScaleAVX2(SB), NOSPLIT, $0-36
 	MOVQ         dst+0(FP), AX
 	MOVQ         x+8(FP), CX
 	MOVQ         n+16(FP), DX
-	MOVSS        shift+24(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        scale+28(FP), X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS shift+24(FP), Y0
+	VBROADCASTSS scale+28(FP), Y1
 	VMOVUPS      expLo<>+0(SB), Y2
 	VMOVUPS      expHi<>+0(SB), Y3
 	VXORPS       Y4, Y4, Y4
@@ -515,10 +512,8 @@ TEXT ·expPairScaleAVX2(SB), NOSPLIT, $0-44
 	MOVQ         x+8(FP), CX
 	MOVQ         b+16(FP), DX
 	MOVQ         n+24(FP), BX
-	MOVSS        a+32(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        scale+36(FP), X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS a+32(FP), Y0
+	VBROADCASTSS scale+36(FP), Y1
 	VMOVUPS      expLo<>+0(SB), Y2
 	VMOVUPS      expHi<>+0(SB), Y3
 	VXORPS       Y4, Y4, Y4
@@ -994,13 +989,12 @@ singleDone:
 	RET
 
 // func scaleAVX2(dst *float32, x *float32, n int, a float32)
-// Requires: AVX, AVX2, SSE
+// Requires: AVX
 TEXT ·scaleAVX2(SB), NOSPLIT, $0-28
 	MOVQ         dst+0(FP), AX
 	MOVQ         x+8(FP), CX
 	MOVQ         n+16(FP), DX
-	MOVSS        a+24(FP), X0
-	VBROADCASTSS X0, Y0
+	VBROADCASTSS a+24(FP), Y0
 
 blockLoop:
 	CMPQ    DX, $0x20
@@ -1034,16 +1028,14 @@ singleDone:
 	RET
 
 // func scaleSubAVX2(dst *float32, grad *float32, y *float32, n int, c float32, a float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·scaleSubAVX2(SB), NOSPLIT, $0-40
 	MOVQ         dst+0(FP), AX
 	MOVQ         grad+8(FP), CX
 	MOVQ         y+16(FP), DX
 	MOVQ         n+24(FP), BX
-	MOVSS        c+32(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        a+36(FP), X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS c+32(FP), Y0
+	VBROADCASTSS a+36(FP), Y1
 
 blockLoop:
 	CMPQ         BX, $0x10
@@ -1081,12 +1073,11 @@ singleDone:
 	RET
 
 // func momentsAVX2(x *float32, n int, shift float64) (s1 float64, s2 float64)
-// Requires: AVX, AVX2, FMA3, SSE2
+// Requires: AVX, FMA3, SSE2
 TEXT ·momentsAVX2(SB), NOSPLIT, $0-40
 	MOVQ         x+0(FP), AX
 	MOVQ         n+8(FP), CX
-	MOVSD        shift+16(FP), X0
-	VBROADCASTSD X0, Y0
+	VBROADCASTSD shift+16(FP), Y0
 	VXORPD       Y1, Y1, Y1
 	VXORPD       Y2, Y2, Y2
 	VXORPD       Y3, Y3, Y3
@@ -1156,19 +1147,16 @@ singleDone:
 	RET
 
 // func normAffineAVX2(y *float32, x *float32, gain *float32, b *float32, n int, hi float32, lo float32, r float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·normAffineAVX2(SB), NOSPLIT, $0-52
 	MOVQ         y+0(FP), AX
 	MOVQ         x+8(FP), CX
 	MOVQ         gain+16(FP), DX
 	MOVQ         b+24(FP), BX
 	MOVQ         n+32(FP), SI
-	MOVSS        hi+40(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        lo+44(FP), X1
-	VBROADCASTSS X1, Y1
-	MOVSS        r+48(FP), X2
-	VBROADCASTSS X2, Y2
+	VBROADCASTSS hi+40(FP), Y0
+	VBROADCASTSS lo+44(FP), Y1
+	VBROADCASTSS r+48(FP), Y2
 
 blockLoop:
 	CMPQ        SI, $0x10
@@ -1217,21 +1205,16 @@ singleDone:
 	RET
 
 // func normAffineScalarAVX2(y *float32, x *float32, n int, hi float32, lo float32, r float32, gain float32, b float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·normAffineScalarAVX2(SB), NOSPLIT, $0-44
 	MOVQ         y+0(FP), AX
 	MOVQ         x+8(FP), CX
 	MOVQ         n+16(FP), DX
-	MOVSS        hi+24(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        lo+28(FP), X1
-	VBROADCASTSS X1, Y1
-	MOVSS        r+32(FP), X2
-	VBROADCASTSS X2, Y2
-	MOVSS        gain+36(FP), X3
-	VBROADCASTSS X3, Y3
-	MOVSS        b+40(FP), X4
-	VBROADCASTSS X4, Y4
+	VBROADCASTSS hi+24(FP), Y0
+	VBROADCASTSS lo+28(FP), Y1
+	VBROADCASTSS r+32(FP), Y2
+	VBROADCASTSS gain+36(FP), Y3
+	VBROADCASTSS b+40(FP), Y4
 
 blockLoop:
 	CMPQ        DX, $0x10
@@ -1273,7 +1256,7 @@ singleDone:
 	RET
 
 // func normGradAffineAVX2(dg *float32, db *float32, dy *float32, x *float32, gain *float32, n int, hi float32, lo float32, r float32) (sd float64, sdx float64)
-// Requires: AVX, AVX2, FMA3, SSE, SSE2
+// Requires: AVX, FMA3, SSE2
 TEXT ·normGradAffineAVX2(SB), NOSPLIT, $0-80
 	MOVQ         dg+0(FP), AX
 	MOVQ         db+8(FP), CX
@@ -1281,12 +1264,9 @@ TEXT ·normGradAffineAVX2(SB), NOSPLIT, $0-80
 	MOVQ         x+24(FP), BX
 	MOVQ         gain+32(FP), SI
 	MOVQ         n+40(FP), DI
-	MOVSS        hi+48(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        lo+52(FP), X1
-	VBROADCASTSS X1, Y1
-	MOVSS        r+56(FP), X2
-	VBROADCASTSS X2, Y2
+	VBROADCASTSS hi+48(FP), Y0
+	VBROADCASTSS lo+52(FP), Y1
+	VBROADCASTSS r+56(FP), Y2
 	VXORPD       Y3, Y3, Y3
 	VXORPD       Y4, Y4, Y4
 	VXORPD       Y5, Y5, Y5
@@ -1341,17 +1321,14 @@ singleDone:
 	RET
 
 // func normGradSumsAVX2(dy *float32, x *float32, n int, hi float32, lo float32, r float32) (sdy float64, sdyx float64)
-// Requires: AVX, AVX2, FMA3, SSE, SSE2
+// Requires: AVX, FMA3, SSE2
 TEXT ·normGradSumsAVX2(SB), NOSPLIT, $0-56
 	MOVQ         dy+0(FP), AX
 	MOVQ         x+8(FP), CX
 	MOVQ         n+16(FP), DX
-	MOVSS        hi+24(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        lo+28(FP), X1
-	VBROADCASTSS X1, Y1
-	MOVSS        r+32(FP), X2
-	VBROADCASTSS X2, Y2
+	VBROADCASTSS hi+24(FP), Y0
+	VBROADCASTSS lo+28(FP), Y1
+	VBROADCASTSS r+32(FP), Y2
 	VXORPD       Y3, Y3, Y3
 	VXORPD       Y4, Y4, Y4
 	VXORPD       Y5, Y5, Y5
@@ -1444,23 +1421,18 @@ singleDone:
 	RET
 
 // func normGradInputAVX2(dx *float32, dy *float32, x *float32, gain *float32, n int, hi float32, lo float32, r float32, md float32, mdx float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·normGradInputAVX2(SB), NOSPLIT, $0-60
 	MOVQ         dx+0(FP), AX
 	MOVQ         dy+8(FP), CX
 	MOVQ         x+16(FP), DX
 	MOVQ         gain+24(FP), BX
 	MOVQ         n+32(FP), SI
-	MOVSS        hi+40(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        lo+44(FP), X1
-	VBROADCASTSS X1, Y1
-	MOVSS        r+48(FP), X2
-	VBROADCASTSS X2, Y2
-	MOVSS        md+52(FP), X3
-	VBROADCASTSS X3, Y3
-	MOVSS        mdx+56(FP), X4
-	VBROADCASTSS X4, Y4
+	VBROADCASTSS hi+40(FP), Y0
+	VBROADCASTSS lo+44(FP), Y1
+	VBROADCASTSS r+48(FP), Y2
+	VBROADCASTSS md+52(FP), Y3
+	VBROADCASTSS mdx+56(FP), Y4
 
 blockLoop:
 	CMPQ        SI, $0x10
@@ -1518,24 +1490,18 @@ singleDone:
 	RET
 
 // func normGradInputScalarAVX2(dx *float32, dy *float32, x *float32, n int, hi float32, lo float32, r float32, gain float32, md float32, mdx float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·normGradInputScalarAVX2(SB), NOSPLIT, $0-56
 	MOVQ         dx+0(FP), AX
 	MOVQ         dy+8(FP), CX
 	MOVQ         x+16(FP), DX
 	MOVQ         n+24(FP), BX
-	MOVSS        hi+32(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        lo+36(FP), X1
-	VBROADCASTSS X1, Y1
-	MOVSS        r+40(FP), X2
-	VBROADCASTSS X2, Y2
-	MOVSS        gain+44(FP), X3
-	VBROADCASTSS X3, Y3
-	MOVSS        md+48(FP), X4
-	VBROADCASTSS X4, Y4
-	MOVSS        mdx+52(FP), X5
-	VBROADCASTSS X5, Y5
+	VBROADCASTSS hi+32(FP), Y0
+	VBROADCASTSS lo+36(FP), Y1
+	VBROADCASTSS r+40(FP), Y2
+	VBROADCASTSS gain+44(FP), Y3
+	VBROADCASTSS md+48(FP), Y4
+	VBROADCASTSS mdx+52(FP), Y5
 
 blockLoop:
 	CMPQ        BX, $0x10
