@@ -141,19 +141,28 @@ func declareBlock(l *layout, name string, d, f int) {
 // f, dropout=0, activation="gelu", norm_first=True), with a causal mask for
 // a text transformer.
 func newBlock[T gemm.Float](c *cursor[T], name string, L, d, heads, f int, causal bool) Sequential[T] {
-	ln1 := c.layerNorm(name+".norm1", d)
+	ln1 := c.towerLayerNorm(name+".norm1", d)
 	w, dw := c.next(name + ".self_attn.in_proj_weight")
 	b, db := c.next(name + ".self_attn.in_proj_bias")
 	attn := &MultiHeadAttention[T]{D: d, Heads: heads, L: L, Causal: causal,
 		InProj: Linear[T]{In: d, Out: 3 * d, W: w, B: b, DW: dw, DB: db}}
 	attn.OutProj = *c.linear(name+".self_attn.out_proj", d, d)
-	ln2 := c.layerNorm(name+".norm2", d)
+	ln2 := c.towerLayerNorm(name+".norm2", d)
 	fc1 := c.linear(name+".linear1", d, f)
 	fc2 := c.linear(name+".linear2", f, d)
 	return Sequential[T]{
 		&Residual[T]{F: Sequential[T]{PerToken[T]{L: L, F: ln1}, attn}},
 		&Residual[T]{F: PerToken[T]{L: L, F: Sequential[T]{ln2, fc1, &GELU[T]{N: f, Fast32: true}, fc2}}},
 	}
+}
+
+// towerLayerNorm hands out the gain and bias of the LayerNorm name of the
+// vit and transformer towers, with its float32 path in float32
+// (LayerNorm.Fast32).
+func (c *cursor[T]) towerLayerNorm(name string, n int) *LayerNorm[T] {
+	ln := c.layerNorm(name, n)
+	ln.Fast32 = true
+	return ln
 }
 
 // newTowerActivation is the activation of the cnn, vit and transformer

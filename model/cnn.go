@@ -138,10 +138,12 @@ func (c *cursor[T]) conv(name string, cin, cout, k, stride, h, w int) *Conv2d[T]
 		Weight: wt, DWeight: dw}
 }
 
+// groupNorm hands out the gain and bias of the GroupNorm name, with its
+// float32 path in float32 (GroupNorm.Fast32).
 func (c *cursor[T]) groupNorm(name string, ch, groups, spatial int) *GroupNorm[T] {
 	g, dg := c.next(name + ".gain")
 	b, db := c.next(name + ".bias")
-	return &GroupNorm[T]{C: ch, G: groups, S: spatial, Gain: g, Bias: b, DGain: dg, DBias: db}
+	return &GroupNorm[T]{C: ch, G: groups, S: spatial, Gain: g, Bias: b, DGain: dg, DBias: db, Fast32: true}
 }
 
 func newCNN[T gemm.Float](c Config, cur *cursor[T]) *CNN[T] {

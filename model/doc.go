@@ -52,9 +52,11 @@
 // norm_first=True, activation="gelu" and no dropout, with its parameter
 // names; Config.ImageShape gives the C×H×W of the images, and a Config
 // that names one of these kinds gets default shapes for the fields it
-// leaves at zero (see encoderDefaults). Their GELU computes its float32
-// path in float32 (GELU.Fast32); the "mlp" and "bow" towers keep
-// math.Erf in float64.
+// leaves at zero (see encoderDefaults). Their GELU, LayerNorm and
+// GroupNorm compute their float32 paths in float32 (GELU.Fast32,
+// LayerNorm.Fast32, GroupNorm.Fast32: the norms with the kernels of
+// package vec, rows and groups in parallel); the "mlp" and "bow" towers
+// keep math.Erf and their LayerNorm's statistics in float64.
 //
 // Config.TorchStateDict names every segment as the state_dict of PyTorch
 // modules with the same structure does (bench/baselines/pytorch/towers.py),

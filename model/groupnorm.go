@@ -25,12 +25,23 @@ type GroupNorm[T gemm.Float] struct {
 	Eps          float64 // ε; 0 means GroupNormEps
 	Gain, Bias   []T     // γ and β, C each
 	DGain, DBias []T     // their gradients; nil for a parameter-only layer
+	// Fast32 computes the float32 path with the kernels of package vec,
+	// the groups of all images in parallel (see groupNorm32), rather than
+	// one by one through float64; it keeps a reference to x for Backward
+	// instead of x̂, so x must not change in between. The float64 path
+	// ignores it.
+	Fast32 bool
 
 	xhat, y, dx []T
 	rstd        []float64 // b × G
+	fast        groupNorm32
+	grads       *gradArena[T]
 	b           int
-	ready       bool
+	ready, fwd  bool // fwd: the last Forward took the Fast32 path
 }
+
+func (l *GroupNorm[T]) setArena(a *gradArena[T]) { l.grads = a }
+func (l *GroupNorm[T]) arena() *gradArena[T]     { return l.grads }
 
 func (l *GroupNorm[T]) name() string { return fmt.Sprintf("groupnorm C=%d G=%d", l.C, l.G) }
 
@@ -47,8 +58,13 @@ func (l *GroupNorm[T]) Forward(x []T, b int) ([]T, error) {
 	if eps == 0 {
 		eps = GroupNormEps
 	}
-	l.xhat = grow(l.xhat, len(x))
 	l.y = grow(l.y, len(x))
+	if x32, ok := any(x).([]float32); ok && l.Fast32 {
+		l.fast.forward(any(l.y).([]float32), x32, any(l.Gain).([]float32), any(l.Bias).([]float32), b, l.C, l.G, l.S, eps)
+		l.b, l.ready, l.fwd = b, true, true
+		return l.y, nil
+	}
+	l.xhat = grow(l.xhat, len(x))
 	if cap(l.rstd) < b*l.G {
 		l.rstd = make([]float64, b*l.G)
 	}
@@ -83,7 +99,7 @@ func (l *GroupNorm[T]) Forward(x []T, b int) ([]T, error) {
 			}
 		}
 	}
-	l.b, l.ready = b, true
+	l.b, l.ready, l.fwd = b, true, false
 	return l.y, nil
 }
 
@@ -98,7 +114,11 @@ func (l *GroupNorm[T]) Backward(dy []T) ([]T, error) {
 	if len(l.DGain) != l.C || len(l.DBias) != l.C {
 		return nil, fmt.Errorf("model: %s: %w", l.name(), errNoGrad)
 	}
-	l.dx = grow(l.dx, len(dy))
+	l.dx = gradBuf(l.grads, l.dx, len(dy))
+	if l.fwd {
+		l.fast.backward(any(l.dx).([]float32), any(dy).([]float32), any(l.DGain).([]float32), any(l.DBias).([]float32))
+		return l.dx, nil
+	}
 	cg := l.C / l.G
 	m := cg * l.S
 	for n := 0; n < l.b; n++ {

@@ -263,12 +263,22 @@ type LayerNorm[T gemm.Float] struct {
 	Bias  []T     // β, N
 	DGain []T     // ∂L/∂g; nil for a parameter-only layer
 	DBias []T     // ∂L/∂β
+	// Fast32 computes the float32 path with the kernels of package vec,
+	// rows in parallel (see layerNorm32), rather than row by row through
+	// float64; it keeps a reference to x for Backward instead of x̂, so x
+	// must not change in between. The float64 path ignores it.
+	Fast32 bool
 
 	xhat, y, dx []T
 	rstd        []float64
+	fast        layerNorm32
+	grads       *gradArena[T]
 	b           int
-	ready       bool
+	ready, fwd  bool // fwd: the last Forward took the Fast32 path
 }
+
+func (l *LayerNorm[T]) setArena(a *gradArena[T]) { l.grads = a }
+func (l *LayerNorm[T]) arena() *gradArena[T]     { return l.grads }
 
 // Forward computes y = g ⊙ (x − μ)/√(σ² + ε) + β row by row.
 func (l *LayerNorm[T]) Forward(x []T, b int) ([]T, error) {
@@ -283,8 +293,13 @@ func (l *LayerNorm[T]) Forward(x []T, b int) ([]T, error) {
 		eps = LayerNormEps
 	}
 	n := l.N
-	l.xhat = grow(l.xhat, b*n)
 	l.y = grow(l.y, b*n)
+	if x32, ok := any(x).([]float32); ok && l.Fast32 {
+		l.fast.forward(any(l.y).([]float32), x32, any(l.Gain).([]float32), any(l.Bias).([]float32), b, n, eps)
+		l.b, l.ready, l.fwd = b, true, true
+		return l.y, nil
+	}
+	l.xhat = grow(l.xhat, b*n)
 	if cap(l.rstd) < b {
 		l.rstd = make([]float64, b)
 	}
@@ -309,7 +324,7 @@ func (l *LayerNorm[T]) Forward(x []T, b int) ([]T, error) {
 			y[j] = l.Gain[j]*xh[j] + l.Bias[j]
 		}
 	}
-	l.b, l.ready = b, true
+	l.b, l.ready, l.fwd = b, true, false
 	return l.y, nil
 }
 
@@ -326,7 +341,11 @@ func (l *LayerNorm[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: layernorm: %w", errNoGrad)
 	}
 	n := l.N
-	l.dx = grow(l.dx, l.b*n)
+	l.dx = gradBuf(l.grads, l.dx, l.b*n)
+	if l.fwd {
+		l.fast.backward(any(l.dx).([]float32), any(dy).([]float32), any(l.DGain).([]float32), any(l.DBias).([]float32))
+		return l.dx, nil
+	}
 	for i := 0; i < l.b; i++ {
 		g, xh, dx := dy[i*n:(i+1)*n], l.xhat[i*n:(i+1)*n], l.dx[i*n:(i+1)*n]
 		var md, mdx float64 // mean(d), mean(d ⊙ x̂)

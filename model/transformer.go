@@ -111,7 +111,7 @@ func newTransformer[T gemm.Float](c Config, cur *cursor[T]) *Transformer[T] {
 		t.units = append(t.units, unit[T]{blk, cur.gradSpan(from)})
 	}
 	from = cur.i
-	ln := cur.layerNorm("text.ln_final", d)
+	ln := cur.towerLayerNorm("text.ln_final", d)
 	t.units = append(t.units, unit[T]{PerToken[T]{L: L, F: ln}, cur.gradSpan(from)})
 	if c.textPool() == "eot" {
 		t.eot = &PoolAt[T]{L: L, D: d}

@@ -136,7 +136,7 @@ func newViT[T gemm.Float](c Config, cur *cursor[T]) *ViT[T] {
 		t.units = append(t.units, unit[T]{blk, cur.gradSpan(from)})
 	}
 	from = cur.i
-	t.units = append(t.units, unit[T]{PerToken[T]{L: L, F: cur.layerNorm("image.norm", d)}, nil})
+	t.units = append(t.units, unit[T]{PerToken[T]{L: L, F: cur.towerLayerNorm("image.norm", d)}, nil})
 	t.units[len(t.units)-1].grad = cur.gradSpan(from)
 	from = cur.i
 	t.proj = cur.linear("image.proj", d, c.Dim)

@@ -112,6 +112,32 @@ func BenchmarkKernels(b *testing.B) {
 				k.geluGrad(dst, x, y)
 			}
 		})
+		c := NewNorm(0.1, 1.3)
+		b.Run("Moments/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.moments(y, 0.5)
+			}
+		})
+		b.Run("NormAffine/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.normAffine(dst, y, x, z, c)
+			}
+		})
+		b.Run("NormGradAffine/"+k.name, func(b *testing.B) {
+			dg, db := make([]float32, n), make([]float32, n)
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.normGradAffine(dg, db, y, x, z, c)
+			}
+		})
+		b.Run("NormGradInput/"+k.name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				k.normGradInput(dst, y, x, z, c, 0.1, 0.2)
+			}
+		})
 		h := make([]uint16, n)
 		b.Run("AddBF16/"+k.name, func(b *testing.B) {
 			b.SetBytes(4 * n)

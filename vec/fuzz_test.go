@@ -141,6 +141,66 @@ func FuzzImplementationsAgree(f *testing.F) {
 					t.Fatalf("%s ScaleSub [%d] = %v, go %v", k.name, i, q[i], p[i])
 				}
 			}
+			// The normalisation kernels on the row x with a Norm made from
+			// a: x̂ is the same bits in both; an output that the assembly
+			// rounds once by a fused multiply-add may differ from Go's by
+			// the rounding of a product, which is a few ulp of the larger
+			// of its terms (scale), and a float64 sum by its rounding.
+			c := Norm{Hi: a, Lo: a * 0x1p-30, R: 0.75}
+			near := func(name string, p, q []float32, scale func(i int) float64) {
+				t.Helper()
+				for i := range p {
+					e := math.Abs(float64(p[i]) - float64(q[i]))
+					if ulps(p[i], q[i]) > 2 && e > 1e-44 && !(e <= 4*0x1p-24*scale(i)) &&
+						!math.IsInf(float64(p[i]), 0) && !math.IsInf(float64(q[i]), 0) && !math.IsInf(scale(i), 0) {
+						t.Fatalf("%s %s [%d] = %v, go %v", k.name, name, i, q[i], p[i])
+					}
+				}
+			}
+			xh := func(i int) float64 { return math.Abs(float64(c.XHat(x[i]))) }
+			want.normAffine(p, x, y, x, c)
+			k.normAffine(q, x, y, x, c)
+			near("NormAffine", p, q, func(i int) float64 { return math.Abs(float64(y[i]))*xh(i) + math.Abs(float64(x[i])) })
+			want.normAffineScalar(p, x, c, 1.5, a)
+			k.normAffineScalar(q, x, c, 1.5, a)
+			near("NormAffineScalar", p, q, func(i int) float64 { return 1.5*xh(i) + math.Abs(float64(a)) })
+			sums := func(name string, a1, a2, b1, b2, mag float64) {
+				t.Helper()
+				for _, pair := range [][2]float64{{a1, b1}, {a2, b2}} {
+					u, v := pair[0], pair[1]
+					if !(u == v || u != u && v != v || math.Abs(u-v) <= 1e-12*mag || math.IsInf(mag, 0) || mag != mag) {
+						t.Fatalf("%s %s = %v, go %v", k.name, name, v, u)
+					}
+				}
+			}
+			var gmag float64
+			for i := range x {
+				xh := float64(c.XHat(x[i]))
+				gmag += math.Abs(float64(y[i])) * (1 + math.Abs(xh))
+			}
+			w1, w2 := want.normGradSums(y, x, c)
+			k1, k2 := k.normGradSums(y, x, c)
+			sums("NormGradSums", w1, w2, k1, k2, gmag)
+			m1, m2 := want.moments(x, float64(a))
+			n1, n2 := k.moments(x, float64(a))
+			var mmag float64
+			for _, v := range x {
+				d := math.Abs(float64(v) - float64(a))
+				mmag += d + d*d
+			}
+			sums("Moments", m1, m2, n1, n2, mmag)
+			// (d − (md + x̂·mdx))·R: the terms of the difference set the
+			// scale.
+			want.normGradInput(p, y, x, x, c, 0.25, a)
+			k.normGradInput(q, y, x, x, c, 0.25, a)
+			near("NormGradInput", p, q, func(i int) float64 {
+				return (math.Abs(float64(y[i]*x[i])) + 0.25 + xh(i)*math.Abs(float64(a))) * 0.75
+			})
+			want.normGradInputScalar(p, y, x, c, 1.5, 0.25, a)
+			k.normGradInputScalar(q, y, x, c, 1.5, 0.25, a)
+			near("NormGradInputScalar", p, q, func(i int) float64 {
+				return (math.Abs(float64(1.5*y[i])) + 0.25 + xh(i)*math.Abs(float64(a))) * 0.75
+			})
 		}
 	})
 }

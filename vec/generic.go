@@ -21,6 +21,14 @@ var portable = kernels{
 	scaleSub:     scaleSubGo,
 	gelu:         geluGo,
 	geluGrad:     geluGradGo,
+
+	moments:             momentsGo,
+	normAffine:          normAffineGo,
+	normAffineScalar:    normAffineScalarGo,
+	normGradAffine:      normGradAffineGo,
+	normGradSums:        normGradSumsGo,
+	normGradInput:       normGradInputGo,
+	normGradInputScalar: normGradInputScalarGo,
 }
 
 // Constants of exp32 (see the package documentation).
@@ -265,5 +273,59 @@ func geluGradGo(dx, dy, x []float32) {
 			g = e * d // x ≤ −0: Φ(x) + x·φ(x)
 		}
 		dx[i] = dy[i] * float32(g)
+	}
+}
+
+func momentsGo(x []float32, shift float64) (s1, s2 float64) {
+	for _, v := range x {
+		d := float64(v) - shift
+		s1 += d
+		s2 += d * d
+	}
+	return s1, s2
+}
+
+func normAffineGo(y, x, g, b []float32, c Norm) {
+	for i, v := range x {
+		y[i] = g[i]*c.XHat(v) + b[i]
+	}
+}
+
+func normAffineScalarGo(y, x []float32, c Norm, g, b float32) {
+	for i, v := range x {
+		y[i] = g*c.XHat(v) + b
+	}
+}
+
+func normGradAffineGo(dg, db, dy, x, g []float32, c Norm) (sd, sdx float64) {
+	for i, v := range dy {
+		xh := c.XHat(x[i])
+		db[i] += v
+		dg[i] += v * xh
+		d := float64(v * g[i])
+		sd += d
+		sdx += d * float64(xh)
+	}
+	return sd, sdx
+}
+
+func normGradSumsGo(dy, x []float32, c Norm) (sdy, sdyx float64) {
+	for i, v := range dy {
+		d := float64(v)
+		sdy += d
+		sdyx += d * float64(c.XHat(x[i]))
+	}
+	return sdy, sdyx
+}
+
+func normGradInputGo(dx, dy, x, g []float32, c Norm, md, mdx float32) {
+	for i, v := range dy {
+		dx[i] = (v*g[i] - (md + c.XHat(x[i])*mdx)) * c.R
+	}
+}
+
+func normGradInputScalarGo(dx, dy, x []float32, c Norm, g, md, mdx float32) {
+	for i, v := range dy {
+		dx[i] = (g*v - (md + c.XHat(x[i])*mdx)) * c.R
 	}
 }

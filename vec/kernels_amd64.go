@@ -129,6 +129,58 @@ var avx2 = kernels{
 		}
 		geluGradGo(dx[n:], dy[n:], x[n:])
 	},
+	moments: func(x []float32, shift float64) (s1, s2 float64) {
+		n := len(x) &^ 7
+		if n > 0 {
+			s1, s2 = momentsAVX2(&x[0], n, shift)
+		}
+		t1, t2 := momentsGo(x[n:], shift)
+		return s1 + t1, s2 + t2
+	},
+	normAffine: func(y, x, g, b []float32, c Norm) {
+		n := len(x) &^ 7
+		if n > 0 {
+			normAffineAVX2(&y[0], &x[0], &g[0], &b[0], n, c.Hi, c.Lo, c.R)
+		}
+		normAffineGo(y[n:], x[n:], g[n:], b[n:], c)
+	},
+	normAffineScalar: func(y, x []float32, c Norm, g, b float32) {
+		n := len(x) &^ 7
+		if n > 0 {
+			normAffineScalarAVX2(&y[0], &x[0], n, c.Hi, c.Lo, c.R, g, b)
+		}
+		normAffineScalarGo(y[n:], x[n:], c, g, b)
+	},
+	normGradAffine: func(dg, db, dy, x, g []float32, c Norm) (sd, sdx float64) {
+		n := len(dy) &^ 7
+		if n > 0 {
+			sd, sdx = normGradAffineAVX2(&dg[0], &db[0], &dy[0], &x[0], &g[0], n, c.Hi, c.Lo, c.R)
+		}
+		t1, t2 := normGradAffineGo(dg[n:], db[n:], dy[n:], x[n:], g[n:], c)
+		return sd + t1, sdx + t2
+	},
+	normGradSums: func(dy, x []float32, c Norm) (sdy, sdyx float64) {
+		n := len(dy) &^ 7
+		if n > 0 {
+			sdy, sdyx = normGradSumsAVX2(&dy[0], &x[0], n, c.Hi, c.Lo, c.R)
+		}
+		t1, t2 := normGradSumsGo(dy[n:], x[n:], c)
+		return sdy + t1, sdyx + t2
+	},
+	normGradInput: func(dx, dy, x, g []float32, c Norm, md, mdx float32) {
+		n := len(dy) &^ 7
+		if n > 0 {
+			normGradInputAVX2(&dx[0], &dy[0], &x[0], &g[0], n, c.Hi, c.Lo, c.R, md, mdx)
+		}
+		normGradInputGo(dx[n:], dy[n:], x[n:], g[n:], c, md, mdx)
+	},
+	normGradInputScalar: func(dx, dy, x []float32, c Norm, g, md, mdx float32) {
+		n := len(dy) &^ 7
+		if n > 0 {
+			normGradInputScalarAVX2(&dx[0], &dy[0], &x[0], n, c.Hi, c.Lo, c.R, g, md, mdx)
+		}
+		normGradInputScalarGo(dx[n:], dy[n:], x[n:], c, g, md, mdx)
+	},
 }
 
 // accelerated returns the assembly kernels if the CPU has AVX2 and FMA.

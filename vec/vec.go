@@ -25,6 +25,14 @@ type kernels struct {
 	scaleSub     func(dst, g, y []float32, c, a float32)
 	gelu         func(dst, x []float32)
 	geluGrad     func(dx, dy, x []float32)
+
+	moments             func(x []float32, shift float64) (s1, s2 float64)
+	normAffine          func(y, x, g, b []float32, c Norm)
+	normAffineScalar    func(y, x []float32, c Norm, g, b float32)
+	normGradAffine      func(dg, db, dy, x, g []float32, c Norm) (sd, sdx float64)
+	normGradSums        func(dy, x []float32, c Norm) (sdy, sdyx float64)
+	normGradInput       func(dx, dy, x, g []float32, c Norm, md, mdx float32)
+	normGradInputScalar func(dx, dy, x []float32, c Norm, g, md, mdx float32)
 }
 
 // current is the implementation in use: the fastest at start-up (best),
@@ -258,4 +266,87 @@ func GELUGrad(dx, dy, x []float32) {
 	sameLen("GELUGrad", len(dx), len(dy))
 	sameLen("GELUGrad", len(dx), len(x))
 	kernel().geluGrad(dx, dy, x)
+}
+
+// Moments returns s1 = Σ_i (x_i − shift) and s2 = Σ_i (x_i − shift)², the
+// differences, squares and sums in float64: with m = s1/n the mean of x is
+// shift + m and its variance s2/n − m², which loses little to
+// cancellation when shift is near the mean (one of the x_i, say).
+func Moments(x []float32, shift float64) (s1, s2 float64) { return kernel().moments(x, shift) }
+
+// Norm is the standardisation x̂ = ((x − Hi) − Lo)·R of the rows of
+// LayerNorm and the groups of GroupNorm: Hi + Lo is the mean μ, Hi =
+// float32(μ) and Lo the float32 rounding of μ − Hi, so that x − μ keeps
+// float32 accuracy when |μ| is much larger than the spread of x, and R is
+// the reciprocal standard deviation 1/√(σ² + ε). Every kernel computes x̂
+// with these three float32 operations in this order, so a backward pass
+// recomputes exactly the x̂ of the forward pass.
+type Norm struct{ Hi, Lo, R float32 }
+
+// NewNorm returns the Norm of mean mu and reciprocal standard deviation r.
+func NewNorm(mu, r float64) Norm {
+	hi := float32(mu)
+	return Norm{Hi: hi, Lo: float32(mu - float64(hi)), R: float32(r)}
+}
+
+// XHat returns x̂ = ((x − Hi) − Lo)·R, as the kernels compute it.
+func (c Norm) XHat(x float32) float32 { return ((x - c.Hi) - c.Lo) * c.R }
+
+// NormAffine sets y_i = g_i·x̂_i + b_i, x̂ = c.XHat(x_i): the output of
+// LayerNorm. The assembly rounds g_i·x̂_i + b_i once (a fused
+// multiply-add). The slices must have the same length; y may be x.
+func NormAffine(y, x, g, b []float32, c Norm) {
+	sameLen("NormAffine", len(y), len(x))
+	sameLen("NormAffine", len(y), len(g))
+	sameLen("NormAffine", len(y), len(b))
+	kernel().normAffine(y, x, g, b, c)
+}
+
+// NormAffineScalar sets y_i = g·x̂_i + b, x̂ = c.XHat(x_i): the output of
+// GroupNorm for one channel. y and x must have the same length; y may be x.
+func NormAffineScalar(y, x []float32, c Norm, g, b float32) {
+	sameLen("NormAffineScalar", len(y), len(x))
+	kernel().normAffineScalar(y, x, c, g, b)
+}
+
+// NormGradAffine accumulates the gain and bias gradients of one row of
+// LayerNorm, db_i += dy_i and dg_i += dy_i·x̂_i (x̂ = c.XHat(x_i)), and
+// returns sd = Σ_i d_i and sdx = Σ_i d_i·x̂_i for d_i = dy_i·g_i (rounded
+// to float32), with the products and sums in float64. The slices must
+// have the same length.
+func NormGradAffine(dg, db, dy, x, g []float32, c Norm) (sd, sdx float64) {
+	sameLen("NormGradAffine", len(dy), len(dg))
+	sameLen("NormGradAffine", len(dy), len(db))
+	sameLen("NormGradAffine", len(dy), len(x))
+	sameLen("NormGradAffine", len(dy), len(g))
+	return kernel().normGradAffine(dg, db, dy, x, g, c)
+}
+
+// NormGradSums returns sdy = Σ_i dy_i and sdyx = Σ_i dy_i·x̂_i (x̂ =
+// c.XHat(x_i)) with the products and sums in float64: the bias and gain
+// gradients of one channel of GroupNorm. dy and x must have the same
+// length.
+func NormGradSums(dy, x []float32, c Norm) (sdy, sdyx float64) {
+	sameLen("NormGradSums", len(dy), len(x))
+	return kernel().normGradSums(dy, x, c)
+}
+
+// NormGradInput sets dx_i = (dy_i·g_i − (md + x̂_i·mdx))·c.R, x̂ =
+// c.XHat(x_i): the input gradient of LayerNorm, md and mdx being the
+// means of d = dy ⊙ g and of d ⊙ x̂. The slices must have the same
+// length; dx may be dy.
+func NormGradInput(dx, dy, x, g []float32, c Norm, md, mdx float32) {
+	sameLen("NormGradInput", len(dx), len(dy))
+	sameLen("NormGradInput", len(dx), len(x))
+	sameLen("NormGradInput", len(dx), len(g))
+	kernel().normGradInput(dx, dy, x, g, c, md, mdx)
+}
+
+// NormGradInputScalar sets dx_i = (g·dy_i − (md + x̂_i·mdx))·c.R, x̂ =
+// c.XHat(x_i): the input gradient of one channel of GroupNorm. The slices
+// must have the same length; dx may be dy.
+func NormGradInputScalar(dx, dy, x []float32, c Norm, g, md, mdx float32) {
+	sameLen("NormGradInputScalar", len(dx), len(dy))
+	sameLen("NormGradInputScalar", len(dx), len(x))
+	kernel().normGradInputScalar(dx, dy, x, c, g, md, mdx)
 }

@@ -448,8 +448,7 @@ singleDone:
 TEXT ·expSumAVX2(SB), NOSPLIT, $0-28
 	MOVQ         x+0(FP), AX
 	MOVQ         n+8(FP), CX
-	MOVSS        shift+16(FP), X0
-	VBROADCASTSS X0, Y0
+	VBROADCASTSS shift+16(FP), Y0
 	VMOVUPS      expLo<>+0(SB), Y1
 	VMOVUPS      expHi<>+0(SB), Y2
 	VXORPS       Y3, Y3, Y3
@@ -566,10 +565,8 @@ TEXT ·expScaleAVX2(SB), NOSPLIT, $0-36
 	MOVQ         dst+0(FP), AX
 	MOVQ         x+8(FP), CX
 	MOVQ         n+16(FP), DX
-	MOVSS        shift+24(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        scale+28(FP), X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS shift+24(FP), Y0
+	VBROADCASTSS scale+28(FP), Y1
 	VMOVUPS      expLo<>+0(SB), Y2
 	VMOVUPS      expHi<>+0(SB), Y3
 	VXORPS       Y4, Y4, Y4
@@ -695,10 +692,8 @@ TEXT ·expPairScaleAVX2(SB), NOSPLIT, $0-44
 	MOVQ         x+8(FP), CX
 	MOVQ         b+16(FP), DX
 	MOVQ         n+24(FP), BX
-	MOVSS        a+32(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        scale+36(FP), X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS a+32(FP), Y0
+	VBROADCASTSS scale+36(FP), Y1
 	VMOVUPS      expLo<>+0(SB), Y2
 	VMOVUPS      expHi<>+0(SB), Y3
 	VXORPS       Y4, Y4, Y4
@@ -1174,13 +1169,12 @@ singleDone:
 	RET
 
 // func scaleAVX2(dst *float32, x *float32, n int, a float32)
-// Requires: AVX, AVX2, SSE
+// Requires: AVX
 TEXT ·scaleAVX2(SB), NOSPLIT, $0-28
 	MOVQ         dst+0(FP), AX
 	MOVQ         x+8(FP), CX
 	MOVQ         n+16(FP), DX
-	MOVSS        a+24(FP), X0
-	VBROADCASTSS X0, Y0
+	VBROADCASTSS a+24(FP), Y0
 
 blockLoop:
 	CMPQ    DX, $0x20
@@ -1214,16 +1208,14 @@ singleDone:
 	RET
 
 // func scaleSubAVX2(dst *float32, grad *float32, y *float32, n int, c float32, a float32)
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, FMA3
 TEXT ·scaleSubAVX2(SB), NOSPLIT, $0-40
 	MOVQ         dst+0(FP), AX
 	MOVQ         grad+8(FP), CX
 	MOVQ         y+16(FP), DX
 	MOVQ         n+24(FP), BX
-	MOVSS        c+32(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVSS        a+36(FP), X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS c+32(FP), Y0
+	VBROADCASTSS a+36(FP), Y1
 
 blockLoop:
 	CMPQ         BX, $0x10
@@ -1590,6 +1582,487 @@ singleLoop:
 	ADDQ         $0x20, DX
 	SUBQ         $0x08, BX
 	JMP          singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET
+
+// func momentsAVX2(x *float32, n int, shift float64) (s1 float64, s2 float64)
+// Requires: AVX, FMA3, SSE2
+TEXT ·momentsAVX2(SB), NOSPLIT, $0-40
+	MOVQ         x+0(FP), AX
+	MOVQ         n+8(FP), CX
+	VBROADCASTSD shift+16(FP), Y0
+	VXORPD       Y1, Y1, Y1
+	VXORPD       Y2, Y2, Y2
+	VXORPD       Y3, Y3, Y3
+	VXORPD       Y4, Y4, Y4
+	VXORPD       Y5, Y5, Y5
+	VXORPD       Y6, Y6, Y6
+	VXORPD       Y7, Y7, Y7
+	VXORPD       Y8, Y8, Y8
+
+blockLoop:
+	CMPQ        CX, $0x10
+	JL          blockDone
+	VCVTPS2PD   (AX), Y9
+	VSUBPD      Y0, Y9, Y9
+	VADDPD      Y9, Y1, Y1
+	VFMADD231PD Y9, Y9, Y5
+	VCVTPS2PD   16(AX), Y9
+	VSUBPD      Y0, Y9, Y9
+	VADDPD      Y9, Y2, Y2
+	VFMADD231PD Y9, Y9, Y6
+	VCVTPS2PD   32(AX), Y9
+	VSUBPD      Y0, Y9, Y9
+	VADDPD      Y9, Y3, Y3
+	VFMADD231PD Y9, Y9, Y7
+	VCVTPS2PD   48(AX), Y9
+	VSUBPD      Y0, Y9, Y9
+	VADDPD      Y9, Y4, Y4
+	VFMADD231PD Y9, Y9, Y8
+	ADDQ        $0x40, AX
+	SUBQ        $0x10, CX
+	JMP         blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ        CX, $0x08
+	JL          singleDone
+	VCVTPS2PD   (AX), Y9
+	VSUBPD      Y0, Y9, Y9
+	VADDPD      Y9, Y1, Y1
+	VFMADD231PD Y9, Y9, Y5
+	VCVTPS2PD   16(AX), Y9
+	VSUBPD      Y0, Y9, Y9
+	VADDPD      Y9, Y2, Y2
+	VFMADD231PD Y9, Y9, Y6
+	ADDQ        $0x20, AX
+	SUBQ        $0x08, CX
+	JMP         singleLoop
+
+singleDone:
+	VADDPD       Y2, Y1, Y1
+	VADDPD       Y4, Y3, Y3
+	VADDPD       Y3, Y1, Y1
+	VADDPD       Y6, Y5, Y5
+	VADDPD       Y8, Y7, Y7
+	VADDPD       Y7, Y5, Y5
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPD       X0, X1, X1
+	VUNPCKHPD    X1, X1, X0
+	VADDSD       X0, X1, X1
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPD       X0, X5, X5
+	VUNPCKHPD    X5, X5, X0
+	VADDSD       X0, X5, X5
+	VZEROUPPER
+	MOVSD        X1, s1+24(FP)
+	MOVSD        X5, s2+32(FP)
+	RET
+
+// func normAffineAVX2(y *float32, x *float32, gain *float32, b *float32, n int, hi float32, lo float32, r float32)
+// Requires: AVX, FMA3
+TEXT ·normAffineAVX2(SB), NOSPLIT, $0-52
+	MOVQ         y+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         gain+16(FP), DX
+	MOVQ         b+24(FP), BX
+	MOVQ         n+32(FP), SI
+	VBROADCASTSS hi+40(FP), Y0
+	VBROADCASTSS lo+44(FP), Y1
+	VBROADCASTSS r+48(FP), Y2
+
+blockLoop:
+	CMPQ        SI, $0x10
+	JL          blockDone
+	VMOVUPS     (CX), Y3
+	VSUBPS      Y0, Y3, Y3
+	VSUBPS      Y1, Y3, Y3
+	VMULPS      Y2, Y3, Y3
+	VMOVUPS     (BX), Y4
+	VFMADD231PS (DX), Y3, Y4
+	VMOVUPS     Y4, (AX)
+	VMOVUPS     32(CX), Y3
+	VSUBPS      Y0, Y3, Y3
+	VSUBPS      Y1, Y3, Y3
+	VMULPS      Y2, Y3, Y3
+	VMOVUPS     32(BX), Y4
+	VFMADD231PS 32(DX), Y3, Y4
+	VMOVUPS     Y4, 32(AX)
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	ADDQ        $0x40, DX
+	ADDQ        $0x40, BX
+	SUBQ        $0x10, SI
+	JMP         blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ        SI, $0x08
+	JL          singleDone
+	VMOVUPS     (CX), Y3
+	VSUBPS      Y0, Y3, Y3
+	VSUBPS      Y1, Y3, Y3
+	VMULPS      Y2, Y3, Y3
+	VMOVUPS     (BX), Y4
+	VFMADD231PS (DX), Y3, Y4
+	VMOVUPS     Y4, (AX)
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, CX
+	ADDQ        $0x20, DX
+	ADDQ        $0x20, BX
+	SUBQ        $0x08, SI
+	JMP         singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET
+
+// func normAffineScalarAVX2(y *float32, x *float32, n int, hi float32, lo float32, r float32, gain float32, b float32)
+// Requires: AVX, FMA3
+TEXT ·normAffineScalarAVX2(SB), NOSPLIT, $0-44
+	MOVQ         y+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         n+16(FP), DX
+	VBROADCASTSS hi+24(FP), Y0
+	VBROADCASTSS lo+28(FP), Y1
+	VBROADCASTSS r+32(FP), Y2
+	VBROADCASTSS gain+36(FP), Y3
+	VBROADCASTSS b+40(FP), Y4
+
+blockLoop:
+	CMPQ        DX, $0x10
+	JL          blockDone
+	VMOVUPS     (CX), Y5
+	VSUBPS      Y0, Y5, Y5
+	VSUBPS      Y1, Y5, Y5
+	VMULPS      Y2, Y5, Y5
+	VFMADD213PS Y4, Y3, Y5
+	VMOVUPS     Y5, (AX)
+	VMOVUPS     32(CX), Y5
+	VSUBPS      Y0, Y5, Y5
+	VSUBPS      Y1, Y5, Y5
+	VMULPS      Y2, Y5, Y5
+	VFMADD213PS Y4, Y3, Y5
+	VMOVUPS     Y5, 32(AX)
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	SUBQ        $0x10, DX
+	JMP         blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ        DX, $0x08
+	JL          singleDone
+	VMOVUPS     (CX), Y5
+	VSUBPS      Y0, Y5, Y5
+	VSUBPS      Y1, Y5, Y5
+	VMULPS      Y2, Y5, Y5
+	VFMADD213PS Y4, Y3, Y5
+	VMOVUPS     Y5, (AX)
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, CX
+	SUBQ        $0x08, DX
+	JMP         singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET
+
+// func normGradAffineAVX2(dg *float32, db *float32, dy *float32, x *float32, gain *float32, n int, hi float32, lo float32, r float32) (sd float64, sdx float64)
+// Requires: AVX, FMA3, SSE2
+TEXT ·normGradAffineAVX2(SB), NOSPLIT, $0-80
+	MOVQ         dg+0(FP), AX
+	MOVQ         db+8(FP), CX
+	MOVQ         dy+16(FP), DX
+	MOVQ         x+24(FP), BX
+	MOVQ         gain+32(FP), SI
+	MOVQ         n+40(FP), DI
+	VBROADCASTSS hi+48(FP), Y0
+	VBROADCASTSS lo+52(FP), Y1
+	VBROADCASTSS r+56(FP), Y2
+	VXORPD       Y3, Y3, Y3
+	VXORPD       Y4, Y4, Y4
+	VXORPD       Y5, Y5, Y5
+	VXORPD       Y6, Y6, Y6
+
+singleLoop:
+	CMPQ         DI, $0x08
+	JL           singleDone
+	VMOVUPS      (BX), Y7
+	VSUBPS       Y0, Y7, Y7
+	VSUBPS       Y1, Y7, Y7
+	VMULPS       Y2, Y7, Y7
+	VMOVUPS      (DX), Y8
+	VADDPS       (CX), Y8, Y9
+	VMOVUPS      Y9, (CX)
+	VMOVUPS      (AX), Y9
+	VFMADD231PS  Y8, Y7, Y9
+	VMOVUPS      Y9, (AX)
+	VMULPS       (SI), Y8, Y8
+	VCVTPS2PD    X8, Y9
+	VEXTRACTF128 $0x01, Y8, X8
+	VCVTPS2PD    X8, Y8
+	VCVTPS2PD    X7, Y10
+	VEXTRACTF128 $0x01, Y7, X7
+	VCVTPS2PD    X7, Y7
+	VADDPD       Y9, Y3, Y3
+	VADDPD       Y8, Y4, Y4
+	VFMADD231PD  Y9, Y10, Y5
+	VFMADD231PD  Y8, Y7, Y6
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x20, BX
+	ADDQ         $0x20, SI
+	SUBQ         $0x08, DI
+	JMP          singleLoop
+
+singleDone:
+	VADDPD       Y4, Y3, Y3
+	VADDPD       Y6, Y5, Y5
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPD       X0, X3, X3
+	VUNPCKHPD    X3, X3, X0
+	VADDSD       X0, X3, X3
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPD       X0, X5, X5
+	VUNPCKHPD    X5, X5, X0
+	VADDSD       X0, X5, X5
+	VZEROUPPER
+	MOVSD        X3, sd+64(FP)
+	MOVSD        X5, sdx+72(FP)
+	RET
+
+// func normGradSumsAVX2(dy *float32, x *float32, n int, hi float32, lo float32, r float32) (sdy float64, sdyx float64)
+// Requires: AVX, FMA3, SSE2
+TEXT ·normGradSumsAVX2(SB), NOSPLIT, $0-56
+	MOVQ         dy+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         n+16(FP), DX
+	VBROADCASTSS hi+24(FP), Y0
+	VBROADCASTSS lo+28(FP), Y1
+	VBROADCASTSS r+32(FP), Y2
+	VXORPD       Y3, Y3, Y3
+	VXORPD       Y4, Y4, Y4
+	VXORPD       Y5, Y5, Y5
+	VXORPD       Y6, Y6, Y6
+	VXORPD       Y7, Y7, Y7
+	VXORPD       Y8, Y8, Y8
+	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
+
+blockLoop:
+	CMPQ         DX, $0x10
+	JL           blockDone
+	VMOVUPS      (CX), Y11
+	VSUBPS       Y0, Y11, Y11
+	VSUBPS       Y1, Y11, Y11
+	VMULPS       Y2, Y11, Y11
+	VMOVUPS      (AX), Y12
+	VCVTPS2PD    X12, Y13
+	VEXTRACTF128 $0x01, Y12, X12
+	VCVTPS2PD    X12, Y12
+	VCVTPS2PD    X11, Y14
+	VEXTRACTF128 $0x01, Y11, X11
+	VCVTPS2PD    X11, Y11
+	VADDPD       Y13, Y3, Y3
+	VADDPD       Y12, Y4, Y4
+	VFMADD231PD  Y13, Y14, Y7
+	VFMADD231PD  Y12, Y11, Y8
+	VMOVUPS      32(CX), Y11
+	VSUBPS       Y0, Y11, Y11
+	VSUBPS       Y1, Y11, Y11
+	VMULPS       Y2, Y11, Y11
+	VMOVUPS      32(AX), Y12
+	VCVTPS2PD    X12, Y13
+	VEXTRACTF128 $0x01, Y12, X12
+	VCVTPS2PD    X12, Y12
+	VCVTPS2PD    X11, Y14
+	VEXTRACTF128 $0x01, Y11, X11
+	VCVTPS2PD    X11, Y11
+	VADDPD       Y13, Y5, Y5
+	VADDPD       Y12, Y6, Y6
+	VFMADD231PD  Y13, Y14, Y9
+	VFMADD231PD  Y12, Y11, Y10
+	ADDQ         $0x40, AX
+	ADDQ         $0x40, CX
+	SUBQ         $0x10, DX
+	JMP          blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ         DX, $0x08
+	JL           singleDone
+	VMOVUPS      (CX), Y11
+	VSUBPS       Y0, Y11, Y11
+	VSUBPS       Y1, Y11, Y11
+	VMULPS       Y2, Y11, Y11
+	VMOVUPS      (AX), Y12
+	VCVTPS2PD    X12, Y13
+	VEXTRACTF128 $0x01, Y12, X12
+	VCVTPS2PD    X12, Y12
+	VCVTPS2PD    X11, Y14
+	VEXTRACTF128 $0x01, Y11, X11
+	VCVTPS2PD    X11, Y11
+	VADDPD       Y13, Y3, Y3
+	VADDPD       Y12, Y4, Y4
+	VFMADD231PD  Y13, Y14, Y7
+	VFMADD231PD  Y12, Y11, Y8
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, CX
+	SUBQ         $0x08, DX
+	JMP          singleLoop
+
+singleDone:
+	VADDPD       Y4, Y3, Y3
+	VADDPD       Y6, Y5, Y5
+	VADDPD       Y5, Y3, Y3
+	VADDPD       Y8, Y7, Y7
+	VADDPD       Y10, Y9, Y9
+	VADDPD       Y9, Y7, Y7
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPD       X0, X3, X3
+	VUNPCKHPD    X3, X3, X0
+	VADDSD       X0, X3, X3
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPD       X0, X7, X7
+	VUNPCKHPD    X7, X7, X0
+	VADDSD       X0, X7, X7
+	VZEROUPPER
+	MOVSD        X3, sdy+40(FP)
+	MOVSD        X7, sdyx+48(FP)
+	RET
+
+// func normGradInputAVX2(dx *float32, dy *float32, x *float32, gain *float32, n int, hi float32, lo float32, r float32, md float32, mdx float32)
+// Requires: AVX, FMA3
+TEXT ·normGradInputAVX2(SB), NOSPLIT, $0-60
+	MOVQ         dx+0(FP), AX
+	MOVQ         dy+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         gain+24(FP), BX
+	MOVQ         n+32(FP), SI
+	VBROADCASTSS hi+40(FP), Y0
+	VBROADCASTSS lo+44(FP), Y1
+	VBROADCASTSS r+48(FP), Y2
+	VBROADCASTSS md+52(FP), Y3
+	VBROADCASTSS mdx+56(FP), Y4
+
+blockLoop:
+	CMPQ        SI, $0x10
+	JL          blockDone
+	VMOVUPS     (DX), Y5
+	VSUBPS      Y0, Y5, Y5
+	VSUBPS      Y1, Y5, Y5
+	VMULPS      Y2, Y5, Y5
+	VFMADD213PS Y3, Y4, Y5
+	VMOVUPS     (CX), Y6
+	VMULPS      (BX), Y6, Y6
+	VSUBPS      Y5, Y6, Y6
+	VMULPS      Y2, Y6, Y6
+	VMOVUPS     Y6, (AX)
+	VMOVUPS     32(DX), Y5
+	VSUBPS      Y0, Y5, Y5
+	VSUBPS      Y1, Y5, Y5
+	VMULPS      Y2, Y5, Y5
+	VFMADD213PS Y3, Y4, Y5
+	VMOVUPS     32(CX), Y6
+	VMULPS      32(BX), Y6, Y6
+	VSUBPS      Y5, Y6, Y6
+	VMULPS      Y2, Y6, Y6
+	VMOVUPS     Y6, 32(AX)
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	ADDQ        $0x40, DX
+	ADDQ        $0x40, BX
+	SUBQ        $0x10, SI
+	JMP         blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ        SI, $0x08
+	JL          singleDone
+	VMOVUPS     (DX), Y5
+	VSUBPS      Y0, Y5, Y5
+	VSUBPS      Y1, Y5, Y5
+	VMULPS      Y2, Y5, Y5
+	VFMADD213PS Y3, Y4, Y5
+	VMOVUPS     (CX), Y6
+	VMULPS      (BX), Y6, Y6
+	VSUBPS      Y5, Y6, Y6
+	VMULPS      Y2, Y6, Y6
+	VMOVUPS     Y6, (AX)
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, CX
+	ADDQ        $0x20, DX
+	ADDQ        $0x20, BX
+	SUBQ        $0x08, SI
+	JMP         singleLoop
+
+singleDone:
+	VZEROUPPER
+	RET
+
+// func normGradInputScalarAVX2(dx *float32, dy *float32, x *float32, n int, hi float32, lo float32, r float32, gain float32, md float32, mdx float32)
+// Requires: AVX, FMA3
+TEXT ·normGradInputScalarAVX2(SB), NOSPLIT, $0-56
+	MOVQ         dx+0(FP), AX
+	MOVQ         dy+8(FP), CX
+	MOVQ         x+16(FP), DX
+	MOVQ         n+24(FP), BX
+	VBROADCASTSS hi+32(FP), Y0
+	VBROADCASTSS lo+36(FP), Y1
+	VBROADCASTSS r+40(FP), Y2
+	VBROADCASTSS gain+44(FP), Y3
+	VBROADCASTSS md+48(FP), Y4
+	VBROADCASTSS mdx+52(FP), Y5
+
+blockLoop:
+	CMPQ        BX, $0x10
+	JL          blockDone
+	VMOVUPS     (DX), Y6
+	VSUBPS      Y0, Y6, Y6
+	VSUBPS      Y1, Y6, Y6
+	VMULPS      Y2, Y6, Y6
+	VFMADD213PS Y4, Y5, Y6
+	VMULPS      (CX), Y3, Y7
+	VSUBPS      Y6, Y7, Y7
+	VMULPS      Y2, Y7, Y7
+	VMOVUPS     Y7, (AX)
+	VMOVUPS     32(DX), Y6
+	VSUBPS      Y0, Y6, Y6
+	VSUBPS      Y1, Y6, Y6
+	VMULPS      Y2, Y6, Y6
+	VFMADD213PS Y4, Y5, Y6
+	VMULPS      32(CX), Y3, Y7
+	VSUBPS      Y6, Y7, Y7
+	VMULPS      Y2, Y7, Y7
+	VMOVUPS     Y7, 32(AX)
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, CX
+	ADDQ        $0x40, DX
+	SUBQ        $0x10, BX
+	JMP         blockLoop
+
+blockDone:
+singleLoop:
+	CMPQ        BX, $0x08
+	JL          singleDone
+	VMOVUPS     (DX), Y6
+	VSUBPS      Y0, Y6, Y6
+	VSUBPS      Y1, Y6, Y6
+	VMULPS      Y2, Y6, Y6
+	VFMADD213PS Y4, Y5, Y6
+	VMULPS      (CX), Y3, Y7
+	VSUBPS      Y6, Y7, Y7
+	VMULPS      Y2, Y7, Y7
+	VMOVUPS     Y7, (AX)
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, CX
+	ADDQ        $0x20, DX
+	SUBQ        $0x08, BX
+	JMP         singleLoop
 
 singleDone:
 	VZEROUPPER

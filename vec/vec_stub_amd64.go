@@ -96,3 +96,50 @@ func geluAVX2(dst *float32, x *float32, n int)
 //
 //go:noescape
 func geluGradAVX2(dx *float32, dy *float32, x *float32, n int)
+
+// momentsAVX2 returns s1 = Σ_{i<n} (x[i] − shift) and s2 = Σ_{i<n} (x[i] − shift)², n a
+// multiple of 8, with the differences, squares and sums in float64. It needs AVX2 and FMA.
+//
+//go:noescape
+func momentsAVX2(x *float32, n int, shift float64) (s1 float64, s2 float64)
+
+// normAffineAVX2 sets y[i] = gain[i]·x̂[i] + b[i] (one rounding), x̂[i] = ((x[i] − hi) − lo)·r,
+// for i < n, n a multiple of 8. y may be x. It needs AVX2 and FMA.
+//
+//go:noescape
+func normAffineAVX2(y *float32, x *float32, gain *float32, b *float32, n int, hi float32, lo float32, r float32)
+
+// normAffineScalarAVX2 sets y[i] = gain·x̂[i] + b (one rounding), x̂[i] = ((x[i] − hi) − lo)·r,
+// for i < n, n a multiple of 8. y may be x. It needs AVX2 and FMA.
+//
+//go:noescape
+func normAffineScalarAVX2(y *float32, x *float32, n int, hi float32, lo float32, r float32, gain float32, b float32)
+
+// normGradAffineAVX2 sets db[i] += dy[i] and dg[i] += dy[i]·x̂[i] (one rounding), x̂[i] =
+// ((x[i] − hi) − lo)·r, for i < n, n a multiple of 8, and returns sd = Σ d[i] and
+// sdx = Σ d[i]·x̂[i] with d[i] = dy[i]·gain[i] rounded to float32 and the products and sums
+// in float64. It needs AVX2 and FMA.
+//
+//go:noescape
+func normGradAffineAVX2(dg *float32, db *float32, dy *float32, x *float32, gain *float32, n int, hi float32, lo float32, r float32) (sd float64, sdx float64)
+
+// normGradSumsAVX2 returns sdy = Σ dy[i] and sdyx = Σ dy[i]·x̂[i], x̂[i] =
+// ((x[i] − hi) − lo)·r, over i < n, n a multiple of 8, with the products and sums in
+// float64. It needs AVX2 and FMA.
+//
+//go:noescape
+func normGradSumsAVX2(dy *float32, x *float32, n int, hi float32, lo float32, r float32) (sdy float64, sdyx float64)
+
+// normGradInputAVX2 sets dx[i] = (dy[i]·gain[i] − (md + x̂[i]·mdx))·r, x̂[i] =
+// ((x[i] − hi) − lo)·r, with md + x̂·mdx rounded once, for i < n, n a multiple of 8.
+// dx may be dy. It needs AVX2 and FMA.
+//
+//go:noescape
+func normGradInputAVX2(dx *float32, dy *float32, x *float32, gain *float32, n int, hi float32, lo float32, r float32, md float32, mdx float32)
+
+// normGradInputScalarAVX2 sets dx[i] = (gain·dy[i] − (md + x̂[i]·mdx))·r, x̂[i] =
+// ((x[i] − hi) − lo)·r, with md + x̂·mdx rounded once, for i < n, n a multiple of 8.
+// dx may be dy. It needs AVX2 and FMA.
+//
+//go:noescape
+func normGradInputScalarAVX2(dx *float32, dy *float32, x *float32, n int, hi float32, lo float32, r float32, gain float32, md float32, mdx float32)

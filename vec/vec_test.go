@@ -490,20 +490,26 @@ func TestDotScaleScaleSub(t *testing.T) {
 func TestLengthMismatchPanics(t *testing.T) {
 	a, b := make([]float32, 3), make([]float32, 4)
 	for name, f := range map[string]func(){
-		"ExpScale":     func() { ExpScale(a, b, 0, 1) },
-		"ExpPairScale": func() { ExpPairScale(a, a, 0, b, 1) },
-		"AdamW":        func() { AdamW(a, a, b, a, AdamWStep{Bias1: 1, Bias2: 1}) },
-		"ReLU":         func() { ReLU(a, b) },
-		"ReLUGrad":     func() { ReLUGrad(a, a, b) },
-		"Add":          func() { Add(b, a) },
-		"AddBF16":      func() { AddBF16(a, make([]uint16, 4)) },
-		"ToBF16":       func() { ToBF16(make([]uint16, 4), a) },
-		"FromBF16":     func() { FromBF16(a, make([]uint16, 4)) },
-		"Dot":          func() { Dot(a, b) },
-		"Scale":        func() { Scale(a, b, 1) },
-		"ScaleSub":     func() { ScaleSub(a, a, b, 1, 1) },
-		"GELU":         func() { GELU(a, b) },
-		"GELUGrad":     func() { GELUGrad(a, a, b) },
+		"ExpScale":            func() { ExpScale(a, b, 0, 1) },
+		"ExpPairScale":        func() { ExpPairScale(a, a, 0, b, 1) },
+		"AdamW":               func() { AdamW(a, a, b, a, AdamWStep{Bias1: 1, Bias2: 1}) },
+		"ReLU":                func() { ReLU(a, b) },
+		"ReLUGrad":            func() { ReLUGrad(a, a, b) },
+		"Add":                 func() { Add(b, a) },
+		"AddBF16":             func() { AddBF16(a, make([]uint16, 4)) },
+		"ToBF16":              func() { ToBF16(make([]uint16, 4), a) },
+		"FromBF16":            func() { FromBF16(a, make([]uint16, 4)) },
+		"Dot":                 func() { Dot(a, b) },
+		"Scale":               func() { Scale(a, b, 1) },
+		"ScaleSub":            func() { ScaleSub(a, a, b, 1, 1) },
+		"NormAffine":          func() { NormAffine(a, a, a, b, Norm{}) },
+		"NormAffineScalar":    func() { NormAffineScalar(a, b, Norm{}, 1, 0) },
+		"NormGradAffine":      func() { NormGradAffine(a, a, a, a, b, Norm{}) },
+		"NormGradSums":        func() { NormGradSums(a, b, Norm{}) },
+		"NormGradInput":       func() { NormGradInput(a, a, b, a, Norm{}, 0, 0) },
+		"NormGradInputScalar": func() { NormGradInputScalar(b, a, a, Norm{}, 1, 0, 0) },
+		"GELU":                func() { GELU(a, b) },
+		"GELUGrad":            func() { GELUGrad(a, a, b) },
 	} {
 		func() {
 			defer func() {
@@ -546,6 +552,14 @@ func TestNoAllocation(t *testing.T) {
 		ScaleSub(y, x, z, 1, 2)
 		GELU(y, x)
 		GELUGrad(y, z, x)
+		c := NewNorm(0.5, 2)
+		_, _ = Moments(x, 1)
+		NormAffine(y, x, z, w, c)
+		NormAffineScalar(y, x, c, 2, 1)
+		_, _ = NormGradAffine(y, z, w, x, x, c)
+		_, _ = NormGradSums(w, x, c)
+		NormGradInput(y, w, x, z, c, 0.5, 0.25)
+		NormGradInputScalar(y, w, x, c, 2, 0.5, 0.25)
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per call", allocs)

@@ -123,6 +123,13 @@ func main() {
 	scaleSubKernel()
 	geluKernel()
 	geluGradKernel()
+	momentsKernel()
+	normAffineKernel()
+	normAffineScalarKernel()
+	normGradAffineKernel()
+	normGradSumsKernel()
+	normGradInputKernel()
+	normGradInputScalarKernel()
 	Generate()
 }
 
@@ -208,11 +215,19 @@ func ptr(name string) GPVirtual {
 
 func at(p GPVirtual, i int) Mem { return Mem{Base: p, Disp: 32 * i} }
 
+// broadcast loads the float32 argument name into every lane of a new
+// register, straight from the argument frame: loading it first into an XMM
+// register with the legacy-SSE MOVSS would, for every argument after the
+// first, run an SSE instruction while the upper halves of the YMM
+// registers are dirty, which some CPUs charge about 140 ns a call: more
+// than the whole kernel on a row of a few hundred values.
 func broadcast(name string) VecVirtual {
-	x := XMM()
-	Load(Param(name), x)
+	p, err := Param(name).Resolve()
+	if err != nil {
+		panic(err)
+	}
 	y := YMM()
-	VBROADCASTSS(x, y)
+	VBROADCASTSS(p.Addr, y)
 	return y
 }
 
@@ -692,6 +707,121 @@ func geluKernel() {
 	RET()
 }
 
+// The normalisation kernels of LayerNorm and GroupNorm. A row (or group)
+// of mean μ ≈ hi + lo (hi = float32(μ), lo = float32(μ − hi)) and
+// reciprocal standard deviation r has x̂ = ((x − hi) − lo)·r, three float32
+// operations in this order in every kernel, so that Backward recomputes
+// exactly the x̂ of Forward.
+
+// norm holds hi, lo and r broadcast to every lane.
+type norm struct{ hi, lo, r VecVirtual }
+
+func loadNorm() norm { return norm{broadcast("hi"), broadcast("lo"), broadcast("r")} }
+
+// xhat returns x̂ of the 8 values at m in a new register.
+func (c norm) xhat(m Mem) VecVirtual {
+	t := YMM()
+	VMOVUPS(m, t)
+	VSUBPS(c.hi, t, t)
+	VSUBPS(c.lo, t, t)
+	VMULPS(c.r, t, t)
+	return t
+}
+
+// widen returns the 8 float32 lanes of v as two float64 vectors: lanes
+// 0–3 and lanes 4–7.
+func widen(v VecVirtual) (lo, hi VecVirtual) {
+	lo, hi = YMM(), YMM()
+	h := XMM()
+	VCVTPS2PD(v.AsX(), lo)
+	VEXTRACTF128(Imm(1), v, h)
+	VCVTPS2PD(h, hi)
+	return lo, hi
+}
+
+// sumPD returns the sum of the 4 float64 lanes of acc in lane 0.
+func sumPD(acc VecVirtual) Register {
+	hi := XMM()
+	VEXTRACTF128(Imm(1), acc, hi)
+	lo := acc.AsX()
+	VADDPD(hi, lo, lo)
+	VUNPCKHPD(lo, lo, hi)
+	VADDSD(hi, lo, lo)
+	return lo
+}
+
+// zeroPD returns k zeroed float64 accumulators.
+func zeroPD(k int) []VecVirtual {
+	acc := make([]VecVirtual, k)
+	for i := range acc {
+		acc[i] = YMM()
+		VXORPD(acc[i], acc[i], acc[i])
+	}
+	return acc
+}
+
+// addPairs sums acc[0] += acc[1] += … pairwise, in a fixed order, into
+// acc[0].
+func addPairs(acc []VecVirtual) {
+	for w := 1; w < len(acc); w *= 2 {
+		for i := 0; i+w < len(acc); i += 2 * w {
+			VADDPD(acc[i+w], acc[i], acc[i])
+		}
+	}
+}
+
+func momentsKernel() {
+	TEXT("momentsAVX2", NOSPLIT, "func(x *float32, n int, shift float64) (s1, s2 float64)")
+	Doc("momentsAVX2 returns s1 = Σ_{i<n} (x[i] − shift) and s2 = Σ_{i<n} (x[i] − shift)², n a",
+		"multiple of 8, with the differences, squares and sums in float64. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	x, cnt := ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	sp, err := Param("shift").Resolve()
+	if err != nil {
+		panic(err)
+	}
+	shift := YMM()
+	VBROADCASTSD(sp.Addr, shift)
+	s1, s2 := zeroPD(4), zeroPD(4)
+	loop(cnt, []GPVirtual{x}, 2, func(i int) {
+		for h := 0; h < 2; h++ {
+			d := YMM()
+			VCVTPS2PD(Mem{Base: x, Disp: 32*i + 16*h}, d)
+			VSUBPD(shift, d, d)
+			VADDPD(d, s1[2*i+h], s1[2*i+h])
+			VFMADD231PD(d, d, s2[2*i+h])
+		}
+	})
+	addPairs(s1)
+	addPairs(s2)
+	r1 := sumPD(s1[0])
+	r2 := sumPD(s2[0])
+	VZEROUPPER()
+	Store(r1, ReturnIndex(0))
+	Store(r2, ReturnIndex(1))
+	RET()
+}
+
+func normAffineKernel() {
+	TEXT("normAffineAVX2", NOSPLIT, "func(y, x, gain, b *float32, n int, hi, lo, r float32)")
+	Doc("normAffineAVX2 sets y[i] = gain[i]·x̂[i] + b[i] (one rounding), x̂[i] = ((x[i] − hi) − lo)·r,",
+		"for i < n, n a multiple of 8. y may be x. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	y, x, g, b, cnt := ptr("y"), ptr("x"), ptr("gain"), ptr("b"), GP64()
+	Load(Param("n"), cnt)
+	c := loadNorm()
+	loop(cnt, []GPVirtual{y, x, g, b}, 2, func(i int) {
+		t := c.xhat(at(x, i))
+		u := YMM()
+		VMOVUPS(at(b, i), u)
+		VFMADD231PS(at(g, i), t, u) // u = x̂·gain + b
+		VMOVUPS(u, at(y, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
 func geluGradKernel() {
 	TEXT("geluGradAVX2", NOSPLIT, "func(dx, dy, x *float32, n int)")
 	Doc("geluGradAVX2 sets dx[i] = dy[i]·(Φ(x[i]) + x[i]·φ(x[i])) for i < n, n a multiple of 8.",
@@ -711,6 +841,140 @@ func geluGradKernel() {
 		VBLENDVPS(xv, q, e, q)    // sign of x set ? e·d : 1 − e·d
 		VMULPS(at(dy, i), q, q)
 		VMOVUPS(q, at(dx, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func normAffineScalarKernel() {
+	TEXT("normAffineScalarAVX2", NOSPLIT, "func(y, x *float32, n int, hi, lo, r, gain, b float32)")
+	Doc("normAffineScalarAVX2 sets y[i] = gain·x̂[i] + b (one rounding), x̂[i] = ((x[i] − hi) − lo)·r,",
+		"for i < n, n a multiple of 8. y may be x. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	y, x, cnt := ptr("y"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	c := loadNorm()
+	g, b := broadcast("gain"), broadcast("b")
+	loop(cnt, []GPVirtual{y, x}, 2, func(i int) {
+		t := c.xhat(at(x, i))
+		VFMADD213PS(b, g, t) // t = gain·x̂ + b
+		VMOVUPS(t, at(y, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func normGradAffineKernel() {
+	TEXT("normGradAffineAVX2", NOSPLIT, "func(dg, db, dy, x, gain *float32, n int, hi, lo, r float32) (sd, sdx float64)")
+	Doc("normGradAffineAVX2 sets db[i] += dy[i] and dg[i] += dy[i]·x̂[i] (one rounding), x̂[i] =",
+		"((x[i] − hi) − lo)·r, for i < n, n a multiple of 8, and returns sd = Σ d[i] and",
+		"sdx = Σ d[i]·x̂[i] with d[i] = dy[i]·gain[i] rounded to float32 and the products and sums",
+		"in float64. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	dg, db, dy, x, g, cnt := ptr("dg"), ptr("db"), ptr("dy"), ptr("x"), ptr("gain"), GP64()
+	Load(Param("n"), cnt)
+	c := loadNorm()
+	s1, s2 := zeroPD(2), zeroPD(2)
+	loop(cnt, []GPVirtual{dg, db, dy, x, g}, 1, func(i int) {
+		t := c.xhat(at(x, i))
+		d, u := YMM(), YMM()
+		VMOVUPS(at(dy, i), d)
+		VADDPS(at(db, i), d, u)
+		VMOVUPS(u, at(db, i))
+		VMOVUPS(at(dg, i), u)
+		VFMADD231PS(d, t, u) // dg += x̂·dy
+		VMOVUPS(u, at(dg, i))
+		VMULPS(at(g, i), d, d)
+		dlo, dhi := widen(d)
+		tlo, thi := widen(t)
+		VADDPD(dlo, s1[0], s1[0])
+		VADDPD(dhi, s1[1], s1[1])
+		VFMADD231PD(dlo, tlo, s2[0])
+		VFMADD231PD(dhi, thi, s2[1])
+	})
+	addPairs(s1)
+	addPairs(s2)
+	r1 := sumPD(s1[0])
+	r2 := sumPD(s2[0])
+	VZEROUPPER()
+	Store(r1, ReturnIndex(0))
+	Store(r2, ReturnIndex(1))
+	RET()
+}
+
+func normGradSumsKernel() {
+	TEXT("normGradSumsAVX2", NOSPLIT, "func(dy, x *float32, n int, hi, lo, r float32) (sdy, sdyx float64)")
+	Doc("normGradSumsAVX2 returns sdy = Σ dy[i] and sdyx = Σ dy[i]·x̂[i], x̂[i] =",
+		"((x[i] − hi) − lo)·r, over i < n, n a multiple of 8, with the products and sums in",
+		"float64. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	dy, x, cnt := ptr("dy"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	c := loadNorm()
+	s1, s2 := zeroPD(4), zeroPD(4)
+	loop(cnt, []GPVirtual{dy, x}, 2, func(i int) {
+		t := c.xhat(at(x, i))
+		d := YMM()
+		VMOVUPS(at(dy, i), d)
+		dlo, dhi := widen(d)
+		tlo, thi := widen(t)
+		VADDPD(dlo, s1[2*i], s1[2*i])
+		VADDPD(dhi, s1[2*i+1], s1[2*i+1])
+		VFMADD231PD(dlo, tlo, s2[2*i])
+		VFMADD231PD(dhi, thi, s2[2*i+1])
+	})
+	addPairs(s1)
+	addPairs(s2)
+	r1 := sumPD(s1[0])
+	r2 := sumPD(s2[0])
+	VZEROUPPER()
+	Store(r1, ReturnIndex(0))
+	Store(r2, ReturnIndex(1))
+	RET()
+}
+
+func normGradInputKernel() {
+	TEXT("normGradInputAVX2", NOSPLIT, "func(dx, dy, x, gain *float32, n int, hi, lo, r, md, mdx float32)")
+	Doc("normGradInputAVX2 sets dx[i] = (dy[i]·gain[i] − (md + x̂[i]·mdx))·r, x̂[i] =",
+		"((x[i] − hi) − lo)·r, with md + x̂·mdx rounded once, for i < n, n a multiple of 8.",
+		"dx may be dy. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	dx, dy, x, g, cnt := ptr("dx"), ptr("dy"), ptr("x"), ptr("gain"), GP64()
+	Load(Param("n"), cnt)
+	c := loadNorm()
+	md, mdx := broadcast("md"), broadcast("mdx")
+	loop(cnt, []GPVirtual{dx, dy, x, g}, 2, func(i int) {
+		t := c.xhat(at(x, i))
+		VFMADD213PS(md, mdx, t) // t = mdx·x̂ + md
+		d := YMM()
+		VMOVUPS(at(dy, i), d)
+		VMULPS(at(g, i), d, d)
+		VSUBPS(t, d, d)
+		VMULPS(c.r, d, d)
+		VMOVUPS(d, at(dx, i))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func normGradInputScalarKernel() {
+	TEXT("normGradInputScalarAVX2", NOSPLIT, "func(dx, dy, x *float32, n int, hi, lo, r, gain, md, mdx float32)")
+	Doc("normGradInputScalarAVX2 sets dx[i] = (gain·dy[i] − (md + x̂[i]·mdx))·r, x̂[i] =",
+		"((x[i] − hi) − lo)·r, with md + x̂·mdx rounded once, for i < n, n a multiple of 8.",
+		"dx may be dy. It needs AVX2 and FMA.")
+	Pragma("noescape")
+	dx, dy, x, cnt := ptr("dx"), ptr("dy"), ptr("x"), GP64()
+	Load(Param("n"), cnt)
+	c := loadNorm()
+	g, md, mdx := broadcast("gain"), broadcast("md"), broadcast("mdx")
+	loop(cnt, []GPVirtual{dx, dy, x}, 2, func(i int) {
+		t := c.xhat(at(x, i))
+		VFMADD213PS(md, mdx, t) // t = mdx·x̂ + md
+		d := YMM()
+		VMULPS(at(dy, i), g, d)
+		VSUBPS(t, d, d)
+		VMULPS(c.r, d, d)
+		VMOVUPS(d, at(dx, i))
 	})
 	VZEROUPPER()
 	RET()
