@@ -227,7 +227,9 @@ func (a *MultiHeadAttention[T]) forwardBlock(sc *attentionScratch[T], q, k, v, o
 			alpha := math.Exp(m[r] - mNew) // 0 on the first block (m = −∞)
 			l[r] = alpha*l[r] + float64(sum)
 			m[r] = mNew
-			if alpha != 1 {
+			// On the first key block A's row is the 0 of clear(acc), which
+			// αA leaves as it is.
+			if alpha != 1 && ks > 0 {
 				scaleRow(acc[r*dh:(r+1)*dh], T(alpha))
 			}
 		}
@@ -236,11 +238,8 @@ func (a *MultiHeadAttention[T]) forwardBlock(sc *attentionScratch[T], q, k, v, o
 	}
 	for r := 0; r < bq; r++ {
 		lse[qs+r] = m[r] + math.Log(l[r])
-		orow := o[(qs+r)*D : (qs+r)*D+dh]
-		inv := T(1 / l[r])
-		for j, v := range acc[r*dh : (r+1)*dh] {
-			orow[j] = v * inv
-		}
+		// O_i = A_i · (1/ℓ_i)
+		scaleTo(o[(qs+r)*D:(qs+r)*D+dh], acc[r*dh:(r+1)*dh], T(1/l[r]))
 	}
 }
 
@@ -255,8 +254,7 @@ func (a *MultiHeadAttention[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: %s: out_proj: %w", a.name(), err)
 	}
 	D, L, b := a.D, a.L, a.b
-	a.dqkv = grow(a.dqkv, b*L*3*D)
-	clear(a.dqkv)
+	a.dqkv = grow(a.dqkv, b*L*3*D) // each pair clears its own columns
 	a.dO = dO
 	n, minPer := a.pairs(b)
 	a.par.run(n, minPer, a.backwardBody)
@@ -284,9 +282,12 @@ func (a *MultiHeadAttention[T]) backwardPairs(part, lo, hi int) {
 		dk, dv := dq[D:], dq[2*D:]
 		o, do := a.o[n*L*D+h*dh:], a.dO[n*L*D+h*dh:]
 		lse := a.lse[pr*L : (pr+1)*L]
-		// Δ_i = dO_i · O_i
+		// Δ_i = dO_i · O_i; dQ_i = dK_i = dV_i = 0
 		for i := range del {
 			del[i] = dotT(do[i*D:i*D+dh], o[i*D:i*D+dh])
+			clear(dq[i*3*D : i*3*D+dh])
+			clear(dk[i*3*D : i*3*D+dh])
+			clear(dv[i*3*D : i*3*D+dh])
 		}
 		for qs := 0; qs < L; qs += B {
 			qe := min(qs+B, L)
@@ -300,7 +301,7 @@ func (a *MultiHeadAttention[T]) backwardPairs(part, lo, hi int) {
 					row := p[r*B : r*B+bk]
 					nv := a.validKeys(qs+r, ks, bk)
 					clear(row[nv:])
-					expShift(row[:nv], T(lse[qs+r]))
+					expSub(row[:nv], T(lse[qs+r]))
 				}
 				// dV_blk += Pᵀ dO_blk
 				gemm.Gemm(true, false, bk, dh, bq, 1, p, B, do[qs*D:], D, 1, dv[ks*3*D:], 3*D)
@@ -351,6 +352,17 @@ func expShift[T gemm.Float](x []T, c T) T {
 		s += e
 	}
 	return s
+}
+
+// expSub sets x_j ← exp(x_j − c) in place: expShift without the sum.
+func expSub[T gemm.Float](x []T, c T) {
+	if x32, ok := any(x).([]float32); ok {
+		vec.ExpScale(x32, x32, float32(c), 1)
+		return
+	}
+	for j, v := range x {
+		x[j] = T(math.Exp(float64(v - c)))
+	}
 }
 
 // scaleRow sets x ← αx.
