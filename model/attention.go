@@ -42,6 +42,12 @@ const AttentionBlock = 64
 //
 // When Causal, key blocks that lie wholly after a query block are skipped,
 // and in the diagonal block each row uses only its first i − j₀ + 1 keys.
+//
+// The b·H (sequence, head) pairs are independent: each reads its own
+// columns of Q, K, V and dO and writes its own columns of O, of dQ, dK, dV
+// and its own lse, so Forward and Backward split the pairs over the cores
+// (parallelFor), each part with its own scratch tiles, and give the same
+// bits for any GOMAXPROCS.
 type MultiHeadAttention[T gemm.Float] struct {
 	D, Heads, L int
 	Causal      bool
@@ -53,14 +59,53 @@ type MultiHeadAttention[T gemm.Float] struct {
 	qkv   []T       // Q, K, V of the last Forward (InProj's output)
 	o     []T       // b·L × D, the heads' outputs side by side
 	lse   []float64 // b × H × L row log-sum-exps
-	s     []T       // one bq × bk tile of scores / probabilities
-	dp    []T       // one bq × bk tile of dP
-	acc   []T       // bq × d_h accumulator A
-	m, l  []float64 // running row maximum and normaliser of a query block
+	dO    []T       // ∂L/∂O (b·L × D) of the Backward under way
 	dqkv  []T       // b·L × 3D
-	del   []float64 // Δ of one sequence and head
 	b     int
 	ready bool
+
+	par                       parallelFor
+	scratch                   []attentionScratch[T] // one per part
+	forwardBody, backwardBody func(k, lo, hi int)   // method values made once
+}
+
+// attentionScratch is the working space of one part of the (sequence,
+// head) pairs.
+type attentionScratch[T gemm.Float] struct {
+	s    []T       // one bq × bk tile of scores / probabilities
+	dp   []T       // one bq × bk tile of dP
+	acc  []T       // bq × d_h accumulator A
+	m, l []float64 // running row maximum and normaliser of a query block
+	del  []float64 // Δ of one sequence and head
+}
+
+// attentionPartWork is the least work, in multiply-adds of Q Kᵀ, of a part
+// of the pairs run on a goroutine of its own: about 2¹⁶ (tens of µs of
+// Forward and Backward), well above the few µs of starting a part.
+const attentionPartWork = 1 << 16
+
+// pairs returns the number of (sequence, head) pairs, b·H, and the least
+// number of them in a part, and grows the scratch space of every part to
+// hold tiles of B×B and rows of L.
+func (a *MultiHeadAttention[T]) pairs(b int) (n, minPer int) {
+	D, L, H, B := a.D, a.L, a.Heads, a.block()
+	dh := D / H
+	n, minPer = b*H, max(1, attentionPartWork/(L*L*dh))
+	P := a.par.numParts(n, minPer)
+	for len(a.scratch) < P {
+		a.scratch = append(a.scratch, attentionScratch[T]{})
+	}
+	for k := range a.scratch[:P] {
+		sc := &a.scratch[k]
+		sc.s = grow(sc.s, B*B)
+		sc.dp = grow(sc.dp, B*B)
+		sc.acc = grow(sc.acc, B*dh)
+		sc.m, sc.l, sc.del = grow(sc.m, B), grow(sc.l, B), grow(sc.del, L)
+	}
+	if a.forwardBody == nil {
+		a.forwardBody, a.backwardBody = a.forwardPairs, a.backwardPairs
+	}
+	return n, minPer
 }
 
 func (a *MultiHeadAttention[T]) name() string {
@@ -116,32 +161,15 @@ func (a *MultiHeadAttention[T]) Forward(x []T, b int) ([]T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %s: in_proj: %w", a.name(), err)
 	}
-	D, L, H, B := a.D, a.L, a.Heads, a.block()
-	dh := D / H
+	D, L, H := a.D, a.L, a.Heads
 	a.qkv, a.b = qkv, b
 	a.o = grow(a.o, b*L*D)
 	if cap(a.lse) < b*H*L {
 		a.lse = make([]float64, b*H*L)
 	}
 	a.lse = a.lse[:b*H*L]
-	a.s = grow(a.s, B*B)
-	a.acc = grow(a.acc, B*dh)
-	if cap(a.m) < B {
-		a.m, a.l = make([]float64, B), make([]float64, B)
-	}
-	scale := T(1 / math.Sqrt(float64(dh)))
-	for n := 0; n < b; n++ {
-		for h := 0; h < H; h++ {
-			q := qkv[n*L*3*D+h*dh:]
-			k := q[D:]
-			v := q[2*D:]
-			o := a.o[n*L*D+h*dh:]
-			lse := a.lse[(n*H+h)*L : (n*H+h+1)*L]
-			for qs := 0; qs < L; qs += B {
-				a.forwardBlock(q, k, v, o, lse, qs, min(qs+B, L), scale)
-			}
-		}
-	}
+	n, minPer := a.pairs(b)
+	a.par.run(n, minPer, a.forwardBody)
 	y, err := a.OutProj.Forward(a.o, b*L)
 	if err != nil {
 		return nil, fmt.Errorf("model: %s: out_proj: %w", a.name(), err)
@@ -150,15 +178,35 @@ func (a *MultiHeadAttention[T]) Forward(x []T, b int) ([]T, error) {
 	return y, nil
 }
 
+// forwardPairs is the body of Forward's parallelFor: it computes O_h of the
+// (sequence, head) pairs p = n·H + h in [lo, hi) with the scratch of its
+// part.
+func (a *MultiHeadAttention[T]) forwardPairs(part, lo, hi int) {
+	D, L, H, B := a.D, a.L, a.Heads, a.block()
+	dh := D / H
+	sc := &a.scratch[part]
+	scale := T(1 / math.Sqrt(float64(dh)))
+	for p := lo; p < hi; p++ {
+		n, h := p/H, p%H
+		q := a.qkv[n*L*3*D+h*dh:]
+		k, v := q[D:], q[2*D:]
+		o := a.o[n*L*D+h*dh:]
+		lse := a.lse[p*L : (p+1)*L]
+		for qs := 0; qs < L; qs += B {
+			a.forwardBlock(sc, q, k, v, o, lse, qs, min(qs+B, L), scale)
+		}
+	}
+}
+
 // forwardBlock streams the softmax of queries [qs, qe) of one sequence and
 // head over its key blocks and writes O and lse for those rows. q, k and v
 // start at the head's column of row 0 and have row stride 3D; o has row
 // stride D.
-func (a *MultiHeadAttention[T]) forwardBlock(q, k, v, o []T, lse []float64, qs, qe int, scale T) {
+func (a *MultiHeadAttention[T]) forwardBlock(sc *attentionScratch[T], q, k, v, o []T, lse []float64, qs, qe int, scale T) {
 	D, B := a.D, a.block()
 	dh := D / a.Heads
 	bq := qe - qs
-	m, l, acc, s := a.m[:bq], a.l[:bq], a.acc[:bq*dh], a.s
+	m, l, acc, s := sc.m[:bq], sc.l[:bq], sc.acc[:bq*dh], sc.s
 	for r := range m {
 		m[r], l[r] = math.Inf(-1), 0
 	}
@@ -179,7 +227,9 @@ func (a *MultiHeadAttention[T]) forwardBlock(q, k, v, o []T, lse []float64, qs, 
 			alpha := math.Exp(m[r] - mNew) // 0 on the first block (m = −∞)
 			l[r] = alpha*l[r] + float64(sum)
 			m[r] = mNew
-			if alpha != 1 {
+			// On the first key block A's row is the 0 of clear(acc), which
+			// αA leaves as it is.
+			if alpha != 1 && ks > 0 {
 				scaleRow(acc[r*dh:(r+1)*dh], T(alpha))
 			}
 		}
@@ -188,11 +238,8 @@ func (a *MultiHeadAttention[T]) forwardBlock(q, k, v, o []T, lse []float64, qs, 
 	}
 	for r := 0; r < bq; r++ {
 		lse[qs+r] = m[r] + math.Log(l[r])
-		orow := o[(qs+r)*D : (qs+r)*D+dh]
-		inv := T(1 / l[r])
-		for j, v := range acc[r*dh : (r+1)*dh] {
-			orow[j] = v * inv
-		}
+		// O_i = A_i · (1/ℓ_i)
+		scaleTo(o[(qs+r)*D:(qs+r)*D+dh], acc[r*dh:(r+1)*dh], T(1/l[r]))
 	}
 }
 
@@ -206,66 +253,74 @@ func (a *MultiHeadAttention[T]) Backward(dy []T) ([]T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %s: out_proj: %w", a.name(), err)
 	}
-	D, L, H, B, b := a.D, a.L, a.Heads, a.block(), a.b
-	dh := D / H
-	a.dqkv = grow(a.dqkv, b*L*3*D)
-	clear(a.dqkv)
-	a.dp = grow(a.dp, B*B)
-	if cap(a.del) < L {
-		a.del = make([]float64, L)
-	}
-	del := a.del[:L]
-	scale := T(1 / math.Sqrt(float64(dh)))
-	for n := 0; n < b; n++ {
-		for h := 0; h < H; h++ {
-			q := a.qkv[n*L*3*D+h*dh:]
-			k, v := q[D:], q[2*D:]
-			dq := a.dqkv[n*L*3*D+h*dh:]
-			dk, dv := dq[D:], dq[2*D:]
-			o, do := a.o[n*L*D+h*dh:], dO[n*L*D+h*dh:]
-			lse := a.lse[(n*H+h)*L : (n*H+h+1)*L]
-			// Δ_i = dO_i · O_i
-			for i := range del {
-				del[i] = dotT(do[i*D:i*D+dh], o[i*D:i*D+dh])
-			}
-			for qs := 0; qs < L; qs += B {
-				qe := min(qs+B, L)
-				bq := qe - qs
-				for ks := 0; ks < a.keyEnd(qe); ks += B {
-					bk := min(ks+B, L) - ks
-					p, dp := a.s, a.dp
-					// P = exp(Q Kᵀ/√d_h − lse), 0 where masked
-					gemm.Gemm(false, true, bq, bk, dh, scale, q[qs*3*D:], 3*D, k[ks*3*D:], 3*D, 0, p, B)
-					for r := 0; r < bq; r++ {
-						row := p[r*B : r*B+bk]
-						nv := a.validKeys(qs+r, ks, bk)
-						clear(row[nv:])
-						expShift(row[:nv], T(lse[qs+r]))
-					}
-					// dV_blk += Pᵀ dO_blk
-					gemm.Gemm(true, false, bk, dh, bq, 1, p, B, do[qs*D:], D, 1, dv[ks*3*D:], 3*D)
-					// dP = dO_blk V_blkᵀ
-					gemm.Gemm(false, true, bq, bk, dh, 1, do[qs*D:], D, v[ks*3*D:], 3*D, 0, dp, B)
-					// dS = P ⊙ (dP − Δ), stored over P
-					for r := 0; r < bq; r++ {
-						d := T(del[qs+r])
-						prow, dprow := p[r*B:r*B+bk], dp[r*B:r*B+bk]
-						for j := range prow {
-							prow[j] *= dprow[j] - d
-						}
-					}
-					// dQ_blk += dS K_blk/√d_h, dK_blk += dSᵀ Q_blk/√d_h
-					gemm.Gemm(false, false, bq, dh, bk, scale, p, B, k[ks*3*D:], 3*D, 1, dq[qs*3*D:], 3*D)
-					gemm.Gemm(true, false, bk, dh, bq, scale, p, B, q[qs*3*D:], 3*D, 1, dk[ks*3*D:], 3*D)
-				}
-			}
-		}
-	}
+	D, L, b := a.D, a.L, a.b
+	a.dqkv = grow(a.dqkv, b*L*3*D) // each pair clears its own columns
+	a.dO = dO
+	n, minPer := a.pairs(b)
+	a.par.run(n, minPer, a.backwardBody)
 	dx, err := a.InProj.Backward(a.dqkv)
 	if err != nil {
 		return nil, fmt.Errorf("model: %s: in_proj: %w", a.name(), err)
 	}
 	return dx, nil
+}
+
+// backwardPairs is the body of Backward's parallelFor: it accumulates dQ,
+// dK and dV of the (sequence, head) pairs p = n·H + h in [lo, hi) with the
+// scratch of its part.
+func (a *MultiHeadAttention[T]) backwardPairs(part, lo, hi int) {
+	D, L, H, B := a.D, a.L, a.Heads, a.block()
+	dh := D / H
+	sc := &a.scratch[part]
+	del := sc.del[:L]
+	scale := T(1 / math.Sqrt(float64(dh)))
+	for pr := lo; pr < hi; pr++ {
+		n, h := pr/H, pr%H
+		q := a.qkv[n*L*3*D+h*dh:]
+		k, v := q[D:], q[2*D:]
+		dq := a.dqkv[n*L*3*D+h*dh:]
+		dk, dv := dq[D:], dq[2*D:]
+		o, do := a.o[n*L*D+h*dh:], a.dO[n*L*D+h*dh:]
+		lse := a.lse[pr*L : (pr+1)*L]
+		// Δ_i = dO_i · O_i; dQ_i = dK_i = dV_i = 0
+		for i := range del {
+			del[i] = dotT(do[i*D:i*D+dh], o[i*D:i*D+dh])
+			clear(dq[i*3*D : i*3*D+dh])
+			clear(dk[i*3*D : i*3*D+dh])
+			clear(dv[i*3*D : i*3*D+dh])
+		}
+		for qs := 0; qs < L; qs += B {
+			qe := min(qs+B, L)
+			bq := qe - qs
+			for ks := 0; ks < a.keyEnd(qe); ks += B {
+				bk := min(ks+B, L) - ks
+				p, dp := sc.s, sc.dp
+				// P = exp(Q Kᵀ/√d_h − lse), 0 where masked
+				gemm.Gemm(false, true, bq, bk, dh, scale, q[qs*3*D:], 3*D, k[ks*3*D:], 3*D, 0, p, B)
+				for r := 0; r < bq; r++ {
+					row := p[r*B : r*B+bk]
+					nv := a.validKeys(qs+r, ks, bk)
+					clear(row[nv:])
+					expSub(row[:nv], T(lse[qs+r]))
+				}
+				// dV_blk += Pᵀ dO_blk
+				gemm.Gemm(true, false, bk, dh, bq, 1, p, B, do[qs*D:], D, 1, dv[ks*3*D:], 3*D)
+				// dP = dO_blk V_blkᵀ
+				gemm.Gemm(false, true, bq, bk, dh, 1, do[qs*D:], D, v[ks*3*D:], 3*D, 0, dp, B)
+				// dS = P ⊙ (dP − Δ), stored over P
+				for r := 0; r < bq; r++ {
+					d := T(del[qs+r])
+					prow, dprow := p[r*B:r*B+bk], dp[r*B:r*B+bk]
+					for j := range prow {
+						prow[j] *= dprow[j] - d
+					}
+				}
+				// dQ_blk += dS K_blk/√d_h, dK_blk += dSᵀ Q_blk/√d_h
+				gemm.Gemm(false, false, bq, dh, bk, scale, p, B, k[ks*3*D:], 3*D, 1, dq[qs*3*D:], 3*D)
+				gemm.Gemm(true, false, bk, dh, bq, scale, p, B, q[qs*3*D:], 3*D, 1, dk[ks*3*D:], 3*D)
+			}
+		}
+	}
 }
 
 // rowMax returns max_j x_j (x not empty).
@@ -297,6 +352,17 @@ func expShift[T gemm.Float](x []T, c T) T {
 		s += e
 	}
 	return s
+}
+
+// expSub sets x_j ← exp(x_j − c) in place: expShift without the sum.
+func expSub[T gemm.Float](x []T, c T) {
+	if x32, ok := any(x).([]float32); ok {
+		vec.ExpScale(x32, x32, float32(c), 1)
+		return
+	}
+	for j, v := range x {
+		x[j] = T(math.Exp(float64(v - c)))
+	}
 }
 
 // scaleRow sets x ← αx.

@@ -147,3 +147,42 @@ func BenchmarkEncoderTowers(bm *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAttentionReference times one float32 Forward and Backward of
+// MultiHeadAttention at the shapes of the reference ViT job on a batch of
+// 256: the image tower's attention (65 tokens of 192, 3 heads) and the text
+// tower's causal attention (32 tokens of 128, 2 heads). At these shapes the
+// streamed softmax over the b·H sequences and heads costs about as much as
+// the projections.
+func BenchmarkAttentionReference(bm *testing.B) {
+	const b = 256
+	for _, tc := range []struct {
+		name    string
+		d, h, l int
+		causal  bool
+	}{
+		{"vit-L65-D192-H3", 192, 3, 65, false},
+		{"text-causal-L32-D128-H2", 128, 2, 32, true},
+	} {
+		bm.Run(tc.name, func(bm *testing.B) {
+			bl := &builder[float32]{rng: rand.New(rand.NewPCG(5, 6))}
+			a := bl.attention(tc.d, tc.h, tc.l, tc.causal, 0)
+			x, r := randT[float32](bl.rng, b*tc.l*tc.d), randT[float32](bl.rng, b*tc.l*tc.d)
+			step := func() {
+				if _, err := a.Forward(x, b); err != nil {
+					bm.Fatal(err)
+				}
+				if _, err := a.Backward(r); err != nil {
+					bm.Fatal(err)
+				}
+			}
+			step()
+			bm.ReportAllocs()
+			cpu := cputime.Start()
+			for bm.Loop() {
+				step()
+			}
+			cpu.Report(bm)
+		})
+	}
+}
