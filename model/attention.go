@@ -61,6 +61,7 @@ type MultiHeadAttention[T gemm.Float] struct {
 	lse   []float64 // b × H × L row log-sum-exps
 	dO    []T       // ∂L/∂O (b·L × D) of the Backward under way
 	dqkv  []T       // b·L × 3D
+	grads *gradArena[T]
 	b     int
 	ready bool
 
@@ -68,6 +69,13 @@ type MultiHeadAttention[T gemm.Float] struct {
 	scratch                   []attentionScratch[T] // one per part
 	forwardBody, backwardBody func(k, lo, hi int)   // method values made once
 }
+
+func (a *MultiHeadAttention[T]) setArena(g *gradArena[T]) {
+	a.grads = g
+	a.InProj.setArena(g)
+	a.OutProj.setArena(g)
+}
+func (a *MultiHeadAttention[T]) arena() *gradArena[T] { return a.grads }
 
 // attentionScratch is the working space of one part of the (sequence,
 // head) pairs.
@@ -254,14 +262,17 @@ func (a *MultiHeadAttention[T]) Backward(dy []T) ([]T, error) {
 		return nil, fmt.Errorf("model: %s: out_proj: %w", a.name(), err)
 	}
 	D, L, b := a.D, a.L, a.b
-	a.dqkv = grow(a.dqkv, b*L*3*D) // each pair clears its own columns
+	a.dqkv = gradBuf(a.grads, a.dqkv, b*L*3*D) // each pair clears its own columns
 	a.dO = dO
 	n, minPer := a.pairs(b)
 	a.par.run(n, minPer, a.backwardBody)
+	a.dO = nil
+	a.grads.give(dO) // consumed: dO and dQKV are OutProj's and our own
 	dx, err := a.InProj.Backward(a.dqkv)
 	if err != nil {
 		return nil, fmt.Errorf("model: %s: in_proj: %w", a.name(), err)
 	}
+	a.grads.give(a.dqkv)
 	return dx, nil
 }
 
