@@ -165,13 +165,15 @@ func (c *cursor[T]) towerLayerNorm(name string, n int) *LayerNorm[T] {
 	return ln
 }
 
-// newTowerActivation is the activation of the cnn, vit and transformer
-// towers: ReLU, or GELU with its float32 path in float32 (GELU.Fast32).
+// newTowerActivation is the activation of the cnn tower, which always
+// follows a GroupNorm or a BasicBlock's sum, buffers nothing reads after:
+// ReLU in place (ReLU.InPlace), or GELU with its float32 path in float32
+// (GELU.Fast32), which keeps its input for Backward.
 func newTowerActivation[T gemm.Float](name string, n int) Layer[T] {
 	if name == ActGELU {
 		return &GELU[T]{N: n, Fast32: true}
 	}
-	return &ReLU[T]{N: n}
+	return &ReLU[T]{N: n, InPlace: true}
 }
 
 // gradSpan returns the gradient of segments [from, c.i) as one slice, the

@@ -182,14 +182,16 @@ func newCNN[T gemm.Float](c Config, cur *cursor[T]) *CNN[T] {
 }
 
 // BasicBlock is the residual block y = act(Main(x) + Shortcut(x)), the
-// shortcut being the identity when nil.
+// shortcut being the identity when nil. The sum is written over Main's
+// output, so Main's Backward must not read that output (the CNN's Main
+// ends with a GroupNorm, whose Backward reads its input).
 type BasicBlock[T gemm.Float] struct {
 	Main, Shortcut Layer[T]
 	Act            Layer[T]
 
-	sum, dx []T
-	ew      elementwise[T]
-	grads   *gradArena[T]
+	dx    []T
+	ew    elementwise[T]
+	grads *gradArena[T]
 }
 
 func (r *BasicBlock[T]) setArena(a *gradArena[T]) {
@@ -215,9 +217,10 @@ func (r *BasicBlock[T]) Forward(x []T, b int) ([]T, error) {
 	if len(s) != len(m) {
 		return nil, fmt.Errorf("model: residual block: branches of %d and %d elements", len(m), len(s))
 	}
-	r.sum = grow(r.sum, len(m))
-	r.ew.run(opSum, r.sum, m, s)
-	return r.Act.Forward(r.sum, b)
+	// Main(x) + Shortcut(x) goes over Main(x): Main's output is its last
+	// GroupNorm's, which nothing reads after this.
+	r.ew.run(opSum, m, m, s)
+	return r.Act.Forward(m, b)
 }
 
 // Backward returns ∂L/∂x = Mainᵀ(g) + Shortcutᵀ(g), g = actᵀ(dy).

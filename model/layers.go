@@ -130,6 +130,10 @@ func (l *Linear[T]) Backward(dy []T) ([]T, error) {
 // ∂L/∂x = dy ⊙ [x > 0].
 type ReLU[T gemm.Float] struct {
 	N int
+	// InPlace writes y over x, as ReLU(inplace=True) does, for an x that
+	// nothing reads after this Forward (the output of a GroupNorm, whose
+	// Backward reads its own input); Backward reads y from that buffer.
+	InPlace bool
 
 	y, dx []T
 	ew    elementwise[T]
@@ -145,7 +149,11 @@ func (r *ReLU[T]) Forward(x []T, b int) ([]T, error) {
 	if err := checkBatch(len(x), b, r.N); err != nil {
 		return nil, fmt.Errorf("model: relu: %w", err)
 	}
-	r.y = grow(r.y, len(x))
+	if r.InPlace {
+		r.y = x
+	} else {
+		r.y = grow(r.y, len(x))
+	}
 	r.ew.run(opReLU, r.y, x, nil)
 	r.ready = true
 	return r.y, nil
