@@ -132,6 +132,10 @@ func (c *Conv2d[T]) im2colRows(_, lo, hi int) {
 		ci, u, v := r/(c.KH*c.KW), r/c.KW%c.KH, r%c.KW
 		plane := x[ci*c.H*c.W : (ci+1)*c.H*c.W]
 		dst := cols[r*ho*wo : (r+1)*ho*wo]
+		if c.same() {
+			c.im2colSame(dst, plane, u, v)
+			continue
+		}
 		jlo, jhi := c.validCols(v, wo)
 		for i := 0; i < ho; i++ {
 			yy := i*s - c.Pad + u
@@ -151,6 +155,74 @@ func (c *Conv2d[T]) im2colRows(_, lo, hi int) {
 				drow[j] = src[xx]
 			}
 		}
+	}
+}
+
+// same reports whether the convolution keeps the image's size at stride 1
+// (Ho = H, Wo = W). Row (ci, u, v) of X_col is then channel ci's plane
+// shifted by δ = (u − p)·W + (v − p) in its flat index, x_col[i·W + j] =
+// x[i·W + j + δ], apart from the positions whose input lies in the
+// padding: whole output rows outside validRows and columns outside
+// validCols, where the flat shift would wrap to the neighbouring row.
+func (c *Conv2d[T]) same() bool {
+	return c.stride() == 1 && c.OutH() == c.H && c.OutW() == c.W
+}
+
+// validRows is the range [ilo, ihi) of output rows i whose input row
+// i − p + u lies inside the image (stride 1).
+func (c *Conv2d[T]) validRows(u int) (ilo, ihi int) {
+	ilo = max(0, c.Pad-u)
+	ihi = min(c.H, c.H+c.Pad-u)
+	return ilo, max(ilo, ihi)
+}
+
+// im2colSame fills row (ci, u, v) of X_col of a same convolution with one
+// copy of the shifted plane, then zeroes the positions in the padding.
+func (c *Conv2d[T]) im2colSame(dst, plane []T, u, v int) {
+	W, n := c.W, c.H*c.W
+	ilo, ihi := c.validRows(u)
+	jlo, jhi := c.validCols(v, W)
+	d := (u-c.Pad)*W + v - c.Pad
+	clear(dst[:ilo*W])
+	clear(dst[ihi*W:])
+	// Positions whose source would fall before 0 or past n are columns
+	// outside validCols, zeroed below.
+	if a, b := max(ilo*W, -d), min(ihi*W, n-d); a < b {
+		copy(dst[a:b], plane[a+d:b+d])
+	}
+	for i := ilo; i < ihi; i++ {
+		row := dst[i*W : (i+1)*W]
+		for j := 0; j < jlo; j++ {
+			row[j] = 0
+		}
+		for j := jhi; j < W; j++ {
+			row[j] = 0
+		}
+	}
+}
+
+// col2imSame adds row (ci, u, v) of ∂L/∂X_col onto channel ci's plane of
+// a same convolution, the adjoint of im2colSame: it zeroes the positions
+// of src in the padding (src is scratch) and adds the rest in one shifted
+// pass. Every element of the plane gets the same additions in the same
+// order as row by row, and adding those zeros changes no bits (the plane
+// starts at +0 and a sum that starts at +0 is never −0).
+func (c *Conv2d[T]) col2imSame(plane, src []T, u, v int) {
+	W, n := c.W, c.H*c.W
+	ilo, ihi := c.validRows(u)
+	jlo, jhi := c.validCols(v, W)
+	d := (u-c.Pad)*W + v - c.Pad
+	for i := ilo; i < ihi; i++ {
+		row := src[i*W : (i+1)*W]
+		for j := 0; j < jlo; j++ {
+			row[j] = 0
+		}
+		for j := jhi; j < W; j++ {
+			row[j] = 0
+		}
+	}
+	if a, b := max(ilo*W, -d), min(ihi*W, n-d); a < b {
+		addTo(plane[a+d:b+d], src[a:b])
 	}
 }
 
@@ -194,6 +266,10 @@ func (c *Conv2d[T]) col2imChannels(_, lo, hi int) {
 			for v := 0; v < c.KW; v++ {
 				src := dcols[r*ho*wo : (r+1)*ho*wo]
 				r++
+				if c.same() {
+					c.col2imSame(plane, src, u, v)
+					continue
+				}
 				jlo, jhi := c.validCols(v, wo)
 				for i := 0; i < ho; i++ {
 					yy := i*s - c.Pad + u

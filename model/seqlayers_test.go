@@ -88,6 +88,7 @@ var seqCases = []seqCase{
 	{"conv1x1", 3 * 3 * 3, 2 * 3 * 3},
 	{"conv3x3-nobias", 2 * 5 * 4, 3 * 5 * 4},
 	{"conv2x3-s2-p0", 2 * 5 * 6, 3 * 2 * 2},
+	{"conv5x5-same-wider-than-image", 2 * 2 * 3, 2 * 2 * 3},
 	{"groupnorm", 4 * 3, 4 * 3},
 	{"groupnorm-instance", 4 * 3, 4 * 3},
 	{"patchembed", 2 * 4 * 6, 6 * 3},
@@ -123,6 +124,8 @@ func buildSeq[T gemm.Float](name string, bl *builder[T]) Layer[T] {
 		return bl.conv(3, 2, 3, 3, 1, 1, 1, 0)
 	case "conv2x3-s2-p0":
 		return bl.conv(2, 3, 5, 6, 2, 3, 2, 0)
+	case "conv5x5-same-wider-than-image":
+		return bl.conv(2, 2, 2, 3, 5, 5, 1, 2)
 	case "groupnorm":
 		return bl.groupNorm(4, 2, 3)
 	case "groupnorm-instance":
@@ -344,6 +347,8 @@ func TestAttentionCausality(t *testing.T) {
 func TestConvMatchesDirect(t *testing.T) {
 	for _, s := range []struct{ cin, cout, h, w, kh, kw, stride, pad int }{
 		{3, 4, 7, 6, 3, 3, 1, 1}, {3, 4, 7, 6, 3, 3, 2, 1}, {2, 2, 5, 5, 1, 1, 1, 0}, {1, 3, 6, 7, 5, 2, 3, 2},
+		// same convolutions whose kernel is wider or taller than the image
+		{2, 3, 4, 2, 5, 5, 1, 2}, {1, 2, 1, 3, 3, 3, 1, 1},
 	} {
 		bl := &builder[float64]{rng: rand.New(rand.NewPCG(31, 37))}
 		c := bl.conv(s.cin, s.cout, s.h, s.w, s.kh, s.kw, s.stride, s.pad)
