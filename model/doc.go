@@ -69,6 +69,17 @@
 // Forward returns is a view into such a cache and stays valid until the next
 // Forward of the same layer. All matrix products go through gemm.Gemm.
 //
+// Memory. The cnn, vit and transformer towers keep what Backward needs
+// and little more: their layers write ∂L/∂x to buffers lent by the
+// tower's gradient arena (gradArena), given back once the layer before has
+// read them, so the gradients of the whole batch are never all alive; the
+// float32 GELU, LayerNorm and GroupNorm recompute Φ, φ and x̂ from their
+// input rather than keep them; and the cnn's ReLU and residual sum write
+// over a GroupNorm's output, which nothing reads again. Layers whose work
+// is independent across rows, channels or (sequence, head) pairs split it
+// over GOMAXPROCS goroutines (parallelFor) with the same bits for any
+// split.
+//
 // The element type is generic: float32 for training, float64 for exact
 // gradient checks.
 package model
