@@ -93,3 +93,33 @@ func TestGemmBiasFloat64(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmSerialSameBits checks that GemmSerial gives the bits of Gemm
+// on products large enough for Gemm to split over workers.
+func TestGemmSerialSameBits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	for _, kc := range kernelCases() {
+		if kc.skip != "" || strings.HasPrefix(kc.name, "go-") {
+			continue
+		}
+		for _, s := range [][3]int{{300, 200, 150}, {32, 4096, 288}, {7, 3, 2}} {
+			m, n, k := s[0], s[1], s[2]
+			a, b := make([]float32, m*k), make([]float32, k*n)
+			for _, x := range [][]float32{a, b} {
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+			}
+			want, got := make([]float32, m*n), make([]float32, m*n)
+			prev := Use(kc.k)
+			Gemm(false, false, m, n, k, 1, a, k, b, n, 0, want, n)
+			GemmSerial(false, false, m, n, k, 1, a, k, b, n, 0, got, n)
+			Use(prev)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%s %v: C[%d] = %v serially, %v by Gemm", kc.name, s, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}

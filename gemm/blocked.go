@@ -141,7 +141,25 @@ func (g *Blocked) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 		return
 	}
 	g.sgemm(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc})
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}, false)
+}
+
+// SgemmSerial implements SerialKernel32: Sgemm on the calling goroutine
+// alone, with the same bits (the split over workers never changes the
+// order of the sums).
+func (g *Blocked) SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if err := Check(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc); err != nil {
+		panic(fmt.Sprintf("gemm: %s: %v", g.name, err))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scale(m, n, beta, c, ldc)
+		return
+	}
+	g.sgemm(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}, true)
 }
 
 // SgemmBias implements BiasKernel32: with the first block of the inner
@@ -166,12 +184,12 @@ func (g *Blocked) SgemmBias(transA, transB bool, m, n, k int, alpha float32, a [
 		return
 	}
 	g.sgemm(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: 1,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias})
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias}, false)
 }
 
 // sgemm runs the product o of valid operands, on several workers when it
-// is large enough.
-func (g *Blocked) sgemm(o operands) {
+// is large enough and not serial.
+func (g *Blocked) sgemm(o operands, serial bool) {
 	m, n, k := o.m, o.n, o.k
 	j := g.jobs.get()
 	if j == nil {
@@ -181,7 +199,7 @@ func (g *Blocked) sgemm(o operands) {
 	j.op = o
 
 	nw, splitN := 1, false
-	if p := runtime.GOMAXPROCS(0); p > 1 && m*n*k >= parallelFlops {
+	if p := runtime.GOMAXPROCS(0); !serial && p > 1 && m*n*k >= parallelFlops {
 		ms, ns := ceilDiv(m, g.mr), ceilDiv(n, g.nr)
 		switch {
 		case ms >= 4*p:

@@ -95,6 +95,28 @@ func GemmBias[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int
 	Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, 1, c, ldc)
 }
 
+// SerialKernel32 is a Kernel32 that can compute a product on the calling
+// goroutine alone.
+type SerialKernel32 interface {
+	SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+}
+
+// GemmSerial is Gemm on the calling goroutine alone where the kernel can
+// (a SerialKernel32), for callers that split their work over goroutines
+// themselves; it gives the bits of Gemm.
+func GemmSerial[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if cc, ok := any(c).([]float32); ok {
+		if sk, ok := current32.Load().k.(SerialKernel32); ok {
+			sk.SgemmSerial(transA, transB, m, n, k, float32(alpha), any(a).([]float32), lda, any(b).([]float32), ldb, float32(beta), cc, ldc)
+			return
+		}
+	}
+	Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
 // Gonum is the pure-Go kernel of gonum.org/v1/gonum/blas/gonum.
 type Gonum struct{}
 

@@ -19,9 +19,13 @@ import (
 //	Y = W X_col + bias,   ∂L/∂W += dY X_colᵀ,   ∂L/∂bias += Σ_{i,j} dY,
 //	∂L/∂X_col = Wᵀ dY, scattered back onto the image by col2im (∂L/∂x).
 //
-// The columns of one image are rebuilt in Backward rather than kept for the
-// whole batch, so the layer holds one image's X_col at a time. A 1×1 kernel
-// of stride 1 and no padding uses x itself as X_col.
+// X_col is never built whole: each goroutine builds the columns of a few
+// output rows of one image at a time (a chunk, about convChunkElems
+// elements, which stays in its core's cache while the GEMMs read it), and
+// rebuilds them in Backward. The images run in parallel; Backward sums
+// ∂L/∂W and ∂L/∂bias over fixed blocks of convBlockImages images and adds
+// the blocks in order, so the bits do not depend on GOMAXPROCS. A 1×1
+// kernel of stride 1 and no padding uses x itself as X_col.
 type Conv2d[T gemm.Float] struct {
 	Cin, Cout, H, W int
 	KH, KW          int
@@ -31,19 +35,21 @@ type Conv2d[T gemm.Float] struct {
 	// NoInputGrad skips ∂L/∂x, as on the stem whose input is data.
 	NoInputGrad bool
 
-	x         []T
-	cols, dcl []T
-	y, dx     []T
-	grads     *gradArena[T]
-	b         int
-	ready     bool
+	x     []T
+	y, dx []T
+	grads *gradArena[T]
+	b     int
+	ready bool
 
-	// im2col and col2im run over rows of X_col and over input channels
-	// in parallel: their bodies (made once) read the operands of the
-	// current call from arg.
-	par                    parallelFor
-	im2colBody, col2imBody func(k, lo, hi int)
-	arg                    struct{ x, cols, dx, dcols []T }
+	// Forward runs over the images, Backward over blocks of
+	// convBlockImages images, in parallel: their bodies (made once) read
+	// the operands of the call from dy; each part builds chunks of X_col
+	// in its own scratch, each block sums its ∂L/∂W and ∂L/∂bias apart.
+	par                       parallelFor
+	forwardBody, backwardBody func(k, lo, hi int)
+	dy                        []T
+	scratch                   [][]T // per part: a chunk of X_col and of ∂L/∂X_col
+	dwBlocks, dbBlocks        []T   // per block: its ∂L/∂W and ∂L/∂bias
 }
 
 func (c *Conv2d[T]) setArena(a *gradArena[T]) { c.grads = a }
@@ -83,63 +89,96 @@ func (c *Conv2d[T]) Forward(x []T, b int) ([]T, error) {
 	}
 	hw := c.OutH() * c.OutW()
 	c.y = grow(c.y, b*c.Cout*hw)
-	if !c.direct() {
-		c.cols = grow(c.cols, k*hw)
-	}
-	for n := 0; n < b; n++ {
-		cols := c.im2col(x[n*in : (n+1)*in])
-		y := c.y[n*c.Cout*hw : (n+1)*c.Cout*hw]
-		var beta T // Y = W X_col (+ bias)
-		if c.Bias != nil {
-			for o, bo := range c.Bias {
-				fill(y[o*hw:(o+1)*hw], bo)
-			}
-			beta = 1
-		}
-		gemm.Gemm(false, false, c.Cout, hw, k, 1, c.Weight, k, cols, hw, beta, y, hw)
-	}
-	c.x, c.b, c.ready = x, b, true
+	c.x, c.b = x, b
+	c.prepare(c.par.numParts(b, 1), 0)
+	c.par.run(b, 1, c.forwardBody)
+	c.ready = true
 	return c.y, nil
 }
 
-// convParallelMin is the fewest elements of X_col a goroutine of im2col or
-// col2im takes: below it the image stays on one goroutine.
-const convParallelMin = 1 << 14
+// convChunkElems is the most elements of X_col a goroutine builds at once:
+// whole output rows of one image, 512 KB of float32, which stay in the
+// core's cache between im2col and the products that read them.
+const convChunkElems = 1 << 17
 
-// im2col returns X_col of one image: row (ci·KH + u)·KW + v, column i·Wo + j
-// holds x[ci, i·s − p + u, j·s − p + v], or 0 in the padding. The rows are
-// filled in parallel; each is a copy, so the result does not depend on the
-// split.
-func (c *Conv2d[T]) im2col(x []T) []T {
-	if c.direct() {
-		return x
-	}
-	if c.im2colBody == nil {
-		c.im2colBody, c.col2imBody = c.im2colRows, c.col2imChannels
-	}
-	hw := c.OutH() * c.OutW()
-	c.arg.x, c.arg.cols = x, c.cols
-	c.par.run(c.Cin*c.KH*c.KW, convParallelMin/hw, c.im2colBody)
-	c.arg.x, c.arg.cols = nil, nil
-	return c.cols
+// convBlockImages is the number of images whose ∂L/∂W and ∂L/∂bias
+// Backward sums apart before adding the blocks in order.
+const convBlockImages = 16
+
+// chunkRows is the number of output rows of a chunk of X_col.
+func (c *Conv2d[T]) chunkRows() int {
+	k := c.Cin * c.KH * c.KW
+	return max(1, min(c.OutH(), convChunkElems/(k*c.OutW())))
 }
 
-// im2colRows fills rows [lo, hi) of X_col from c.arg.x into c.arg.cols.
-func (c *Conv2d[T]) im2colRows(_, lo, hi int) {
-	ho, wo, s := c.OutH(), c.OutW(), c.stride()
-	x, cols := c.arg.x, c.arg.cols
-	for r := lo; r < hi; r++ {
+// prepare makes the bodies and sizes the scratch of parts parts, and the
+// block sums of blocks blocks.
+func (c *Conv2d[T]) prepare(parts, blocks int) {
+	if c.forwardBody == nil {
+		c.forwardBody, c.backwardBody = c.forwardImages, c.backwardBlocks
+	}
+	for len(c.scratch) < parts {
+		c.scratch = append(c.scratch, nil)
+	}
+	n := c.Cin * c.KH * c.KW * c.chunkRows() * c.OutW()
+	if c.direct() {
+		n = 0
+	}
+	for k := range parts {
+		c.scratch[k] = grow(c.scratch[k], 2*n)
+	}
+	c.dwBlocks = grow(c.dwBlocks, blocks*len(c.Weight))
+	c.dbBlocks = grow(c.dbBlocks, blocks*len(c.Bias))
+}
+
+// forwardImages computes y of images [lo, hi): Y = W X_col (+ bias), a
+// chunk of output rows at a time. Each element is the one sum over
+// Cin·KH·KW of the whole-image product, so the bits do not depend on the
+// chunks.
+func (c *Conv2d[T]) forwardImages(part, lo, hi int) {
+	k, in := c.Cin*c.KH*c.KW, c.Cin*c.H*c.W
+	ho, wo := c.OutH(), c.OutW()
+	hw, rows := ho*wo, c.chunkRows()
+	for n := lo; n < hi; n++ {
+		x, y := c.x[n*in:(n+1)*in], c.y[n*c.Cout*hw:(n+1)*c.Cout*hw]
+		for i0 := 0; i0 < ho; i0 += rows {
+			i1 := min(i0+rows, ho)
+			nc := (i1 - i0) * wo
+			var beta T
+			if c.Bias != nil {
+				for o, bo := range c.Bias {
+					fill(y[o*hw+i0*wo:o*hw+i1*wo], bo)
+				}
+				beta = 1
+			}
+			cols, ldc := x[i0*wo:], hw
+			if !c.direct() {
+				cols, ldc = c.scratch[part][:k*nc], nc
+				c.im2colChunk(cols, x, i0, i1)
+			}
+			gemm.GemmSerial(false, false, c.Cout, nc, k, 1, c.Weight, k, cols, ldc, beta, y[i0*wo:], hw)
+		}
+	}
+}
+
+// im2colChunk writes output rows [i0, i1) of X_col of one image x into
+// dst (Cin·KH·KW × (i1−i0)·Wo): row (ci·KH + u)·KW + v, column (i−i0)·Wo + j
+// holds x[ci, i·s − p + u, j·s − p + v], or 0 in the padding.
+func (c *Conv2d[T]) im2colChunk(dst, x []T, i0, i1 int) {
+	wo, s := c.OutW(), c.stride()
+	nc := (i1 - i0) * wo
+	for r := 0; r < c.Cin*c.KH*c.KW; r++ {
 		ci, u, v := r/(c.KH*c.KW), r/c.KW%c.KH, r%c.KW
 		plane := x[ci*c.H*c.W : (ci+1)*c.H*c.W]
-		dst := cols[r*ho*wo : (r+1)*ho*wo]
+		d := dst[r*nc : (r+1)*nc]
 		if c.same() {
-			c.im2colSame(dst, plane, u, v)
+			c.im2colSame(d, plane, u, v, i0, i1)
 			continue
 		}
 		jlo, jhi := c.validCols(v, wo)
-		for i := 0; i < ho; i++ {
+		for i := i0; i < i1; i++ {
 			yy := i*s - c.Pad + u
-			drow := dst[i*wo : (i+1)*wo]
+			drow := d[(i-i0)*wo : (i-i0+1)*wo]
 			if yy < 0 || yy >= c.H || jlo >= jhi {
 				clear(drow)
 				continue
@@ -168,30 +207,31 @@ func (c *Conv2d[T]) same() bool {
 	return c.stride() == 1 && c.OutH() == c.H && c.OutW() == c.W
 }
 
-// validRows is the range [ilo, ihi) of output rows i whose input row
-// i − p + u lies inside the image (stride 1).
-func (c *Conv2d[T]) validRows(u int) (ilo, ihi int) {
-	ilo = max(0, c.Pad-u)
-	ihi = min(c.H, c.H+c.Pad-u)
-	return ilo, max(ilo, ihi)
+// validRows is the range [ilo, ihi) of output rows i in [i0, i1) whose
+// input row i − p + u lies inside the image (stride 1).
+func (c *Conv2d[T]) validRows(u, i0, i1 int) (ilo, ihi int) {
+	ilo = min(max(c.Pad-u, i0), i1)
+	ihi = max(min(c.H+c.Pad-u, i1), ilo)
+	return ilo, ihi
 }
 
-// im2colSame fills row (ci, u, v) of X_col of a same convolution with one
-// copy of the shifted plane, then zeroes the positions in the padding.
-func (c *Conv2d[T]) im2colSame(dst, plane []T, u, v int) {
+// im2colSame fills output rows [i0, i1) of row (ci, u, v) of X_col of a
+// same convolution with one copy of the shifted plane, then zeroes the
+// positions in the padding.
+func (c *Conv2d[T]) im2colSame(dst, plane []T, u, v, i0, i1 int) {
 	W, n := c.W, c.H*c.W
-	ilo, ihi := c.validRows(u)
+	ilo, ihi := c.validRows(u, i0, i1)
 	jlo, jhi := c.validCols(v, W)
-	d := (u-c.Pad)*W + v - c.Pad
-	clear(dst[:ilo*W])
-	clear(dst[ihi*W:])
+	d, base := (u-c.Pad)*W+v-c.Pad, i0*W
+	clear(dst[:(ilo-i0)*W])
+	clear(dst[(ihi-i0)*W:])
 	// Positions whose source would fall before 0 or past n are columns
 	// outside validCols, zeroed below.
 	if a, b := max(ilo*W, -d), min(ihi*W, n-d); a < b {
-		copy(dst[a:b], plane[a+d:b+d])
+		copy(dst[a-base:b-base], plane[a+d:b+d])
 	}
 	for i := ilo; i < ihi; i++ {
-		row := dst[i*W : (i+1)*W]
+		row := dst[(i-i0)*W : (i-i0+1)*W]
 		for j := 0; j < jlo; j++ {
 			row[j] = 0
 		}
@@ -201,19 +241,51 @@ func (c *Conv2d[T]) im2colSame(dst, plane []T, u, v int) {
 	}
 }
 
-// col2imSame adds row (ci, u, v) of ∂L/∂X_col onto channel ci's plane of
-// a same convolution, the adjoint of im2colSame: it zeroes the positions
-// of src in the padding (src is scratch) and adds the rest in one shifted
-// pass. Every element of the plane gets the same additions in the same
-// order as row by row, and adding those zeros changes no bits (the plane
-// starts at +0 and a sum that starts at +0 is never −0).
-func (c *Conv2d[T]) col2imSame(plane, src []T, u, v int) {
+// col2imChunk adds ∂L/∂X_col of output rows [i0, i1) of one image (src,
+// laid out as im2colChunk's dst) onto dx, the adjoint of im2colChunk.
+func (c *Conv2d[T]) col2imChunk(dx, src []T, i0, i1 int) {
+	wo, s := c.OutW(), c.stride()
+	nc := (i1 - i0) * wo
+	for r := 0; r < c.Cin*c.KH*c.KW; r++ {
+		ci, u, v := r/(c.KH*c.KW), r/c.KW%c.KH, r%c.KW
+		plane := dx[ci*c.H*c.W : (ci+1)*c.H*c.W]
+		g := src[r*nc : (r+1)*nc]
+		if c.same() {
+			c.col2imSame(plane, g, u, v, i0, i1)
+			continue
+		}
+		jlo, jhi := c.validCols(v, wo)
+		for i := i0; i < i1; i++ {
+			yy := i*s - c.Pad + u
+			if yy < 0 || yy >= c.H || jlo >= jhi {
+				continue
+			}
+			drow := plane[yy*c.W : (yy+1)*c.W]
+			gg := g[(i-i0)*wo+jlo : (i-i0)*wo+jhi]
+			if s == 1 {
+				addTo(drow[jlo-c.Pad+v:jhi-c.Pad+v], gg)
+				continue
+			}
+			for k, xx := 0, jlo*s-c.Pad+v; k < len(gg); k, xx = k+1, xx+s {
+				drow[xx] += gg[k]
+			}
+		}
+	}
+}
+
+// col2imSame adds output rows [i0, i1) of row (ci, u, v) of ∂L/∂X_col
+// onto channel ci's plane of a same convolution, the adjoint of
+// im2colSame: it zeroes the positions of src in the padding (src is
+// scratch) and adds the rest in one shifted pass. Adding those zeros
+// changes no bits: the plane starts at +0, and a sum that starts at +0 is
+// never −0.
+func (c *Conv2d[T]) col2imSame(plane, src []T, u, v, i0, i1 int) {
 	W, n := c.W, c.H*c.W
-	ilo, ihi := c.validRows(u)
+	ilo, ihi := c.validRows(u, i0, i1)
 	jlo, jhi := c.validCols(v, W)
-	d := (u-c.Pad)*W + v - c.Pad
+	d, base := (u-c.Pad)*W+v-c.Pad, i0*W
 	for i := ilo; i < ihi; i++ {
-		row := src[i*W : (i+1)*W]
+		row := src[(i-i0)*W : (i-i0+1)*W]
 		for j := 0; j < jlo; j++ {
 			row[j] = 0
 		}
@@ -222,7 +294,7 @@ func (c *Conv2d[T]) col2imSame(plane, src []T, u, v int) {
 		}
 	}
 	if a, b := max(ilo*W, -d), min(ihi*W, n-d); a < b {
-		addTo(plane[a+d:b+d], src[a:b])
+		addTo(plane[a+d:b+d], src[a-base:b-base])
 	}
 }
 
@@ -240,59 +312,9 @@ func (c *Conv2d[T]) validCols(v, wo int) (jlo, jhi int) {
 	return jlo, max(jlo, jhi)
 }
 
-// col2im sets dx to ∂L/∂x of one image, the adjoint of im2col applied to
-// ∂L/∂X_col. The input channels run in parallel: channel ci gathers from
-// its own KH·KW rows of X_col only, in the same order for any split.
-func (c *Conv2d[T]) col2im(dx, dcols []T) {
-	if c.im2colBody == nil {
-		c.im2colBody, c.col2imBody = c.im2colRows, c.col2imChannels
-	}
-	hw := c.OutH() * c.OutW()
-	c.arg.dx, c.arg.dcols = dx, dcols
-	c.par.run(c.Cin, convParallelMin/(hw*c.KH*c.KW), c.col2imBody)
-	c.arg.dx, c.arg.dcols = nil, nil
-}
-
-// col2imChannels clears the planes of input channels [lo, hi) of c.arg.dx
-// and adds their rows of c.arg.dcols onto them.
-func (c *Conv2d[T]) col2imChannels(_, lo, hi int) {
-	ho, wo, s := c.OutH(), c.OutW(), c.stride()
-	dx, dcols := c.arg.dx, c.arg.dcols
-	for ci := lo; ci < hi; ci++ {
-		plane := dx[ci*c.H*c.W : (ci+1)*c.H*c.W]
-		clear(plane)
-		r := ci * c.KH * c.KW
-		for u := 0; u < c.KH; u++ {
-			for v := 0; v < c.KW; v++ {
-				src := dcols[r*ho*wo : (r+1)*ho*wo]
-				r++
-				if c.same() {
-					c.col2imSame(plane, src, u, v)
-					continue
-				}
-				jlo, jhi := c.validCols(v, wo)
-				for i := 0; i < ho; i++ {
-					yy := i*s - c.Pad + u
-					if yy < 0 || yy >= c.H || jlo >= jhi {
-						continue
-					}
-					drow := plane[yy*c.W : (yy+1)*c.W]
-					g := src[i*wo+jlo : i*wo+jhi]
-					if s == 1 {
-						addTo(drow[jlo-c.Pad+v:jhi-c.Pad+v], g)
-						continue
-					}
-					for k, xx := 0, jlo*s-c.Pad+v; k < len(g); k, xx = k+1, xx+s {
-						drow[xx] += g[k]
-					}
-				}
-			}
-		}
-	}
-}
-
-// Backward accumulates ∂L/∂W += dY X_colᵀ and ∂L/∂bias += Σ dY per image and
-// returns ∂L/∂x = col2im(Wᵀ dY) (nil when NoInputGrad).
+// Backward accumulates ∂L/∂W += Σ_n dY_n X_col,nᵀ and ∂L/∂bias +=
+// Σ_n Σ_{i,j} dY_n and returns ∂L/∂x = col2im(Wᵀ dY) (nil when
+// NoInputGrad).
 func (c *Conv2d[T]) Backward(dy []T) ([]T, error) {
 	if !c.ready {
 		return nil, fmt.Errorf("model: %s: %w", c.name(), errNoForward)
@@ -304,37 +326,69 @@ func (c *Conv2d[T]) Backward(dy []T) ([]T, error) {
 	if len(c.DWeight) != len(c.Weight) || (c.Bias != nil && len(c.DBias) != len(c.Bias)) {
 		return nil, fmt.Errorf("model: %s: %w", c.name(), errNoGrad)
 	}
-	k, in := c.Cin*c.KH*c.KW, c.Cin*c.H*c.W
 	if !c.NoInputGrad {
-		c.dx = gradBuf(c.grads, c.dx, c.b*in)
-		if !c.direct() {
-			c.dcl = grow(c.dcl, k*hw)
-		}
+		c.dx = gradBuf(c.grads, c.dx, c.b*c.Cin*c.H*c.W)
 	}
-	for n := 0; n < c.b; n++ {
-		g := dy[n*c.Cout*hw : (n+1)*c.Cout*hw]
+	blocks := (c.b + convBlockImages - 1) / convBlockImages
+	c.prepare(c.par.numParts(blocks, 1), blocks)
+	c.dy = dy
+	c.par.run(blocks, 1, c.backwardBody)
+	c.dy = nil
+	for blk := range blocks {
+		addTo(c.DWeight, c.dwBlocks[blk*len(c.Weight):(blk+1)*len(c.Weight)])
 		if c.Bias != nil {
-			for o := range c.DBias {
-				c.DBias[o] += sum(g[o*hw : (o+1)*hw])
-			}
+			addTo(c.DBias, c.dbBlocks[blk*len(c.Bias):(blk+1)*len(c.Bias)])
 		}
-		cols := c.im2col(c.x[n*in : (n+1)*in])
-		gemm.Gemm(false, true, c.Cout, k, hw, 1, g, hw, cols, hw, 1, c.DWeight, k)
-		if c.NoInputGrad {
-			continue
-		}
-		dx := c.dx[n*in : (n+1)*in]
-		if c.direct() {
-			gemm.Gemm(true, false, k, hw, c.Cout, 1, c.Weight, k, g, hw, 0, dx, hw)
-			continue
-		}
-		gemm.Gemm(true, false, k, hw, c.Cout, 1, c.Weight, k, g, hw, 0, c.dcl, hw)
-		c.col2im(dx, c.dcl)
 	}
 	if c.NoInputGrad {
 		return nil, nil
 	}
 	return c.dx, nil
+}
+
+// backwardBlocks sums ∂L/∂W and ∂L/∂bias of each block of images in
+// [lo, hi) into the block's own sums, image by image and chunk by chunk
+// of output rows, and writes ∂L/∂x of its images.
+func (c *Conv2d[T]) backwardBlocks(part, lo, hi int) {
+	k, in := c.Cin*c.KH*c.KW, c.Cin*c.H*c.W
+	ho, wo := c.OutH(), c.OutW()
+	hw, rows := ho*wo, c.chunkRows()
+	for blk := lo; blk < hi; blk++ {
+		dW := c.dwBlocks[blk*len(c.Weight) : (blk+1)*len(c.Weight)]
+		db := c.dbBlocks[blk*len(c.Bias) : (blk+1)*len(c.Bias)]
+		clear(dW)
+		clear(db)
+		for n := blk * convBlockImages; n < min((blk+1)*convBlockImages, c.b); n++ {
+			g := c.dy[n*c.Cout*hw : (n+1)*c.Cout*hw]
+			for o := range db {
+				db[o] += sum(g[o*hw : (o+1)*hw])
+			}
+			x := c.x[n*in : (n+1)*in]
+			var dx []T
+			if !c.NoInputGrad {
+				dx = c.dx[n*in : (n+1)*in]
+			}
+			if c.direct() {
+				gemm.GemmSerial(false, true, c.Cout, k, hw, 1, g, hw, x, hw, 1, dW, k)
+				if dx != nil {
+					gemm.GemmSerial(true, false, k, hw, c.Cout, 1, c.Weight, k, g, hw, 0, dx, hw)
+				}
+				continue
+			}
+			clear(dx)
+			for i0 := 0; i0 < ho; i0 += rows {
+				i1 := min(i0+rows, ho)
+				nc := (i1 - i0) * wo
+				cols, dcols := c.scratch[part][:k*nc], c.scratch[part][k*nc:2*k*nc]
+				c.im2colChunk(cols, x, i0, i1)
+				gemm.GemmSerial(false, true, c.Cout, k, nc, 1, g[i0*wo:], hw, cols, nc, 1, dW, k)
+				if dx != nil {
+					gemm.GemmSerial(true, false, k, nc, c.Cout, 1, c.Weight, k, g[i0*wo:], hw, 0, dcols, nc)
+					c.col2imChunk(dx, dcols, i0, i1)
+				}
+			}
+		}
+	}
 }
 
 // fill sets every element of x to v.
