@@ -130,17 +130,7 @@ const parallelFlops = 128 * 128 * 128
 // valid operands (see Check), since the micro-kernel writes through raw
 // pointers.
 func (g *Blocked) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if err := Check(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc); err != nil {
-		panic(fmt.Sprintf("gemm: %s: %v", g.name, err))
-	}
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scale(m, n, beta, c, ldc)
-		return
-	}
-	g.sgemm(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+	g.product(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}, false)
 }
 
@@ -148,18 +138,24 @@ func (g *Blocked) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 // alone, with the same bits (the split over workers never changes the
 // order of the sums).
 func (g *Blocked) SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if err := Check(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc); err != nil {
+	g.product(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}, true)
+}
+
+// product checks the operands o (panicking if they are invalid), settles
+// the empty products and runs the rest.
+func (g *Blocked) product(o operands, serial bool) {
+	if err := Check(o.transA, o.transB, o.m, o.n, o.k, len(o.a), o.lda, len(o.b), o.ldb, len(o.c), o.ldc); err != nil {
 		panic(fmt.Sprintf("gemm: %s: %v", g.name, err))
 	}
-	if m == 0 || n == 0 {
+	if o.m == 0 || o.n == 0 {
 		return
 	}
-	if k == 0 || alpha == 0 {
-		scale(m, n, beta, c, ldc)
+	if o.k == 0 || o.alpha == 0 {
+		scale(o.m, o.n, o.beta, o.c, o.ldc)
 		return
 	}
-	g.sgemm(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}, true)
+	g.sgemm(o, serial)
 }
 
 // SgemmBias implements BiasKernel32: with the first block of the inner
