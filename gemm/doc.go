@@ -14,4 +14,10 @@
 // other CPUs and the purego build tag get gonum's pure-Go BLAS. Neither needs
 // cgo, so the binary stays static. The openblas build tag uses OpenBLAS
 // through cgo instead.
+//
+// Two variants serve the layers: GemmBias starts every row of C from a bias
+// row (a Linear layer's y = x Wᵀ + b) inside the blocked product, and
+// GemmSerial keeps a product on the calling goroutine for a layer that
+// splits its work over the cores itself. Both give the bits of the plain
+// product they stand for.
 package gemm
