@@ -43,8 +43,9 @@ type Conv2d[T gemm.Float] struct {
 
 	// Forward runs over the images, Backward over blocks of
 	// convBlockImages images, in parallel: their bodies (made once) read
-	// the operands of the call from dy; each part builds chunks of X_col
-	// in its own scratch, each block sums its ∂L/∂W and ∂L/∂bias apart.
+	// the operands of the call from x, y, dx and dy; each part builds
+	// chunks of X_col in its own scratch, each block sums its ∂L/∂W and
+	// ∂L/∂bias apart.
 	par                       parallelFor
 	forwardBody, backwardBody func(k, lo, hi int)
 	dy                        []T
