@@ -152,7 +152,11 @@ func (g *Blocked) product(o operands, serial bool) {
 		return
 	}
 	if o.k == 0 || o.alpha == 0 {
-		scale(o.m, o.n, o.beta, o.c, o.ldc)
+		if o.bias != nil {
+			setRows(o.m, o.n, o.bias, o.c, o.ldc)
+		} else {
+			scale(o.m, o.n, o.beta, o.c, o.ldc)
+		}
 		return
 	}
 	g.sgemm(o, serial)
@@ -164,22 +168,10 @@ func (g *Blocked) product(o operands, serial bool) {
 // Sgemm after a copy of bias into every row of C. It panics on invalid
 // operands, as Sgemm does, and when bias is shorter than n.
 func (g *Blocked) SgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, bias []float32, c []float32, ldc int) {
-	if err := Check(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc); err != nil {
-		panic(fmt.Sprintf("gemm: %s: %v", g.name, err))
-	}
 	if len(bias) < n {
 		panic(fmt.Sprintf("gemm: %s: bias has %d elements, want at least %d", g.name, len(bias), n))
 	}
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		for i := 0; i < m; i++ {
-			copy(c[i*ldc:i*ldc+n], bias[:n])
-		}
-		return
-	}
-	g.sgemm(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: 1,
+	g.product(operands{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: 1,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias}, false)
 }
 

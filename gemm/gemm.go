@@ -89,10 +89,15 @@ func GemmBias[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int
 			return
 		}
 	}
-	for i := 0; i < m; i++ {
-		copy(c[i*ldc:i*ldc+n], bias[:n])
-	}
+	setRows(m, n, bias, c, ldc)
 	Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, 1, c, ldc)
+}
+
+// setRows sets each of the m rows of C to the n elements of row.
+func setRows[T Float](m, n int, row, c []T, ldc int) {
+	for i := 0; i < m; i++ {
+		copy(c[i*ldc:i*ldc+n], row[:n])
+	}
 }
 
 // SerialKernel32 is a Kernel32 that can compute a product on the calling

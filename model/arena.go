@@ -82,6 +82,15 @@ func gradBuf[T gemm.Float](a *gradArena[T], own []T, n int) []T {
 	return a.take(n)
 }
 
+// arenaRef is the arena a layer writes its ∂L/∂x to (nil for none);
+// embedded, it makes the layer an arenaUser.
+type arenaRef[T gemm.Float] struct {
+	grads *gradArena[T]
+}
+
+func (r *arenaRef[T]) setArena(a *gradArena[T]) { r.grads = a }
+func (r *arenaRef[T]) arena() *gradArena[T]     { return r.grads }
+
 // arenaUser is a layer that writes its ∂L/∂x to buffers of an arena, and
 // passes the arena on to the layers it is made of.
 type arenaUser[T gemm.Float] interface {

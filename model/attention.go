@@ -56,12 +56,12 @@ type MultiHeadAttention[T gemm.Float] struct {
 	// Block is the query and key block size; 0 means AttentionBlock.
 	Block int
 
-	qkv   []T       // Q, K, V of the last Forward (InProj's output)
-	o     []T       // b·L × D, the heads' outputs side by side
-	lse   []float64 // b × H × L row log-sum-exps
-	dO    []T       // ∂L/∂O (b·L × D) of the Backward under way
-	dqkv  []T       // b·L × 3D
-	grads *gradArena[T]
+	qkv  []T       // Q, K, V of the last Forward (InProj's output)
+	o    []T       // b·L × D, the heads' outputs side by side
+	lse  []float64 // b × H × L row log-sum-exps
+	dO   []T       // ∂L/∂O (b·L × D) of the Backward under way
+	dqkv []T       // b·L × 3D
+	arenaRef[T]
 	b     int
 	ready bool
 
@@ -75,7 +75,6 @@ func (a *MultiHeadAttention[T]) setArena(g *gradArena[T]) {
 	a.InProj.setArena(g)
 	a.OutProj.setArena(g)
 }
-func (a *MultiHeadAttention[T]) arena() *gradArena[T] { return a.grads }
 
 // attentionScratch is the working space of one part of the (sequence,
 // head) pairs.

@@ -189,9 +189,9 @@ type BasicBlock[T gemm.Float] struct {
 	Main, Shortcut Layer[T]
 	Act            Layer[T]
 
-	dx    []T
-	ew    elementwise[T]
-	grads *gradArena[T]
+	dx []T
+	ew elementwise[T]
+	arenaRef[T]
 }
 
 func (r *BasicBlock[T]) setArena(a *gradArena[T]) {
@@ -200,7 +200,6 @@ func (r *BasicBlock[T]) setArena(a *gradArena[T]) {
 	useArena(r.Shortcut, a)
 	useArena(r.Act, a)
 }
-func (r *BasicBlock[T]) arena() *gradArena[T] { return r.grads }
 
 // Forward computes act(Main(x) + Shortcut(x)).
 func (r *BasicBlock[T]) Forward(x []T, b int) ([]T, error) {

@@ -37,7 +37,7 @@ type Conv2d[T gemm.Float] struct {
 
 	x     []T
 	y, dx []T
-	grads *gradArena[T]
+	arenaRef[T]
 	b     int
 	ready bool
 
@@ -52,9 +52,6 @@ type Conv2d[T gemm.Float] struct {
 	scratch                   [][]T // per part: a chunk of X_col and of ∂L/∂X_col
 	dwBlocks, dbBlocks        []T   // per block: its ∂L/∂W and ∂L/∂bias
 }
-
-func (c *Conv2d[T]) setArena(a *gradArena[T]) { c.grads = a }
-func (c *Conv2d[T]) arena() *gradArena[T]     { return c.grads }
 
 func (c *Conv2d[T]) stride() int { return max(c.Stride, 1) }
 

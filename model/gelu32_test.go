@@ -69,8 +69,8 @@ func TestGELUFast32(t *testing.T) {
 func TestGELUParallelIsSerial(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	rng := rand.New(rand.NewPCG(7, 8))
-	const minLen = geluParallelMin * geluBlock
-	for _, n := range []int{minLen - 1, 2*minLen + 77, 5*minLen + geluBlock/2 + 3} {
+	const minLen = elementwiseParallelMin
+	for _, n := range []int{minLen - 1, 2*minLen + 77, 5*minLen + elementwiseChunk/2 + 3} {
 		x, dy := make([]float32, n), make([]float32, n)
 		for i := range x {
 			x[i], dy[i] = float32(rng.NormFloat64()*3), float32(rng.NormFloat64())
@@ -106,7 +106,7 @@ func TestGELUParallelAllocatesNothing(t *testing.T) {
 		t.Skip("the race detector allocates on its own")
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	n := 4 * geluParallelMin * geluBlock
+	n := 4 * elementwiseParallelMin
 	x, dy := make([]float32, n), make([]float32, n)
 	for i := range x {
 		x[i], dy[i] = float32(i%97)/10-4, 1

@@ -35,13 +35,10 @@ type GroupNorm[T gemm.Float] struct {
 	xhat, y, dx []T
 	rstd        []float64 // b × G
 	fast        groupNorm32
-	grads       *gradArena[T]
-	b           int
-	ready, fwd  bool // fwd: the last Forward took the Fast32 path
+	arenaRef[T]
+	b          int
+	ready, fwd bool // fwd: the last Forward took the Fast32 path
 }
-
-func (l *GroupNorm[T]) setArena(a *gradArena[T]) { l.grads = a }
-func (l *GroupNorm[T]) arena() *gradArena[T]     { return l.grads }
 
 func (l *GroupNorm[T]) name() string { return fmt.Sprintf("groupnorm C=%d G=%d", l.C, l.G) }
 

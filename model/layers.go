@@ -66,12 +66,9 @@ type Linear[T gemm.Float] struct {
 	x     []T
 	b     int
 	y, dx []T
-	grads *gradArena[T]
+	arenaRef[T]
 	ready bool
 }
-
-func (l *Linear[T]) setArena(a *gradArena[T]) { l.grads = a }
-func (l *Linear[T]) arena() *gradArena[T]     { return l.grads }
 
 // linearName formats the name of a Linear layer; called only on the error path.
 type linearName struct{ in, out int }
@@ -137,12 +134,9 @@ type ReLU[T gemm.Float] struct {
 
 	y, dx []T
 	ew    elementwise[T]
-	grads *gradArena[T]
+	arenaRef[T]
 	ready bool
 }
-
-func (r *ReLU[T]) setArena(a *gradArena[T]) { r.grads = a }
-func (r *ReLU[T]) arena() *gradArena[T]     { return r.grads }
 
 // Forward computes y = max(0, x).
 func (r *ReLU[T]) Forward(x []T, b int) ([]T, error) {
@@ -178,26 +172,20 @@ func (r *ReLU[T]) Backward(dy []T) ([]T, error) {
 // φ(x) = exp(−x²/2)/√(2π).
 type GELU[T gemm.Float] struct {
 	N int
-	// Fast32 computes the float32 path in float32 with package vec's
-	// GELU kernels (see gelu32.go) rather than through math.Erf in
-	// float64; the float64 path ignores it.
+	// Fast32 computes the float32 path in float32 rather than through
+	// math.Erf in float64 (the float64 path ignores it): Forward is
+	// vec.GELU and Backward vec.GELUGrad, which recomputes Φ and φ from
+	// the x kept by Forward rather than storing them (see package vec for
+	// the approximation and its error, below 1.5 float32 ulps of
+	// max(1, |x|)), both over chunks of the elements in parallel.
 	Fast32 bool
 
 	x, y, dx []T
 	erf      []float64 // erf(x/√2) of the last Forward, for Backward
-
-	// The float32 path: the operands of the running Forward or Backward,
-	// the parallelFor that splits them and its bodies, method values
-	// made once.
-	x32, y32, dy32, dx32 []float32
-	par                  parallelFor
-	forward, backward    func(k, lo, hi int)
-	grads                *gradArena[T]
-	ready                bool
+	ew       elementwise[T]
+	arenaRef[T]
+	ready bool
 }
-
-func (g *GELU[T]) setArena(a *gradArena[T]) { g.grads = a }
-func (g *GELU[T]) arena() *gradArena[T]     { return g.grads }
 
 // Forward computes y = x Φ(x). It keeps a reference to x for Backward.
 func (g *GELU[T]) Forward(x []T, b int) ([]T, error) {
@@ -205,12 +193,8 @@ func (g *GELU[T]) Forward(x []T, b int) ([]T, error) {
 		return nil, fmt.Errorf("model: gelu: %w", err)
 	}
 	g.y = grow(g.y, len(x))
-	if x32, ok := any(x).([]float32); ok && g.Fast32 {
-		if g.forward == nil {
-			g.forward, g.backward = g.forwardBlocks, g.backwardBlocks
-		}
-		g.x32, g.y32 = x32, any(g.y).([]float32)
-		g.par.run(geluBlocks(len(x)), geluParallelMin, g.forward)
+	if _, ok := any(x).([]float32); ok && g.Fast32 {
+		g.ew.run(opGELU, g.y, x, nil)
 		g.x, g.ready = x, true
 		return g.y, nil
 	}
@@ -239,9 +223,7 @@ func (g *GELU[T]) Backward(dy []T) ([]T, error) {
 	}
 	g.dx = gradBuf(g.grads, g.dx, len(dy))
 	if _, ok := any(g.x).([]float32); ok && g.Fast32 {
-		g.dx32, g.dy32 = any(g.dx).([]float32), any(dy).([]float32)
-		g.par.run(geluBlocks(len(dy)), geluParallelMin, g.backward)
-		g.dy32 = nil // the caller's buffer
+		g.ew.run(opGELUGrad, g.dx, dy, g.x)
 		return g.dx, nil
 	}
 	const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
@@ -280,13 +262,10 @@ type LayerNorm[T gemm.Float] struct {
 	xhat, y, dx []T
 	rstd        []float64
 	fast        layerNorm32
-	grads       *gradArena[T]
-	b           int
-	ready, fwd  bool // fwd: the last Forward took the Fast32 path
+	arenaRef[T]
+	b          int
+	ready, fwd bool // fwd: the last Forward took the Fast32 path
 }
-
-func (l *LayerNorm[T]) setArena(a *gradArena[T]) { l.grads = a }
-func (l *LayerNorm[T]) arena() *gradArena[T]     { return l.grads }
 
 // Forward computes y = g ⊙ (x − μ)/√(σ² + ε) + β row by row.
 func (l *LayerNorm[T]) Forward(x []T, b int) ([]T, error) {

@@ -150,13 +150,10 @@ type ClassToken[T gemm.Float] struct {
 	C, DC []T
 
 	y, dx []T
-	grads *gradArena[T]
+	arenaRef[T]
 	b     int
 	ready bool
 }
-
-func (t *ClassToken[T]) setArena(a *gradArena[T]) { t.grads = a }
-func (t *ClassToken[T]) arena() *gradArena[T]     { return t.grads }
 
 // Forward returns the b × (L+1) × D sequences [c; x_n].
 func (t *ClassToken[T]) Forward(x []T, b int) ([]T, error) {
@@ -265,13 +262,10 @@ type MeanPool[T gemm.Float] struct {
 
 	n     []int32 // n_i of the last Forward
 	y, dx []T
-	grads *gradArena[T]
+	arenaRef[T]
 	b     int
 	ready bool
 }
-
-func (p *MeanPool[T]) setArena(a *gradArena[T]) { p.grads = a }
-func (p *MeanPool[T]) arena() *gradArena[T]     { return p.grads }
 
 // Forward returns the b × D means of all L tokens of each sequence of x
 // (b × L × D).
@@ -356,13 +350,10 @@ type PoolAt[T gemm.Float] struct {
 
 	at    []int32
 	y, dx []T
-	grads *gradArena[T]
+	arenaRef[T]
 	b     int
 	ready bool
 }
-
-func (p *PoolAt[T]) setArena(a *gradArena[T]) { p.grads = a }
-func (p *PoolAt[T]) arena() *gradArena[T]     { return p.grads }
 
 // Forward returns x[n, at[n]] for each of the b sequences of x (b × L × D).
 func (p *PoolAt[T]) Forward(x []T, at []int32, b int) ([]T, error) {
@@ -414,13 +405,10 @@ type GlobalAvgPool[T gemm.Float] struct {
 	C, S int
 
 	y, dx []T
-	grads *gradArena[T]
+	arenaRef[T]
 	b     int
 	ready bool
 }
-
-func (p *GlobalAvgPool[T]) setArena(a *gradArena[T]) { p.grads = a }
-func (p *GlobalAvgPool[T]) arena() *gradArena[T]     { return p.grads }
 
 // Forward returns the b × C channel means of x (b × C × S).
 func (p *GlobalAvgPool[T]) Forward(x []T, b int) ([]T, error) {
@@ -460,12 +448,11 @@ type Residual[T gemm.Float] struct {
 
 	y, dx []T
 	ew    elementwise[T]
-	grads *gradArena[T]
+	arenaRef[T]
 	ready bool
 }
 
 func (r *Residual[T]) setArena(a *gradArena[T]) { r.grads = a; useArena(r.F, a) }
-func (r *Residual[T]) arena() *gradArena[T]     { return r.grads }
 
 // Forward returns x + F(x).
 func (r *Residual[T]) Forward(x []T, b int) ([]T, error) {
